@@ -1,0 +1,103 @@
+#include "util/logging.h"
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+
+#include <bpf/libbpf.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace loupe::util {
+namespace {
+
+std::atomic<int> g_quiet_depth{0};
+
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+    char buffer[1024];
+    int n = std::vsnprintf(buffer, sizeof(buffer), format, args);
+    if (n < 0) return n;
+    std::string_view text(buffer, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(buffer) - 1));
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+    spdlog::level::level_enum mapped = spdlog::level::debug;
+    if (level == LIBBPF_WARN)
+        mapped = g_quiet_depth.load() > 0 ? spdlog::level::debug : spdlog::level::warn;
+    else if (level == LIBBPF_INFO)
+        mapped = spdlog::level::info;
+    spdlog::log(mapped, "libbpf: {}", text);
+    return n;
+}
+
+// One JSON object per line; the message is escaped, so a log line can never break the stream.
+class JsonFormatter final : public spdlog::formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        using namespace std::chrono;
+        const auto since_epoch = msg.time.time_since_epoch();
+        const auto secs = duration_cast<seconds>(since_epoch);
+        const auto millis = duration_cast<milliseconds>(since_epoch - secs).count();
+        std::time_t t = secs.count();
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        char stamp[32];
+        std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        const auto level = spdlog::level::to_string_view(msg.level);
+        fmt::format_to(std::back_inserter(dest),
+                       R"({{"ts":"{}.{:03d}Z","level":"{}","msg":"{}"}})", stamp, millis,
+                       std::string_view(level.data(), level.size()),
+                       json_escape(std::string_view(msg.payload.data(), msg.payload.size())));
+        dest.push_back('\n');
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<JsonFormatter>();
+    }
+};
+
+}  // namespace
+
+std::optional<LogFormat> parse_log_format(std::string_view name) {
+    if (name == "text") return LogFormat::kText;
+    if (name == "json") return LogFormat::kJson;
+    return std::nullopt;
+}
+
+std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) {
+    for (int l = spdlog::level::trace; l < spdlog::level::n_levels; ++l) {
+        const auto level = static_cast<spdlog::level::level_enum>(l);
+        const auto text = spdlog::level::to_string_view(level);
+        if (name == std::string_view(text.data(), text.size())) return level;
+    }
+    if (name == "warning") return spdlog::level::warn;
+    if (name == "error") return spdlog::level::err;
+    return std::nullopt;
+}
+
+void setup_logging(LogFormat format, spdlog::level::level_enum level) {
+    auto logger = std::make_shared<spdlog::logger>(
+        "loupe", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    if (format == LogFormat::kJson)
+        logger->set_formatter(std::make_unique<JsonFormatter>());
+    else
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+    logger->set_level(level);
+    logger->flush_on(spdlog::level::warn);
+    spdlog::set_default_logger(std::move(logger));
+    libbpf_set_print(libbpf_print);
+}
+
+QuietLibbpf::QuietLibbpf() { ++g_quiet_depth; }
+QuietLibbpf::~QuietLibbpf() { --g_quiet_depth; }
+
+std::string json_escape(std::string_view text) {
+    // nlohmann's serializer handles control characters and replaces invalid UTF-8, so nothing a
+    // message carries can break the JSON line; strip the surrounding quotes it adds.
+    const std::string quoted =
+        nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return quoted.substr(1, quoted.size() - 2);
+}
+
+}  // namespace loupe::util
