@@ -26,18 +26,21 @@ int main(int argc, char** argv) {
 
     std::string log_format = env_or("LOUPE_LOG_FORMAT", "text");
     std::string log_level = env_or("LOUPE_LOG_LEVEL", "info");
-    app.add_option("--log-format", log_format, "Log line format: text or json (env LOUPE_LOG_FORMAT)")
+    app.add_option("--log-format", log_format,
+                   "Log line format: text or json (env LOUPE_LOG_FORMAT)")
         ->check(CLI::IsMember({"text", "json"}));
     app.add_option("--log-level", log_level,
                    "trace, debug, info, warn, error, critical or off (env LOUPE_LOG_LEVEL)")
         ->check([](const std::string& v) {
-            return loupe::util::parse_log_level(v) ? std::string() : "unknown log level '" + v + "'";
+            return loupe::util::parse_log_level(v) ? std::string()
+                                                   : "unknown log level '" + v + "'";
         });
 
     bool doctor_json = false;
     auto* doctor = app.add_subcommand(
         "doctor",
-        "Probe every kernel feature loupe relies on (by loading and attaching tiny BPF programs) and "
+        "Probe every kernel feature loupe relies on (by loading and attaching tiny BPF programs) "
+        "and "
         "report what is available, what is missing and what loupe loses without it. Exits 1 only "
         "when loupe cannot capture at all. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN to "
         "mount tracefs).");

@@ -19,7 +19,7 @@ bool bpf_required() {
 }
 
 class KernelFeatures : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() { report_ = new KernelReport(probe_kernel_features()); }
     static void TearDownTestSuite() { delete report_; }
     void SetUp() override {
@@ -33,8 +33,8 @@ protected:
 KernelReport* KernelFeatures::report_ = nullptr;
 
 TEST_F(KernelFeatures, EveryFeatureIsReportedWithDetail) {
-    for (const char* id : {"bpf", "btf", "tracefs", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "uprobe",
-                           "kprobe", "fentry", "perf_event", "cgroup_v2"}) {
+    for (const char* id : {"bpf", "btf", "tracefs", "ringbuf", "tracepoint", "raw_tp", "tp_btf",
+                           "uprobe", "kprobe", "fentry", "perf_event", "cgroup_v2"}) {
         const FeatureReport* f = report_->find(id);
         ASSERT_NE(f, nullptr) << id;
         EXPECT_FALSE(f->detail.empty()) << id;
@@ -81,7 +81,8 @@ TEST_F(KernelFeatures, ProbingAgainIsIdempotent) {
     const KernelReport again = probe_kernel_features();
     ASSERT_EQ(again.features.size(), report_->features.size());
     for (std::size_t i = 0; i < again.features.size(); ++i)
-        EXPECT_EQ(again.features[i].available, report_->features[i].available) << again.features[i].id;
+        EXPECT_EQ(again.features[i].available, report_->features[i].available)
+            << again.features[i].id;
 }
 
 }  // namespace

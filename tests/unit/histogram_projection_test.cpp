@@ -9,9 +9,12 @@ namespace {
 
 TEST(HistogramProjection, CumulativeCountsAtBounds) {
     LogSketch s;
-    for (int i = 0; i < 1000; ++i) s.insert(3'000'000);    // 3 ms
-    for (int i = 0; i < 500; ++i) s.insert(30'000'000);    // 30 ms
-    for (int i = 0; i < 10; ++i) s.insert(20'000'000'000); // 20 s, above every bound
+    for (int i = 0; i < 1000; ++i)
+        s.insert(3'000'000);  // 3 ms
+    for (int i = 0; i < 500; ++i)
+        s.insert(30'000'000);  // 30 ms
+    for (int i = 0; i < 10; ++i)
+        s.insert(20'000'000'000);  // 20 s, above every bound
     const double bounds[] = {0.005, 0.025, 0.05, 10.0};
     const auto counts = project_cumulative(s, bounds);
     ASSERT_EQ(counts.size(), 5u);
@@ -32,7 +35,8 @@ TEST(HistogramProjection, MatchesExactCountsAwayFromBounds) {
     for (int i = 0; i < 100'000; ++i) {
         const double v = dist(rng);
         bool near_bound = false;
-        for (double b : bounds) near_bound |= std::abs(v - b) / b < 0.01;
+        for (double b : bounds)
+            near_bound |= std::abs(v - b) / b < 0.01;
         if (near_bound) continue;
         s.insert_seconds(v);
         for (std::size_t b = 0; b < bounds.size(); ++b)

@@ -28,21 +28,24 @@ std::uint64_t to_ns(double seconds) {
 
 void expect_accurate(std::vector<std::uint64_t> data, const std::string& name) {
     LogSketch sketch;
-    for (auto v : data) sketch.insert(v);
+    for (auto v : data)
+        sketch.insert(v);
     std::sort(data.begin(), data.end());
     ASSERT_EQ(sketch.count(), data.size());
     for (double q : kQuantiles) {
         const double exact = static_cast<double>(exact_quantile(data, q));
         const double estimate = sketch.quantile_ns(q);
         const double relative = std::abs(estimate - exact) / exact;
-        EXPECT_LE(relative, 0.01) << name << " q=" << q << " exact=" << exact << " estimate=" << estimate;
+        EXPECT_LE(relative, 0.01) << name << " q=" << q << " exact=" << exact
+                                  << " estimate=" << estimate;
         // The sketch's own, tighter bound (plus rounding slack).
         EXPECT_LE(relative, LogSketch::relative_error() + 1e-9) << name << " q=" << q;
     }
     EXPECT_EQ(sketch.min_ns(), data.front());
     EXPECT_EQ(sketch.max_ns(), data.back());
     std::uint64_t sum = 0;
-    for (auto v : data) sum += v;
+    for (auto v : data)
+        sum += v;
     EXPECT_EQ(sketch.sum_ns(), sum);
 }
 
@@ -50,7 +53,8 @@ TEST(LogSketchAccuracy, Uniform) {
     std::mt19937_64 rng(1);
     std::uniform_real_distribution<double> dist(0.001, 1.0);
     std::vector<std::uint64_t> data(kSamples);
-    for (auto& v : data) v = to_ns(dist(rng));
+    for (auto& v : data)
+        v = to_ns(dist(rng));
     expect_accurate(std::move(data), "uniform 1ms-1s");
 }
 
@@ -58,7 +62,8 @@ TEST(LogSketchAccuracy, LogNormal) {
     std::mt19937_64 rng(2);
     std::lognormal_distribution<double> dist(std::log(0.020), 1.0);  // median 20 ms
     std::vector<std::uint64_t> data(kSamples);
-    for (auto& v : data) v = to_ns(dist(rng));
+    for (auto& v : data)
+        v = to_ns(dist(rng));
     expect_accurate(std::move(data), "lognormal");
 }
 
@@ -67,7 +72,8 @@ TEST(LogSketchAccuracy, ParetoHeavyTail) {
     std::uniform_real_distribution<double> u(0.0, 1.0);
     const double xm = 0.001, alpha = 1.2;  // 1 ms scale; the 0.999 quantile is ~300 ms
     std::vector<std::uint64_t> data(kSamples);
-    for (auto& v : data) v = to_ns(xm / std::pow(1.0 - u(rng), 1.0 / alpha));
+    for (auto& v : data)
+        v = to_ns(xm / std::pow(1.0 - u(rng), 1.0 / alpha));
     expect_accurate(std::move(data), "pareto");
 }
 
@@ -76,15 +82,18 @@ TEST(LogSketchAccuracy, Bimodal) {
     std::normal_distribution<double> fast(0.005, 0.0005), slow(0.200, 0.020);
     std::bernoulli_distribution coin(0.5);
     std::vector<std::uint64_t> data(kSamples);
-    for (auto& v : data) v = to_ns(coin(rng) ? fast(rng) : slow(rng));
+    for (auto& v : data)
+        v = to_ns(coin(rng) ? fast(rng) : slow(rng));
     expect_accurate(std::move(data), "bimodal");
 }
 
 TEST(LogSketchAccuracy, Constant) {
     std::vector<std::uint64_t> data(kSamples, 42'000'000);
     LogSketch sketch;
-    for (auto v : data) sketch.insert(v);
-    for (double q : kQuantiles) EXPECT_EQ(sketch.quantile_ns(q), 42'000'000.0) << q;
+    for (auto v : data)
+        sketch.insert(v);
+    for (double q : kQuantiles)
+        EXPECT_EQ(sketch.quantile_ns(q), 42'000'000.0) << q;
     expect_accurate(std::move(data), "constant");
 }
 
@@ -93,7 +102,8 @@ TEST(LogSketchAccuracy, SpansWholeClampRange) {
     std::mt19937_64 rng(5);
     std::uniform_real_distribution<double> exponent(std::log(1e-6), std::log(3600.0));
     std::vector<std::uint64_t> data(kSamples);
-    for (auto& v : data) v = std::clamp<std::uint64_t>(to_ns(std::exp(exponent(rng))), 1'000, 3'600'000'000'000);
+    for (auto& v : data)
+        v = std::clamp<std::uint64_t>(to_ns(std::exp(exponent(rng))), 1'000, 3'600'000'000'000);
     expect_accurate(std::move(data), "log-uniform 1us-1h");
 }
 
@@ -103,7 +113,8 @@ TEST(LogSketchBuckets, IndexMatchesLogarithm) {
     for (int i = 0; i < 200'000; ++i) {
         const std::uint64_t v = (rng() >> shift(rng)) | 1;
         const int index = LogSketch::bucket_index(v);
-        const long double exact = std::log2(static_cast<long double>(v)) * LogSketch::kBucketsPerOctave;
+        const long double exact =
+            std::log2(static_cast<long double>(v)) * LogSketch::kBucketsPerOctave;
         // Exactly floor(log2(v) * 64), except within rounding distance of an edge.
         if (std::abs(exact - std::round(exact)) > 1e-9L) {
             ASSERT_EQ(index, static_cast<int>(std::floor(exact))) << v;
@@ -147,7 +158,8 @@ TEST(LogSketchMerge, EqualsInsertAll) {
         parts[i % 8].insert(v);
     }
     LogSketch merged;
-    for (const auto& p : parts) merged.merge(p);
+    for (const auto& p : parts)
+        merged.merge(p);
     EXPECT_EQ(buckets_of(merged), buckets_of(all));
     EXPECT_EQ(merged.count(), all.count());
     EXPECT_EQ(merged.sum_ns(), all.sum_ns());
@@ -155,7 +167,8 @@ TEST(LogSketchMerge, EqualsInsertAll) {
     EXPECT_EQ(merged.max_ns(), all.max_ns());
     EXPECT_EQ(merged.underflow_count(), all.underflow_count());
     EXPECT_EQ(merged.overflow_count(), all.overflow_count());
-    for (double q : kQuantiles) EXPECT_EQ(merged.quantile_ns(q), all.quantile_ns(q)) << q;
+    for (double q : kQuantiles)
+        EXPECT_EQ(merged.quantile_ns(q), all.quantile_ns(q)) << q;
 }
 
 TEST(LogSketchMerge, WithEmptyIsIdentity) {
@@ -216,7 +229,8 @@ TEST(LogSketchEdges, HugeValuesAreClampedAndSumSaturates) {
 
 TEST(LogSketchEdges, QuantileArgumentOutOfRange) {
     LogSketch s;
-    for (std::uint64_t v = 1; v <= 100; ++v) s.insert(v * 1'000'000);
+    for (std::uint64_t v = 1; v <= 100; ++v)
+        s.insert(v * 1'000'000);
     EXPECT_EQ(s.quantile_ns(-3), 1'000'000.0);
     EXPECT_EQ(s.quantile_ns(0), 1'000'000.0);
     EXPECT_EQ(s.quantile_ns(1), 100'000'000.0);
@@ -226,7 +240,8 @@ TEST(LogSketchEdges, QuantileArgumentOutOfRange) {
 
 TEST(LogSketchEdges, ClearKeepsNothingButAllocation) {
     LogSketch s;
-    for (int i = 0; i < 1000; ++i) s.insert(1'000'000 + i * 1000);
+    for (int i = 0; i < 1000; ++i)
+        s.insert(1'000'000 + i * 1000);
     const auto bytes = s.memory_bytes();
     s.clear();
     EXPECT_TRUE(s.empty());
@@ -244,14 +259,16 @@ TEST(LogSketchMemory, TypicalSpanFitsInEightKilobytes) {
     LogSketch s;
     s.insert(100'000);
     s.insert(10'000'000'000);
-    for (int i = 0; i < 100'000; ++i) s.insert(to_ns(std::exp(exponent(rng))));
+    for (int i = 0; i < 100'000; ++i)
+        s.insert(to_ns(std::exp(exponent(rng))));
     EXPECT_LE(s.memory_bytes(), 8u * 1024u);
 }
 
 TEST(LogSketchMemory, BoundedWhateverTheInput) {
     LogSketch s;
     std::mt19937_64 rng(9);
-    for (int i = 0; i < 100'000; ++i) s.insert(rng() >> (rng() % 64));
+    for (int i = 0; i < 100'000; ++i)
+        s.insert(rng() >> (rng() % 64));
     EXPECT_LE(s.memory_bytes(), sizeof(LogSketch) + LogSketch::kMaxBuckets * sizeof(std::uint32_t));
     EXPECT_LE(LogSketch::kMaxBuckets * sizeof(std::uint32_t), 8192u);
 }

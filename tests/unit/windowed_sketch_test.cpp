@@ -46,7 +46,8 @@ TEST(WindowedSketch, WindowsAreExactMergesOfSlices) {
 TEST(WindowedSketch, OldSlicesLeaveTheWindow) {
     WindowedSketch w(seconds(10), 30);
     FakeClock clock;
-    for (int i = 0; i < 100; ++i) w.insert(5'000'000, clock.now + seconds(i % 10));  // epoch 0
+    for (int i = 0; i < 100; ++i)
+        w.insert(5'000'000, clock.now + seconds(i % 10));  // epoch 0
     EXPECT_EQ(w.window(minutes(1), seconds(5)).count(), 100u);
     EXPECT_EQ(w.window(minutes(1), seconds(59)).count(), 100u);  // epochs 0..5
     EXPECT_EQ(w.window(minutes(1), seconds(60)).count(), 0u);    // epochs 1..6
@@ -58,8 +59,8 @@ TEST(WindowedSketch, OldSlicesLeaveTheWindow) {
 
 TEST(WindowedSketch, RecycledSlotStartsEmpty) {
     WindowedSketch w(seconds(10), 6);
-    w.insert(1'000'000, seconds(0));                          // epoch 0, slot 0
-    w.insert(2'000'000, seconds(60));                         // epoch 6, slot 0 again
+    w.insert(1'000'000, seconds(0));                           // epoch 0, slot 0
+    w.insert(2'000'000, seconds(60));                          // epoch 6, slot 0 again
     const LogSketch one = w.window(seconds(60), seconds(60));  // epochs 1..6
     EXPECT_EQ(one.count(), 1u);
     EXPECT_EQ(one.min_ns(), 2'000'000u);
@@ -70,7 +71,7 @@ TEST(WindowedSketch, LateValuesAreCountedNotMisfiled) {
     w.insert(1'000'000, seconds(100));  // epoch 10
     w.insert(1'000'000, seconds(45));   // epoch 4: older than the ring (5..10)
     EXPECT_EQ(w.late_count(), 1u);
-    w.insert(1'000'000, seconds(55));   // epoch 5: still in the ring
+    w.insert(1'000'000, seconds(55));  // epoch 5: still in the ring
     EXPECT_EQ(w.late_count(), 1u);
     EXPECT_EQ(w.window(seconds(60), seconds(100)).count(), 2u);
     EXPECT_EQ(w.window(seconds(10), seconds(100)).count(), 1u);
@@ -78,7 +79,8 @@ TEST(WindowedSketch, LateValuesAreCountedNotMisfiled) {
 
 TEST(WindowedSketch, SpanLongerThanRingIsClamped) {
     WindowedSketch w(seconds(10), 6);
-    for (int s = 0; s < 120; s += 10) w.insert(3'000'000, seconds(s));
+    for (int s = 0; s < 120; s += 10)
+        w.insert(3'000'000, seconds(s));
     EXPECT_EQ(w.window(minutes(60), seconds(119)).count(), 6u);
     EXPECT_EQ(w.window(Nanos(0), seconds(119)).count(), 1u);  // at least the current slice
 }

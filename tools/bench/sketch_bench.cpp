@@ -1,4 +1,5 @@
-// Hot paths of the quantile sketch. Run: build/tools/bench/loupe_benchmarks (see docs/BENCHMARKS.md).
+// Hot paths of the quantile sketch. Run: build/tools/bench/loupe_benchmarks (see
+// docs/BENCHMARKS.md).
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -18,7 +19,8 @@ std::vector<std::uint64_t> latencies(std::size_t n) {
     std::mt19937_64 rng(42);
     std::lognormal_distribution<double> dist(std::log(0.020), 1.2);
     std::vector<std::uint64_t> out(n);
-    for (auto& v : out) v = static_cast<std::uint64_t>(dist(rng) * 1e9);
+    for (auto& v : out)
+        v = static_cast<std::uint64_t>(dist(rng) * 1e9);
     return out;
 }
 
@@ -50,7 +52,8 @@ BENCHMARK(BM_WindowedInsert);
 void BM_SketchMerge(benchmark::State& state) {
     const auto data = latencies(100'000);
     LogSketch source;
-    for (auto v : data) source.insert(v);
+    for (auto v : data)
+        source.insert(v);
     LogSketch target;
     for (auto _ : state) {
         target.clear();
@@ -64,7 +67,8 @@ BENCHMARK(BM_SketchMerge);
 void BM_SketchQuantile(benchmark::State& state) {
     const auto data = latencies(100'000);
     LogSketch sketch;
-    for (auto v : data) sketch.insert(v);
+    for (auto v : data)
+        sketch.insert(v);
     for (auto _ : state) {
         benchmark::DoNotOptimize(sketch.quantile_ns(0.99));
     }

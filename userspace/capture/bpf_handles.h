@@ -28,7 +28,7 @@ using SkeletonPtr = std::unique_ptr<Skeleton, FnDeleter<Destroy>>;
 
 // A file descriptor closed on destruction.
 class UniqueFd {
-public:
+  public:
     UniqueFd() noexcept = default;
     explicit UniqueFd(int fd) noexcept : fd_(fd) {}
     UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -47,7 +47,7 @@ public:
         fd_ = fd;
     }
 
-private:
+  private:
     int fd_ = -1;
 };
 

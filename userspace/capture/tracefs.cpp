@@ -30,7 +30,8 @@ TracefsStatus ensure_tracefs() {
         }
     }
     if (::mount("tracefs", kTracefs, "tracefs", 0, nullptr) != 0) {
-        status.error = std::string("cannot mount tracefs at ") + kTracefs + ": " + std::strerror(errno);
+        status.error =
+            std::string("cannot mount tracefs at ") + kTracefs + ": " + std::strerror(errno);
         return status;
     }
     status.available = has_events(kTracefs);

@@ -10,14 +10,17 @@ namespace loupe::doctor {
 void print_text(const KernelReport& report, std::ostream& out) {
     out << "loupe doctor: kernel " << report.kernel_release << "\n\n";
     for (const auto& f : report.features) {
-        out << fmt::format("  {:<9} {:<11} {}\n", f.available ? "[ok]" : "[missing]", f.id, f.title);
+        out << fmt::format("  {:<9} {:<11} {}\n", f.available ? "[ok]" : "[missing]", f.id,
+                           f.title);
         out << fmt::format("  {:<21} {}\n", "", f.detail);
         if (!f.available)
-            out << fmt::format("  {:<21} without it: {}{}\n", "", f.impact, f.essential ? " (essential)" : "");
+            out << fmt::format("  {:<21} without it: {}{}\n", "", f.impact,
+                               f.essential ? " (essential)" : "");
     }
     out << '\n'
-        << (report.usable() ? "loupe can run on this kernel.\n"
-                            : "loupe cannot capture on this kernel: an essential feature is missing.\n");
+        << (report.usable()
+                ? "loupe can run on this kernel.\n"
+                : "loupe cannot capture on this kernel: an essential feature is missing.\n");
 }
 
 void print_json(const KernelReport& report, std::ostream& out) {

@@ -61,7 +61,8 @@ std::string errno_text(int err) {
 }
 
 void trigger_syscall() {
-    for (int i = 0; i < 3; ++i) ::syscall(SYS_getppid);
+    for (int i = 0; i < 3; ++i)
+        ::syscall(SYS_getppid);
 }
 
 struct ProbeResult {
@@ -90,9 +91,11 @@ ProbeResult run_program_probe(const char* program_name, loupe_doctor_probe probe
     if (!selected) return {false, std::string("program ") + program_name + " missing from object"};
     skel->rodata->target_tgid = static_cast<__u32>(::getpid());
     if (prepare) {
-        if (int err = prepare(*skel, selected); err != 0) return {false, "prepare: " + errno_text(err)};
+        if (int err = prepare(*skel, selected); err != 0)
+            return {false, "prepare: " + errno_text(err)};
     }
-    if (int err = doctor_probes__load(skel.get()); err != 0) return {false, "load refused: " + errno_text(err)};
+    if (int err = doctor_probes__load(skel.get()); err != 0)
+        return {false, "load refused: " + errno_text(err)};
     errno = 0;
     BpfLinkPtr link = attach(*skel, selected);
     if (!link) return {false, "attach refused: " + errno_text(errno ? errno : EINVAL)};
@@ -117,12 +120,14 @@ FeatureReport make(const char* id, const char* title, bool essential, const char
 }
 
 FeatureReport probe_bpf_syscall() {
-    auto r = make("bpf", "BPF programs (bpf syscall)", true,
-                  "everything: loupe captures nothing without BPF (needs root or CAP_BPF+CAP_PERFMON)");
+    auto r =
+        make("bpf", "BPF programs (bpf syscall)", true,
+             "everything: loupe captures nothing without BPF (needs root or CAP_BPF+CAP_PERFMON)");
     const int ret = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_TRACEPOINT, nullptr);
     r.available = ret == 1;
-    r.detail = r.available ? "tracing programs can be loaded"
-                           : (ret < 0 ? errno_text(ret) : std::string("program type not supported"));
+    r.detail = r.available
+                   ? "tracing programs can be loaded"
+                   : (ret < 0 ? errno_text(ret) : std::string("program type not supported"));
     return r;
 }
 
@@ -144,9 +149,9 @@ FeatureReport probe_tracefs(const capture::TracefsStatus& tracefs) {
     auto r = make("tracefs", "tracefs", false,
                   "tracepoints cannot be attached (raw_tp and tp_btf still work)");
     r.available = tracefs.available;
-    r.detail = tracefs.available
-                   ? tracefs.path + (tracefs.mounted_by_us ? " (mounted by loupe)" : " (already mounted)")
-                   : tracefs.error;
+    r.detail = tracefs.available ? tracefs.path + (tracefs.mounted_by_us ? " (mounted by loupe)"
+                                                                         : " (already mounted)")
+                                 : tracefs.error;
     return r;
 }
 
@@ -168,8 +173,9 @@ int drain_doctor_events(doctor_probes& skel) {
 // The tracepoint probe also emits one ring-buffer record per hit, so one run answers both.
 std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
     const capture::TracefsStatus& tracefs) {
-    auto tp = make("tracepoint", "tracepoints (syscalls:*, sock:*, tcp:*, sched:*, block:*)", false,
-                   "per-syscall hooks: capture falls back to raw_tp/tp_btf on every syscall (more overhead)");
+    auto tp = make(
+        "tracepoint", "tracepoints (syscalls:*, sock:*, tcp:*, sched:*, block:*)", false,
+        "per-syscall hooks: capture falls back to raw_tp/tp_btf on every syscall (more overhead)");
     auto ring = make("ringbuf", "BPF ring buffer", true,
                      "everything: events cannot reach user space without it (kernel >= 5.8)");
     {
@@ -187,9 +193,9 @@ std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
         return {tp, ring};
     }
     int delivered = 0;
-    const auto res = run_program_probe("probe_tracepoint", LOUPE_PROBE_TRACEPOINT, nullptr,
-                                       attach_default, trigger_syscall,
-                                       [&](doctor_probes& skel) { delivered = drain_doctor_events(skel); });
+    const auto res = run_program_probe(
+        "probe_tracepoint", LOUPE_PROBE_TRACEPOINT, nullptr, attach_default, trigger_syscall,
+        [&](doctor_probes& skel) { delivered = drain_doctor_events(skel); });
     tp.available = res.ok;
     tp.detail = "syscalls:sys_enter_getppid " + res.detail;
     if (res.ok) {
@@ -203,8 +209,8 @@ std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
 FeatureReport probe_raw_tp() {
     auto r = make("raw_tp", "raw tracepoints (raw_tp)", false,
                   "fallback syscall hook when tracepoints cannot attach");
-    const auto res =
-        run_program_probe("probe_raw_tp", LOUPE_PROBE_RAW_TP, nullptr, attach_default, trigger_syscall);
+    const auto res = run_program_probe("probe_raw_tp", LOUPE_PROBE_RAW_TP, nullptr, attach_default,
+                                       trigger_syscall);
     r.available = res.ok;
     r.detail = "sys_enter " + res.detail;
     return r;
@@ -213,8 +219,8 @@ FeatureReport probe_raw_tp() {
 FeatureReport probe_tp_btf() {
     auto r = make("tp_btf", "BTF-typed tracepoints (tp_btf)", false,
                   "typed raw tracepoints; raw_tp is used instead");
-    const auto res =
-        run_program_probe("probe_tp_btf", LOUPE_PROBE_TP_BTF, nullptr, attach_default, trigger_syscall);
+    const auto res = run_program_probe("probe_tp_btf", LOUPE_PROBE_TP_BTF, nullptr, attach_default,
+                                       trigger_syscall);
     r.available = res.ok;
     r.detail = "sys_enter " + res.detail;
     return r;
@@ -233,13 +239,16 @@ FeatureReport probe_uprobe() {
     const std::string binary(exe);
     auto attach = [&binary](doctor_probes&, bpf_program* prog) {
         LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = "loupe_doctor_uprobe_target");
-        return BpfLinkPtr(bpf_program__attach_uprobe_opts(prog, ::getpid(), binary.c_str(), 0, &opts));
+        return BpfLinkPtr(
+            bpf_program__attach_uprobe_opts(prog, ::getpid(), binary.c_str(), 0, &opts));
     };
     auto trigger = [] {
         volatile int sink = 0;
-        for (int i = 0; i < 3; ++i) sink = loupe_doctor_uprobe_target(sink);
+        for (int i = 0; i < 3; ++i)
+            sink = loupe_doctor_uprobe_target(sink);
     };
-    const auto res = run_program_probe("probe_uprobe", LOUPE_PROBE_UPROBE, nullptr, attach, trigger);
+    const auto res =
+        run_program_probe("probe_uprobe", LOUPE_PROBE_UPROBE, nullptr, attach, trigger);
     r.available = res.ok;
     r.detail = res.detail;
     return r;
@@ -252,7 +261,8 @@ FeatureReport probe_kprobe() {
     auto attach = [&target](doctor_probes&, bpf_program* prog) {
         return BpfLinkPtr(bpf_program__attach_kprobe(prog, false, target.c_str()));
     };
-    const auto res = run_program_probe("probe_kprobe", LOUPE_PROBE_KPROBE, nullptr, attach, trigger_syscall);
+    const auto res =
+        run_program_probe("probe_kprobe", LOUPE_PROBE_KPROBE, nullptr, attach, trigger_syscall);
     r.available = res.ok;
     r.detail = target + ": " + res.detail;
     if (!res.ok && ::access("/sys/bus/event_source/devices/kprobe", F_OK) != 0)
@@ -267,15 +277,16 @@ FeatureReport probe_fentry() {
     auto prepare = [&target](doctor_probes&, bpf_program* prog) {
         return bpf_program__set_attach_target(prog, 0, target.c_str());
     };
-    const auto res =
-        run_program_probe("probe_fentry", LOUPE_PROBE_FENTRY, prepare, attach_default, trigger_syscall);
+    const auto res = run_program_probe("probe_fentry", LOUPE_PROBE_FENTRY, prepare, attach_default,
+                                       trigger_syscall);
     r.available = res.ok;
     r.detail = target + ": " + res.detail;
     return r;
 }
 
 int perf_event_open(perf_event_attr* attr, pid_t pid, int cpu) {
-    return static_cast<int>(::syscall(SYS_perf_event_open, attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC));
+    return static_cast<int>(
+        ::syscall(SYS_perf_event_open, attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC));
 }
 
 bool hardware_counters_available() {
@@ -308,9 +319,11 @@ FeatureReport probe_perf_event() {
     auto spin = [] {
         const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
         volatile std::uint64_t x = 0;
-        while (std::chrono::steady_clock::now() < until) x = x + 1;
+        while (std::chrono::steady_clock::now() < until)
+            x = x + 1;
     };
-    const auto res = run_program_probe("probe_perf_event", LOUPE_PROBE_PERF_EVENT, nullptr, attach, spin);
+    const auto res =
+        run_program_probe("probe_perf_event", LOUPE_PROBE_PERF_EVENT, nullptr, attach, spin);
     r.available = res.ok;
     r.detail = "software cpu-clock " + res.detail +
                (hardware_counters_available() ? "; hardware counters available"
@@ -319,8 +332,9 @@ FeatureReport probe_perf_event() {
 }
 
 FeatureReport probe_cgroup_v2() {
-    auto r = make("cgroup_v2", "cgroup v2", false,
-                  "attribution of processes to containers via cgroup v2 ids (v1 paths are used instead)");
+    auto r = make(
+        "cgroup_v2", "cgroup v2", false,
+        "attribution of processes to containers via cgroup v2 ids (v1 paths are used instead)");
     std::ifstream mountinfo("/proc/self/mountinfo");
     std::string line;
     std::vector<std::string> mounts;
@@ -343,8 +357,10 @@ FeatureReport probe_cgroup_v2() {
         r.detail = "no cgroup2 mount found";
         return r;
     }
-    const bool unified_only = std::find(mounts.begin(), mounts.end(), "/sys/fs/cgroup") != mounts.end();
-    r.detail = "mounted at " + mounts.front() + (unified_only ? " (unified hierarchy)" : " (hybrid with v1 controllers)");
+    const bool unified_only =
+        std::find(mounts.begin(), mounts.end(), "/sys/fs/cgroup") != mounts.end();
+    r.detail = "mounted at " + mounts.front() +
+               (unified_only ? " (unified hierarchy)" : " (hybrid with v1 controllers)");
     return r;
 }
 
@@ -362,8 +378,9 @@ bool KernelReport::available(const std::string& id) const {
 }
 
 bool KernelReport::usable() const {
-    const bool essentials = std::all_of(features.begin(), features.end(),
-                                        [](const FeatureReport& f) { return !f.essential || f.available; });
+    const bool essentials =
+        std::all_of(features.begin(), features.end(),
+                    [](const FeatureReport& f) { return !f.essential || f.available; });
     return essentials && (available("tracepoint") || available("raw_tp") || available("tp_btf"));
 }
 

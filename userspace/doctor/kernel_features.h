@@ -8,12 +8,12 @@
 namespace loupe::doctor {
 
 struct FeatureReport {
-    std::string id;           // stable key, e.g. "tracepoint"
-    std::string title;        // human name
+    std::string id;     // stable key, e.g. "tracepoint"
+    std::string title;  // human name
     bool available = false;
-    std::string detail;       // what was found, or why it failed (errno text)
-    std::string impact;       // what loupe loses without it
-    bool essential = false;   // loupe cannot capture anything without it
+    std::string detail;      // what was found, or why it failed (errno text)
+    std::string impact;      // what loupe loses without it
+    bool essential = false;  // loupe cannot capture anything without it
 };
 
 struct KernelReport {

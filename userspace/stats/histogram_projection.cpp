@@ -23,7 +23,8 @@ std::vector<std::uint64_t> project_cumulative(const LogSketch& sketch,
             ++bound;
         cumulative[bound] += count;
     });
-    for (std::size_t i = 1; i < cumulative.size(); ++i) cumulative[i] += cumulative[i - 1];
+    for (std::size_t i = 1; i < cumulative.size(); ++i)
+        cumulative[i] += cumulative[i - 1];
     // +Inf is the exact count even if a bucket counter ever saturated.
     cumulative.back() = sketch.count();
     return cumulative;

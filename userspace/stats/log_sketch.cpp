@@ -29,9 +29,11 @@ MantissaTables make_tables() {
             std::exp2l(static_cast<long double>(k) / LogSketch::kBucketsPerOctave) * kQ63);
     t.edge[LogSketch::kBucketsPerOctave] = ~std::uint64_t{0};
     for (int c = 0; c < kCells; ++c) {
-        const std::uint64_t cell_low = (std::uint64_t{1} << 63) | (std::uint64_t(c) << (63 - kCellBits));
+        const std::uint64_t cell_low =
+            (std::uint64_t{1} << 63) | (std::uint64_t(c) << (63 - kCellBits));
         int k = 0;
-        while (cell_low > t.edge[k + 1]) ++k;
+        while (cell_low > t.edge[k + 1])
+            ++k;
         t.first_bucket[c] = static_cast<std::uint8_t>(k);
     }
     return t;
@@ -154,7 +156,8 @@ void LogSketch::merge(const LogSketch& other) noexcept {
         ensure_covers(lo, hi);
         for (int index = lo; index <= hi; ++index) {
             std::uint32_t& mine = counts_[static_cast<std::size_t>(index - offset_)];
-            const std::uint32_t theirs = other.counts_[static_cast<std::size_t>(index - other.offset_)];
+            const std::uint32_t theirs =
+                other.counts_[static_cast<std::size_t>(index - other.offset_)];
             std::uint32_t sum;
             mine = __builtin_add_overflow(mine, theirs, &sum) ? ~std::uint32_t{0} : sum;
         }

@@ -23,7 +23,7 @@ namespace loupe::stats {
 //    rule for extremely wide distributions: nothing is ever collapsed, accuracy never degrades.
 //  - a bucket counter saturates at 2^32-1 instead of wrapping.
 class LogSketch {
-public:
+  public:
     static constexpr int kScale = 6;
     static constexpr int kBucketsPerOctave = 1 << kScale;
     static constexpr std::uint64_t kMinValueNs = 1'000;              // 1 us
@@ -75,7 +75,7 @@ public:
     // Bytes owned by this sketch (object plus bucket array capacity).
     std::size_t memory_bytes() const noexcept;
 
-private:
+  private:
     void ensure_covers(int lo_index, int hi_index);
 
     std::vector<std::uint32_t> counts_;  // counts_[i] belongs to bucket offset_ + i

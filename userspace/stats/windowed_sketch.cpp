@@ -5,7 +5,8 @@
 namespace loupe::stats {
 
 WindowedSketch::WindowedSketch(Nanos slice_width, std::size_t slice_count)
-    : slice_width_(std::max(slice_width, Nanos{1})), slices_(std::max<std::size_t>(slice_count, 1)) {}
+    : slice_width_(std::max(slice_width, Nanos{1})),
+      slices_(std::max<std::size_t>(slice_count, 1)) {}
 
 void WindowedSketch::insert(std::uint64_t value_ns, Nanos now) noexcept {
     const std::int64_t epoch = epoch_of(now);
@@ -50,7 +51,8 @@ bool WindowedSketch::idle(Nanos now) const noexcept {
 
 std::size_t WindowedSketch::memory_bytes() const noexcept {
     std::size_t bytes = sizeof(*this);
-    for (const Slice& slice : slices_) bytes += slice.sketch.memory_bytes() - sizeof(LogSketch) + sizeof(Slice);
+    for (const Slice& slice : slices_)
+        bytes += slice.sketch.memory_bytes() - sizeof(LogSketch) + sizeof(Slice);
     return bytes;
 }
 

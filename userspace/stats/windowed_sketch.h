@@ -16,11 +16,12 @@ namespace loupe::stats {
 // Time is passed in by the caller (kernel monotonic nanoseconds in the agent, a fake clock in
 // tests), so rotation is deterministic and needs no timer.
 class WindowedSketch {
-public:
+  public:
     using Nanos = std::chrono::nanoseconds;
 
     // slice_count * slice_width is the longest window this series can answer.
-    explicit WindowedSketch(Nanos slice_width = std::chrono::seconds(10), std::size_t slice_count = 30);
+    explicit WindowedSketch(Nanos slice_width = std::chrono::seconds(10),
+                            std::size_t slice_count = 30);
 
     // A value stamped older than the oldest slice still kept is dropped and counted in
     // late_count(); time going backwards within the kept range lands in the right slice.
@@ -38,7 +39,7 @@ public:
     bool idle(Nanos now) const noexcept;
     std::size_t memory_bytes() const noexcept;
 
-private:
+  private:
     struct Slice {
         std::int64_t epoch = -1;  // now / slice_width of the data it holds; -1 = never used
         LogSketch sketch;

@@ -21,8 +21,10 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
     char buffer[1024];
     int n = std::vsnprintf(buffer, sizeof(buffer), format, args);
     if (n < 0) return n;
-    std::string_view text(buffer, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(buffer) - 1));
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+    std::string_view text(buffer,
+                          std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(buffer) - 1));
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+        text.remove_suffix(1);
     spdlog::level::level_enum mapped = spdlog::level::debug;
     if (level == LIBBPF_WARN)
         mapped = g_quiet_depth.load() > 0 ? spdlog::level::debug : spdlog::level::warn;
@@ -34,7 +36,7 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
 
 // One JSON object per line; the message is escaped, so a log line can never break the stream.
 class JsonFormatter final : public spdlog::formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         using namespace std::chrono;
         const auto since_epoch = msg.time.time_since_epoch();
@@ -46,9 +48,8 @@ public:
         char stamp[32];
         std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
         const auto level = spdlog::level::to_string_view(msg.level);
-        fmt::format_to(std::back_inserter(dest),
-                       R"({{"ts":"{}.{:03d}Z","level":"{}","msg":"{}"}})", stamp, millis,
-                       std::string_view(level.data(), level.size()),
+        fmt::format_to(std::back_inserter(dest), R"({{"ts":"{}.{:03d}Z","level":"{}","msg":"{}"}})",
+                       stamp, millis, std::string_view(level.data(), level.size()),
                        json_escape(std::string_view(msg.payload.data(), msg.payload.size())));
         dest.push_back('\n');
     }
@@ -89,14 +90,18 @@ void setup_logging(LogFormat format, spdlog::level::level_enum level) {
     libbpf_set_print(libbpf_print);
 }
 
-QuietLibbpf::QuietLibbpf() { ++g_quiet_depth; }
-QuietLibbpf::~QuietLibbpf() { --g_quiet_depth; }
+QuietLibbpf::QuietLibbpf() {
+    ++g_quiet_depth;
+}
+QuietLibbpf::~QuietLibbpf() {
+    --g_quiet_depth;
+}
 
 std::string json_escape(std::string_view text) {
     // nlohmann's serializer handles control characters and replaces invalid UTF-8, so nothing a
     // message carries can break the JSON line; strip the surrounding quotes it adds.
-    const std::string quoted =
-        nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    const std::string quoted = nlohmann::json(std::string(text))
+                                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return quoted.substr(1, quoted.size() - 2);
 }
 

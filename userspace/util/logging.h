@@ -21,7 +21,7 @@ void setup_logging(LogFormat format, spdlog::level::level_enum level);
 // While alive, libbpf warnings are logged at debug level instead: for probes whose failure is an
 // expected answer (a feature this kernel lacks), not a problem to shout about.
 class QuietLibbpf {
-public:
+  public:
     QuietLibbpf();
     ~QuietLibbpf();
     QuietLibbpf(const QuietLibbpf&) = delete;
