@@ -30,4 +30,95 @@ struct loupe_doctor_event {
     __u64 timestamp_ns;
 };
 
+/* ---- HTTP capture (http_capture.bpf.c) -------------------------------------------------- */
+
+/* Bytes of each read/write copied to user space: enough for a request or status line and the
+ * headers that frame a message. Bodies are never copied beyond this. */
+#define LOUPE_DATA_HEAD_MAX 512
+/* Last bytes of a longer read/write: where a chunked body's terminator lives. */
+#define LOUPE_DATA_TAIL_MAX 16
+
+enum loupe_event_kind {
+    LOUPE_EVENT_CONN_OPEN = 1,
+    LOUPE_EVENT_DATA = 2,
+    LOUPE_EVENT_CONN_CLOSE = 3,
+};
+
+enum loupe_conn_role {
+    LOUPE_ROLE_UNKNOWN = 0, /* already open when loupe started, or role not learnt yet */
+    LOUPE_ROLE_SERVER = 1,  /* returned by accept */
+    LOUPE_ROLE_CLIENT = 2,  /* connected by connect */
+};
+
+enum loupe_direction {
+    LOUPE_DIR_INGRESS = 0, /* the traced process read the bytes */
+    LOUPE_DIR_EGRESS = 1,  /* the traced process wrote the bytes */
+};
+
+enum loupe_syscall {
+    LOUPE_SYS_READ = 1,
+    LOUPE_SYS_READV,
+    LOUPE_SYS_RECVFROM,
+    LOUPE_SYS_RECVMSG,
+    LOUPE_SYS_WRITE,
+    LOUPE_SYS_WRITEV,
+    LOUPE_SYS_SENDTO,
+    LOUPE_SYS_SENDMSG,
+    LOUPE_SYS_SENDFILE,
+    LOUPE_SYS_ACCEPT,
+    LOUPE_SYS_CONNECT,
+};
+
+/* Per-CPU drop counters (index of the `drops` map). */
+enum loupe_drop_reason {
+    LOUPE_DROP_RINGBUF_FULL = 0,  /* ring buffer had no room: an event was lost */
+    LOUPE_DROP_INFLIGHT_FULL,     /* too many threads inside traced syscalls at once */
+    LOUPE_DROP_CONN_TABLE_FULL,   /* connection table insert failed */
+    LOUPE_DROP_COUNT,
+};
+
+/* A connection is (tgid, fd) plus the generation it got when loupe first saw it: a reused fd
+ * gets a new generation, so a stale request can never pair with a stranger's response. */
+struct loupe_conn_ref {
+    __u32 tgid;
+    __s32 fd;
+    __u64 generation;
+};
+
+struct loupe_event_header {
+    __u16 kind; /* enum loupe_event_kind */
+    __u16 reserved0;
+    __u32 tid;
+    __u64 timestamp_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    struct loupe_conn_ref conn;
+};
+
+struct loupe_conn_open_event {
+    struct loupe_event_header header;
+    __u8 role;   /* enum loupe_conn_role */
+    __u8 family; /* AF_INET or AF_INET6 */
+    __u16 local_port;
+    __u16 remote_port;
+    __u16 reserved0;
+    __u8 local_addr[16];  /* IPv4: first 4 bytes, network order */
+    __u8 remote_addr[16];
+    char comm[16]; /* the process's name (thread group leader) */
+};
+
+struct loupe_data_event {
+    struct loupe_event_header header;
+    __u64 length;    /* bytes the syscall moved */
+    __u8 direction;  /* enum loupe_direction */
+    __u8 syscall;    /* enum loupe_syscall */
+    __u16 head_len;  /* valid bytes in head[] */
+    __u16 tail_len;  /* valid bytes in tail[] (only when length > head_len) */
+    __u16 reserved0;
+    __u8 tail[LOUPE_DATA_TAIL_MAX];
+    __u8 head[LOUPE_DATA_HEAD_MAX]; /* only head_len bytes travel through the ring buffer */
+};
+
+struct loupe_conn_close_event {
+    struct loupe_event_header header;
+};
+
 #endif /* LOUPE_BPF_LOUPE_ABI_H */

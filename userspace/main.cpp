@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agent/agent.h"
+#include "agent/agent_config.h"
 #include "doctor/doctor_command.h"
 #include "util/logging.h"
 #include "util/version.h"
@@ -15,6 +17,17 @@ namespace {
 const char* env_or(const char* name, const char* fallback) {
     const char* value = std::getenv(name);
     return value && *value ? value : fallback;
+}
+
+// --config FILE (or LOUPE_CONFIG) is read before the flags are parsed, so that the file only
+// supplies defaults: environment variables and flags given explicitly still win.
+std::string find_config_path(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--config" && i + 1 < argc) return argv[i + 1];
+        if (arg.rfind("--config=", 0) == 0) return arg.substr(9);
+    }
+    return env_or("LOUPE_CONFIG", "");
 }
 
 }  // namespace
@@ -46,11 +59,78 @@ int main(int argc, char** argv) {
         "mount tracefs).");
     doctor->add_flag("--json", doctor_json, "Print the report as JSON");
 
+    loupe::agent::AgentConfig agent_config;
+    const std::string config_path = find_config_path(argc, argv);
+    if (!config_path.empty()) {
+        if (auto error = loupe::agent::load_config_file(config_path, agent_config)) {
+            std::cerr << "loupe: invalid config: " << *error << '\n';
+            return 2;
+        }
+        log_format = agent_config.log_format;
+        log_level = agent_config.log_level;
+    }
+    auto* agent = app.add_subcommand(
+        "agent",
+        "Run the agent: capture HTTP/1.x traffic of unmodified processes from syscall tracepoints, "
+        "aggregate RED metrics with windowed percentiles, and serve /metrics, /health/* and "
+        "/api/v1/*. "
+        "Every flag has a config key (same name, dashes as underscores) and an env var "
+        "LOUPE_<NAME>.");
+    std::string unused_config;
+    agent->add_option("--config", unused_config, "YAML config file (env LOUPE_CONFIG)");
+    agent
+        ->add_option("--listen", agent_config.listen,
+                     "HOST:PORT of the HTTP endpoints (loopback by default)")
+        ->envname("LOUPE_LISTEN")
+        ->capture_default_str();
+    agent
+        ->add_option("--pid", agent_config.pids,
+                     "Trace only this process id (repeatable; filtered in the kernel)")
+        ->envname("LOUPE_PID")
+        ->delimiter(',');
+    agent
+        ->add_option("--comm", agent_config.comms,
+                     "Trace only processes with this name, as in /proc/PID/comm (repeatable; "
+                     "filtered in the kernel, new processes picked up within 1 s)")
+        ->envname("LOUPE_COMM")
+        ->delimiter(',');
+    agent
+        ->add_option("--port", agent_config.ports,
+                     "Trace only connections on this port: local port of servers, remote port of "
+                     "clients (repeatable)")
+        ->envname("LOUPE_PORT")
+        ->delimiter(',');
+    agent
+        ->add_option("--ring-buffer-bytes", agent_config.ring_buffer_bytes,
+                     "Kernel-to-user ring buffer size, a power of two")
+        ->envname("LOUPE_RING_BUFFER_BYTES")
+        ->capture_default_str();
+    agent
+        ->add_option("--max-series", agent_config.max_series,
+                     "Cap on live metric series (extra ones are dropped and counted)")
+        ->envname("LOUPE_MAX_SERIES")
+        ->capture_default_str();
+    agent
+        ->add_option("--max-routes-per-service", agent_config.max_routes_per_service,
+                     "Cap on distinct routes per service; the rest share the route /{overflow}")
+        ->envname("LOUPE_MAX_ROUTES_PER_SERVICE")
+        ->capture_default_str();
+    agent
+        ->add_option("--max-connections", agent_config.max_connections,
+                     "Cap on connections tracked in user space")
+        ->envname("LOUPE_MAX_CONNECTIONS")
+        ->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
 
     loupe::util::setup_logging(*loupe::util::parse_log_format(log_format),
                                *loupe::util::parse_log_level(log_level));
 
     if (doctor->parsed()) return loupe::doctor::run_doctor(doctor_json, std::cout);
+    if (agent->parsed()) {
+        agent_config.log_format = log_format;
+        agent_config.log_level = log_level;
+        return loupe::agent::Agent(agent_config).run();
+    }
     return 0;
 }

@@ -1,0 +1,111 @@
+// Loads the real HTTP capture programs and checks the events they produce for real traffic
+// between two other processes (loupe never traces itself): python3's http.server and curl.
+#include "capture/http_capture.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "capture/event_decoder.h"
+
+namespace loupe::capture {
+namespace {
+
+bool bpf_required() {
+    const char* v = std::getenv("LOUPE_REQUIRE_BPF");
+    return v && std::string(v) == "1";
+}
+
+struct Seen {
+    int opens_server = 0, opens_client = 0, closes = 0, malformed = 0;
+    int request_reads = 0, request_writes = 0, response_writes = 0, response_reads = 0;
+    std::vector<std::uint32_t> tgids;
+};
+
+pid_t spawn(const std::vector<std::string>& args) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        std::vector<char*> argv;
+        for (const auto& a : args)
+            argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        execvp(argv[0], argv.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+TEST(HttpCapture, SeesRequestAndResponseOfOtherProcesses) {
+    if (::geteuid() != 0) {
+        if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
+        GTEST_SKIP() << "needs root";
+    }
+    Seen seen;
+    const std::string port = "18931";
+    std::string error;
+    auto capture = HttpCapture::start(
+        CaptureOptions{},
+        [&](std::span<const std::uint8_t> record) {
+            const auto event = decode_event(record);
+            if (const auto* open = std::get_if<ConnOpen>(&event)) {
+                if (std::to_string(open->event->local_port) == port &&
+                    open->event->role == LOUPE_ROLE_SERVER)
+                    ++seen.opens_server;
+                if (std::to_string(open->event->remote_port) == port &&
+                    open->event->role == LOUPE_ROLE_CLIENT)
+                    ++seen.opens_client;
+            } else if (const auto* data = std::get_if<DataSegment>(&event)) {
+                const std::string head(data->head().begin(), data->head().end());
+                const bool egress = data->event->direction == LOUPE_DIR_EGRESS;
+                if (head.rfind("GET /probe?secret=1 HTTP/1.1", 0) == 0)
+                    ++(egress ? seen.request_writes : seen.request_reads);
+                if (head.rfind("HTTP/1.0 404", 0) == 0)
+                    ++(egress ? seen.response_writes : seen.response_reads);
+            } else if (std::get_if<ConnClose>(&event)) {
+                ++seen.closes;
+            } else {
+                ++seen.malformed;
+            }
+        },
+        error);
+    ASSERT_TRUE(capture) << error;
+    EXPECT_GE(capture->attached_hooks().size(), 20u);
+    EXPECT_TRUE(capture->missing_hooks().empty());
+
+    const pid_t server = spawn(
+        {"python3", "-m", "http.server", "--bind", "127.0.0.1", port, "--directory", "/var/empty"});
+    // Wait until it listens, then one request.
+    int rc = 1;
+    for (int i = 0; i < 50 && rc != 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        rc = std::system(
+            ("curl -s -o /dev/null http://127.0.0.1:" + port + "/probe?secret=1").c_str());
+    }
+    ASSERT_EQ(rc, 0) << "curl could not reach python3 http.server";
+    for (int i = 0; i < 10; ++i) {
+        capture->poll(50);
+    }
+    kill(server, SIGTERM);
+    waitpid(server, nullptr, 0);
+
+    EXPECT_GE(seen.opens_server, 1);
+    EXPECT_GE(seen.opens_client, 1);
+    EXPECT_GE(seen.request_writes, 1);  // curl wrote it
+    EXPECT_GE(seen.request_reads, 1);   // python read it
+    EXPECT_GE(seen.response_writes, 1);
+    EXPECT_GE(seen.response_reads, 1);
+    EXPECT_GE(seen.closes, 1);
+    EXPECT_EQ(seen.malformed, 0);
+    const auto drops = capture->drops();
+    EXPECT_EQ(drops.ringbuf_full, 0u);
+}
+
+}  // namespace
+}  // namespace loupe::capture

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""End-to-end overhead: nginx serving its default page to `wrk -t2 -c50`, alternating runs without
+and with a loupe agent attached, N pairs; prints each run, the median throughput ratio
+(with / without), and completeness (requests loupe counted vs nginx's access log, drops).
+
+    sudo python3 tools/bench/overhead.py [--pairs 5] [--seconds 10] [--path /static/blob.bin]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
+from loupe_e2e import Agent, Nginx, select  # noqa: E402
+
+
+def wrk(url, seconds):
+    out = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", url], capture_output=True, text=True,
+                         check=True).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--path", default="/ok", help="/ok (small body, writev) or /static/blob.bin (sendfile)")
+    args = ap.parse_args()
+    nginx = Nginx(workers=1)
+    url = nginx.url(args.path)
+    ratios, rows = [], []
+    try:
+        wrk(url, 2)  # warm-up
+        for i in range(args.pairs):
+            base, _ = wrk(url, args.seconds)
+            agent = Agent("--comm", "nginx")
+            before = len(nginx.access_log())
+            traced, _ = wrk(url, args.seconds)
+            agent.settle(1.0)
+            samples = agent.metrics()
+            logged = len(nginx.access_log()) - before
+            counted = sum(v for _, v in select(samples, "http_server_request_duration_seconds_count",
+                                               service_name="nginx"))
+            drops = sum(v for _, v in select(samples, "loupe_events_dropped_total"))
+            rss = select(samples, "loupe_resident_memory_bytes")[0][1]
+            agent.stop()
+            ratios.append(traced / base)
+            rows.append((i + 1, base, traced, traced / base, logged, int(counted), int(drops), rss / 2**20))
+            print(f"pair {i + 1}: without {base:.0f} req/s, with {traced:.0f} req/s, ratio {traced / base:.3f}; "
+                  f"access log {logged}, loupe {int(counted)}, drops {int(drops)}, agent RSS {rss / 2**20:.1f} MiB",
+                  flush=True)
+    finally:
+        nginx.stop()
+    print(f"median ratio over {args.pairs} pairs: {statistics.median(ratios):.3f}")
+    complete = all(r[4] == r[5] and r[6] == 0 for r in rows)
+    print("completeness: " + ("every traced run counted exactly the access log's requests, 0 drops" if complete
+                              else "MISMATCH (see rows above)"))
+
+
+if __name__ == "__main__":
+    main()

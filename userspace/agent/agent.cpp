@@ -1,0 +1,292 @@
+#include "agent/agent.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/process_scan.h"
+#include "api/service_views.h"
+#include "export/prometheus_exporter.h"
+#include "util/version.h"
+
+namespace loupe::agent {
+namespace {
+
+std::chrono::nanoseconds monotonic_now() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+double resident_memory_bytes() {
+    std::ifstream statm("/proc/self/statm");
+    long pages_total = 0, pages_resident = 0;
+    statm >> pages_total >> pages_resident;
+    return static_cast<double>(pages_resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+std::string read_comm(std::uint32_t tgid) {
+    std::ifstream in("/proc/" + std::to_string(tgid) + "/comm");
+    std::string comm;
+    std::getline(in, comm);
+    return comm.empty() ? "unknown" : comm;
+}
+
+std::string iso_timestamp() {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+}  // namespace
+
+Agent::Agent(AgentConfig config)
+    : config_(std::move(config)),
+      store_(aggregate::HttpStoreLimits{config_.max_series, config_.max_routes_per_service,
+                                        std::chrono::minutes(15)}),
+      tracker_(
+          pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
+          [this](const aggregate::HttpObservation& obs) {
+              if (auto it = config_.service_names.find(obs.service);
+                  it != config_.service_names.end()) {
+                  auto renamed = obs;
+                  renamed.service = it->second;
+                  store_.record(renamed, now());
+              } else {
+                  store_.record(obs, now());
+              }
+          },
+          [](std::uint32_t tgid) { return read_comm(tgid); }) {}
+
+Agent::~Agent() {
+    running_ = false;
+    if (server_) server_->stop();
+    if (server_thread_.joinable()) server_thread_.join();
+    if (consumer_.joinable()) consumer_.join();
+    if (features_thread_.joinable()) features_thread_.join();
+}
+
+std::chrono::nanoseconds Agent::now() const {
+    return monotonic_now();
+}
+
+bool Agent::start_capture() {
+    capture::CaptureOptions options;
+    options.ring_buffer_bytes = config_.ring_buffer_bytes;
+    options.wakeup_bytes = config_.ring_buffer_bytes / 4;
+    // --pid and --comm narrow capture in the kernel (traced_tgids, refreshed every second from
+    // /proc); --port is applied in user space.
+    options.filter_tgids = !config_.pids.empty() || !config_.comms.empty();
+    capture_ = capture::HttpCapture::start(
+        options, [this](std::span<const std::uint8_t> record) { tracker_.on_record(record); },
+        capture_error_);
+    if (!capture_) {
+        spdlog::error("HTTP capture unavailable: {}", capture_error_);
+        return false;
+    }
+    if (options.filter_tgids)
+        capture_->set_traced_tgids(matching_tgids(config_.pids, config_.comms));
+    spdlog::info("HTTP capture attached to {} syscall tracepoints",
+                 capture_->attached_hooks().size());
+    return true;
+}
+
+void Agent::consume_loop() {
+    // Wake-ups are batched in the kernel; draining every 10 ms bounds the added latency of
+    // metrics and keeps the ring far from full (see docs/BENCHMARKS.md).
+    constexpr int kDrainIntervalMs = 10;
+    auto last_expiry = now();
+    auto last_scan = now();
+    while (running_) {
+        if (!capture_) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            capture_->poll(0);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(kDrainIntervalMs));
+        if (!config_.comms.empty() && now() - last_scan > std::chrono::seconds(1)) {
+            // New processes with a selected name are traced within a second of appearing.
+            const auto tgids = matching_tgids(config_.pids, config_.comms);
+            std::lock_guard lock(mutex_);
+            capture_->set_traced_tgids(tgids);
+            last_scan = now();
+        }
+        if (now() - last_expiry > std::chrono::seconds(10)) {
+            std::lock_guard lock(mutex_);
+            store_.expire_idle(now());
+            last_expiry = now();
+        }
+    }
+    if (capture_) {
+        std::lock_guard lock(mutex_);
+        capture_->poll(0);  // final flush
+    }
+}
+
+nlohmann::json Agent::health_body(const char* status, nlohmann::json checks) const {
+    return {{"status", status},
+            {"timestamp", iso_timestamp()},
+            {"uptime", std::chrono::duration<double>(now() - started_).count()},
+            {"version", kVersion},
+            {"checks", std::move(checks)}};
+}
+
+std::string Agent::render_metrics() {
+    std::lock_guard lock(mutex_);
+    const auto at = now();
+    const exporter::MetricsView view{store_,
+                                     tracker_.counters(),
+                                     tracker_.live_connections(),
+                                     capture_ ? capture_->drops() : capture::DropCounters{},
+                                     at,
+                                     std::chrono::duration<double>(at - started_).count(),
+                                     resident_memory_bytes()};
+    return exporter::render_prometheus(view);
+}
+
+void Agent::register_routes() {
+    auto json_reply = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
+        res.status = status;
+        res.set_content(body.dump(), "application/json");
+    };
+    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(render_metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    auto live = [this, json_reply](const httplib::Request&, httplib::Response& res) {
+        json_reply(res, health_body("ok", nlohmann::json::object()));
+    };
+    server_->Get("/health", live);
+    server_->Get("/health/live", live);
+    server_->Get(
+        "/health/ready", [this, json_reply](const httplib::Request&, httplib::Response& res) {
+            const bool ready = ready_ && running_;
+            std::string capture_state;
+            {
+                std::lock_guard lock(mutex_);
+                capture_state = capture_ ? "attached" : "unavailable: " + capture_error_;
+            }
+            nlohmann::json checks = {{"http_capture", capture_state},
+                                     {"shutting_down", !running_.load()}};
+            json_reply(res, health_body(ready ? "ok" : "unavailable", checks), ready ? 200 : 503);
+        });
+    server_->Get(
+        "/health/startup", [this, json_reply](const httplib::Request&, httplib::Response& res) {
+            const bool done = started_up_;
+            json_reply(res, health_body(done ? "ok" : "starting", nlohmann::json::object()),
+                       done ? 200 : 503);
+        });
+    server_->Get("/api/v1/services",
+                 [this, json_reply](const httplib::Request&, httplib::Response& res) {
+                     std::lock_guard lock(mutex_);
+                     json_reply(res, {{"services", api::services_view(store_, now(), started_)}});
+                 });
+    server_->Get(R"(/api/v1/services/([^/]+)/endpoints)",
+                 [this, json_reply](const httplib::Request& req, httplib::Response& res) {
+                     std::lock_guard lock(mutex_);
+                     auto rows = api::endpoints_view(store_, req.matches[1], now(), started_);
+                     if (rows.is_null())
+                         json_reply(res, {{"error", "unknown service"}}, 404);
+                     else
+                         json_reply(res, {{"service", req.matches[1]}, {"endpoints", rows}});
+                 });
+    server_->Get(
+        "/api/v1/agent", [this, json_reply](const httplib::Request&, httplib::Response& res) {
+            nlohmann::json body = {
+                {"version", kVersion},
+                {"uptime_seconds", std::chrono::duration<double>(now() - started_).count()},
+                {"listen", config_.listen}};
+            {
+                std::lock_guard lock(mutex_);
+                const auto& c = tracker_.counters();
+                body["events_total"] = c.events;
+                body["exchanges_total"] = c.exchanges;
+                body["connections_tracked"] = tracker_.live_connections();
+                body["series"] = store_.series().size();
+                if (capture_) {
+                    const auto d = capture_->drops();
+                    body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
+                                            {"inflight_table_full", d.inflight_full},
+                                            {"conn_table_full", d.conn_table_full}};
+                    body["hooks_attached"] = capture_->attached_hooks();
+                    body["hooks_missing"] = capture_->missing_hooks();
+                }
+            }
+            std::lock_guard lock(features_mutex_);
+            if (features_) {
+                nlohmann::json features = nlohmann::json::object();
+                for (const auto& f : features_->features)
+                    features[f.id] = f.available;
+                body["kernel_features"] = features;
+            }
+            json_reply(res, body);
+        });
+    server_->set_error_handler([json_reply](const httplib::Request&, httplib::Response& res) {
+        if (res.body.empty()) json_reply(res, {{"error", "not found"}}, res.status);
+    });
+}
+
+int Agent::run() {
+    started_ = now();
+    std::string host;
+    int port = 0;
+    if (!parse_listen(config_.listen, host, port)) {
+        spdlog::error("invalid --listen '{}': expected HOST:PORT", config_.listen);
+        return 2;
+    }
+    // Signals are taken synchronously by this thread; every other thread inherits the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    server_ = std::make_unique<httplib::Server>();
+    register_routes();
+    if (!server_->bind_to_port(host, port)) {
+        spdlog::error("cannot listen on {}: address in use or not permitted", config_.listen);
+        return 2;
+    }
+    server_thread_ = std::thread([this] { server_->listen_after_bind(); });
+    spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
+
+    const bool capturing = start_capture();
+    ready_ = capturing;
+    started_up_ = true;
+    consumer_ = std::thread([this] { consume_loop(); });
+    features_thread_ = std::thread([this] {
+        auto report = std::make_unique<doctor::KernelReport>(doctor::probe_kernel_features());
+        std::lock_guard lock(features_mutex_);
+        features_ = std::move(report);
+    });
+
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    ready_ = false;
+    running_ = false;
+    consumer_.join();
+    if (features_thread_.joinable()) features_thread_.join();
+    {
+        std::lock_guard lock(mutex_);
+        capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready
+    }
+    server_->stop();
+    server_thread_.join();
+    spdlog::info("loupe agent stopped");
+    return 0;
+}
+
+}  // namespace loupe::agent

@@ -1,0 +1,65 @@
+// `loupe agent`: capture -> parse -> aggregate, served over HTTP (/metrics, /health, /api/v1).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/agent_config.h"
+#include "aggregate/http_metrics.h"
+#include "capture/http_capture.h"
+#include "doctor/kernel_features.h"
+#include "pipeline/connection_tracker.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace loupe::agent {
+
+class Agent {
+  public:
+    explicit Agent(AgentConfig config);
+    ~Agent();
+    Agent(const Agent&) = delete;
+    Agent& operator=(const Agent&) = delete;
+
+    // Runs until SIGTERM/SIGINT; returns the process exit status.
+    int run();
+
+  private:
+    bool start_capture();
+    void consume_loop();
+    void register_routes();
+    nlohmann::json health_body(const char* status, nlohmann::json checks) const;
+    std::string render_metrics();
+    std::string service_name_for(std::uint32_t tgid);
+    std::chrono::nanoseconds now() const;
+
+    AgentConfig config_;
+    std::chrono::nanoseconds started_{0};
+
+    std::mutex mutex_;  // guards store_, tracker_ and their counters
+    aggregate::HttpMetricsStore store_;
+    pipeline::ConnectionTracker tracker_;
+    std::unique_ptr<capture::HttpCapture> capture_;
+    std::string capture_error_;
+
+    std::atomic<bool> running_{true};
+    std::atomic<bool> ready_{false};
+    std::atomic<bool> started_up_{false};
+    std::thread consumer_;
+    std::unique_ptr<httplib::Server> server_;
+    std::thread server_thread_;
+
+    std::mutex features_mutex_;
+    std::unique_ptr<doctor::KernelReport> features_;
+    std::thread features_thread_;
+};
+
+}  // namespace loupe::agent

@@ -1,0 +1,33 @@
+// The agent's settings: defaults < YAML file (--config) < environment (LOUPE_*) < flags.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace loupe::agent {
+
+struct AgentConfig {
+    std::string listen = "127.0.0.1:9464";
+    std::string log_format = "text";
+    std::string log_level = "info";
+    std::vector<std::uint32_t> pids;
+    std::vector<std::string> comms;
+    std::vector<std::uint16_t> ports;
+    std::uint32_t ring_buffer_bytes = 8u << 20;
+    std::size_t max_series = 10'000;
+    std::size_t max_routes_per_service = 100;
+    std::size_t max_connections = 65'536;
+    std::map<std::string, std::string> service_names;  // comm -> service_name
+};
+
+// Loads a YAML config file over `config`. Returns an error naming the file, line and key when
+// the file is unreadable, malformed, has an unknown key or a value of the wrong type.
+std::optional<std::string> load_config_file(const std::string& path, AgentConfig& config);
+
+// Splits "HOST:PORT" (IPv6 as "[::1]:9464"). False when malformed.
+bool parse_listen(const std::string& listen, std::string& host, int& port);
+
+}  // namespace loupe::agent

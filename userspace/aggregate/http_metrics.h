@@ -1,0 +1,97 @@
+// Aggregation of HTTP exchanges into bounded series: exact counters and cumulative `le` buckets for
+// Prometheus, windowed sketches for p50/p95/p99 over 1 and 5 minutes.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "aggregate/route_normalizer.h"
+#include "stats/windowed_sketch.h"
+
+namespace loupe::aggregate {
+
+enum class HttpSide : std::uint8_t { kServer, kClient };
+
+struct HttpSeriesKey {
+    HttpSide side = HttpSide::kServer;
+    std::string service;
+    std::string method;
+    std::string route;
+    std::string status;          // "200", ..., or "none" (closed without a response)
+    std::string server_address;  // client side only
+    std::string server_port;     // client side only
+    auto tie() const {
+        return std::tie(side, service, method, route, status, server_address, server_port);
+    }
+    bool operator<(const HttpSeriesKey& o) const { return tie() < o.tie(); }
+};
+
+// Upper bounds (ns) of the exported histogram: the OpenTelemetry HTTP duration buckets.
+inline constexpr std::array<std::uint64_t, 14> kDurationBoundsNs = {
+    5'000'000,     10'000'000,    25'000'000,    50'000'000,    75'000'000,
+    100'000'000,   250'000'000,   500'000'000,   750'000'000,   1'000'000'000,
+    2'500'000'000, 5'000'000'000, 7'500'000'000, 10'000'000'000};
+
+struct HttpSeries {
+    stats::WindowedSketch window;
+    std::array<std::uint64_t, kDurationBoundsNs.size()> buckets{};  // non-cumulative, exact
+    std::uint64_t count = 0;
+    std::uint64_t sum_ns = 0;
+    std::chrono::nanoseconds last_update{0};
+};
+
+struct HttpObservation {
+    HttpSide side = HttpSide::kServer;
+    std::string service;
+    std::string method;
+    std::string path;  // raw path (no query); normalised here
+    int status = 0;    // 0 = no response
+    std::string server_address;
+    std::uint16_t server_port = 0;
+    std::uint64_t duration_ns = 0;
+};
+
+struct HttpStoreLimits {
+    std::size_t max_series = 10'000;
+    std::size_t max_routes_per_service = 100;
+    std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15);
+};
+
+class HttpMetricsStore {
+  public:
+    static constexpr const char* kOverflowRoute = "/{overflow}";
+
+    explicit HttpMetricsStore(HttpStoreLimits limits = {});
+
+    // `now` is CLOCK_MONOTONIC, the same clock as the kernel's timestamps.
+    void record(const HttpObservation& obs, std::chrono::nanoseconds now);
+    // Drops series idle for longer than limits.idle_expiry. Returns how many were removed.
+    std::size_t expire_idle(std::chrono::nanoseconds now);
+
+    const std::map<HttpSeriesKey, HttpSeries>& series() const { return series_; }
+    std::uint64_t series_dropped() const { return series_dropped_; }
+    std::uint64_t routes_overflowed() const { return routes_overflowed_; }
+    std::size_t memory_bytes() const;
+
+  private:
+    HttpStoreLimits limits_;
+    RouteNormalizer normalizer_;
+    std::map<HttpSeriesKey, HttpSeries> series_;
+    std::unordered_map<std::string, std::unordered_set<std::string>> routes_by_service_;
+    std::uint64_t series_dropped_ = 0;
+    std::uint64_t routes_overflowed_ = 0;
+};
+
+// Label value for a status code: "none" when the connection closed without a response.
+std::string status_label(int status);
+// Whether a status counts as an error: 5xx for servers; 4xx, 5xx and no response for clients;
+// no response for servers too (the request got no answer).
+bool is_error_status(HttpSide side, const std::string& status);
+
+}  // namespace loupe::aggregate

@@ -1,0 +1,24 @@
+// JSON views over the HTTP metrics store for /api/v1 (and `loupe top`, which reads the same API).
+#pragma once
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "aggregate/http_metrics.h"
+
+namespace loupe::api {
+
+// Seconds of data a window of `span` covers at `now` (10-second slices: 50-60 s for 1 minute),
+// never more than the agent has been running.
+double window_covered_seconds(std::chrono::nanoseconds span, std::chrono::nanoseconds slice,
+                              std::chrono::nanoseconds now, std::chrono::nanoseconds started);
+
+// One row per (service, side): requests, rate, error ratio and p50/p95/p99 over the last minute.
+nlohmann::json services_view(const aggregate::HttpMetricsStore& store, std::chrono::nanoseconds now,
+                             std::chrono::nanoseconds started);
+// One row per (side, method, route) of a service, with its status mix. Null when unknown service.
+nlohmann::json endpoints_view(const aggregate::HttpMetricsStore& store, const std::string& service,
+                              std::chrono::nanoseconds now, std::chrono::nanoseconds started);
+
+}  // namespace loupe::api

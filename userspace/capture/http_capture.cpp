@@ -1,0 +1,140 @@
+#include "capture/http_capture.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include "capture/tracefs.h"
+#include "http_capture.skel.h"
+#include "loupe_abi.h"
+
+namespace loupe::capture {
+
+void HttpCapture::SkeletonDeleter::operator()(http_capture* skel) const noexcept {
+    http_capture__destroy(skel);
+}
+
+HttpCapture::~HttpCapture() {
+    // Links first: no program may run into a ring buffer that is being freed.
+    links_.clear();
+    ring_.reset();
+}
+
+std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
+                                                RecordHandler handler, std::string& error) {
+    const TracefsStatus tracefs = ensure_tracefs();
+    if (!tracefs.available) {
+        error = "tracefs is not available: " + tracefs.error;
+        return nullptr;
+    }
+    std::unique_ptr<HttpCapture> capture(new HttpCapture());
+    capture->handler_ = std::move(handler);
+    capture->skel_.reset(http_capture__open());
+    if (!capture->skel_) {
+        error = std::string("cannot open the HTTP capture BPF object: ") + std::strerror(errno);
+        return nullptr;
+    }
+    http_capture& skel = *capture->skel_;
+    skel.rodata->self_tgid = static_cast<__u32>(::getpid());
+    skel.rodata->filter_tgids = options.filter_tgids;
+    skel.rodata->wakeup_bytes = options.wakeup_bytes;
+    if (int err = bpf_map__set_max_entries(skel.maps.events, options.ring_buffer_bytes); err != 0) {
+        error = "invalid ring buffer size " + std::to_string(options.ring_buffer_bytes);
+        return nullptr;
+    }
+    // A syscall tracepoint missing on this kernel must not stop the rest: check each one.
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel.obj) {
+        const char* section = bpf_program__section_name(prog);
+        const std::string tp = std::string(section).substr(std::strlen("tracepoint/"));
+        const std::string path = tracefs.path + "/events/" + tp;
+        if (::access(path.c_str(), F_OK) != 0) {
+            bpf_program__set_autoload(prog, false);
+            capture->missing_.push_back(tp);
+        }
+    }
+    if (int err = http_capture__load(&skel); err != 0) {
+        error = std::string("the kernel refused the HTTP capture programs: ") +
+                std::strerror(-err) + " (run with --log-level debug for the verifier log)";
+        return nullptr;
+    }
+    bpf_object__for_each_program(prog, skel.obj) {
+        if (!bpf_program__autoload(prog)) continue;
+        const std::string tp =
+            std::string(bpf_program__section_name(prog)).substr(std::strlen("tracepoint/"));
+        BpfLinkPtr link(bpf_program__attach(prog));
+        if (!link) {
+            spdlog::warn("cannot attach {}: {}", tp, std::strerror(errno));
+            capture->missing_.push_back(tp);
+            continue;
+        }
+        capture->links_.push_back(std::move(link));
+        capture->attached_.push_back(tp);
+    }
+    if (capture->links_.empty()) {
+        error = "no HTTP capture hook could be attached";
+        return nullptr;
+    }
+    capture->ring_.reset(ring_buffer__new(bpf_map__fd(skel.maps.events), &HttpCapture::on_record,
+                                          capture.get(), nullptr));
+    if (!capture->ring_) {
+        error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
+        return nullptr;
+    }
+    for (const auto& m : capture->missing_)
+        spdlog::warn("hook unavailable on this kernel: {}", m);
+    return capture;
+}
+
+int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
+    auto* self = static_cast<HttpCapture*>(ctx);
+    self->handler_(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(data), size));
+    return 0;
+}
+
+int HttpCapture::poll(int timeout_ms) {
+    // Wake-ups are batched in the kernel (BPF_RB_NO_WAKEUP), so poll may time out with records
+    // pending: consume drains them regardless.
+    int polled = ring_buffer__poll(ring_.get(), timeout_ms);
+    if (polled < 0 && polled != -EINTR) return polled;
+    int consumed = ring_buffer__consume(ring_.get());
+    if (consumed < 0) return consumed;
+    return std::max(polled, 0) + consumed;
+}
+
+void HttpCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
+    const int fd = bpf_map__fd(skel_->maps.traced_tgids);
+    for (std::uint32_t old : traced_tgids_)
+        if (std::find(tgids.begin(), tgids.end(), old) == tgids.end())
+            bpf_map_delete_elem(fd, &old);
+    const __u8 one = 1;
+    for (std::uint32_t tgid : tgids)
+        bpf_map_update_elem(fd, &tgid, &one, BPF_ANY);
+    traced_tgids_ = tgids;
+}
+
+DropCounters HttpCapture::drops() const {
+    DropCounters out;
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return out;
+    std::vector<__u64> values(static_cast<std::size_t>(cpus));
+    auto sum = [&](__u32 reason) {
+        std::uint64_t total = 0;
+        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.drops), &reason, values.data()) == 0)
+            for (auto v : values)
+                total += v;
+        return total;
+    };
+    out.ringbuf_full = sum(LOUPE_DROP_RINGBUF_FULL);
+    out.inflight_full = sum(LOUPE_DROP_INFLIGHT_FULL);
+    out.conn_table_full = sum(LOUPE_DROP_CONN_TABLE_FULL);
+    return out;
+}
+
+}  // namespace loupe::capture

@@ -1,0 +1,69 @@
+// Loads http_capture.bpf.c, attaches its tracepoints and drains its ring buffer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "capture/bpf_handles.h"
+
+struct http_capture;  // generated skeleton
+
+namespace loupe::capture {
+
+struct CaptureOptions {
+    std::uint32_t ring_buffer_bytes = 8u << 20;  // power of two, >= page size
+    // Wake the consumer early once this much is pending; otherwise it drains on its own timer.
+    std::uint32_t wakeup_bytes = 1u << 20;
+    bool filter_tgids = false;  // trace only the tgids given to set_traced_tgids()
+};
+
+struct DropCounters {
+    std::uint64_t ringbuf_full = 0;
+    std::uint64_t inflight_full = 0;
+    std::uint64_t conn_table_full = 0;
+};
+
+class HttpCapture {
+  public:
+    using RecordHandler = std::function<void(std::span<const std::uint8_t>)>;
+
+    // Loads and attaches. Returns nullptr with `error` set when the programs cannot load; a
+    // tracepoint that does not exist on this kernel is skipped and listed in missing_hooks().
+    static std::unique_ptr<HttpCapture> start(const CaptureOptions& options, RecordHandler handler,
+                                              std::string& error);
+    ~HttpCapture();
+    HttpCapture(const HttpCapture&) = delete;
+    HttpCapture& operator=(const HttpCapture&) = delete;
+
+    // Waits up to timeout_ms for a wake-up, then consumes everything pending. Returns the number
+    // of records handled, or a negative errno.
+    int poll(int timeout_ms);
+
+    // Replaces the set of traced processes (used when filter_tgids is on).
+    void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
+
+    DropCounters drops() const;
+    const std::vector<std::string>& attached_hooks() const { return attached_; }
+    const std::vector<std::string>& missing_hooks() const { return missing_; }
+
+  private:
+    HttpCapture() = default;
+    static int on_record(void* ctx, void* data, std::size_t size);
+
+    struct SkeletonDeleter {
+        void operator()(http_capture* skel) const noexcept;
+    };
+    std::unique_ptr<http_capture, SkeletonDeleter> skel_;
+    std::vector<BpfLinkPtr> links_;
+    RingBufferPtr ring_;
+    RecordHandler handler_;
+    std::vector<std::uint32_t> traced_tgids_;
+    std::vector<std::string> attached_;
+    std::vector<std::string> missing_;
+};
+
+}  // namespace loupe::capture

@@ -1,0 +1,26 @@
+// Renders loupe's state in the Prometheus text exposition format.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "aggregate/http_metrics.h"
+#include "capture/http_capture.h"
+#include "pipeline/connection_tracker.h"
+
+namespace loupe::exporter {
+
+// A consistent view of everything exported, taken under the agent's lock.
+struct MetricsView {
+    const aggregate::HttpMetricsStore& http;
+    const pipeline::PipelineCounters& pipeline;
+    std::size_t live_connections = 0;
+    capture::DropCounters kernel_drops;
+    std::chrono::nanoseconds now{0};  // CLOCK_MONOTONIC, for the windows
+    double uptime_seconds = 0;
+    double resident_memory_bytes = 0;
+};
+
+std::string render_prometheus(const MetricsView& view);
+
+}  // namespace loupe::exporter

@@ -1,0 +1,87 @@
+// Turns decoded capture events into HTTP observations: one parser per live connection, keyed by
+// (tgid, fd) and checked against the connection's generation.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "aggregate/http_metrics.h"
+#include "capture/event_decoder.h"
+#include "protocols/http1/http1_parser.h"
+
+namespace loupe::pipeline {
+
+// Which processes and connections are reported (--pid, --comm, --port). Empty = everything.
+struct Selection {
+    std::vector<std::uint32_t> pids;
+    std::vector<std::string> comms;
+    std::vector<std::uint16_t> ports;  // local port of a server connection, remote of a client
+};
+
+struct PipelineCounters {
+    std::uint64_t events = 0;
+    std::uint64_t malformed_events = 0;
+    std::uint64_t exchanges = 0;
+    std::uint64_t unparsed_segments = 0;
+    std::uint64_t unmatched_responses = 0;
+    std::uint64_t dropped_requests = 0;
+    std::uint64_t stale_generation_events = 0;  // data for a generation we no longer track
+    std::uint64_t connections_evicted = 0;      // table full: the least recently used went
+    std::uint64_t connections_opened = 0;
+};
+
+class ConnectionTracker {
+  public:
+    using Sink = std::function<void(const aggregate::HttpObservation&)>;
+    // Where a process's name comes from when its open event was missed (/proc/PID/comm in the
+    // agent).
+    using CommLookup = std::function<std::string(std::uint32_t tgid)>;
+
+    ConnectionTracker(Selection selection, std::size_t max_connections, Sink sink,
+                      CommLookup comm_lookup);
+
+    void on_record(std::span<const std::uint8_t> record);
+    void on_event(const capture::DecodedEvent& event);
+
+    const PipelineCounters& counters() const { return counters_; }
+    std::size_t live_connections() const { return conns_.size(); }
+
+  private:
+    struct Connection {
+        std::uint64_t generation = 0;
+        std::string service;
+        bool selected = true;
+        std::string peer_address;  // the server's address, for client-side series
+        std::uint16_t peer_port = 0;
+        std::uint16_t local_port = 0;
+        std::uint64_t last_seen_ns = 0;
+        http1::Http1Connection parser;
+        http1::ParserStats reported{};  // parser stats already added to counters_
+    };
+    static std::uint64_t key_of(std::uint32_t tgid, std::int32_t fd) {
+        return (std::uint64_t{tgid} << 32) | static_cast<std::uint32_t>(fd);
+    }
+
+    Connection& open(const loupe_conn_ref& ref, http1::Role role, std::string service,
+                     std::uint64_t now_ns);
+    void emit(Connection& conn, std::vector<http1::Exchange>& exchanges);
+    void account_stats(Connection& conn);
+    bool selected(std::uint32_t tgid, const std::string& comm, std::uint16_t port) const;
+    void evict_one();
+
+    Selection selection_;
+    std::size_t max_connections_;
+    Sink sink_;
+    CommLookup comm_lookup_;
+    std::unordered_map<std::uint64_t, Connection> conns_;
+    std::vector<http1::Exchange> scratch_;
+    PipelineCounters counters_;
+};
+
+std::string format_address(std::uint8_t family, const std::uint8_t* addr);
+
+}  // namespace loupe::pipeline
