@@ -14,15 +14,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "loupe_abi.h"
+#include "socket_of_fd.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-#define SOCK_STREAM 1
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
 #define EINPROGRESS 115
 
 // Connection kinds kept in `conns`.
@@ -48,14 +43,14 @@ struct conn_state {
 
 // Arguments of a syscall in progress, from sys_enter to sys_exit of the same thread.
 struct inflight_call {
-    __u64 buf;        // user buffer, iovec array or msghdr, depending on `vector`
+    __u64 buf;        // user buffer, iovec array or msghdr, depending on the syscall
     __u64 count;      // buffer length or iovec count
     __u64 generation; // of the connection at sys_enter
     __s32 fd;
     __u8 syscall;   // enum loupe_syscall
     __u8 direction; // enum loupe_direction
-    __u8 vector;    // 0: plain buffer, 1: iovec array, 2: msghdr
     __u8 undecided; // the connection's protocol was not known at sys_enter
+    __u8 reserved;
 };
 
 // @brief Traced processes when --pid/--comm/--port narrow the selection (filled by user space).
@@ -165,33 +160,6 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
     h->conn.generation = generation;
 }
 
-// The struct sock behind `fd` of the current process when it is a TCP/IPv4-or-IPv6 socket.
-static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)
-{
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-    struct file **fd_array;
-    struct file *file = NULL;
-
-    if (fd < 0 || !fdt || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
-        return NULL;
-    fd_array = BPF_CORE_READ(fdt, fd);
-    bpf_probe_read_kernel(&file, sizeof(file), &fd_array[fd]);
-    if (!file)
-        return NULL;
-    if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-        return NULL;
-    struct socket *sock = BPF_CORE_READ(file, private_data);
-    struct sock *sk = BPF_CORE_READ(sock, sk);
-    if (!sk)
-        return NULL;
-    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-    if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
-        (family != AF_INET && family != AF_INET6))
-        return NULL;
-    return sk;
-}
-
 static __always_inline void emit_open(__u64 pid_tgid, __s32 fd, __u64 generation, __u8 role,
                                       struct sock *sk)
 {
@@ -259,7 +227,7 @@ static __always_inline struct conn_state *lookup_conn(__u64 pid_tgid, __s32 fd)
 }
 
 static __always_inline void enter_io(__s32 fd, __u64 buf, __u64 count, __u8 syscall,
-                                     __u8 direction, __u8 vector)
+                                     __u8 direction)
 {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!traced(pid_tgid >> 32))
@@ -273,7 +241,6 @@ static __always_inline void enter_io(__s32 fd, __u64 buf, __u64 count, __u8 sysc
                                  .fd = fd,
                                  .syscall = syscall,
                                  .direction = direction,
-                                 .vector = vector,
                                  .undecided = state->kind == CONN_UNDECIDED};
     if (bpf_map_update_elem(&inflight, &pid_tgid, &call, BPF_ANY) != 0)
         count_drop(LOUPE_DROP_INFLIGHT_FULL);
@@ -355,7 +322,9 @@ static __always_inline bool looks_like_http(const __u8 *p, __u16 len)
 #undef W
 }
 
-static __always_inline void exit_io(long ret)
+// `vector` is the buffer kind of the hooked syscall, a compile-time constant at each call site, so
+// that each program only carries (and the verifier only walks) the copy path it can take.
+static __always_inline void exit_io(long ret, const __u8 vector)
 {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     struct inflight_call *callp = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -388,13 +357,13 @@ static __always_inline void exit_io(long ret)
     s->event.tail_len = 0;
     s->event.reserved0 = 0;
 
-    if (call.vector == 0) {
+    if (vector == 0) {
         if (call.buf) {
             s->event.head_len = copy_head(s, 0, call.buf, (__u64)ret);
             if ((__u64)ret > LOUPE_DATA_HEAD_MAX)
                 copy_tail(s, call.buf + (__u64)ret);
         }
-    } else if (call.vector == 1) {
+    } else if (vector == 1) {
         copy_from_iovecs(s, call.buf, call.count, (__u64)ret);
     } else {
         struct user_msghdr msg;
@@ -422,28 +391,28 @@ static __always_inline void exit_io(long ret)
 SEC("tracepoint/syscalls/sys_enter_read")
 int handle_enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_READ, LOUPE_DIR_INGRESS, 0);
+    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_READ, LOUPE_DIR_INGRESS);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
 int handle_enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_READV, LOUPE_DIR_INGRESS, 1);
+    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_READV, LOUPE_DIR_INGRESS);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int handle_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_RECVFROM, LOUPE_DIR_INGRESS, 0);
+    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_RECVFROM, LOUPE_DIR_INGRESS);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int handle_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], 0, LOUPE_SYS_RECVMSG, LOUPE_DIR_INGRESS, 2);
+    enter_io(ctx->args[0], ctx->args[1], 0, LOUPE_SYS_RECVMSG, LOUPE_DIR_INGRESS);
     return 0;
 }
 
@@ -451,28 +420,28 @@ int handle_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_write")
 int handle_enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_WRITE, LOUPE_DIR_EGRESS, 0);
+    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_WRITE, LOUPE_DIR_EGRESS);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
 int handle_enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_WRITEV, LOUPE_DIR_EGRESS, 1);
+    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_WRITEV, LOUPE_DIR_EGRESS);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int handle_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_SENDTO, LOUPE_DIR_EGRESS, 0);
+    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_SENDTO, LOUPE_DIR_EGRESS);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int handle_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], ctx->args[1], 0, LOUPE_SYS_SENDMSG, LOUPE_DIR_EGRESS, 2);
+    enter_io(ctx->args[0], ctx->args[1], 0, LOUPE_SYS_SENDMSG, LOUPE_DIR_EGRESS);
     return 0;
 }
 
@@ -480,28 +449,28 @@ int handle_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int handle_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 {
-    enter_io(ctx->args[0], 0, ctx->args[3], LOUPE_SYS_SENDFILE, LOUPE_DIR_EGRESS, 0);
+    enter_io(ctx->args[0], 0, ctx->args[3], LOUPE_SYS_SENDFILE, LOUPE_DIR_EGRESS);
     return 0;
 }
 
 // One exit handler per hooked syscall: a per-syscall tracepoint only fires for its syscall, which
 // is what keeps the cost low; they share exit_io.
-#define EXIT_IO(name)                                                                              \
+#define EXIT_IO(name, vector)                                                                      \
     SEC("tracepoint/syscalls/sys_exit_" #name)                                                     \
     int handle_exit_##name(struct trace_event_raw_sys_exit *ctx)                                   \
     {                                                                                              \
-        exit_io(ctx->ret);                                                                         \
+        exit_io(ctx->ret, vector);                                                                 \
         return 0;                                                                                  \
     }
-EXIT_IO(read)
-EXIT_IO(readv)
-EXIT_IO(recvfrom)
-EXIT_IO(recvmsg)
-EXIT_IO(write)
-EXIT_IO(writev)
-EXIT_IO(sendto)
-EXIT_IO(sendmsg)
-EXIT_IO(sendfile64)
+EXIT_IO(read, 0)
+EXIT_IO(readv, 1)
+EXIT_IO(recvfrom, 0)
+EXIT_IO(recvmsg, 2)
+EXIT_IO(write, 0)
+EXIT_IO(writev, 1)
+EXIT_IO(sendto, 0)
+EXIT_IO(sendmsg, 2)
+EXIT_IO(sendfile64, 0)
 
 // ---- connection lifecycle ----
 static __always_inline void exit_accept(long ret)

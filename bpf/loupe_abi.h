@@ -121,4 +121,59 @@ struct loupe_conn_close_event {
     struct loupe_event_header header;
 };
 
+/* ---- Resources (resources.bpf.c) ------------------------------------------------------ */
+
+/* Log2 histograms in microseconds: bucket i counts values in [2^i, 2^(i+1)) us (bucket 0 also
+ * holds everything below 1 us, the last one everything above). */
+#define LOUPE_LOG2_BUCKETS 32
+
+/* What the kernel counts per process (thread group), cumulative since loupe first saw it. */
+struct loupe_proc_stats {
+    char comm[16]; /* the process's name when the entry was created */
+    __u64 disk_read_ops;
+    __u64 disk_write_ops;
+    __u64 disk_read_bytes; /* block layer, attributed to the submitter */
+    __u64 disk_write_bytes;
+    __u64 net_tx_bytes;
+    __u64 net_rx_bytes;
+    __u64 tcp_opened;
+    __u64 tcp_accepted;
+    __u64 tcp_closed;
+    __u64 tcp_failed;
+    __u64 tcp_retransmits;
+    __u64 tcp_resets_sent;
+    __u64 tcp_resets_received;
+    __u64 disk_latency_us[LOUPE_LOG2_BUCKETS];
+    __u64 runqueue_latency_us[LOUPE_LOG2_BUCKETS];
+    __u64 tcp_rtt_us[LOUPE_LOG2_BUCKETS];
+    __u64 tcp_duration_us[LOUPE_LOG2_BUCKETS];
+};
+
+/* Owner of a TCP socket (value of the `sock_owners` map, key: struct sock address). */
+struct loupe_sock_owner {
+    __u32 tgid;        /* 0 until the owning process is known (accepted, not yet accept()ed) */
+    __u32 reserved;
+    __u64 established; /* when the connection was established; 0 when it predates loupe */
+};
+
+/* Node-wide counters (index of the `node_counters` per-CPU array). */
+enum loupe_node_counter {
+    LOUPE_NODE_TCP_RETRANSMITS = 0, /* every retransmit, attributed to a process or not */
+    LOUPE_NODE_PROC_STATS_FULL,     /* a process could not get a stats entry */
+    LOUPE_NODE_EXIT_EVENTS_LOST,    /* ring buffer full at a process exit */
+    LOUPE_NODE_COUNTER_COUNT,
+};
+
+/* Sent when the last thread of a process exits: its final totals, so that processes living
+ * between two samples of /proc are still accounted. */
+struct loupe_proc_exit_event {
+    __u32 tgid;
+    __u32 has_stats; /* stats below are valid */
+    char comm[16];   /* thread group leader's name */
+    __u64 cpu_ns;    /* total CPU of the process (sum_exec_runtime of all its threads) */
+    __u64 io_read_bytes;  /* as /proc/PID/io read_bytes */
+    __u64 io_write_bytes; /* as /proc/PID/io write_bytes */
+    struct loupe_proc_stats stats;
+};
+
 #endif /* LOUPE_BPF_LOUPE_ABI_H */

@@ -37,8 +37,18 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string(loupe::kVersion));
     app.require_subcommand(1);
 
-    std::string log_format = env_or("LOUPE_LOG_FORMAT", "text");
-    std::string log_level = env_or("LOUPE_LOG_LEVEL", "info");
+    // Precedence: defaults < config file < environment < flags. The file is read first so that
+    // it only supplies defaults.
+    loupe::agent::AgentConfig agent_config;
+    const std::string config_path = find_config_path(argc, argv);
+    if (!config_path.empty()) {
+        if (auto error = loupe::agent::load_config_file(config_path, agent_config)) {
+            std::cerr << "loupe: invalid config: " << *error << '\n';
+            return 2;
+        }
+    }
+    std::string log_format = env_or("LOUPE_LOG_FORMAT", agent_config.log_format.c_str());
+    std::string log_level = env_or("LOUPE_LOG_LEVEL", agent_config.log_level.c_str());
     app.add_option("--log-format", log_format,
                    "Log line format: text or json (env LOUPE_LOG_FORMAT)")
         ->check(CLI::IsMember({"text", "json"}));
@@ -59,16 +69,6 @@ int main(int argc, char** argv) {
         "mount tracefs).");
     doctor->add_flag("--json", doctor_json, "Print the report as JSON");
 
-    loupe::agent::AgentConfig agent_config;
-    const std::string config_path = find_config_path(argc, argv);
-    if (!config_path.empty()) {
-        if (auto error = loupe::agent::load_config_file(config_path, agent_config)) {
-            std::cerr << "loupe: invalid config: " << *error << '\n';
-            return 2;
-        }
-        log_format = agent_config.log_format;
-        log_level = agent_config.log_level;
-    }
     auto* agent = app.add_subcommand(
         "agent",
         "Run the agent: capture HTTP/1.x traffic of unmodified processes from syscall tracepoints, "
@@ -123,8 +123,15 @@ int main(int argc, char** argv) {
 
     CLI11_PARSE(app, argc, argv);
 
-    loupe::util::setup_logging(*loupe::util::parse_log_format(log_format),
-                               *loupe::util::parse_log_level(log_level));
+    // Values from the config file or the environment have not been through CLI11's checks.
+    const auto format = loupe::util::parse_log_format(log_format);
+    const auto level = loupe::util::parse_log_level(log_level);
+    if (!format || !level) {
+        std::cerr << "loupe: invalid " << (format ? "log level '" + log_level : "log format '" + log_format)
+                  << "' (from the config file or environment)\n";
+        return 2;
+    }
+    loupe::util::setup_logging(*format, *level);
 
     if (doctor->parsed()) return loupe::doctor::run_doctor(doctor_json, std::cout);
     if (agent->parsed()) {

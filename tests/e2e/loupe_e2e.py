@@ -248,3 +248,204 @@ def diff_counts(expected, got):
     keys = sorted(set(expected) | set(got))
     return "\n".join(f"  {k}: oracle={expected.get(k, 0)} loupe={got.get(k, 0)}"
                      for k in keys if expected.get(k, 0) != got.get(k, 0))
+
+
+# --- Helpers for the resource-metric tests (test_resources_*.py) ---------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_REAL_PYTHON = os.path.realpath(sys.executable)
+
+
+def metric(samples, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels`. Fails, showing what is there,
+    when no sample matches: a test must never pass on a metric that is absent."""
+    found = select(samples, name, **labels)
+    if not found:
+        present = sorted(str(dict(sorted(l.items()))) for l, _ in select(samples, name))
+        ours = [p for p in present if "loupe_" in p]
+        shown = (ours or present)[:20]
+        fail(f"no sample {name}{labels or ''}; {len(present)} series of it exist"
+             + (f", e.g. {shown}" if shown else " (metric absent)"))
+    return sum(v for _, v in found)
+
+
+def metric_or(samples, name, default, **labels):
+    """Like metric(), but `default` when no sample matches (for zero checks on optional series)."""
+    found = select(samples, name, **labels)
+    return sum(v for _, v in found) if found else default
+
+
+def histogram(samples, name, **labels):
+    """([(le, cumulative count)] sorted by le, count, sum) of histogram `name`, summed over the
+    series whose labels include `labels`."""
+    buckets = {}
+    for l, v in select(samples, name + "_bucket", **labels):
+        le = float(l["le"])
+        buckets[le] = buckets.get(le, 0.0) + v
+    if not buckets:
+        metric(samples, name + "_bucket", **labels)  # fails with what is there
+    return sorted(buckets.items()), metric(samples, name + "_count", **labels), metric(samples, name + "_sum", **labels)
+
+
+def quantile_bucket(buckets, q):
+    """(lower, upper] bounds of the bucket of a cumulative histogram that holds its q-quantile."""
+    total = buckets[-1][1]
+    if total <= 0:
+        fail("quantile of an empty histogram")
+    rank, lower = q * total, 0.0
+    for le, cumulative in buckets:
+        if cumulative >= rank:
+            return lower, le
+        lower = le
+    return lower, float("inf")
+
+
+def time_limit(seconds):
+    """Fails the test (SystemExit, so `finally` blocks still clean up) after `seconds`."""
+    def expired(signum, frame):
+        fail(f"test exceeded its {seconds} s time limit")
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+
+
+class Workload:
+    """A Python script running under its own process name `comm`: it is exec'd through a symlink
+    called `comm` to the real interpreter, so the kernel names the process `comm` from exec on
+    (/proc/PID/comm is the basename of the executed path, at most 15 characters). Talks to the
+    test line by line over stdin/stdout; killed (and its directory removed) at exit. With `nice`,
+    it runs in its own session and scheduler autogroup, both niced: a way to get a full core on a
+    machine that is busy with other sessions."""
+
+    def __init__(self, comm, code, *args, netns=None, nice=0):
+        if len(comm) > 15:
+            fail(f"process name {comm!r} is longer than the kernel's 15 characters")
+        self.comm = comm
+        self.dir = tempfile.mkdtemp(prefix="loupe-workload-")
+        path = os.path.join(self.dir, comm)
+        os.symlink(_REAL_PYTHON, path)
+        argv = [path, "-c", code, *map(str, args)]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]  # ip execs the command: same pid
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     preexec_fn=(lambda: _renice_session(nice)) if nice else None)
+        self.pid = self.proc.pid
+        self.rusage = None
+        self._buffer = b""
+        atexit.register(self.kill)
+        deadline = time.time() + 10
+        while self.comm_now() != comm:
+            if self.proc.poll() is not None or time.time() > deadline:
+                fail(f"workload {comm} did not start (exit code {self.proc.poll()}, comm {self.comm_now()!r})")
+            time.sleep(0.01)
+
+    def comm_now(self):
+        try:
+            with open(f"/proc/{self.pid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    def readline(self, timeout=30.0):
+        """The next line the workload prints (without newline); fails after `timeout`."""
+        import select as select_module
+        deadline = time.time() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.time()
+            if left <= 0:
+                fail(f"workload {self.comm} printed nothing for {timeout} s")
+            ready, _, _ = select_module.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    fail(f"workload {self.comm} exited (code {self.proc.wait()}) before printing a line")
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def send(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def wait_stopped(self, timeout=30.0):
+        """Waits until the workload stopped itself (SIGSTOP): its counters are frozen from then on."""
+        deadline = time.time() + timeout
+        while proc_state(self.pid) != "T":
+            if self.proc.poll() is not None or time.time() > deadline:
+                fail(f"workload {self.comm} did not stop (state {proc_state(self.pid)}, exit {self.proc.poll()})")
+            time.sleep(0.01)
+
+    def reap(self, timeout=30.0):
+        """Waits for the exit; returns (exit status, CPU seconds of the process from wait4's rusage)."""
+        deadline = time.time() + timeout
+        while True:
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.rusage = rusage
+                return self.proc.returncode, rusage.ru_utime + rusage.ru_stime
+            if time.time() > deadline:
+                fail(f"workload {self.comm} did not exit within {timeout} s")
+            time.sleep(0.01)
+
+    def kill(self):
+        if self.proc.returncode is None and self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _renice_session(nice):
+    """In a child before exec: its own session, so its own scheduler autogroup (with autogroups on,
+    nice only ranks tasks within a session), and that autogroup and the task niced by `nice`."""
+    os.setsid()
+    os.nice(nice)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        pass  # no autogroups: the task's own nice is all there is
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process from /proc/PID/stat, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_io(pid):
+    """/proc/PID/io as {key: int}."""
+    with open(f"/proc/{pid}/io") as f:
+        return {k: int(v) for k, v in (line.split(":") for line in f if ":" in line)}
+
+
+def proc_status_bytes(pid, key):
+    """A `kB` field of /proc/PID/status (e.g. VmRSS), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    fail(f"/proc/{pid}/status has no {key}")
+
+
+def meminfo_bytes():
+    """/proc/meminfo as {key: bytes}."""
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            parts = value.split()
+            out[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
+    return out

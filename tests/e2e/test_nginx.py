@@ -83,9 +83,11 @@ def main():
         fail(f"events dropped: {dropped}")
 
     status, services = agent.api("/api/v1/services")
-    rows = [s for s in services["services"] if s["name"] == "nginx" and s["side"] == "server"]
-    if status != 200 or not rows or rows[0]["requests_total"] != total:
+    rows = [s for s in services["services"] if s["name"] == "nginx"]
+    if status != 200 or not rows or not rows[0]["server"] or rows[0]["server"]["requests_total"] != total:
         fail(f"/api/v1/services disagrees: {rows}")
+    if not rows[0]["resources"] or rows[0]["resources"]["processes"] < 1:
+        fail(f"/api/v1/services has no resources for nginx: {rows[0]}")
     status, endpoints = agent.api("/api/v1/services/nginx/endpoints")
     if status != 200 or not any(e["route"] == "/users/{id}" for e in endpoints["endpoints"]):
         fail(f"/api/v1/services/nginx/endpoints lacks /users/{{id}}: {endpoints}")

@@ -43,7 +43,7 @@ def drive_keepalive(port, paths, rounds):
 port_is_node = {}
 
 
-def test_python(agent):
+def test_python():
     root = tempfile.mkdtemp(prefix="loupe-pyhttp-")
     os.makedirs(f"{root}/dir")
     with open(f"{root}/index.html", "w") as f:
@@ -57,6 +57,8 @@ def test_python(agent):
                                    "--directory", root], stdout=log, stderr=log)
         try:
             wait_port(port)
+            # --pid: only this server (filtered in the kernel), whatever else runs on the machine.
+            agent = Agent("--pid", str(server.pid))
             for _ in range(20):
                 for path, method in [("/", "GET"), ("/dir/data.txt", "GET"), ("/missing.txt", "GET"),
                                      ("/dir/", "GET"), ("/index.html", "HEAD"), ("/dir", "GET")]:
@@ -66,6 +68,7 @@ def test_python(agent):
                     conn.close()
             agent.settle(1.0)
             samples = agent.metrics()
+            agent.stop()
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -85,7 +88,7 @@ def test_python(agent):
     print(f"python http.server: {sum(expected.values())} requests, {len(expected)} series, exact")
 
 
-def test_node(agent):
+def test_node():
     require_tools("node")
     port = free_port()
     port_is_node[port] = True
@@ -97,9 +100,11 @@ def test_node(agent):
         server = subprocess.Popen(["node", script.name, str(port)], stdout=log, stderr=log)
         try:
             wait_port(port)
+            agent = Agent("--pid", str(server.pid))
             drive_keepalive(port, ["/", "/items/42", "/missing", "/fail", "/items/7?debug=1"], rounds=30)
             agent.settle(1.0)
             samples = agent.metrics()
+            agent.stop()
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -119,10 +124,8 @@ def test_node(agent):
 def main():
     require_root()
     require_tools("python3")
-    agent = Agent()
-    test_python(agent)
-    test_node(agent)
-    agent.stop()
+    test_python()
+    test_node()
     print("python + node: ok")
 
 

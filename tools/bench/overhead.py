@@ -3,7 +3,7 @@
 and with a loupe agent attached, N pairs; prints each run, the median throughput ratio
 (with / without), and completeness (requests loupe counted vs nginx's access log, drops).
 
-    sudo python3 tools/bench/overhead.py [--pairs 5] [--seconds 10] [--path /static/blob.bin]
+    sudo python3 tools/bench/overhead.py [--pairs 5] [--seconds 10] [--path /ok] [--all-processes]
 """
 import argparse
 import os
@@ -27,6 +27,9 @@ def main():
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--path", default="/ok", help="/ok (small body, writev) or /static/blob.bin (sendfile)")
+    ap.add_argument("--all-processes", action="store_true",
+                    help="trace every process (the agent's default) instead of --comm nginx; wrk is then "
+                         "traced too and pays for its own syscalls")
     args = ap.parse_args()
     nginx = Nginx(workers=1)
     url = nginx.url(args.path)
@@ -35,7 +38,7 @@ def main():
         wrk(url, 2)  # warm-up
         for i in range(args.pairs):
             base, _ = wrk(url, args.seconds)
-            agent = Agent("--comm", "nginx")
+            agent = Agent() if args.all_processes else Agent("--comm", "nginx")
             before = len(nginx.access_log())
             traced, _ = wrk(url, args.seconds)
             agent.settle(1.0)

@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -57,22 +58,25 @@ Agent::Agent(AgentConfig config)
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
           [this](const aggregate::HttpObservation& obs) {
-              if (auto it = config_.service_names.find(obs.service);
-                  it != config_.service_names.end()) {
-                  auto renamed = obs;
-                  renamed.service = it->second;
-                  store_.record(renamed, now());
-              } else {
-                  store_.record(obs, now());
-              }
+              if (config_.service_names.empty()) return store_.record(obs, now());
+              auto renamed = obs;
+              renamed.service = service_name(obs.service);
+              store_.record(renamed, now());
           },
-          [](std::uint32_t tgid) { return read_comm(tgid); }) {}
+          [](std::uint32_t tgid) { return read_comm(tgid); }),
+      resource_tracker_([this](const std::string& comm) { return service_name(comm); }) {}
+
+std::string Agent::service_name(const std::string& comm) const {
+    const auto it = config_.service_names.find(comm);
+    return it == config_.service_names.end() ? comm : it->second;
+}
 
 Agent::~Agent() {
     running_ = false;
     if (server_) server_->stop();
     if (server_thread_.joinable()) server_thread_.join();
     if (consumer_.joinable()) consumer_.join();
+    if (resource_thread_.joinable()) resource_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
 }
 
@@ -99,6 +103,52 @@ bool Agent::start_capture() {
     spdlog::info("HTTP capture attached to {} syscall tracepoints",
                  capture_->attached_hooks().size());
     return true;
+}
+
+void Agent::start_resources() {
+    resource_capture_ = capture::ResourceCapture::start(
+        [this](const loupe_proc_exit_event& exit) { resource_tracker_.on_exit(exit); },
+        resource_error_);
+    if (!resource_capture_) {
+        // /proc still gives CPU, memory and disk bytes: degrade, do not stop.
+        spdlog::warn(
+            "kernel resource hooks unavailable ({}); CPU, memory and disk bytes still come from "
+            "/proc",
+            resource_error_);
+        return;
+    }
+    spdlog::info("resource hooks attached: {}", resource_capture_->attached_hooks().size());
+}
+
+void Agent::resource_loop() {
+    // /proc is read once a second: CPU time, RSS and I/O bytes are exact there and cheap to read
+    // at this rate; the kernel maps add what /proc cannot tell (latencies, TCP, socket bytes).
+    while (running_) {
+        const auto processes = procfs_.processes();
+        const auto node = procfs_.node();
+        std::unordered_map<std::uint32_t, loupe_proc_stats> kernel;
+        std::unordered_map<std::uint32_t, std::uint64_t> active;
+        capture::NodeKernelCounters counters;
+        std::size_t entries = 0;
+        if (resource_capture_) {
+            kernel = resource_capture_->proc_stats();
+            active = resource_capture_->active_connections();
+            counters = resource_capture_->node_counters();
+            entries = kernel.size();
+        }
+        {
+            std::lock_guard lock(mutex_);
+            // Exits after the /proc scan: a process is then either live in the scan or exited.
+            if (resource_capture_) resource_capture_->poll_exits();
+            resource_tracker_.on_sample(processes, kernel, active, now());
+            node_tracker_.on_sample(node, counters.tcp_retransmits, now());
+            kernel_counters_ = counters;
+            proc_stats_entries_ = entries;
+            resources_sampled_ = true;
+        }
+        for (int i = 0; i < 10 && running_; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
 }
 
 void Agent::consume_loop() {
@@ -153,7 +203,11 @@ std::string Agent::render_metrics() {
                                      capture_ ? capture_->drops() : capture::DropCounters{},
                                      at,
                                      std::chrono::duration<double>(at - started_).count(),
-                                     resident_memory_bytes()};
+                                     resident_memory_bytes(),
+                                     resources_sampled_ ? &resource_tracker_.services() : nullptr,
+                                     resources_sampled_ ? &node_tracker_.node() : nullptr,
+                                     kernel_counters_,
+                                     proc_stats_entries_};
     return exporter::render_prometheus(view);
 }
 
@@ -188,11 +242,14 @@ void Agent::register_routes() {
             json_reply(res, health_body(done ? "ok" : "starting", nlohmann::json::object()),
                        done ? 200 : 503);
         });
-    server_->Get("/api/v1/services",
-                 [this, json_reply](const httplib::Request&, httplib::Response& res) {
-                     std::lock_guard lock(mutex_);
-                     json_reply(res, {{"services", api::services_view(store_, now(), started_)}});
-                 });
+    server_->Get("/api/v1/services", [this, json_reply](const httplib::Request&,
+                                                        httplib::Response& res) {
+        std::lock_guard lock(mutex_);
+        json_reply(res, {{"services",
+                          api::services_view(
+                              store_, resources_sampled_ ? &resource_tracker_.services() : nullptr,
+                              now(), started_)}});
+    });
     server_->Get(R"(/api/v1/services/([^/]+)/endpoints)",
                  [this, json_reply](const httplib::Request& req, httplib::Response& res) {
                      std::lock_guard lock(mutex_);
@@ -263,13 +320,20 @@ int Agent::run() {
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
 
     const bool capturing = start_capture();
+    start_resources();
     ready_ = capturing;
     started_up_ = true;
     consumer_ = std::thread([this] { consume_loop(); });
+    resource_thread_ = std::thread([this] { resource_loop(); });
     features_thread_ = std::thread([this] {
         auto report = std::make_unique<doctor::KernelReport>(doctor::probe_kernel_features());
-        std::lock_guard lock(features_mutex_);
-        features_ = std::move(report);
+        {
+            std::lock_guard lock(features_mutex_);
+            features_ = std::move(report);
+        }
+        // Loading programs parses the kernel's BTF (tens of MB, freed right after); hand the
+        // freed heap back so the agent's RSS reflects what it really keeps.
+        ::malloc_trim(0);
     });
 
     int signal_number = 0;
@@ -278,10 +342,12 @@ int Agent::run() {
     ready_ = false;
     running_ = false;
     consumer_.join();
+    resource_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     {
         std::lock_guard lock(mutex_);
         capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready
+        resource_capture_.reset();
     }
     server_->stop();
     server_thread_.join();

@@ -13,8 +13,11 @@
 #include "agent/agent_config.h"
 #include "aggregate/http_metrics.h"
 #include "capture/http_capture.h"
+#include "capture/resource_capture.h"
 #include "doctor/kernel_features.h"
 #include "pipeline/connection_tracker.h"
+#include "resources/procfs.h"
+#include "resources/resource_tracker.h"
 
 namespace httplib {
 class Server;
@@ -34,7 +37,10 @@ class Agent {
 
   private:
     bool start_capture();
+    void start_resources();
     void consume_loop();
+    void resource_loop();
+    std::string service_name(const std::string& comm) const;
     void register_routes();
     nlohmann::json health_body(const char* status, nlohmann::json checks) const;
     std::string render_metrics();
@@ -49,6 +55,17 @@ class Agent {
     pipeline::ConnectionTracker tracker_;
     std::unique_ptr<capture::HttpCapture> capture_;
     std::string capture_error_;
+
+    // Resources: sampled every second by resource_loop; guarded by mutex_ as well.
+    resources::ProcFs procfs_;
+    resources::ResourceTracker resource_tracker_;
+    resources::NodeTracker node_tracker_;
+    std::unique_ptr<capture::ResourceCapture> resource_capture_;
+    std::string resource_error_;
+    capture::NodeKernelCounters kernel_counters_;
+    std::size_t proc_stats_entries_ = 0;
+    bool resources_sampled_ = false;
+    std::thread resource_thread_;
 
     std::atomic<bool> running_{true};
     std::atomic<bool> ready_{false};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <tuple>
 
 namespace loupe::api {
@@ -60,23 +61,54 @@ double window_covered_seconds(std::chrono::nanoseconds span, std::chrono::nanose
         .count();
 }
 
-nlohmann::json services_view(const aggregate::HttpMetricsStore& store, std::chrono::nanoseconds now,
-                             std::chrono::nanoseconds started) {
-    std::map<std::pair<std::string, HttpSide>, RowAccumulator> rows;
-    std::map<std::pair<std::string, HttpSide>, std::size_t> routes;
+nlohmann::json resources_json(const resources::ServiceResources& r) {
+    return {{"processes", r.processes},
+            {"exited", r.exited},
+            {"cpu_cores", r.cpu_cores},
+            {"cpu_seconds_total", static_cast<double>(r.totals.cpu_ns) * 1e-9},
+            {"rss_bytes", r.rss_bytes},
+            {"disk_read_bytes_per_second", r.disk_read_bytes_per_second},
+            {"disk_write_bytes_per_second", r.disk_write_bytes_per_second},
+            {"net_tx_bytes_per_second", r.net_tx_bytes_per_second},
+            {"net_rx_bytes_per_second", r.net_rx_bytes_per_second},
+            {"tcp_active_connections", r.active_connections},
+            {"tcp_retransmits_total", r.totals.tcp_retransmits},
+            {"tcp_retransmits_per_second", r.tcp_retransmits_per_second}};
+}
+
+nlohmann::json services_view(const aggregate::HttpMetricsStore& store,
+                             const std::map<std::string, resources::ServiceResources>* resources,
+                             std::chrono::nanoseconds now, std::chrono::nanoseconds started) {
+    std::map<std::pair<std::string, HttpSide>, RowAccumulator> http;
+    std::map<std::pair<std::string, HttpSide>, std::size_t> series;
+    std::set<std::string> names;
     stats::LogSketch scratch;
-    for (const auto& [key, series] : store.series()) {
-        rows[{key.service, key.side}].add(key, series, now, scratch);
-        ++routes[{key.service, key.side}];
+    for (const auto& [key, s] : store.series()) {
+        http[{key.service, key.side}].add(key, s, now, scratch);
+        ++series[{key.service, key.side}];
+        names.insert(key.service);
     }
+    if (resources)
+        for (const auto& [name, _] : *resources)
+            names.insert(name);
     const double covered = window_covered_seconds(kWindow, std::chrono::seconds(10), now, started);
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [id, row] : rows) {
-        auto j = row.to_json(covered);
-        j["name"] = id.first;
-        j["side"] = side_name(id.second);
-        j["series"] = routes[id];
-        out.push_back(std::move(j));
+    for (const auto& name : names) {
+        nlohmann::json row = {{"name", name}};
+        for (const HttpSide side : {HttpSide::kServer, HttpSide::kClient}) {
+            const auto it = http.find({name, side});
+            if (it == http.end()) {
+                row[side_name(side)] = nullptr;
+                continue;
+            }
+            auto j = it->second.to_json(covered);
+            j["series"] = series[{name, side}];
+            row[side_name(side)] = std::move(j);
+        }
+        const auto r = resources ? resources->find(name) : decltype(resources->end()){};
+        row["resources"] = resources && r != resources->end() ? resources_json(r->second)
+                                                              : nlohmann::json(nullptr);
+        out.push_back(std::move(row));
     }
     return out;
 }

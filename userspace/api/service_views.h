@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregate/http_metrics.h"
+#include "resources/resource_tracker.h"
 
 namespace loupe::api {
 
@@ -14,9 +15,13 @@ namespace loupe::api {
 double window_covered_seconds(std::chrono::nanoseconds span, std::chrono::nanoseconds slice,
                               std::chrono::nanoseconds now, std::chrono::nanoseconds started);
 
-// One row per (service, side): requests, rate, error ratio and p50/p95/p99 over the last minute.
-nlohmann::json services_view(const aggregate::HttpMetricsStore& store, std::chrono::nanoseconds now,
-                             std::chrono::nanoseconds started);
+// One row per service: "server" and "client" (requests, rate, error ratio and p50/p95/p99 over
+// the last minute, status mix; null when the service has no such traffic) and "resources" (CPU,
+// memory, disk and network rates, TCP; null when not sampled), ready for `loupe top`.
+nlohmann::json services_view(const aggregate::HttpMetricsStore& store,
+                             const std::map<std::string, resources::ServiceResources>* resources,
+                             std::chrono::nanoseconds now, std::chrono::nanoseconds started);
+nlohmann::json resources_json(const resources::ServiceResources& r);
 // One row per (side, method, route) of a service, with its status mix. Null when unknown service.
 nlohmann::json endpoints_view(const aggregate::HttpMetricsStore& store, const std::string& service,
                               std::chrono::nanoseconds now, std::chrono::nanoseconds started);

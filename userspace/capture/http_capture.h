@@ -15,7 +15,7 @@ struct http_capture;  // generated skeleton
 namespace loupe::capture {
 
 struct CaptureOptions {
-    std::uint32_t ring_buffer_bytes = 8u << 20;  // power of two, >= page size
+    std::uint32_t ring_buffer_bytes = 4u << 20;  // power of two, >= page size
     // Wake the consumer early once this much is pending; otherwise it drains on its own timer.
     std::uint32_t wakeup_bytes = 1u << 20;
     bool filter_tgids = false;  // trace only the tgids given to set_traced_tgids()

@@ -118,6 +118,178 @@ void add_http_families(std::vector<MetricFamily>& out, const MetricsView& view,
     out.push_back(std::move(windowed));
 }
 
+// A log2-microsecond kernel histogram as a Prometheus histogram: bucket i counts [2^i, 2^(i+1))
+// us, so its upper bound is 2^(i+1) us. The sum is estimated from bucket midpoints (the kernel
+// keeps no sum); _count is exact.
+ClientMetric log2_histogram(const resources::Log2Histogram& hist,
+                            std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    std::uint64_t cumulative = 0;
+    double sum = 0;
+    for (std::size_t i = 0; i < hist.size(); ++i) {
+        cumulative += hist[i];
+        const double upper = std::ldexp(1e-6, static_cast<int>(i) + 1);
+        sum += static_cast<double>(hist[i]) * upper * 0.75;
+        if (i + 1 < hist.size()) m.histogram.bucket.push_back({cumulative, upper});
+    }
+    m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = sum;
+    return m;
+}
+
+void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& view) {
+    using resources::ServiceResources;
+    const auto& services = *view.services;
+    auto per_service = [&](const char* name, const char* help, MetricType type, auto&& value) {
+        auto f = family(name, help, type);
+        for (const auto& [service, r] : services)
+            f.metric.push_back(
+                sample(static_cast<double>(value(r)), {{"service_name", service}}, type));
+        out.push_back(std::move(f));
+    };
+    auto per_service_dir = [&](const char* name, const char* help, const char* label, const char* a,
+                               const char* b, auto&& value_a, auto&& value_b) {
+        auto f = family(name, help, MetricType::Counter);
+        for (const auto& [service, r] : services) {
+            f.metric.push_back(sample(static_cast<double>(value_a(r)),
+                                      {{"service_name", service}, {label, a}},
+                                      MetricType::Counter));
+            f.metric.push_back(sample(static_cast<double>(value_b(r)),
+                                      {{"service_name", service}, {label, b}},
+                                      MetricType::Counter));
+        }
+        out.push_back(std::move(f));
+    };
+    auto per_service_hist = [&](const char* name, const char* help, auto&& hist) {
+        auto f = family(name, help, MetricType::Histogram);
+        for (const auto& [service, r] : services)
+            f.metric.push_back(log2_histogram(hist(r), {{"service_name", service}}));
+        out.push_back(std::move(f));
+    };
+    const double cpus = view.node && view.node->cpus ? view.node->cpus : 1.0;
+    const double mem_total = view.node && view.node->mem_total_bytes
+                                 ? static_cast<double>(view.node->mem_total_bytes)
+                                 : 1.0;
+
+    per_service(
+        "process_cpu_time_seconds_total", "CPU time of the service's processes, live and exited.",
+        MetricType::Counter,
+        [](const ServiceResources& r) { return static_cast<double>(r.totals.cpu_ns) * 1e-9; });
+    per_service("loupe_process_cpu_utilization_cores",
+                "Cores the service used over the last second.", MetricType::Gauge,
+                [](const ServiceResources& r) { return r.cpu_cores; });
+    per_service("process_cpu_utilization_ratio",
+                "Share of the node's CPU capacity the service used over the last second.",
+                MetricType::Gauge, [&](const ServiceResources& r) { return r.cpu_cores / cpus; });
+    per_service("process_memory_usage_bytes",
+                "Resident memory (RSS) of the service's live processes.", MetricType::Gauge,
+                [](const ServiceResources& r) { return r.rss_bytes; });
+    per_service("process_memory_utilization_ratio", "RSS as a share of the node's memory.",
+                MetricType::Gauge, [&](const ServiceResources& r) {
+                    return static_cast<double>(r.rss_bytes) / mem_total;
+                });
+    per_service_dir(
+        "process_disk_io_bytes_total",
+        "Storage bytes the service caused to be read/written (/proc/PID/io).", "disk_io_direction",
+        "read", "write", [](const ServiceResources& r) { return r.totals.io_read_bytes; },
+        [](const ServiceResources& r) { return r.totals.io_write_bytes; });
+    per_service_dir(
+        "loupe_process_disk_operations_total", "Block requests the service submitted.",
+        "disk_io_direction", "read", "write",
+        [](const ServiceResources& r) { return r.totals.disk_read_ops; },
+        [](const ServiceResources& r) { return r.totals.disk_write_ops; });
+    per_service_hist("loupe_process_disk_io_duration_seconds",
+                     "Block request latency, submission to completion.",
+                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
+                         return r.totals.disk_latency;
+                     });
+    per_service_hist("loupe_process_runqueue_latency_seconds",
+                     "Time the service's threads waited runnable for a CPU.",
+                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
+                         return r.totals.runqueue_latency;
+                     });
+    per_service_dir(
+        "process_network_io_bytes_total", "Socket bytes sent and received.", "network_io_direction",
+        "transmit", "receive", [](const ServiceResources& r) { return r.totals.net_tx_bytes; },
+        [](const ServiceResources& r) { return r.totals.net_rx_bytes; });
+    {
+        auto f = family("loupe_process_tcp_connections_total",
+                        "TCP connections: opened (active, established), accepted, closed (after "
+                        "being established), "
+                        "failed (never established).",
+                        MetricType::Counter);
+        for (const auto& [service, r] : services) {
+            const std::pair<const char*, std::uint64_t> events[] = {
+                {"opened", r.totals.tcp_opened},
+                {"accepted", r.totals.tcp_accepted},
+                {"closed", r.totals.tcp_closed},
+                {"failed", r.totals.tcp_failed}};
+            for (const auto& [event, value] : events)
+                f.metric.push_back(sample(static_cast<double>(value),
+                                          {{"service_name", service}, {"event", event}},
+                                          MetricType::Counter));
+        }
+        out.push_back(std::move(f));
+    }
+    per_service("loupe_process_tcp_active_connections",
+                "Open TCP connections owned by the service.", MetricType::Gauge,
+                [](const ServiceResources& r) { return r.active_connections; });
+    per_service_hist("loupe_process_tcp_connection_duration_seconds",
+                     "Lifetime of closed TCP connections.",
+                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
+                         return r.totals.tcp_duration;
+                     });
+    per_service("loupe_process_tcp_retransmits_total",
+                "TCP segments the service's connections retransmitted.", MetricType::Counter,
+                [](const ServiceResources& r) { return r.totals.tcp_retransmits; });
+    per_service_hist("loupe_process_tcp_rtt_seconds",
+                     "Smoothed RTT samples of the service's TCP connections.",
+                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
+                         return r.totals.tcp_rtt;
+                     });
+    per_service_dir(
+        "loupe_process_tcp_resets_total", "TCP resets sent and received.", "direction", "sent",
+        "received", [](const ServiceResources& r) { return r.totals.tcp_resets_sent; },
+        [](const ServiceResources& r) { return r.totals.tcp_resets_received; });
+    per_service("loupe_processes", "Live processes of the service.", MetricType::Gauge,
+                [](const ServiceResources& r) { return r.processes; });
+    per_service("loupe_processes_exited_total",
+                "Processes of the service that exited since the agent started.",
+                MetricType::Counter, [](const ServiceResources& r) { return r.exited; });
+
+    add_counter(out, "loupe_system_tcp_retransmits_total",
+                "Every TCP retransmit on the node, attributed or not.",
+                static_cast<double>(view.kernel_counters.tcp_retransmits));
+    add_gauge(out, "loupe_bpf_map_entries", "Entries of loupe's per-process kernel map.",
+              static_cast<double>(view.proc_stats_entries), {{"map", "proc_stats"}});
+    if (const auto* n = view.node) {
+        add_gauge(out, "system_cpu_utilization_ratio", "Node CPU busy share over the last second.",
+                  n->cpu_utilization);
+        add_gauge(out, "system_memory_usage_bytes", "Node memory in use (MemTotal - MemAvailable).",
+                  static_cast<double>(n->mem_used_bytes));
+        add_gauge(out, "system_memory_utilization_ratio",
+                  "Node memory in use as a share of MemTotal.", n->mem_utilization);
+        auto busy = family("loupe_system_disk_busy_ratio",
+                           "Share of the last second a disk had I/O in flight.", MetricType::Gauge);
+        for (const auto& [dev, ratio] : n->disk_busy)
+            busy.metric.push_back(sample(ratio, {{"device", dev}}, MetricType::Gauge));
+        out.push_back(std::move(busy));
+        auto net = family("system_network_io_bytes_total", "Bytes through each network interface.",
+                          MetricType::Counter);
+        for (const auto& [dev, c] : n->interfaces) {
+            net.metric.push_back(sample(static_cast<double>(c.tx_bytes),
+                                        {{"device", dev}, {"network_io_direction", "transmit"}},
+                                        MetricType::Counter));
+            net.metric.push_back(sample(static_cast<double>(c.rx_bytes),
+                                        {{"device", dev}, {"network_io_direction", "receive"}},
+                                        MetricType::Counter));
+        }
+        out.push_back(std::move(net));
+    }
+}
+
 }  // namespace
 
 std::string render_prometheus(const MetricsView& view) {
@@ -166,6 +338,7 @@ std::string render_prometheus(const MetricsView& view) {
     add_gauge(families, "loupe_resident_memory_bytes", "Resident memory of the loupe agent.",
               view.resident_memory_bytes);
     add_gauge(families, "loupe_build_info", "Build information.", 1.0, {{"version", kVersion}});
+    if (view.services) add_resource_families(families, view);
 
     std::ostringstream out;
     prometheus::TextSerializer().Serialize(out, families);

@@ -6,7 +6,9 @@
 
 #include "aggregate/http_metrics.h"
 #include "capture/http_capture.h"
+#include "capture/resource_capture.h"
 #include "pipeline/connection_tracker.h"
+#include "resources/resource_tracker.h"
 
 namespace loupe::exporter {
 
@@ -19,6 +21,11 @@ struct MetricsView {
     std::chrono::nanoseconds now{0};  // CLOCK_MONOTONIC, for the windows
     double uptime_seconds = 0;
     double resident_memory_bytes = 0;
+    // Resources (null when resource capture is unavailable or not sampled yet).
+    const std::map<std::string, resources::ServiceResources>* services = nullptr;
+    const resources::NodeResources* node = nullptr;
+    capture::NodeKernelCounters kernel_counters;
+    std::size_t proc_stats_entries = 0;
 };
 
 std::string render_prometheus(const MetricsView& view);

@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// Per-process resource accounting that /proc cannot give: block I/O operations and latency,
+// run-queue latency, socket bytes, TCP connection lifecycle, retransmits, RTT and resets, plus the
+// final totals of every process at exit (short-lived processes live between two /proc samples).
+// Everything is aggregated in kernel maps that user space reads every second; only process exits
+// travel through the ring buffer. Typed tracepoints (tp_btf) give direct struct arguments.
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "loupe_abi.h"
+#include "socket_of_fd.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define PF_KTHREAD 0x00200000
+#define TASK_RUNNING 0
+#define REQ_OP_MASK 0xff
+#define REQ_OP_READ 0
+#define REQ_OP_WRITE 1
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+
+// @brief Cumulative counters per process (key: tgid). LRU so that processes whose exit was
+// missed age out; entries are deleted at exit after their totals went to user space.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, struct loupe_proc_stats);
+} proc_stats SEC(".maps");
+
+// @brief A zeroed loupe_proc_stats per CPU: the template for new proc_stats entries (too big for
+// the 512-byte stack). Only its comm is ever written.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct loupe_proc_stats);
+} stats_template SEC(".maps");
+
+// @brief Which process owns a TCP socket (key: struct sock address), so that events in softirq
+// context (retransmits, RTT samples, state changes) are charged to the right process.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct loupe_sock_owner);
+} sock_owners SEC(".maps");
+
+struct rq_start {
+    __u64 start_ns;
+    __u32 tgid;
+    __u32 bytes;
+    __u8 op;
+    __u8 reserved[7];
+};
+
+// @brief Block requests in flight (key: struct request address), from block_io_start in the
+// submitter's context to block_io_done.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct rq_start);
+} requests SEC(".maps");
+
+// @brief When each runnable thread (key: tid) entered the run queue.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 32768);
+    __type(key, __u32);
+    __type(value, __u64);
+} runnable_since SEC(".maps");
+
+// @brief Node-wide counters, indexed by enum loupe_node_counter.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, LOUPE_NODE_COUNTER_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} node_counters SEC(".maps");
+
+// @brief Final totals of exiting processes (rare: a few hundred per second at most).
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 512 * 1024);
+} exits SEC(".maps");
+
+static __always_inline void node_count(__u32 counter)
+{
+    __u64 *value = bpf_map_lookup_elem(&node_counters, &counter);
+    if (value)
+        *value += 1;
+}
+
+static __always_inline __u32 log2_bucket(__u64 v)
+{
+    // floor(log2(v)) by halving steps: branch-light and loop-free for the verifier.
+    __u32 r = 0;
+    if (v >> 32) { v >>= 32; r += 32; }
+    if (v >> 16) { v >>= 16; r += 16; }
+    if (v >> 8) { v >>= 8; r += 8; }
+    if (v >> 4) { v >>= 4; r += 4; }
+    if (v >> 2) { v >>= 2; r += 2; }
+    if (v >> 1) { r += 1; }
+    return r < LOUPE_LOG2_BUCKETS ? r : LOUPE_LOG2_BUCKETS - 1;
+}
+
+static __always_inline void hist_add(__u64 *hist, __u64 value_ns)
+{
+    __u32 bucket = log2_bucket(value_ns / 1000);
+    if (bucket < LOUPE_LOG2_BUCKETS)
+        __sync_fetch_and_add(&hist[bucket], 1);
+}
+
+// The stats entry of `tgid`, created (named after `task`'s process) when missing.
+static __always_inline struct loupe_proc_stats *stats_of(__u32 tgid, struct task_struct *task)
+{
+    struct loupe_proc_stats *stats = bpf_map_lookup_elem(&proc_stats, &tgid);
+    if (stats || tgid == 0)
+        return stats;
+    __u32 zero = 0;
+    struct loupe_proc_stats *fresh = bpf_map_lookup_elem(&stats_template, &zero);
+    if (!fresh)
+        return NULL;
+    BPF_CORE_READ_STR_INTO(&fresh->comm, task, group_leader, comm);
+    if (bpf_map_update_elem(&proc_stats, &tgid, fresh, BPF_NOEXIST) != 0 &&
+        !bpf_map_lookup_elem(&proc_stats, &tgid))
+        node_count(LOUPE_NODE_PROC_STATS_FULL);
+    return bpf_map_lookup_elem(&proc_stats, &tgid);
+}
+
+static __always_inline struct loupe_proc_stats *current_stats(void)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+        return NULL; // kernel threads (writeback, softirq work) are not services
+    return stats_of(bpf_get_current_pid_tgid() >> 32, task);
+}
+
+// Stats of the process owning `sk`, when known.
+static __always_inline struct loupe_proc_stats *owner_stats(const struct sock *sk)
+{
+    __u64 key = (__u64)sk;
+    struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
+    if (!owner || owner->tgid == 0)
+        return NULL;
+    return bpf_map_lookup_elem(&proc_stats, &owner->tgid);
+}
+
+static __always_inline bool is_tcp(const struct sock *sk)
+{
+    return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+// ---- processes ----
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_process_exit, struct task_struct *task)
+{
+    // Only the last thread of the group finishes the process.
+    if (BPF_CORE_READ(task, signal, live.counter) != 0 || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+        return 0;
+    __u32 tgid = BPF_CORE_READ(task, tgid);
+    struct loupe_proc_exit_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
+    if (!e) {
+        node_count(LOUPE_NODE_EXIT_EVENTS_LOST);
+        return 0;
+    }
+    e->tgid = tgid;
+    BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
+    // The exiting thread's own figures join signal_struct's only after this tracepoint.
+    e->cpu_ns = BPF_CORE_READ(task, signal, sum_sched_runtime) + BPF_CORE_READ(task, se.sum_exec_runtime);
+    e->io_read_bytes = BPF_CORE_READ(task, signal, ioac.read_bytes) + BPF_CORE_READ(task, ioac.read_bytes);
+    e->io_write_bytes = BPF_CORE_READ(task, signal, ioac.write_bytes) + BPF_CORE_READ(task, ioac.write_bytes);
+    struct loupe_proc_stats *stats = bpf_map_lookup_elem(&proc_stats, &tgid);
+    e->has_stats = stats != NULL;
+    if (stats) // ring-buffer memory is not zeroed: user space reads stats only when has_stats
+        bpf_probe_read_kernel(&e->stats, sizeof(e->stats), stats);
+    bpf_ringbuf_submit(e, 0);
+    bpf_map_delete_elem(&proc_stats, &tgid);
+    return 0;
+}
+
+// ---- block I/O ----
+SEC("tp_btf/block_io_start")
+int BPF_PROG(handle_block_io_start, struct request *rq)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    __u8 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
+    if (op != REQ_OP_READ && op != REQ_OP_WRITE)
+        return 0;
+    struct rq_start start = {
+        .start_ns = bpf_ktime_get_ns(),
+        .tgid = (BPF_CORE_READ(task, flags) & PF_KTHREAD) ? 0 : bpf_get_current_pid_tgid() >> 32,
+        .bytes = BPF_CORE_READ(rq, __data_len),
+        .op = op,
+    };
+    __u64 key = (__u64)rq;
+    bpf_map_update_elem(&requests, &key, &start, BPF_ANY);
+    return 0;
+}
+
+SEC("tp_btf/block_io_done")
+int BPF_PROG(handle_block_io_done, struct request *rq)
+{
+    __u64 key = (__u64)rq;
+    struct rq_start *start = bpf_map_lookup_elem(&requests, &key);
+    if (!start)
+        return 0;
+    struct loupe_proc_stats *stats = start->tgid ? bpf_map_lookup_elem(&proc_stats, &start->tgid) : NULL;
+    if (stats) {
+        if (start->op == REQ_OP_WRITE) {
+            __sync_fetch_and_add(&stats->disk_write_ops, 1);
+            __sync_fetch_and_add(&stats->disk_write_bytes, start->bytes);
+        } else {
+            __sync_fetch_and_add(&stats->disk_read_ops, 1);
+            __sync_fetch_and_add(&stats->disk_read_bytes, start->bytes);
+        }
+        hist_add(stats->disk_latency_us, bpf_ktime_get_ns() - start->start_ns);
+    }
+    bpf_map_delete_elem(&requests, &key);
+    return 0;
+}
+
+// ---- scheduler: run-queue latency ----
+static __always_inline void mark_runnable(struct task_struct *task)
+{
+    __u32 tid = BPF_CORE_READ(task, pid);
+    __u64 now = bpf_ktime_get_ns();
+    if (tid)
+        bpf_map_update_elem(&runnable_since, &tid, &now, BPF_ANY);
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(handle_sched_wakeup, struct task_struct *task)
+{
+    mark_runnable(task);
+    return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(handle_sched_wakeup_new, struct task_struct *task)
+{
+    mark_runnable(task);
+    return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+             unsigned int prev_state)
+{
+    // A preempted task goes straight back to the run queue.
+    if (prev_state == TASK_RUNNING)
+        mark_runnable(prev);
+    __u32 tid = BPF_CORE_READ(next, pid);
+    __u64 *since = bpf_map_lookup_elem(&runnable_since, &tid);
+    if (!since)
+        return 0;
+    __u64 waited = bpf_ktime_get_ns() - *since;
+    bpf_map_delete_elem(&runnable_since, &tid);
+    if (BPF_CORE_READ(next, flags) & PF_KTHREAD)
+        return 0;
+    struct loupe_proc_stats *stats = stats_of(BPF_CORE_READ(next, tgid), next);
+    if (stats)
+        hist_add(stats->runqueue_latency_us, waited);
+    return 0;
+}
+
+// ---- sockets ----
+// Socket I/O runs in the owning process's context: remember the owner for softirq events.
+static __always_inline void socket_io(struct sock *sk, int ret, bool transmit)
+{
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    if (ret <= 0 || (family != AF_INET && family != AF_INET6))
+        return;
+    struct loupe_proc_stats *stats = current_stats();
+    if (!stats)
+        return;
+    __sync_fetch_and_add(transmit ? &stats->net_tx_bytes : &stats->net_rx_bytes, (__u64)ret);
+    if (!is_tcp(sk))
+        return;
+    __u64 key = (__u64)sk;
+    struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
+    if (owner) {
+        if (owner->tgid == 0)
+            owner->tgid = bpf_get_current_pid_tgid() >> 32;
+        return;
+    }
+    struct loupe_sock_owner fresh = {.tgid = bpf_get_current_pid_tgid() >> 32};
+    bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_NOEXIST);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(handle_sock_send_length, struct sock *sk, int ret, int flags)
+{
+    socket_io(sk, ret, true);
+    return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(handle_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+    socket_io(sk, ret, false);
+    return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+    if (!is_tcp(sk))
+        return 0;
+    __u64 key = (__u64)sk;
+    if (newstate == TCP_SYN_SENT) {
+        // connect(): we are in the connecting process.
+        struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+        struct loupe_sock_owner owner = {.tgid = bpf_get_current_pid_tgid() >> 32};
+        if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+            owner.tgid = 0;
+        bpf_map_update_elem(&sock_owners, &key, &owner, BPF_ANY);
+        if (owner.tgid)
+            stats_of(owner.tgid, task);
+        return 0;
+    }
+    if (newstate == TCP_ESTABLISHED) {
+        struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
+        if (oldstate == TCP_SYN_SENT && owner) {
+            owner->established = bpf_ktime_get_ns();
+            struct loupe_proc_stats *stats = owner->tgid ? bpf_map_lookup_elem(&proc_stats, &owner->tgid) : NULL;
+            if (stats)
+                __sync_fetch_and_add(&stats->tcp_opened, 1);
+        } else if (oldstate == TCP_SYN_RECV) {
+            // A passive child in softirq: its process is known at accept().
+            struct loupe_sock_owner fresh = {.established = bpf_ktime_get_ns()};
+            bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_ANY);
+        }
+        return 0;
+    }
+    if (newstate == TCP_CLOSE) {
+        struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
+        if (!owner)
+            return 0;
+        struct loupe_proc_stats *stats = owner->tgid ? bpf_map_lookup_elem(&proc_stats, &owner->tgid) : NULL;
+        if (stats) {
+            if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
+                if (oldstate == TCP_SYN_SENT)
+                    __sync_fetch_and_add(&stats->tcp_failed, 1);
+            } else {
+                __sync_fetch_and_add(&stats->tcp_closed, 1);
+                if (owner->established)
+                    hist_add(stats->tcp_duration_us, bpf_ktime_get_ns() - owner->established);
+            }
+        }
+        bpf_map_delete_elem(&sock_owners, &key);
+    }
+    return 0;
+}
+
+static __always_inline void exit_accept(long ret)
+{
+    if (ret < 0)
+        return;
+    struct sock *sk = tcp_sock_of_fd((__s32)ret);
+    if (!sk)
+        return;
+    struct loupe_proc_stats *stats = current_stats();
+    if (!stats)
+        return;
+    __sync_fetch_and_add(&stats->tcp_accepted, 1);
+    __u64 key = (__u64)sk;
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
+    if (owner) {
+        owner->tgid = tgid;
+    } else {
+        struct loupe_sock_owner fresh = {.tgid = tgid, .established = bpf_ktime_get_ns()};
+        bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_NOEXIST);
+    }
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int handle_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+    exit_accept(ctx->ret);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int handle_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+    exit_accept(ctx->ret);
+    return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk)
+{
+    node_count(LOUPE_NODE_TCP_RETRANSMITS);
+    struct loupe_proc_stats *stats = owner_stats(sk);
+    if (stats)
+        __sync_fetch_and_add(&stats->tcp_retransmits, 1);
+    return 0;
+}
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(handle_tcp_probe, struct sock *sk)
+{
+    struct loupe_proc_stats *stats = owner_stats(sk);
+    if (!stats)
+        return 0;
+    // srtt_us holds the smoothed RTT in microseconds, shifted left by 3.
+    __u64 srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+    if (srtt_us)
+        hist_add(stats->tcp_rtt_us, srtt_us * 1000);
+    return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(handle_tcp_send_reset, const struct sock *sk)
+{
+    struct loupe_proc_stats *stats = sk ? owner_stats(sk) : NULL;
+    if (stats)
+        __sync_fetch_and_add(&stats->tcp_resets_sent, 1);
+    return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(handle_tcp_receive_reset, struct sock *sk)
+{
+    struct loupe_proc_stats *stats = owner_stats(sk);
+    if (stats)
+        __sync_fetch_and_add(&stats->tcp_resets_received, 1);
+    return 0;
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Process and port selection, config file, env vars and bad config, as a user drives them."""
+import os
+import subprocess
+import tempfile
+
+from loupe_e2e import LOUPE, Agent, Nginx, fail, free_port, require_root, select, server_counts, wait_port
+
+
+def python_server():
+    port = free_port()
+    proc = subprocess.Popen(["python3", "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory",
+                             tempfile.mkdtemp()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def traffic(nginx_port, py_port, n=5):
+    for _ in range(n):
+        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{nginx_port}/ok"], check=True)
+        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{py_port}/"], check=True)
+
+
+def main():
+    require_root()
+    nginx = Nginx(workers=1)
+    py, py_port = python_server()
+    try:
+        # --port: only connections whose server port is nginx's.
+        agent = Agent("--port", str(nginx.port))
+        traffic(nginx.port, py_port)
+        agent.settle()
+        samples = agent.metrics()
+        agent.stop()
+        if server_counts(samples, "nginx").get(("GET", "/ok", "200")) != 5:
+            fail(f"--port: nginx not counted: {server_counts(samples, 'nginx')}")
+        if server_counts(samples, "python3"):
+            fail("--port: python3 on another port was reported")
+        ports = {l["server_port"] for l, _ in select(samples, "http_client_request_duration_seconds_count")}
+        if ports != {str(nginx.port)}:
+            fail(f"--port: client series for other ports: {ports}")
+
+        # --comm from a config file, flags still win over the file (listen), env var for the level.
+        config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        config.write("comm: [python3]\nlisten: 127.0.0.1:1\nmax_series: 500\n")
+        config.close()
+        os.environ["LOUPE_LOG_LEVEL"] = "debug"
+        agent = Agent("--config", config.name)
+        del os.environ["LOUPE_LOG_LEVEL"]
+        traffic(nginx.port, py_port)
+        agent.settle(1.5)
+        samples = agent.metrics()
+        logs = agent.logs()
+        agent.stop()
+        if server_counts(samples, "nginx") or select(samples, "http_client_request_duration_seconds_count",
+                                                     service_name="curl"):
+            fail("--comm python3: other processes were reported")
+        if server_counts(samples, "python3").get(("GET", "/", "200")) != 5:
+            fail(f"--comm python3: python3 not counted: {server_counts(samples, 'python3')}")
+        if '"level":"debug"' not in logs:
+            fail("LOUPE_LOG_LEVEL=debug from the environment was ignored")
+    finally:
+        py.terminate()
+        py.wait()
+        nginx.stop()
+
+    # A bad config is refused with file, line and key named.
+    bad = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    bad.write("listen: 127.0.0.1:9\nmax_seriez: 5\n")
+    bad.close()
+    r = subprocess.run([LOUPE, "agent", "--config", bad.name], capture_output=True, text=True, timeout=10)
+    if r.returncode != 2 or f"{bad.name}:2: unknown key 'max_seriez'" not in r.stderr:
+        fail(f"bad config not refused clearly: rc={r.returncode} stderr={r.stderr!r}")
+    r = subprocess.run([LOUPE, "agent", "--listen", "nonsense"], capture_output=True, text=True, timeout=10)
+    if r.returncode == 0:
+        fail("--listen nonsense was accepted")
+    r = subprocess.run([LOUPE, "agent", "--help"], capture_output=True, text=True, timeout=10)
+    for flag in ("--listen", "--config", "--pid", "--comm", "--port", "--max-series", "LOUPE_LISTEN"):
+        if flag not in r.stdout:
+            fail(f"agent --help does not mention {flag}")
+    print("selection, config, env and bad config: ok")
+
+
+if __name__ == "__main__":
+    main()

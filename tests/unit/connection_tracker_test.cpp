@@ -1,0 +1,166 @@
+// The tracker on hand-built kernel records: generations, fd reuse, lost open events, malformed
+// records, selection.
+#include "pipeline/connection_tracker.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace loupe::pipeline {
+namespace {
+
+std::vector<std::uint8_t> open_rec(std::int32_t fd, std::uint64_t gen, std::uint8_t role,
+                                   const char* comm = "srv", std::uint16_t local_port = 80,
+                                   std::uint16_t remote_port = 40000) {
+    loupe_conn_open_event e{};
+    e.header.kind = LOUPE_EVENT_CONN_OPEN;
+    e.header.conn = {7, fd, gen};
+    e.header.timestamp_ns = gen;
+    e.role = role;
+    e.family = 2;
+    e.local_port = local_port;
+    e.remote_port = remote_port;
+    const std::uint8_t addr[4] = {10, 1, 2, 3};
+    std::memcpy(e.remote_addr, addr, 4);
+    std::strncpy(e.comm, comm, sizeof(e.comm) - 1);
+    std::vector<std::uint8_t> out(sizeof(e));
+    std::memcpy(out.data(), &e, sizeof(e));
+    return out;
+}
+
+std::vector<std::uint8_t> data_rec(std::int32_t fd, std::uint64_t gen, std::uint64_t ts,
+                                   std::uint8_t dir, const std::string& bytes) {
+    loupe_data_event e{};
+    e.header.kind = LOUPE_EVENT_DATA;
+    e.header.conn = {7, fd, gen};
+    e.header.timestamp_ns = ts;
+    e.direction = dir;
+    e.length = bytes.size();
+    e.head_len = static_cast<std::uint16_t>(bytes.size());
+    std::memcpy(e.head, bytes.data(), bytes.size());
+    const std::size_t size = offsetof(loupe_data_event, head) + bytes.size();
+    std::vector<std::uint8_t> out(size);
+    std::memcpy(out.data(), &e, size);
+    return out;
+}
+
+std::vector<std::uint8_t> close_rec(std::int32_t fd, std::uint64_t gen, std::uint64_t ts) {
+    loupe_conn_close_event e{};
+    e.header.kind = LOUPE_EVENT_CONN_CLOSE;
+    e.header.conn = {7, fd, gen};
+    e.header.timestamp_ns = ts;
+    std::vector<std::uint8_t> out(sizeof(e));
+    std::memcpy(out.data(), &e, sizeof(e));
+    return out;
+}
+
+const std::string kRequest = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+const std::string kResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+struct Fixture : ::testing::Test {
+    std::vector<aggregate::HttpObservation> seen;
+    ConnectionTracker make(Selection sel = {}) {
+        return ConnectionTracker(
+            std::move(sel), 4, [this](const aggregate::HttpObservation& o) { seen.push_back(o); },
+            [](std::uint32_t) { return std::string("from-proc"); });
+    }
+};
+
+TEST_F(Fixture, ServerExchangeWithKernelTimestamps) {
+    auto t = make();
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    t.on_record(data_rec(3, 100, 51'000, LOUPE_DIR_EGRESS, kResponse));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].service, "srv");
+    EXPECT_EQ(seen[0].side, aggregate::HttpSide::kServer);
+    EXPECT_EQ(seen[0].duration_ns, 50'000u);
+    EXPECT_EQ(seen[0].status, 200);
+}
+
+TEST_F(Fixture, ClientSideCarriesServerAddress) {
+    auto t = make();
+    t.on_record(open_rec(4, 100, LOUPE_ROLE_CLIENT, "cli", 40000, 8080));
+    t.on_record(data_rec(4, 100, 1'000, LOUPE_DIR_EGRESS, kRequest));
+    t.on_record(data_rec(4, 100, 9'000, LOUPE_DIR_INGRESS, kResponse));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].side, aggregate::HttpSide::kClient);
+    EXPECT_EQ(seen[0].server_address, "10.1.2.3");
+    EXPECT_EQ(seen[0].server_port, 8080);
+}
+
+TEST_F(Fixture, ReusedFdNeverPairsAcrossConnections) {
+    auto t = make();
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    // The close was lost; the fd comes back as a new connection (new generation).
+    t.on_record(open_rec(3, 200, LOUPE_ROLE_SERVER));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].status, 0);  // the old request: closed without response
+    t.on_record(data_rec(3, 200, 5'000'000'000, LOUPE_DIR_INGRESS, kRequest));
+    t.on_record(data_rec(3, 200, 5'000'001'000, LOUPE_DIR_EGRESS, kResponse));
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[1].duration_ns, 1'000u);  // not 5 s: no stranger's request was paired
+    // A late event of the old generation is ignored and counted.
+    t.on_record(data_rec(3, 100, 6'000'000'000, LOUPE_DIR_EGRESS, kResponse));
+    EXPECT_EQ(t.counters().stale_generation_events, 1u);
+    EXPECT_EQ(seen.size(), 2u);
+}
+
+TEST_F(Fixture, CloseEndsPendingRequests) {
+    auto t = make();
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    t.on_record(close_rec(3, 100, 2'000));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].status, 0);
+    EXPECT_EQ(t.live_connections(), 0u);
+}
+
+TEST_F(Fixture, LostOpenEventStillTracksWithProcName) {
+    auto t = make();
+    t.on_record(data_rec(9, 300, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    t.on_record(data_rec(9, 300, 2'000, LOUPE_DIR_EGRESS, kResponse));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].service, "from-proc");
+}
+
+TEST_F(Fixture, MalformedRecordsAreCountedNotTrusted) {
+    auto t = make();
+    std::vector<std::uint8_t> tiny(3, 0);
+    t.on_record(tiny);
+    auto rec = data_rec(3, 1, 1, LOUPE_DIR_INGRESS, kRequest);
+    reinterpret_cast<loupe_data_event*>(rec.data())->head_len = 4000;  // lies about its length
+    t.on_record(rec);
+    auto bad_kind = close_rec(3, 1, 1);
+    reinterpret_cast<loupe_event_header*>(bad_kind.data())->kind = 99;
+    t.on_record(bad_kind);
+    EXPECT_EQ(t.counters().malformed_events, 3u);
+    EXPECT_TRUE(seen.empty());
+}
+
+TEST_F(Fixture, TableCapEvictsLeastRecentlyUsed) {
+    auto t = make();
+    for (int fd = 0; fd < 6; ++fd)
+        t.on_record(open_rec(fd, 100 + fd, LOUPE_ROLE_SERVER));
+    EXPECT_EQ(t.live_connections(), 4u);
+    EXPECT_EQ(t.counters().connections_evicted, 2u);
+}
+
+TEST_F(Fixture, SelectionByPortAndComm) {
+    auto t = make(Selection{{}, {"srv"}, {8080}});
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER, "srv", 80));      // wrong port
+    t.on_record(open_rec(4, 100, LOUPE_ROLE_SERVER, "srv", 8080));    // selected
+    t.on_record(open_rec(5, 100, LOUPE_ROLE_SERVER, "other", 8080));  // wrong comm
+    for (int fd = 3; fd <= 5; ++fd) {
+        t.on_record(data_rec(fd, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+        t.on_record(data_rec(fd, 100, 2'000, LOUPE_DIR_EGRESS, kResponse));
+    }
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(t.counters().exchanges, 3u);
+}
+
+}  // namespace
+}  // namespace loupe::pipeline

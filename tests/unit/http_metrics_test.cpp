@@ -1,0 +1,88 @@
+#include "aggregate/http_metrics.h"
+
+#include <gtest/gtest.h>
+
+namespace loupe::aggregate {
+namespace {
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+HttpObservation obs(std::string path, int status = 200, std::uint64_t ns = 20'000'000,
+                    std::string service = "svc") {
+    HttpObservation o;
+    o.service = std::move(service);
+    o.method = "GET";
+    o.path = std::move(path);
+    o.status = status;
+    o.duration_ns = ns;
+    return o;
+}
+
+TEST(HttpMetricsStore, CountsAndExactBuckets) {
+    HttpMetricsStore store;
+    store.record(obs("/a/1", 200, 5'000'000),
+                 seconds(100));  // exactly on the 5 ms bound: le="0.005"
+    store.record(obs("/a/2", 200, 5'000'001), seconds(100));       // just above
+    store.record(obs("/a/3", 200, 20'000'000'000), seconds(100));  // above every bound: +Inf only
+    ASSERT_EQ(store.series().size(), 1u);
+    const auto& [key, s] = *store.series().begin();
+    EXPECT_EQ(key.route, "/a/{id}");
+    EXPECT_EQ(s.count, 3u);
+    EXPECT_EQ(s.sum_ns, 20'010'000'001u);
+    EXPECT_EQ(s.buckets[0], 1u);
+    EXPECT_EQ(s.buckets[1], 1u);
+    std::uint64_t in_bounds = 0;
+    for (auto b : s.buckets)
+        in_bounds += b;
+    EXPECT_EQ(in_bounds, 2u);
+}
+
+TEST(HttpMetricsStore, StatusLabelsAndErrors) {
+    EXPECT_EQ(status_label(0), "none");
+    EXPECT_EQ(status_label(503), "503");
+    EXPECT_TRUE(is_error_status(HttpSide::kServer, "500"));
+    EXPECT_FALSE(is_error_status(HttpSide::kServer, "404"));
+    EXPECT_TRUE(is_error_status(HttpSide::kClient, "404"));
+    EXPECT_TRUE(is_error_status(HttpSide::kServer, "none"));
+}
+
+TEST(HttpMetricsStore, RouteCapSendsTheRestToOverflow) {
+    HttpMetricsStore store(HttpStoreLimits{1000, 3, minutes(15)});
+    for (const char* p : {"/a", "/b", "/c", "/d", "/e", "/a"})
+        store.record(obs(p), seconds(1));
+    std::map<std::string, std::uint64_t> by_route;
+    for (const auto& [k, s] : store.series())
+        by_route[k.route] += s.count;
+    EXPECT_EQ(by_route["/a"], 2u);
+    EXPECT_EQ(by_route[HttpMetricsStore::kOverflowRoute], 2u);
+    EXPECT_EQ(store.routes_overflowed(), 2u);
+    // Another service has its own budget.
+    store.record(obs("/d", 200, 1'000'000, "other"), seconds(1));
+    EXPECT_EQ(store.routes_overflowed(), 2u);
+}
+
+TEST(HttpMetricsStore, SeriesCapDropsAndCounts) {
+    HttpMetricsStore store(HttpStoreLimits{2, 100, minutes(15)});
+    store.record(obs("/a"), seconds(1));
+    store.record(obs("/b"), seconds(1));
+    store.record(obs("/c"), seconds(1));
+    store.record(obs("/a"), seconds(1));  // existing series still counts
+    EXPECT_EQ(store.series().size(), 2u);
+    EXPECT_EQ(store.series_dropped(), 1u);
+}
+
+TEST(HttpMetricsStore, IdleSeriesExpireAndFreeTheirRoute) {
+    HttpMetricsStore store(HttpStoreLimits{100, 1, minutes(15)});
+    store.record(obs("/old"), seconds(0));
+    store.record(obs("/new"), minutes(10));         // over the cap: overflow
+    EXPECT_EQ(store.expire_idle(minutes(16)), 1u);  // /old idle for 16 min
+    store.record(obs("/new"), minutes(16));
+    bool has_new = false;
+    for (const auto& [k, s] : store.series())
+        has_new |= k.route == "/new";
+    EXPECT_TRUE(has_new);
+}
+
+}  // namespace
+}  // namespace loupe::aggregate

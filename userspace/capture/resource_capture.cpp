@@ -1,0 +1,171 @@
+#include "capture/resource_capture.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include "capture/tracefs.h"
+#include "resources.skel.h"
+#include "util/logging.h"
+
+namespace loupe::capture {
+namespace {
+
+// Iterates a hash map with batched lookups (one syscall per `kBatch` entries instead of two per
+// entry): `fn(key, value)` for each.
+template <typename Key, typename Value, typename Fn>
+void for_each_entry(int map_fd, std::size_t max_entries, Fn&& fn) {
+    constexpr std::uint32_t kBatch = 256;
+    std::vector<Key> keys(kBatch);
+    std::vector<Value> values(kBatch);
+    Key out_batch{};
+    bool first = true;
+    std::size_t seen = 0;
+    while (seen < max_entries) {
+        std::uint32_t count = kBatch;
+        Key in_batch = out_batch;
+        const int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch,
+                                             keys.data(), values.data(), &count, nullptr);
+        first = false;
+        for (std::uint32_t i = 0; i < count; ++i)
+            fn(keys[i], values[i]);
+        seen += count;
+        if (err != 0) break;  // ENOENT: done; anything else: give up for this round
+    }
+}
+
+std::string hook_name(bpf_program* prog) {
+    std::string section = bpf_program__section_name(prog);
+    const auto slash = section.find('/');
+    return slash == std::string::npos ? section : section.substr(slash + 1);
+}
+
+}  // namespace
+
+void ResourceCapture::SkeletonDeleter::operator()(resources* skel) const noexcept {
+    resources__destroy(skel);
+}
+
+ResourceCapture::~ResourceCapture() {
+    links_.clear();
+    ring_.reset();
+}
+
+std::unique_ptr<ResourceCapture> ResourceCapture::start(ExitHandler on_exit, std::string& error) {
+    const TracefsStatus tracefs = ensure_tracefs();
+    std::unique_ptr<ResourceCapture> capture(new ResourceCapture());
+    capture->on_exit_ = std::move(on_exit);
+    capture->skel_.reset(resources__open());
+    if (!capture->skel_) {
+        error = std::string("cannot open the resources BPF object: ") + std::strerror(errno);
+        return nullptr;
+    }
+    resources& skel = *capture->skel_;
+    // Typed tracepoints must exist in the kernel's BTF; syscall tracepoints need tracefs. A hook
+    // this kernel lacks is dropped before load instead of failing the whole object.
+    btf* vmlinux = btf__load_vmlinux_btf();
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel.obj) {
+        const std::string section = bpf_program__section_name(prog);
+        const std::string name = hook_name(prog);
+        bool present = true;
+        if (section.rfind("tp_btf/", 0) == 0)
+            present = vmlinux && btf__find_by_name_kind(vmlinux, ("btf_trace_" + name).c_str(),
+                                                        BTF_KIND_TYPEDEF) > 0;
+        else if (section.rfind("tracepoint/", 0) == 0)
+            present = tracefs.available &&
+                      ::access((tracefs.path + "/events/" + name).c_str(), F_OK) == 0;
+        if (!present) {
+            bpf_program__set_autoload(prog, false);
+            capture->missing_.push_back(name);
+        }
+    }
+    btf__free(vmlinux);
+    if (int err = resources__load(&skel); err != 0) {
+        error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);
+        return nullptr;
+    }
+    bpf_object__for_each_program(prog, skel.obj) {
+        if (!bpf_program__autoload(prog)) continue;
+        BpfLinkPtr link(bpf_program__attach(prog));
+        if (!link) {
+            spdlog::warn("cannot attach {}: {}", hook_name(prog), std::strerror(errno));
+            capture->missing_.push_back(hook_name(prog));
+            continue;
+        }
+        capture->links_.push_back(std::move(link));
+        capture->attached_.push_back(hook_name(prog));
+    }
+    capture->ring_.reset(ring_buffer__new(
+        bpf_map__fd(skel.maps.exits), &ResourceCapture::on_exit_record, capture.get(), nullptr));
+    if (!capture->ring_) {
+        error = std::string("cannot open the exit ring buffer: ") + std::strerror(errno);
+        return nullptr;
+    }
+    for (const auto& m : capture->missing_)
+        spdlog::warn("resource hook unavailable on this kernel: {}", m);
+    return capture;
+}
+
+int ResourceCapture::on_exit_record(void* ctx, void* data, std::size_t size) {
+    if (size < sizeof(loupe_proc_exit_event)) return 0;
+    auto* self = static_cast<ResourceCapture*>(ctx);
+    self->on_exit_(*static_cast<const loupe_proc_exit_event*>(data));
+    return 0;
+}
+
+int ResourceCapture::poll_exits() {
+    return ring_buffer__consume(ring_.get());
+}
+
+std::unordered_map<std::uint32_t, loupe_proc_stats> ResourceCapture::proc_stats() const {
+    std::unordered_map<std::uint32_t, loupe_proc_stats> out;
+    for_each_entry<__u32, loupe_proc_stats>(
+        bpf_map__fd(skel_->maps.proc_stats), bpf_map__max_entries(skel_->maps.proc_stats),
+        [&](__u32 tgid, const loupe_proc_stats& s) { out[tgid] = s; });
+    return out;
+}
+
+std::size_t ResourceCapture::proc_stats_entries() const {
+    std::size_t n = 0;
+    for_each_entry<__u32, loupe_proc_stats>(bpf_map__fd(skel_->maps.proc_stats),
+                                            bpf_map__max_entries(skel_->maps.proc_stats),
+                                            [&](__u32, const loupe_proc_stats&) { ++n; });
+    return n;
+}
+
+std::unordered_map<std::uint32_t, std::uint64_t> ResourceCapture::active_connections() const {
+    std::unordered_map<std::uint32_t, std::uint64_t> out;
+    for_each_entry<__u64, loupe_sock_owner>(bpf_map__fd(skel_->maps.sock_owners),
+                                            bpf_map__max_entries(skel_->maps.sock_owners),
+                                            [&](__u64, const loupe_sock_owner& o) {
+                                                if (o.tgid) ++out[o.tgid];
+                                            });
+    return out;
+}
+
+NodeKernelCounters ResourceCapture::node_counters() const {
+    NodeKernelCounters out;
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return out;
+    std::vector<__u64> values(static_cast<std::size_t>(cpus));
+    auto sum = [&](__u32 index) {
+        std::uint64_t total = 0;
+        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.node_counters), &index, values.data()) == 0)
+            for (auto v : values)
+                total += v;
+        return total;
+    };
+    out.tcp_retransmits = sum(LOUPE_NODE_TCP_RETRANSMITS);
+    out.proc_stats_full = sum(LOUPE_NODE_PROC_STATS_FULL);
+    out.exit_events_lost = sum(LOUPE_NODE_EXIT_EVENTS_LOST);
+    return out;
+}
+
+}  // namespace loupe::capture

@@ -1,0 +1,62 @@
+// Loads resources.bpf.c and reads its per-process maps and exit events.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "capture/bpf_handles.h"
+#include "loupe_abi.h"
+
+struct resources;  // generated skeleton
+
+namespace loupe::capture {
+
+struct NodeKernelCounters {
+    std::uint64_t tcp_retransmits = 0;
+    std::uint64_t proc_stats_full = 0;
+    std::uint64_t exit_events_lost = 0;
+};
+
+class ResourceCapture {
+  public:
+    using ExitHandler = std::function<void(const loupe_proc_exit_event&)>;
+
+    // nullptr with `error` set when the programs cannot load; hooks missing on this kernel are
+    // skipped and listed in missing_hooks().
+    static std::unique_ptr<ResourceCapture> start(ExitHandler on_exit, std::string& error);
+    ~ResourceCapture();
+    ResourceCapture(const ResourceCapture&) = delete;
+    ResourceCapture& operator=(const ResourceCapture&) = delete;
+
+    // Drains pending exit events (never blocks).
+    int poll_exits();
+    // Snapshot of every process's counters (batched map reads).
+    std::unordered_map<std::uint32_t, loupe_proc_stats> proc_stats() const;
+    // Live TCP connections per process (owned sockets not yet closed).
+    std::unordered_map<std::uint32_t, std::uint64_t> active_connections() const;
+    std::size_t proc_stats_entries() const;
+    NodeKernelCounters node_counters() const;
+
+    const std::vector<std::string>& attached_hooks() const { return attached_; }
+    const std::vector<std::string>& missing_hooks() const { return missing_; }
+
+  private:
+    ResourceCapture() = default;
+    static int on_exit_record(void* ctx, void* data, std::size_t size);
+
+    struct SkeletonDeleter {
+        void operator()(resources* skel) const noexcept;
+    };
+    std::unique_ptr<resources, SkeletonDeleter> skel_;
+    std::vector<BpfLinkPtr> links_;
+    RingBufferPtr ring_;
+    ExitHandler on_exit_;
+    std::vector<std::string> attached_;
+    std::vector<std::string> missing_;
+};
+
+}  // namespace loupe::capture

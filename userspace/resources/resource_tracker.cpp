@@ -1,0 +1,191 @@
+#include "resources/resource_tracker.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace loupe::resources {
+namespace {
+
+void add_hist(Log2Histogram& into, const Log2Histogram& from) {
+    for (std::size_t i = 0; i < into.size(); ++i)
+        into[i] += from[i];
+}
+
+void add_hist(Log2Histogram& into, const __u64 (&from)[LOUPE_LOG2_BUCKETS]) {
+    for (std::size_t i = 0; i < into.size(); ++i)
+        into[i] += from[i];
+}
+
+}  // namespace
+
+void ResourceTotals::add(const ResourceTotals& o) {
+    cpu_ns += o.cpu_ns;
+    io_read_bytes += o.io_read_bytes;
+    io_write_bytes += o.io_write_bytes;
+    disk_read_ops += o.disk_read_ops;
+    disk_write_ops += o.disk_write_ops;
+    net_tx_bytes += o.net_tx_bytes;
+    net_rx_bytes += o.net_rx_bytes;
+    tcp_opened += o.tcp_opened;
+    tcp_accepted += o.tcp_accepted;
+    tcp_closed += o.tcp_closed;
+    tcp_failed += o.tcp_failed;
+    tcp_retransmits += o.tcp_retransmits;
+    tcp_resets_sent += o.tcp_resets_sent;
+    tcp_resets_received += o.tcp_resets_received;
+    add_hist(disk_latency, o.disk_latency);
+    add_hist(runqueue_latency, o.runqueue_latency);
+    add_hist(tcp_rtt, o.tcp_rtt);
+    add_hist(tcp_duration, o.tcp_duration);
+}
+
+void ResourceTotals::add_kernel(const loupe_proc_stats& s) {
+    disk_read_ops += s.disk_read_ops;
+    disk_write_ops += s.disk_write_ops;
+    net_tx_bytes += s.net_tx_bytes;
+    net_rx_bytes += s.net_rx_bytes;
+    tcp_opened += s.tcp_opened;
+    tcp_accepted += s.tcp_accepted;
+    tcp_closed += s.tcp_closed;
+    tcp_failed += s.tcp_failed;
+    tcp_retransmits += s.tcp_retransmits;
+    tcp_resets_sent += s.tcp_resets_sent;
+    tcp_resets_received += s.tcp_resets_received;
+    add_hist(disk_latency, s.disk_latency_us);
+    add_hist(runqueue_latency, s.runqueue_latency_us);
+    add_hist(tcp_rtt, s.tcp_rtt_us);
+    add_hist(tcp_duration, s.tcp_duration_us);
+}
+
+ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services)
+    : service_of_(std::move(service_of)), max_services_(max_services) {}
+
+ResourceTotals& ResourceTracker::departed_of(const std::string& service) {
+    return departed_[service];
+}
+
+void ResourceTracker::on_exit(const loupe_proc_exit_event& e) {
+    const std::string comm(e.comm, strnlen(e.comm, sizeof(e.comm)));
+    // A process sampled while alive keeps the service it had; one that lived between two samples
+    // is named by its exit record.
+    const auto live = live_.find(e.tgid);
+    const std::string service = live != live_.end() ? live->second.service : service_of_(comm);
+    ResourceTotals final_totals;
+    final_totals.cpu_ns = e.cpu_ns;
+    final_totals.io_read_bytes = e.io_read_bytes;
+    final_totals.io_write_bytes = e.io_write_bytes;
+    if (e.has_stats) final_totals.add_kernel(e.stats);
+    departed_of(service).add(final_totals);
+    ++exited_count_[service];
+    if (live != live_.end()) live_.erase(live);
+    exited_this_round_.insert(e.tgid);
+}
+
+void ResourceTracker::on_sample(
+    const std::vector<ProcessSample>& processes,
+    const std::unordered_map<std::uint32_t, loupe_proc_stats>& kernel,
+    const std::unordered_map<std::uint32_t, std::uint64_t>& active_connections,
+    std::chrono::nanoseconds now) {
+    std::unordered_map<std::uint32_t, LiveProcess> next;
+    next.reserve(processes.size());
+    for (const auto& p : processes) {
+        if (exited_this_round_.contains(p.pid)) continue;  // its final totals are already in
+        LiveProcess lp;
+        const auto previous = live_.find(p.pid);
+        lp.service = previous != live_.end() ? previous->second.service : service_of_(p.comm);
+        lp.totals.cpu_ns = p.cpu_ns;
+        lp.totals.io_read_bytes = p.io_read_bytes;
+        lp.totals.io_write_bytes = p.io_write_bytes;
+        if (const auto k = kernel.find(p.pid); k != kernel.end()) lp.totals.add_kernel(k->second);
+        lp.rss_bytes = p.rss_bytes;
+        next.emplace(p.pid, std::move(lp));
+    }
+    // Gone without an exit record (the ring buffer was full): keep what was last seen of it.
+    for (auto& [pid, lp] : live_)
+        if (!next.contains(pid)) {
+            departed_of(lp.service).add(lp.totals);
+            ++exited_count_[lp.service];
+        }
+    live_ = std::move(next);
+    exited_this_round_.clear();
+
+    std::map<std::string, ServiceResources> fresh;
+    for (const auto& [service, totals] : departed_) {
+        auto& s = fresh[service];
+        s.totals.add(totals);
+        s.exited = exited_count_[service];
+    }
+    for (const auto& [pid, lp] : live_) {
+        if (!fresh.contains(lp.service) && fresh.size() >= max_services_) {
+            ++services_dropped_;
+            continue;
+        }
+        auto& s = fresh[lp.service];
+        s.totals.add(lp.totals);
+        s.rss_bytes += lp.rss_bytes;
+        ++s.processes;
+        if (const auto a = active_connections.find(pid); a != active_connections.end())
+            s.active_connections += a->second;
+    }
+    const double dt = std::chrono::duration<double>(now - last_sample_).count();
+    if (last_sample_.count() > 0 && dt > 0) {
+        for (auto& [service, s] : fresh) {
+            const auto old = services_.find(service);
+            if (old == services_.end()) continue;
+            const auto& a = old->second.totals;
+            const auto& b = s.totals;
+            auto rate = [dt](std::uint64_t before, std::uint64_t after) {
+                return after >= before ? static_cast<double>(after - before) / dt : 0.0;
+            };
+            s.cpu_cores = rate(a.cpu_ns, b.cpu_ns) / 1e9;
+            s.disk_read_bytes_per_second = rate(a.io_read_bytes, b.io_read_bytes);
+            s.disk_write_bytes_per_second = rate(a.io_write_bytes, b.io_write_bytes);
+            s.net_tx_bytes_per_second = rate(a.net_tx_bytes, b.net_tx_bytes);
+            s.net_rx_bytes_per_second = rate(a.net_rx_bytes, b.net_rx_bytes);
+            s.tcp_retransmits_per_second = rate(a.tcp_retransmits, b.tcp_retransmits);
+        }
+    }
+    services_ = std::move(fresh);
+    last_sample_ = now;
+}
+
+std::vector<ResourceTracker::ProcessView> ResourceTracker::processes_of(
+    const std::string& service) const {
+    std::vector<ProcessView> out;
+    for (const auto& [pid, lp] : live_)
+        if (lp.service == service) out.push_back({pid, lp.totals, lp.rss_bytes});
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.pid < b.pid; });
+    return out;
+}
+
+void NodeTracker::on_sample(const NodeSample& sample, std::uint64_t tcp_retransmits,
+                            std::chrono::nanoseconds now) {
+    node_.cpus = sample.cpus;
+    node_.mem_total_bytes = sample.mem_total_bytes;
+    node_.mem_used_bytes =
+        sample.mem_total_bytes - std::min(sample.mem_available_bytes, sample.mem_total_bytes);
+    node_.mem_utilization = sample.mem_total_bytes ? static_cast<double>(node_.mem_used_bytes) /
+                                                         static_cast<double>(sample.mem_total_bytes)
+                                                   : 0.0;
+    node_.interfaces = sample.interfaces;
+    node_.tcp_retransmits = tcp_retransmits;
+    if (previous_at_.count() > 0) {
+        const auto total = sample.cpu_total_ticks - previous_.cpu_total_ticks;
+        const auto busy = sample.cpu_busy_ticks - previous_.cpu_busy_ticks;
+        node_.cpu_utilization =
+            total ? static_cast<double>(busy) / static_cast<double>(total) : 0.0;
+        const double elapsed_ms =
+            std::chrono::duration<double, std::milli>(now - previous_at_).count();
+        node_.disk_busy.clear();
+        for (const auto& [dev, d] : sample.disks) {
+            const auto before = previous_.disks.find(dev);
+            if (before == previous_.disks.end() || elapsed_ms <= 0) continue;
+            const double busy_ms = static_cast<double>(d.io_ticks_ms - before->second.io_ticks_ms);
+            node_.disk_busy[dev] = std::clamp(busy_ms / elapsed_ms, 0.0, 1.0);
+        }
+    }
+    previous_ = sample;
+    previous_at_ = now;
+}
+
+}  // namespace loupe::resources

@@ -1,0 +1,132 @@
+// Per-service resource accounting: /proc samples of live processes, kernel counters per process,
+// and the final totals of processes that exited, summed by service_name.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "loupe_abi.h"
+#include "resources/procfs.h"
+
+namespace loupe::resources {
+
+using Log2Histogram = std::array<std::uint64_t, LOUPE_LOG2_BUCKETS>;
+
+// Cumulative figures of a set of processes.
+struct ResourceTotals {
+    std::uint64_t cpu_ns = 0;
+    std::uint64_t io_read_bytes = 0;  // /proc/PID/io
+    std::uint64_t io_write_bytes = 0;
+    std::uint64_t disk_read_ops = 0;  // block layer
+    std::uint64_t disk_write_ops = 0;
+    std::uint64_t net_tx_bytes = 0;
+    std::uint64_t net_rx_bytes = 0;
+    std::uint64_t tcp_opened = 0;
+    std::uint64_t tcp_accepted = 0;
+    std::uint64_t tcp_closed = 0;
+    std::uint64_t tcp_failed = 0;
+    std::uint64_t tcp_retransmits = 0;
+    std::uint64_t tcp_resets_sent = 0;
+    std::uint64_t tcp_resets_received = 0;
+    Log2Histogram disk_latency{};
+    Log2Histogram runqueue_latency{};
+    Log2Histogram tcp_rtt{};
+    Log2Histogram tcp_duration{};
+
+    void add(const ResourceTotals& other);
+    void add_kernel(const loupe_proc_stats& stats);
+};
+
+struct ServiceResources {
+    ResourceTotals totals;        // live processes + exited ones
+    std::uint64_t exited = 0;     // processes that exited since the agent started
+    std::uint64_t processes = 0;  // live now
+    std::uint64_t rss_bytes = 0;  // live now
+    std::uint64_t active_connections = 0;
+    // Rates over the last sampling interval.
+    double cpu_cores = 0;
+    double disk_read_bytes_per_second = 0;
+    double disk_write_bytes_per_second = 0;
+    double net_tx_bytes_per_second = 0;
+    double net_rx_bytes_per_second = 0;
+    double tcp_retransmits_per_second = 0;
+};
+
+class ResourceTracker {
+  public:
+    using ServiceOf = std::function<std::string(const std::string& comm)>;
+    explicit ResourceTracker(ServiceOf service_of, std::size_t max_services = 5000);
+
+    // A process's final totals (from the kernel, at the exit of its last thread).
+    void on_exit(const loupe_proc_exit_event& exit);
+    // One sampling round: /proc samples of live processes, the kernel's per-process counters
+    // and live TCP connections per process. Exits must be fed after the /proc scan of the same
+    // round (see the agent), so that a process is never counted both live and exited.
+    void on_sample(const std::vector<ProcessSample>& processes,
+                   const std::unordered_map<std::uint32_t, loupe_proc_stats>& kernel,
+                   const std::unordered_map<std::uint32_t, std::uint64_t>& active_connections,
+                   std::chrono::nanoseconds now);
+
+    const std::map<std::string, ServiceResources>& services() const { return services_; }
+
+    struct ProcessView {
+        std::uint32_t pid = 0;
+        ResourceTotals totals;
+        std::uint64_t rss_bytes = 0;
+    };
+    // The live processes of a service (for /api/v1/services/{name}/processes).
+    std::vector<ProcessView> processes_of(const std::string& service) const;
+    std::size_t live_processes() const { return live_.size(); }
+    std::uint64_t services_dropped() const { return services_dropped_; }
+
+  private:
+    struct LiveProcess {
+        std::string service;
+        ResourceTotals totals;
+        std::uint64_t rss_bytes = 0;
+    };
+    ResourceTotals& departed_of(const std::string& service);
+
+    ServiceOf service_of_;
+    std::size_t max_services_;
+    std::unordered_map<std::uint32_t, LiveProcess> live_;
+    std::unordered_set<std::uint32_t> exited_this_round_;
+    std::map<std::string, ResourceTotals> departed_;
+    std::map<std::string, std::uint64_t> exited_count_;
+    std::map<std::string, ServiceResources> services_;
+    std::chrono::nanoseconds last_sample_{0};
+    std::uint64_t services_dropped_ = 0;
+};
+
+// Node-wide utilisation from two consecutive /proc samples.
+struct NodeResources {
+    unsigned cpus = 0;
+    double cpu_utilization = 0;  // 0..1
+    std::uint64_t mem_total_bytes = 0;
+    std::uint64_t mem_used_bytes = 0;  // total - available
+    double mem_utilization = 0;
+    std::map<std::string, double> disk_busy;        // device -> 0..1
+    std::map<std::string, NetCounters> interfaces;  // cumulative bytes
+    std::uint64_t tcp_retransmits = 0;              // every retransmit on the node
+};
+
+class NodeTracker {
+  public:
+    void on_sample(const NodeSample& sample, std::uint64_t tcp_retransmits,
+                   std::chrono::nanoseconds now);
+    const NodeResources& node() const { return node_; }
+
+  private:
+    NodeSample previous_;
+    std::chrono::nanoseconds previous_at_{0};
+    NodeResources node_;
+};
+
+}  // namespace loupe::resources
