@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
+#include "cli/top/top_command.h"
 #include "doctor/doctor_command.h"
 #include "util/logging.h"
 #include "util/version.h"
@@ -121,19 +122,52 @@ int main(int argc, char** argv) {
         ->envname("LOUPE_MAX_CONNECTIONS")
         ->capture_default_str();
 
+    loupe::top::TopOptions top_options;
+    if (const char* agent_env = std::getenv("LOUPE_AGENT"); agent_env && *agent_env) {
+        top_options.agent_url = agent_env;
+        top_options.agent_given = true;
+    }
+    auto* top = app.add_subcommand("top",
+                                   "Live, top-style view of every service: RPS, errors, "
+                                   "p50/p95/p99, CPU, memory, disk, network, "
+                                   "TCP retransmits; Enter drills into routes and processes. Reads "
+                                   "a running agent, or captures "
+                                   "in-process when none answers. When stdout is not a terminal it "
+                                   "prints one snapshot (--once).");
+    top->add_option("--agent", top_options.agent_url, "Agent base URL (env LOUPE_AGENT)")
+        ->capture_default_str();
+    top->add_option("--interval", top_options.interval_seconds, "Refresh interval in seconds")
+        ->check(CLI::Range(0.2, 60.0))
+        ->capture_default_str();
+    top->add_flag("--once", top_options.once, "Print one snapshot as a table and exit");
+    top->add_flag("--json", top_options.json,
+                  "Print one snapshot as JSON (the agent's API documents) and exit");
+    top->add_flag("--no-color", top_options.no_color, "No colour (NO_COLOR is honoured too)");
+    top->add_option("--sort", top_options.sort, "Sort column of --once (e.g. RPS, CPU%, P95, RSS)")
+        ->capture_default_str();
+    top->add_option("--slo-p95", top_options.thresholds.p95_seconds,
+                    "Highlight p95 above this many seconds")
+        ->capture_default_str();
+    top->add_option("--error-budget", top_options.thresholds.error_ratio,
+                    "Highlight error ratios above this")
+        ->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
+    if (top->count("--agent")) top_options.agent_given = true;
 
     // Values from the config file or the environment have not been through CLI11's checks.
     const auto format = loupe::util::parse_log_format(log_format);
     const auto level = loupe::util::parse_log_level(log_level);
     if (!format || !level) {
-        std::cerr << "loupe: invalid " << (format ? "log level '" + log_level : "log format '" + log_format)
+        std::cerr << "loupe: invalid "
+                  << (format ? "log level '" + log_level : "log format '" + log_format)
                   << "' (from the config file or environment)\n";
         return 2;
     }
     loupe::util::setup_logging(*format, *level);
 
     if (doctor->parsed()) return loupe::doctor::run_doctor(doctor_json, std::cout);
+    if (top->parsed()) return loupe::top::run_top(top_options);
     if (agent->parsed()) {
         agent_config.log_format = log_format;
         agent_config.log_level = log_level;

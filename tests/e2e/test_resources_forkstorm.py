@@ -72,12 +72,39 @@ def main():
         if not 0 < cpu <= 1.1 * loop_cpu + 0.02:
             fail(f"process_cpu_time_seconds_total{{{comm}}} = {cpu:.4f} s; the whole loop used {loop_cpu:.4f} s")
         if abs(entries_after - entries_before) > 10:
-            fail(f"loupe_bpf_map_entries{{proc_stats}}: {entries_before:g} before the storm, {entries_after:g} after")
+            fail(f"loupe_bpf_map_entries{{proc_stats}}: {entries_before:g} before the storm, {entries_after:g} after "
+                 f"({live_processes()} processes live on the machine now){dead_entries()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     agent.stop()
     print(f"resources forkstorm: ok ({exited:g} exits counted, {cpu * 1e3:.1f} ms CPU, "
           f"proc_stats {entries_before:g} -> {entries_after:g})")
+
+
+def live_processes():
+    return sum(1 for d in os.listdir("/proc") if d.isdigit())
+
+
+def dead_entries():
+    """Diagnostic for a failure message (best effort, needs bpftool and a single proc_stats map):
+    the map's entries whose process (key: tgid) no longer exists, by the comm stored in them."""
+    import collections
+    import json
+    try:
+        maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True).stdout)
+        ids = [m["id"] for m in maps if m.get("name") == "proc_stats"]
+        if len(ids) != 1:
+            return f"; bpftool: {len(ids)} maps named proc_stats"
+        dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(ids[0])], capture_output=True,
+                                         text=True).stdout)
+        dead = collections.Counter()
+        for entry in dump:
+            tgid = int.from_bytes(bytes(int(x, 16) for x in entry["key"]), "little")
+            if not os.path.exists(f"/proc/{tgid}"):
+                dead[bytes(int(x, 16) for x in entry["value"][:16]).split(b"\0")[0].decode(errors="replace")] += 1
+        return f"; bpftool: {len(dump)} entries, {sum(dead.values())} of exited processes: {dict(dead)}"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"; bpftool dump failed: {e}"
 
 
 def select_any(samples, service):

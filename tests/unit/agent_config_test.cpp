@@ -70,7 +70,8 @@ TEST(AgentConfig, ParsesListen) {
     EXPECT_TRUE(parse_listen("[::1]:80", host, port));
     EXPECT_EQ(host, "::1");
     EXPECT_FALSE(parse_listen("9464", host, port));
-    EXPECT_FALSE(parse_listen("h:0", host, port));
+    EXPECT_TRUE(parse_listen("h:0", host, port));  // 0: any free port
+    EXPECT_EQ(port, 0);
     EXPECT_FALSE(parse_listen("h:99999", host, port));
     EXPECT_FALSE(parse_listen("h:12ab", host, port));
 }

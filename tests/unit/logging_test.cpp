@@ -21,6 +21,7 @@ TEST(Logging, ParsesFormatsAndLevels) {
     EXPECT_FALSE(parse_log_format("xml"));
     EXPECT_EQ(parse_log_level("debug"), spdlog::level::debug);
     EXPECT_EQ(parse_log_level("warning"), spdlog::level::warn);
+    EXPECT_EQ(parse_log_level("warn"), spdlog::level::warn);
     EXPECT_EQ(parse_log_level("error"), spdlog::level::err);
     EXPECT_FALSE(parse_log_level("loud"));
 }

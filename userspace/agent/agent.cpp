@@ -72,12 +72,11 @@ std::string Agent::service_name(const std::string& comm) const {
 }
 
 Agent::~Agent() {
+    stop();
+    // start() may have failed half-way: no thread may outlive the object.
     running_ = false;
     if (server_) server_->stop();
     if (server_thread_.joinable()) server_thread_.join();
-    if (consumer_.joinable()) consumer_.join();
-    if (resource_thread_.joinable()) resource_thread_.join();
-    if (features_thread_.joinable()) features_thread_.join();
 }
 
 std::chrono::nanoseconds Agent::now() const {
@@ -260,6 +259,35 @@ void Agent::register_routes() {
                          json_reply(res, {{"service", req.matches[1]}, {"endpoints", rows}});
                  });
     server_->Get(
+        R"(/api/v1/services/([^/]+)/processes)",
+        [this, json_reply](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard lock(mutex_);
+            nlohmann::json rows = nlohmann::json::array();
+            for (const auto& p : resource_tracker_.processes_of(req.matches[1]))
+                rows.push_back({{"pid", p.pid},
+                                {"cpu_seconds_total", static_cast<double>(p.totals.cpu_ns) * 1e-9},
+                                {"rss_bytes", p.rss_bytes},
+                                {"disk_read_bytes_total", p.totals.io_read_bytes},
+                                {"disk_write_bytes_total", p.totals.io_write_bytes},
+                                {"net_tx_bytes_total", p.totals.net_tx_bytes},
+                                {"net_rx_bytes_total", p.totals.net_rx_bytes},
+                                {"tcp_retransmits_total", p.totals.tcp_retransmits}});
+            json_reply(res, {{"service", req.matches[1]}, {"processes", rows}},
+                       rows.empty() ? 404 : 200);
+        });
+    server_->Get("/api/v1/node",
+                 [this, json_reply](const httplib::Request&, httplib::Response& res) {
+                     std::lock_guard lock(mutex_);
+                     const auto& n = node_tracker_.node();
+                     json_reply(res, {{"cpus", n.cpus},
+                                      {"cpu_utilization", n.cpu_utilization},
+                                      {"memory_total_bytes", n.mem_total_bytes},
+                                      {"memory_used_bytes", n.mem_used_bytes},
+                                      {"memory_utilization", n.mem_utilization},
+                                      {"disk_busy", n.disk_busy},
+                                      {"tcp_retransmits_total", n.tcp_retransmits}});
+                 });
+    server_->Get(
         "/api/v1/agent", [this, json_reply](const httplib::Request&, httplib::Response& res) {
             nlohmann::json body = {
                 {"version", kVersion},
@@ -295,26 +323,27 @@ void Agent::register_routes() {
     });
 }
 
-int Agent::run() {
+bool Agent::start() {
     started_ = now();
     std::string host;
     int port = 0;
     if (!parse_listen(config_.listen, host, port)) {
         spdlog::error("invalid --listen '{}': expected HOST:PORT", config_.listen);
-        return 2;
+        return false;
     }
-    // Signals are taken synchronously by this thread; every other thread inherits the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
     server_ = std::make_unique<httplib::Server>();
     register_routes();
-    if (!server_->bind_to_port(host, port)) {
+    if (port == 0) {
+        // An ephemeral port (`loupe top` running capture in-process).
+        port = server_->bind_to_any_port(host);
+        if (port <= 0) {
+            spdlog::error("cannot listen on {}", host);
+            return false;
+        }
+        config_.listen = host + ":" + std::to_string(port);
+    } else if (!server_->bind_to_port(host, port)) {
         spdlog::error("cannot listen on {}: address in use or not permitted", config_.listen);
-        return 2;
+        return false;
     }
     server_thread_ = std::thread([this] { server_->listen_after_bind(); });
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
@@ -335,14 +364,14 @@ int Agent::run() {
         // freed heap back so the agent's RSS reflects what it really keeps.
         ::malloc_trim(0);
     });
+    return true;
+}
 
-    int signal_number = 0;
-    sigwait(&signals, &signal_number);
-    spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+void Agent::stop() {
+    if (!server_ || !running_.exchange(false)) return;
     ready_ = false;
-    running_ = false;
-    consumer_.join();
-    resource_thread_.join();
+    if (consumer_.joinable()) consumer_.join();
+    if (resource_thread_.joinable()) resource_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     {
         std::lock_guard lock(mutex_);
@@ -350,8 +379,23 @@ int Agent::run() {
         resource_capture_.reset();
     }
     server_->stop();
-    server_thread_.join();
+    if (server_thread_.joinable()) server_thread_.join();
     spdlog::info("loupe agent stopped");
+}
+
+int Agent::run() {
+    // Signals are taken synchronously by this thread; every thread started later inherits the
+    // mask, so none of them is interrupted by SIGTERM/SIGINT.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    if (!start()) return 2;
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop();
     return 0;
 }
 

@@ -34,6 +34,12 @@ class Agent {
 
     // Runs until SIGTERM/SIGINT; returns the process exit status.
     int run();
+    // Starts serving and capturing in background threads (no signal handling); false when the
+    // listen address is unusable. A port of 0 picks a free one: see listen_address().
+    bool start();
+    // Detaches the probes and stops every thread; idempotent.
+    void stop();
+    const std::string& listen_address() const { return config_.listen; }
 
   private:
     bool start_capture();

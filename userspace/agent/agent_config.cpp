@@ -79,7 +79,7 @@ bool parse_listen(const std::string& listen, std::string& host, int& port) {
         host = host.substr(1, host.size() - 2);
     const std::string port_text = listen.substr(colon + 1);
     auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    return ec == std::errc() && ptr == port_text.data() + port_text.size() && port > 0 &&
+    return ec == std::errc() && ptr == port_text.data() + port_text.size() && port >= 0 &&
            port < 65536;
 }
 

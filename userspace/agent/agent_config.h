@@ -27,7 +27,7 @@ struct AgentConfig {
 // the file is unreadable, malformed, has an unknown key or a value of the wrong type.
 std::optional<std::string> load_config_file(const std::string& path, AgentConfig& config);
 
-// Splits "HOST:PORT" (IPv6 as "[::1]:9464"). False when malformed.
+// Splits "HOST:PORT" (IPv6 as "[::1]:9464"); port 0 means any free port. False when malformed.
 bool parse_listen(const std::string& listen, std::string& host, int& port);
 
 }  // namespace loupe::agent

@@ -310,7 +310,9 @@ std::string render_prometheus(const MetricsView& view) {
             {"malformed", p.malformed_events},
             {"series_limit", view.http.series_dropped()},
             {"connections_evicted", p.connections_evicted},
-            {"pending_request_limit", p.dropped_requests}};
+            {"pending_request_limit", p.dropped_requests},
+            {"proc_stats_full", view.kernel_counters.proc_stats_full},
+            {"exit_events_lost", view.kernel_counters.exit_events_lost}};
         for (const auto& [reason, value] : reasons)
             f.metric.push_back(
                 sample(static_cast<double>(value), {{"reason", reason}}, MetricType::Counter));

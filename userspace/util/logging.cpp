@@ -72,7 +72,7 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
         const auto text = spdlog::level::to_string_view(level);
         if (name == std::string_view(text.data(), text.size())) return level;
     }
-    if (name == "warning") return spdlog::level::warn;
+    if (name == "warn" || name == "warning") return spdlog::level::warn;
     if (name == "error") return spdlog::level::err;
     return std::nullopt;
 }

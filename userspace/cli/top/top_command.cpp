@@ -1,0 +1,91 @@
+#include "cli/top/top_command.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/agent.h"
+#include "cli/top/agent_client.h"
+#include "cli/top/top_view.h"
+
+namespace loupe::top {
+namespace {
+
+// Waits until the in-process agent has sampled resources twice (rates need two samples).
+void wait_for_first_data(AgentClient& client) {
+    std::string error;
+    for (int i = 0; i < 50; ++i) {
+        if (auto ready = client.get("/health/ready", error)) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+}
+
+int print_once(AgentClient& client, const TopOptions& options) {
+    std::string error;
+    auto snap = client.snapshot(error);
+    if (snap && !options.json) {
+        // events/s is a rate: a second snapshot one interval later gives it.
+        std::this_thread::sleep_for(std::chrono::duration<double>(options.interval_seconds));
+        snap = client.snapshot(error);
+    }
+    if (!snap) {
+        std::cerr << "loupe top: " << error << '\n';
+        return 1;
+    }
+    if (options.json) {
+        std::cout << snap->raw.dump(2) << '\n';
+        return 0;
+    }
+    const int column = column_index(options.sort);
+    std::cout << render_plain(*snap, client.base_url(), options.thresholds,
+                              column < 0 ? column_index("RPS") : column);
+    return 0;
+}
+
+}  // namespace
+
+int run_top(const TopOptions& options) {
+    auto client = std::make_unique<AgentClient>(options.agent_url);
+    std::unique_ptr<agent::Agent> local;
+    std::string note;
+    const bool interactive = !options.once && !options.json && ::isatty(STDOUT_FILENO);
+    if (!client->alive() && !options.agent_given) {
+        // No agent here: capture in-process, served on a private loopback port.
+        if (::geteuid() != 0)
+            std::cerr << "loupe top: no agent at " << options.agent_url
+                      << " and capturing in-process needs root (or CAP_BPF + CAP_PERFMON)\n";
+        agent::AgentConfig config;
+        config.listen = "127.0.0.1:0";
+        if (interactive) spdlog::set_level(spdlog::level::off);  // logs would tear the screen
+        local = std::make_unique<agent::Agent>(config);
+        if (!local->start()) {
+            std::cerr << "loupe top: cannot start in-process capture\n";
+            return 1;
+        }
+        client = std::make_unique<AgentClient>("http://" + local->listen_address());
+        note = "(no agent at " + options.agent_url + ": capturing in-process)";
+        wait_for_first_data(*client);
+    }
+    int status = 0;
+    if (!interactive) {
+        status = print_once(*client, options);
+    } else {
+        ViewOptions view;
+        view.interval =
+            std::chrono::milliseconds(static_cast<int>(options.interval_seconds * 1000));
+        view.color = !options.no_color && std::getenv("NO_COLOR") == nullptr;
+        view.thresholds = options.thresholds;
+        view.note = note;
+        status = TopView(*client, view).run();
+    }
+    if (local) local->stop();
+    return status;
+}
+
+}  // namespace loupe::top

@@ -1,0 +1,361 @@
+#include "cli/top/top_view.h"
+
+#include <ncurses.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace loupe::top {
+namespace {
+
+constexpr int kAlarmPair = 1;
+constexpr int kGoodPair = 2;
+constexpr int kKeyEscape = 27;
+
+}  // namespace
+
+TopView::TopView(AgentClient& client, ViewOptions options)
+    : client_(client), options_(std::move(options)), sort_column_(column_index("RPS")) {}
+
+void TopView::put(int y, int x, const std::string& text, int width, int attrs) {
+    if (width <= 0 || y < 0 || y >= LINES) return;
+    if (attrs) attron(attrs);
+    mvaddnstr(y, x, text.c_str(), width);
+    if (attrs) attroff(attrs);
+}
+
+std::vector<ServiceRow> TopView::visible_rows() const {
+    auto rows = filter_services(snapshot_.services, filter_);
+    sort_services(rows, sort_column_, descending_);
+    return rows;
+}
+
+void TopView::refresh_data() {
+    std::string error;
+    if (auto snap = client_.snapshot(error)) {
+        snapshot_ = std::move(*snap);
+        have_snapshot_ = true;
+        error_.clear();
+    } else {
+        error_ = error;  // keep showing the last data, flagged as stale
+    }
+    if (mode_ == Mode::kDetail && error_.empty()) {
+        const std::string base = "/api/v1/services/" + detail_service_;
+        routes_.clear();
+        processes_.clear();
+        std::string ignored;  // a service without HTTP or without live processes answers 404
+        if (auto e = client_.get(base + "/endpoints", ignored))
+            routes_ = parse_endpoints((*e)["endpoints"]);
+        if (auto p = client_.get(base + "/processes", ignored))
+            processes_ = parse_processes((*p)["processes"]);
+    }
+}
+
+void TopView::draw_header(int width) {
+    const auto& n = snapshot_.node;
+    std::string line = fmt::format("loupe top  {}  cpu {}  mem {}  events/s {:.0f}  drops {}  ",
+                                   client_.base_url(), format_percent(n.cpu_utilization),
+                                   format_percent(n.memory_utilization),
+                                   snapshot_.agent.events_per_second, snapshot_.agent.drops);
+    put(0, 0, line, width, A_BOLD);
+    const std::string alerts = fmt::format("alerts {}", snapshot_.agent.alerts_firing);
+    const int x =
+        static_cast<int>(std::min<std::size_t>(line.size(), static_cast<std::size_t>(width)));
+    put(0, x, alerts, width - x,
+        snapshot_.agent.alerts_firing
+            ? (options_.color ? COLOR_PAIR(kAlarmPair) | A_BOLD : A_REVERSE)
+            : 0);
+    std::string status;
+    if (!error_.empty())
+        status = "disconnected, retrying: " + error_;
+    else if (!have_snapshot_)
+        status = "connecting...";
+    else
+        status =
+            fmt::format("{} services{}{}{}", snapshot_.services.size(), paused_ ? "  [paused]" : "",
+                        filter_.empty() ? "" : "  filter: " + filter_,
+                        options_.note.empty() ? "" : "  " + options_.note);
+    put(1, 0, status, width,
+        error_.empty() ? 0 : (options_.color ? COLOR_PAIR(kAlarmPair) | A_BOLD : A_REVERSE));
+}
+
+void TopView::draw_services(int top, int height, int width) {
+    const auto& cols = service_columns();
+    int x = 0;
+    for (std::size_t i = 0; i < cols.size() && x < width; ++i) {
+        std::string title = cols[i].title;
+        if (static_cast<int>(i) == sort_column_) title += descending_ ? "v" : "^";
+        put(top, x, pad(title, cols[i].width, cols[i].numeric) + " ", width - x, A_REVERSE);
+        x += cols[i].width + 1;
+    }
+    if (x < width)
+        put(top, x, std::string(static_cast<std::size_t>(width - x), ' '), width - x, A_REVERSE);
+    const auto rows = visible_rows();
+    const int body = height - 1;
+    selected_ = std::clamp(selected_, 0, std::max(0, static_cast<int>(rows.size()) - 1));
+    if (selected_ < scroll_) scroll_ = selected_;
+    if (selected_ >= scroll_ + body) scroll_ = selected_ - body + 1;
+    scroll_ = std::max(0, std::min(scroll_, std::max(0, static_cast<int>(rows.size()) - body)));
+    for (int line = 0; line < body && scroll_ + line < static_cast<int>(rows.size()); ++line) {
+        const auto& r = rows[static_cast<std::size_t>(scroll_ + line)];
+        const bool selected = scroll_ + line == selected_;
+        int cx = 0;
+        for (const auto& c : cols) {
+            if (cx >= width) break;
+            std::string cell = c.text(r);
+            const bool alarm = c.alarming && c.alarming(r, options_.thresholds);
+            if (alarm && !options_.color) cell += "!";
+            int attrs = selected ? A_REVERSE : 0;
+            if (alarm && options_.color) attrs |= COLOR_PAIR(kAlarmPair) | A_BOLD;
+            put(top + 1 + line, cx, pad(cell, c.width, c.numeric) + " ", width - cx, attrs);
+            cx += c.width + 1;
+        }
+    }
+}
+
+void TopView::draw_detail(int top, int height, int width) {
+    const ServiceRow* row = nullptr;
+    for (const auto& r : snapshot_.services)
+        if (r.name == detail_service_) row = &r;
+    put(top, 0,
+        row ? fmt::format("{}: {} processes, CPU {:.1f}%, RSS {}, disk r/w {} {}, net rx/tx {} {}, "
+                          "retransmits {:.0f}",
+                          detail_service_, row->processes, row->cpu_cores * 100,
+                          format_bytes(row->rss_bytes), format_rate(row->disk_read_bps),
+                          format_rate(row->disk_write_bps), format_rate(row->net_rx_bps),
+                          format_rate(row->net_tx_bps), row->retransmits)
+            : detail_service_ + ": gone",
+        width, A_BOLD);
+    int y = top + 2;
+    put(y++, 0,
+        fmt::format("{:<7}{:<8}{:<32}{:>8}{:>7}{:>9}{:>9}{:>9}  {}", "SIDE", "METHOD", "ROUTE",
+                    "RPS", "ERR%", "P50", "P95", "P99", "STATUS"),
+        width, A_REVERSE);
+    const int route_lines = std::max(1, (height - 4) * 2 / 3);
+    for (int i = 0; i < static_cast<int>(routes_.size()) && i < route_lines; ++i) {
+        const auto& r = routes_[static_cast<std::size_t>(i)];
+        const bool alarm = (r.p95 && *r.p95 > options_.thresholds.p95_seconds) ||
+                           r.error_ratio > options_.thresholds.error_ratio;
+        std::string line = fmt::format("{:<7}{:<8}{:<32}{:>8.1f}{:>7}{:>9}{:>9}{:>9}  {}", r.side,
+                                       r.method, pad(r.route, 31, false), r.rps,
+                                       format_percent(r.error_ratio), format_seconds(r.p50),
+                                       format_seconds(r.p95), format_seconds(r.p99), r.status_mix);
+        if (alarm && !options_.color) line += " !";
+        put(y++, 0, line, width, alarm && options_.color ? COLOR_PAIR(kAlarmPair) : 0);
+    }
+    if (routes_.empty()) put(y++, 0, "(no HTTP traffic seen for this service)", width);
+    ++y;
+    put(y++, 0, fmt::format("{:>8}{:>12}{:>10}", "PID", "CPU TIME", "RSS"), width, A_REVERSE);
+    for (const auto& p : processes_) {
+        if (y >= top + height) break;
+        put(y++, 0,
+            fmt::format("{:>8}{:>11.2f}s{:>10}", p.pid, p.cpu_seconds, format_bytes(p.rss_bytes)),
+            width);
+    }
+}
+
+void TopView::draw_help(int top, int height, int width) {
+    static const char* kHelp[] = {
+        "loupe top - keys",
+        "",
+        "  Up/Down, PgUp/PgDn, Home/End   move",
+        "  Enter                          drill into the selected service (routes, processes)",
+        "  Esc, Left, Backspace           back",
+        "  < >                            sort by the previous / next column",
+        "  i                              invert the sort order",
+        "  R E L P M N                    sort by RPS, errors, p95 latency, CPU, memory, name",
+        "  /                              filter services by name (Enter applies, Esc cancels)",
+        "  p                              pause / resume refreshing",
+        "  ?                              this help (any key returns)",
+        "  q                              quit",
+        "",
+        "Highlighted (or marked '!' without colour): p95 over the SLO, error rate over the budget.",
+        "Percentiles and rates are over the last minute; NO_COLOR disables colour.",
+    };
+    int y = top;
+    for (const char* line : kHelp) {
+        if (y >= top + height) break;
+        put(y++, 0, line, width);
+    }
+}
+
+void TopView::draw_footer(int y, int width) {
+    std::string text = editing_filter_ ? "filter: " + filter_draft_ + "_"
+                                       : "q quit  ? help  Enter drill  / filter  < > sort  p pause";
+    put(y, 0, pad(text, width, false), width, A_REVERSE);
+}
+
+void TopView::draw() {
+    erase();
+    const int width = COLS, height = LINES;
+    draw_header(width);
+    const int body_top = 3, body_height = std::max(1, height - body_top - 1);
+    if (mode_ == Mode::kServices)
+        draw_services(body_top - 1, body_height + 1, width);
+    else if (mode_ == Mode::kDetail)
+        draw_detail(body_top - 1, body_height + 1, width);
+    else
+        draw_help(body_top - 1, body_height + 1, width);
+    draw_footer(height - 1, width);
+    refresh();
+}
+
+void TopView::move_selection(int delta, int page) {
+    const int rows = static_cast<int>(visible_rows().size());
+    selected_ = std::clamp(selected_ + delta * (page ? std::max(1, LINES - 5) : 1), 0,
+                           std::max(0, rows - 1));
+}
+
+bool TopView::handle_key(int key) {
+    if (editing_filter_) {
+        if (key == '\n' || key == KEY_ENTER) {
+            filter_ = filter_draft_;
+            editing_filter_ = false;
+            selected_ = 0;
+        } else if (key == kKeyEscape) {
+            editing_filter_ = false;
+        } else if (key == KEY_BACKSPACE || key == 127 || key == 8) {
+            if (!filter_draft_.empty()) filter_draft_.pop_back();
+        } else if (key >= 32 && key < 127) {
+            filter_draft_ += static_cast<char>(key);
+        }
+        return true;
+    }
+    if (mode_ == Mode::kHelp) {
+        if (key == 'q') return false;
+        mode_ = before_help_;
+        return true;
+    }
+    const int columns = static_cast<int>(service_columns().size());
+    switch (key) {
+        case 'q':
+            return false;
+        case '?':
+        case KEY_F(1):
+            before_help_ = mode_;
+            mode_ = Mode::kHelp;
+            break;
+        case 'p':
+            paused_ = !paused_;
+            break;
+        case '/':
+            editing_filter_ = true;
+            filter_draft_ = filter_;
+            break;
+        case KEY_UP:
+        case 'k':
+            move_selection(-1, 0);
+            break;
+        case KEY_DOWN:
+        case 'j':
+            move_selection(1, 0);
+            break;
+        case KEY_PPAGE:
+            move_selection(-1, 1);
+            break;
+        case KEY_NPAGE:
+            move_selection(1, 1);
+            break;
+        case KEY_HOME:
+        case 'g':
+            selected_ = 0;
+            break;
+        case KEY_END:
+        case 'G':
+            selected_ = std::max(0, static_cast<int>(visible_rows().size()) - 1);
+            break;
+        case '<':
+            sort_column_ = (sort_column_ + columns - 1) % columns;
+            break;
+        case '>':
+        case KEY_F(6):
+            sort_column_ = (sort_column_ + 1) % columns;
+            break;
+        case 'i':
+            descending_ = !descending_;
+            break;
+        case 'R':
+            sort_column_ = column_index("RPS");
+            descending_ = true;
+            break;
+        case 'E':
+            sort_column_ = column_index("ERR%");
+            descending_ = true;
+            break;
+        case 'L':
+            sort_column_ = column_index("P95");
+            descending_ = true;
+            break;
+        case 'P':
+            sort_column_ = column_index("CPU%");
+            descending_ = true;
+            break;
+        case 'M':
+            sort_column_ = column_index("RSS");
+            descending_ = true;
+            break;
+        case 'N':
+            sort_column_ = column_index("SERVICE");
+            descending_ = false;
+            break;
+        case '\n':
+        case KEY_ENTER:
+        case KEY_RIGHT:
+            if (mode_ == Mode::kServices) {
+                const auto rows = visible_rows();
+                if (selected_ < static_cast<int>(rows.size())) {
+                    detail_service_ = rows[static_cast<std::size_t>(selected_)].name;
+                    mode_ = Mode::kDetail;
+                    refresh_data();
+                }
+            }
+            break;
+        case kKeyEscape:
+        case KEY_LEFT:
+        case KEY_BACKSPACE:
+        case 127:
+            if (mode_ == Mode::kDetail)
+                mode_ = Mode::kServices;
+            else if (!filter_.empty())
+                filter_.clear();
+            break;
+        default:
+            break;
+    }
+    return true;
+}
+
+int TopView::run() {
+    initscr();
+    cbreak();
+    noecho();
+    keypad(stdscr, TRUE);
+    curs_set(0);
+    set_escdelay(25);
+    timeout(100);  // poll keys every 100 ms, so refreshes and resizes are never late
+    if (options_.color && has_colors()) {
+        start_color();
+        use_default_colors();
+        init_pair(kAlarmPair, COLOR_RED, -1);
+        init_pair(kGoodPair, COLOR_GREEN, -1);
+    } else {
+        options_.color = false;
+    }
+    bool running = true;
+    while (running) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!paused_ && now >= next_refresh_) {
+            refresh_data();
+            next_refresh_ = now + options_.interval;
+        }
+        draw();
+        const int key = getch();
+        if (key == KEY_RESIZE) continue;  // ncurses has updated LINES/COLS: redraw
+        if (key != ERR) running = handle_key(key);
+    }
+    endwin();
+    return 0;
+}
+
+}  // namespace loupe::top
