@@ -143,6 +143,12 @@ struct loupe_proc_stats {
     __u64 tcp_retransmits;
     __u64 tcp_resets_sent;
     __u64 tcp_resets_received;
+    /* Exact sums of the histograms below, in nanoseconds (bucket midpoints would be off by up
+     * to -25 %/+50 %). */
+    __u64 disk_latency_sum_ns;
+    __u64 runqueue_latency_sum_ns;
+    __u64 tcp_rtt_sum_ns;
+    __u64 tcp_duration_sum_ns;
     __u64 disk_latency_us[LOUPE_LOG2_BUCKETS];
     __u64 runqueue_latency_us[LOUPE_LOG2_BUCKETS];
     __u64 tcp_rtt_us[LOUPE_LOG2_BUCKETS];

@@ -13,6 +13,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define PF_EXITING 0x00000004
 #define PF_KTHREAD 0x00200000
 #define TASK_RUNNING 0
 #define REQ_OP_MASK 0xff
@@ -89,11 +90,16 @@ struct {
     __uint(max_entries, 512 * 1024);
 } exits SEC(".maps");
 
-static __always_inline void node_count(__u32 counter)
+static __always_inline void node_add(__u32 counter, __u64 n)
 {
     __u64 *value = bpf_map_lookup_elem(&node_counters, &counter);
     if (value)
-        *value += 1;
+        *value += n; // per-CPU slot: no atomic needed
+}
+
+static __always_inline void node_count(__u32 counter)
+{
+    node_add(counter, 1);
 }
 
 static __always_inline __u32 log2_bucket(__u64 v)
@@ -109,18 +115,21 @@ static __always_inline __u32 log2_bucket(__u64 v)
     return r < LOUPE_LOG2_BUCKETS ? r : LOUPE_LOG2_BUCKETS - 1;
 }
 
-static __always_inline void hist_add(__u64 *hist, __u64 value_ns)
+static __always_inline void hist_add(__u64 *hist, __u64 *sum_ns, __u64 value_ns)
 {
     __u32 bucket = log2_bucket(value_ns / 1000);
     if (bucket < LOUPE_LOG2_BUCKETS)
         __sync_fetch_and_add(&hist[bucket], 1);
+    __sync_fetch_and_add(sum_ns, value_ns);
 }
 
-// The stats entry of `tgid`, created (named after `task`'s process) when missing.
+// The stats entry of `tgid`, created (named after `task`'s process) when missing. A task already
+// past its exit tracepoint (still switched in and out while it dies) must not recreate the entry
+// that the exit just deleted: that would leak one entry per process.
 static __always_inline struct loupe_proc_stats *stats_of(__u32 tgid, struct task_struct *task)
 {
     struct loupe_proc_stats *stats = bpf_map_lookup_elem(&proc_stats, &tgid);
-    if (stats || tgid == 0)
+    if (stats || tgid == 0 || (BPF_CORE_READ(task, flags) & PF_EXITING))
         return stats;
     __u32 zero = 0;
     struct loupe_proc_stats *fresh = bpf_map_lookup_elem(&stats_template, &zero);
@@ -219,7 +228,7 @@ int BPF_PROG(handle_block_io_done, struct request *rq)
             __sync_fetch_and_add(&stats->disk_read_ops, 1);
             __sync_fetch_and_add(&stats->disk_read_bytes, start->bytes);
         }
-        hist_add(stats->disk_latency_us, bpf_ktime_get_ns() - start->start_ns);
+        hist_add(stats->disk_latency_us, &stats->disk_latency_sum_ns, bpf_ktime_get_ns() - start->start_ns);
     }
     bpf_map_delete_elem(&requests, &key);
     return 0;
@@ -265,7 +274,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct
         return 0;
     struct loupe_proc_stats *stats = stats_of(BPF_CORE_READ(next, tgid), next);
     if (stats)
-        hist_add(stats->runqueue_latency_us, waited);
+        hist_add(stats->runqueue_latency_us, &stats->runqueue_latency_sum_ns, waited);
     return 0;
 }
 
@@ -350,7 +359,8 @@ int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldsta
             } else {
                 __sync_fetch_and_add(&stats->tcp_closed, 1);
                 if (owner->established)
-                    hist_add(stats->tcp_duration_us, bpf_ktime_get_ns() - owner->established);
+                    hist_add(stats->tcp_duration_us, &stats->tcp_duration_sum_ns,
+                             bpf_ktime_get_ns() - owner->established);
             }
         }
         bpf_map_delete_elem(&sock_owners, &key);
@@ -394,13 +404,27 @@ int handle_exit_accept(struct trace_event_raw_sys_exit *ctx)
     return 0;
 }
 
+// One retransmitted skb can carry several segments (GSO); the kernel's TcpRetransSegs counts
+// segments, and so does loupe.
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk)
+int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb)
 {
-    node_count(LOUPE_NODE_TCP_RETRANSMITS);
+    struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
+    __u64 segments = BPF_CORE_READ(cb, tcp_gso_segs);
+    if (segments == 0)
+        segments = 1;
+    node_add(LOUPE_NODE_TCP_RETRANSMITS, segments);
     struct loupe_proc_stats *stats = owner_stats(sk);
     if (stats)
-        __sync_fetch_and_add(&stats->tcp_retransmits, 1);
+        __sync_fetch_and_add(&stats->tcp_retransmits, segments);
+    return 0;
+}
+
+// A retransmitted SYN-ACK counts in TcpRetransSegs too; its listener is not a connection yet.
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(handle_tcp_retransmit_synack, const struct sock *sk)
+{
+    node_add(LOUPE_NODE_TCP_RETRANSMITS, 1);
     return 0;
 }
 
@@ -413,7 +437,7 @@ int BPF_PROG(handle_tcp_probe, struct sock *sk)
     // srtt_us holds the smoothed RTT in microseconds, shifted left by 3.
     __u64 srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
     if (srtt_us)
-        hist_add(stats->tcp_rtt_us, srtt_us * 1000);
+        hist_add(stats->tcp_rtt_us, &stats->tcp_rtt_sum_ns, srtt_us * 1000);
     return 0;
 }
 

@@ -314,9 +314,10 @@ class Workload:
     (/proc/PID/comm is the basename of the executed path, at most 15 characters). Talks to the
     test line by line over stdin/stdout; killed (and its directory removed) at exit. With `nice`,
     it runs in its own session and scheduler autogroup, both niced: a way to get a full core on a
-    machine that is busy with other sessions."""
+    machine that is busy with other sessions. `preexec` runs in the child before exec, while the
+    child still carries the test's own name."""
 
-    def __init__(self, comm, code, *args, netns=None, nice=0):
+    def __init__(self, comm, code, *args, netns=None, nice=0, preexec=None):
         if len(comm) > 15:
             fail(f"process name {comm!r} is longer than the kernel's 15 characters")
         self.comm = comm
@@ -326,8 +327,13 @@ class Workload:
         argv = [path, "-c", code, *map(str, args)]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]  # ip execs the command: same pid
+        def before_exec():
+            if nice:
+                _renice_session(nice)
+            if preexec:
+                preexec()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     preexec_fn=(lambda: _renice_session(nice)) if nice else None)
+                                     preexec_fn=before_exec if nice or preexec else None)
         self.pid = self.proc.pid
         self.rusage = None
         self._buffer = b""

@@ -153,3 +153,37 @@ TEST(NodeTracker, UtilisationFromDeltas) {
 
 }  // namespace
 }  // namespace loupe::resources
+
+namespace loupe::resources {
+namespace {
+
+TEST(ResourceTrackerNaming, ExecAndRenameMoveOnlyTheRest) {
+    ResourceTracker tracker([](const std::string& comm) { return comm; });
+    ProcessSample p;
+    p.pid = 9;
+    p.comm = "bash";  // forked, not yet exec'd
+    p.cpu_ns = 100;
+    tracker.on_sample({p}, {}, {}, std::chrono::seconds(1));
+    p.comm = "job";  // exec'd
+    p.cpu_ns = 250;
+    tracker.on_sample({p}, {}, {}, std::chrono::seconds(2));
+    EXPECT_EQ(tracker.services().at("bash").totals.cpu_ns, 100u);  // stays: monotonic
+    EXPECT_EQ(tracker.services().at("bash").processes, 0u);
+    EXPECT_EQ(tracker.services().at("job").totals.cpu_ns, 150u);
+    EXPECT_EQ(tracker.services().at("job").processes, 1u);
+    loupe_proc_exit_event e{};
+    e.tgid = 9;
+    std::strncpy(e.comm, "job", sizeof(e.comm) - 1);
+    e.cpu_ns = 400;
+    tracker.on_exit(e);
+    tracker.on_sample({}, {}, {}, std::chrono::seconds(3));
+    EXPECT_EQ(tracker.services().at("job").totals.cpu_ns, 300u);
+    EXPECT_EQ(tracker.services().at("job").exited, 1u);
+    EXPECT_EQ(tracker.services().at("bash").exited, 0u);
+    EXPECT_EQ(
+        tracker.services().at("bash").totals.cpu_ns + tracker.services().at("job").totals.cpu_ns,
+        400u);
+}
+
+}  // namespace
+}  // namespace loupe::resources

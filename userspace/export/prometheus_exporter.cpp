@@ -119,23 +119,20 @@ void add_http_families(std::vector<MetricFamily>& out, const MetricsView& view,
 }
 
 // A log2-microsecond kernel histogram as a Prometheus histogram: bucket i counts [2^i, 2^(i+1))
-// us, so its upper bound is 2^(i+1) us. The sum is estimated from bucket midpoints (the kernel
-// keeps no sum); _count is exact.
-ClientMetric log2_histogram(const resources::Log2Histogram& hist,
+// us, so its upper bound is 2^(i+1) us; the kernel keeps the exact sum beside it.
+ClientMetric log2_histogram(const resources::Log2Histogram& hist, std::uint64_t sum_ns,
                             std::vector<ClientMetric::Label> labels) {
     ClientMetric m;
     m.label = std::move(labels);
     std::uint64_t cumulative = 0;
-    double sum = 0;
     for (std::size_t i = 0; i < hist.size(); ++i) {
         cumulative += hist[i];
-        const double upper = std::ldexp(1e-6, static_cast<int>(i) + 1);
-        sum += static_cast<double>(hist[i]) * upper * 0.75;
-        if (i + 1 < hist.size()) m.histogram.bucket.push_back({cumulative, upper});
+        if (i + 1 < hist.size())
+            m.histogram.bucket.push_back({cumulative, std::ldexp(1e-6, static_cast<int>(i) + 1)});
     }
     m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
     m.histogram.sample_count = cumulative;
-    m.histogram.sample_sum = sum;
+    m.histogram.sample_sum = static_cast<double>(sum_ns) * 1e-9;
     return m;
 }
 
@@ -162,10 +159,13 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
         }
         out.push_back(std::move(f));
     };
-    auto per_service_hist = [&](const char* name, const char* help, auto&& hist) {
+    auto per_service_hist = [&](const char* name, const char* help,
+                                resources::Log2Histogram resources::ResourceTotals::*hist,
+                                std::uint64_t resources::ResourceTotals::*sum_ns) {
         auto f = family(name, help, MetricType::Histogram);
         for (const auto& [service, r] : services)
-            f.metric.push_back(log2_histogram(hist(r), {{"service_name", service}}));
+            f.metric.push_back(
+                log2_histogram(r.totals.*hist, r.totals.*sum_ns, {{"service_name", service}}));
         out.push_back(std::move(f));
     };
     const double cpus = view.node && view.node->cpus ? view.node->cpus : 1.0;
@@ -202,14 +202,12 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
         [](const ServiceResources& r) { return r.totals.disk_write_ops; });
     per_service_hist("loupe_process_disk_io_duration_seconds",
                      "Block request latency, submission to completion.",
-                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
-                         return r.totals.disk_latency;
-                     });
+                     &resources::ResourceTotals::disk_latency,
+                     &resources::ResourceTotals::disk_latency_sum_ns);
     per_service_hist("loupe_process_runqueue_latency_seconds",
                      "Time the service's threads waited runnable for a CPU.",
-                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
-                         return r.totals.runqueue_latency;
-                     });
+                     &resources::ResourceTotals::runqueue_latency,
+                     &resources::ResourceTotals::runqueue_latency_sum_ns);
     per_service_dir(
         "process_network_io_bytes_total", "Socket bytes sent and received.", "network_io_direction",
         "transmit", "receive", [](const ServiceResources& r) { return r.totals.net_tx_bytes; },
@@ -236,19 +234,15 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
     per_service("loupe_process_tcp_active_connections",
                 "Open TCP connections owned by the service.", MetricType::Gauge,
                 [](const ServiceResources& r) { return r.active_connections; });
-    per_service_hist("loupe_process_tcp_connection_duration_seconds",
-                     "Lifetime of closed TCP connections.",
-                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
-                         return r.totals.tcp_duration;
-                     });
+    per_service_hist(
+        "loupe_process_tcp_connection_duration_seconds", "Lifetime of closed TCP connections.",
+        &resources::ResourceTotals::tcp_duration, &resources::ResourceTotals::tcp_duration_sum_ns);
     per_service("loupe_process_tcp_retransmits_total",
                 "TCP segments the service's connections retransmitted.", MetricType::Counter,
                 [](const ServiceResources& r) { return r.totals.tcp_retransmits; });
-    per_service_hist("loupe_process_tcp_rtt_seconds",
-                     "Smoothed RTT samples of the service's TCP connections.",
-                     [](const ServiceResources& r) -> const resources::Log2Histogram& {
-                         return r.totals.tcp_rtt;
-                     });
+    per_service_hist(
+        "loupe_process_tcp_rtt_seconds", "Smoothed RTT samples of the service's TCP connections.",
+        &resources::ResourceTotals::tcp_rtt, &resources::ResourceTotals::tcp_rtt_sum_ns);
     per_service_dir(
         "loupe_process_tcp_resets_total", "TCP resets sent and received.", "direction", "sent",
         "received", [](const ServiceResources& r) { return r.totals.tcp_resets_sent; },

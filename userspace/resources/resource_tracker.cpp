@@ -6,37 +6,42 @@
 namespace loupe::resources {
 namespace {
 
-void add_hist(Log2Histogram& into, const Log2Histogram& from) {
-    for (std::size_t i = 0; i < into.size(); ++i)
-        into[i] += from[i];
-}
-
 void add_hist(Log2Histogram& into, const __u64 (&from)[LOUPE_LOG2_BUCKETS]) {
     for (std::size_t i = 0; i < into.size(); ++i)
         into[i] += from[i];
 }
 
+// Applies `fn(mine, theirs)` to every counter and histogram bucket: the field list lives here once.
+template <typename Fn>
+void for_each_field(ResourceTotals& a, const ResourceTotals& b, Fn&& fn) {
+    for (auto field :
+         {&ResourceTotals::cpu_ns, &ResourceTotals::io_read_bytes, &ResourceTotals::io_write_bytes,
+          &ResourceTotals::disk_read_ops, &ResourceTotals::disk_write_ops,
+          &ResourceTotals::net_tx_bytes, &ResourceTotals::net_rx_bytes, &ResourceTotals::tcp_opened,
+          &ResourceTotals::tcp_accepted, &ResourceTotals::tcp_closed, &ResourceTotals::tcp_failed,
+          &ResourceTotals::tcp_retransmits, &ResourceTotals::tcp_resets_sent,
+          &ResourceTotals::tcp_resets_received, &ResourceTotals::disk_latency_sum_ns,
+          &ResourceTotals::runqueue_latency_sum_ns, &ResourceTotals::tcp_rtt_sum_ns,
+          &ResourceTotals::tcp_duration_sum_ns})
+        fn(a.*field, b.*field);
+    for (auto hist : {&ResourceTotals::disk_latency, &ResourceTotals::runqueue_latency,
+                      &ResourceTotals::tcp_rtt, &ResourceTotals::tcp_duration})
+        for (std::size_t i = 0; i < (a.*hist).size(); ++i)
+            fn((a.*hist)[i], (b.*hist)[i]);
+}
+
 }  // namespace
 
 void ResourceTotals::add(const ResourceTotals& o) {
-    cpu_ns += o.cpu_ns;
-    io_read_bytes += o.io_read_bytes;
-    io_write_bytes += o.io_write_bytes;
-    disk_read_ops += o.disk_read_ops;
-    disk_write_ops += o.disk_write_ops;
-    net_tx_bytes += o.net_tx_bytes;
-    net_rx_bytes += o.net_rx_bytes;
-    tcp_opened += o.tcp_opened;
-    tcp_accepted += o.tcp_accepted;
-    tcp_closed += o.tcp_closed;
-    tcp_failed += o.tcp_failed;
-    tcp_retransmits += o.tcp_retransmits;
-    tcp_resets_sent += o.tcp_resets_sent;
-    tcp_resets_received += o.tcp_resets_received;
-    add_hist(disk_latency, o.disk_latency);
-    add_hist(runqueue_latency, o.runqueue_latency);
-    add_hist(tcp_rtt, o.tcp_rtt);
-    add_hist(tcp_duration, o.tcp_duration);
+    for_each_field(*this, o, [](std::uint64_t& mine, std::uint64_t theirs) { mine += theirs; });
+}
+
+ResourceTotals ResourceTotals::since(const ResourceTotals& base) const {
+    ResourceTotals out = *this;
+    for_each_field(out, base, [](std::uint64_t& mine, std::uint64_t theirs) {
+        mine = mine > theirs ? mine - theirs : 0;
+    });
+    return out;
 }
 
 void ResourceTotals::add_kernel(const loupe_proc_stats& s) {
@@ -55,6 +60,10 @@ void ResourceTotals::add_kernel(const loupe_proc_stats& s) {
     add_hist(runqueue_latency, s.runqueue_latency_us);
     add_hist(tcp_rtt, s.tcp_rtt_us);
     add_hist(tcp_duration, s.tcp_duration_us);
+    disk_latency_sum_ns += s.disk_latency_sum_ns;
+    runqueue_latency_sum_ns += s.runqueue_latency_sum_ns;
+    tcp_rtt_sum_ns += s.tcp_rtt_sum_ns;
+    tcp_duration_sum_ns += s.tcp_duration_sum_ns;
 }
 
 ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services)
@@ -64,20 +73,29 @@ ResourceTotals& ResourceTracker::departed_of(const std::string& service) {
     return departed_[service];
 }
 
+void ResourceTracker::rename(LiveProcess& process, const std::string& service) {
+    departed_of(process.service).add(process.totals.since(process.baseline));
+    process.baseline = process.totals;
+    process.service = service;
+}
+
 void ResourceTracker::on_exit(const loupe_proc_exit_event& e) {
-    const std::string comm(e.comm, strnlen(e.comm, sizeof(e.comm)));
-    // A process sampled while alive keeps the service it had; one that lived between two samples
-    // is named by its exit record.
-    const auto live = live_.find(e.tgid);
-    const std::string service = live != live_.end() ? live->second.service : service_of_(comm);
+    // The exit record carries the name the process had at its end.
+    const std::string service = service_of_(std::string(e.comm, strnlen(e.comm, sizeof(e.comm))));
     ResourceTotals final_totals;
     final_totals.cpu_ns = e.cpu_ns;
     final_totals.io_read_bytes = e.io_read_bytes;
     final_totals.io_write_bytes = e.io_write_bytes;
     if (e.has_stats) final_totals.add_kernel(e.stats);
-    departed_of(service).add(final_totals);
+    const auto live = live_.find(e.tgid);
+    if (live != live_.end()) {
+        if (live->second.service != service) rename(live->second, service);
+        departed_of(service).add(final_totals.since(live->second.baseline));
+        live_.erase(live);
+    } else {
+        departed_of(service).add(final_totals);
+    }
     ++exited_count_[service];
-    if (live != live_.end()) live_.erase(live);
     exited_this_round_.insert(e.tgid);
 }
 
@@ -91,8 +109,11 @@ void ResourceTracker::on_sample(
     for (const auto& p : processes) {
         if (exited_this_round_.contains(p.pid)) continue;  // its final totals are already in
         LiveProcess lp;
-        const auto previous = live_.find(p.pid);
-        lp.service = previous != live_.end() ? previous->second.service : service_of_(p.comm);
+        lp.service = service_of_(p.comm);  // the name it has now (exec, prctl rename it)
+        if (auto previous = live_.find(p.pid); previous != live_.end()) {
+            if (previous->second.service != lp.service) rename(previous->second, lp.service);
+            lp.baseline = previous->second.baseline;
+        }
         lp.totals.cpu_ns = p.cpu_ns;
         lp.totals.io_read_bytes = p.io_read_bytes;
         lp.totals.io_write_bytes = p.io_write_bytes;
@@ -103,7 +124,7 @@ void ResourceTracker::on_sample(
     // Gone without an exit record (the ring buffer was full): keep what was last seen of it.
     for (auto& [pid, lp] : live_)
         if (!next.contains(pid)) {
-            departed_of(lp.service).add(lp.totals);
+            departed_of(lp.service).add(lp.totals.since(lp.baseline));
             ++exited_count_[lp.service];
         }
     live_ = std::move(next);
@@ -121,7 +142,7 @@ void ResourceTracker::on_sample(
             continue;
         }
         auto& s = fresh[lp.service];
-        s.totals.add(lp.totals);
+        s.totals.add(lp.totals.since(lp.baseline));
         s.rss_bytes += lp.rss_bytes;
         ++s.processes;
         if (const auto a = active_connections.find(pid); a != active_connections.end())

@@ -39,8 +39,14 @@ struct ResourceTotals {
     Log2Histogram runqueue_latency{};
     Log2Histogram tcp_rtt{};
     Log2Histogram tcp_duration{};
+    std::uint64_t disk_latency_sum_ns = 0;  // exact sums of the histograms
+    std::uint64_t runqueue_latency_sum_ns = 0;
+    std::uint64_t tcp_rtt_sum_ns = 0;
+    std::uint64_t tcp_duration_sum_ns = 0;
 
     void add(const ResourceTotals& other);
+    // What accumulated since `base` (each field, floored at 0).
+    ResourceTotals since(const ResourceTotals& base) const;
     void add_kernel(const loupe_proc_stats& stats);
 };
 
@@ -89,10 +95,14 @@ class ResourceTracker {
   private:
     struct LiveProcess {
         std::string service;
-        ResourceTotals totals;
+        ResourceTotals totals;    // cumulative for the process
+        ResourceTotals baseline;  // totals already charged to the names it had before
         std::uint64_t rss_bytes = 0;
     };
     ResourceTotals& departed_of(const std::string& service);
+    // A process whose name changed (exec after fork, prctl): what it did under the old name stays
+    // with the old service, the rest goes to the new one.
+    void rename(LiveProcess& process, const std::string& service);
 
     ServiceOf service_of_;
     std::size_t max_services_;
