@@ -533,7 +533,9 @@ int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
     __u64 key = conn_key(pid_tgid >> 32, fd);
     struct conn_state *state = bpf_map_lookup_elem(&conns, &key);
     if (!state) {
-        bpf_map_delete_elem(&non_sockets, &key);
+        // A lookup first: deleting a missing key still takes the bucket lock, on every close.
+        if (bpf_map_lookup_elem(&non_sockets, &key))
+            bpf_map_delete_elem(&non_sockets, &key);
         return 0;
     }
     if (state->kind != CONN_NOT_HTTP) {

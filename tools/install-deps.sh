@@ -10,7 +10,7 @@ packages=(
   libyaml-cpp-dev libncurses-dev
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
-  nginx wrk nodejs curl prometheus tmux
+  nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
 )
 
 if [[ $(id -u) != 0 ]]; then

@@ -181,6 +181,15 @@ class Nginx:
         self.work = tempfile.mkdtemp(prefix="loupe-nginx-")
         self.port = free_port()
         os.makedirs(f"{self.work}/static")
+        os.makedirs(f"{self.work}/root")
+        # nginx's own default page (served with sendfile), as in BRIEF's overhead measurements.
+        default_page = "/usr/share/nginx/html/index.html"
+        if os.path.exists(default_page):
+            shutil.copy(default_page, f"{self.work}/root/index.html")
+        else:
+            with open(f"{self.work}/root/index.html", "w") as f:
+                f.write("<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>"
+                        "<body><h1>Welcome to nginx!</h1></body></html>\n" + " " * 500)
         with open(f"{self.work}/static/blob.bin", "wb") as f:
             f.write(os.urandom(20000))
         w = self.work

@@ -35,6 +35,7 @@ def main():
         agent.settle(1.0)
         text = agent.metrics_text()
         samples = parse_metrics(text)
+        services_status, services = agent.api("/api/v1/services")  # while nginx still runs
         log = nginx.access_log()
     finally:
         nginx.stop()
@@ -82,9 +83,8 @@ def main():
     if dropped:
         fail(f"events dropped: {dropped}")
 
-    status, services = agent.api("/api/v1/services")
     rows = [s for s in services["services"] if s["name"] == "nginx"]
-    if status != 200 or not rows or not rows[0]["server"] or rows[0]["server"]["requests_total"] != total:
+    if services_status != 200 or not rows or not rows[0]["server"] or rows[0]["server"]["requests_total"] != total:
         fail(f"/api/v1/services disagrees: {rows}")
     if not rows[0]["resources"] or rows[0]["resources"]["processes"] < 1:
         fail(f"/api/v1/services has no resources for nginx: {rows[0]}")

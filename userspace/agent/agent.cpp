@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 
 #include <httplib.h>
@@ -64,7 +66,10 @@ Agent::Agent(AgentConfig config)
               store_.record(renamed, now());
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
-      resource_tracker_([this](const std::string& comm) { return service_name(comm); }) {}
+      resource_tracker_([this](const std::string& comm) { return service_name(comm); }),
+      alert_engine_(alerts::effective_rules(config_.alerting)),
+      notifier_(std::make_unique<alerts::Notifier>(alerts::Notifier::Options{
+          config_.alerting.alertmanager_url, config_.alerting.webhook_url})) {}
 
 std::string Agent::service_name(const std::string& comm) const {
     const auto it = config_.service_names.find(comm);
@@ -104,10 +109,22 @@ bool Agent::start_capture() {
     return true;
 }
 
+bool Agent::selected_process(std::uint32_t pid, const std::string& comm) const {
+    auto contains = [](const auto& v, const auto& x) {
+        return std::find(v.begin(), v.end(), x) != v.end();
+    };
+    return (config_.pids.empty() || contains(config_.pids, pid)) &&
+           (config_.comms.empty() || contains(config_.comms, comm));
+}
+
 void Agent::start_resources() {
     resource_capture_ = capture::ResourceCapture::start(
-        [this](const loupe_proc_exit_event& exit) { resource_tracker_.on_exit(exit); },
-        resource_error_);
+        [this](const loupe_proc_exit_event& exit) {
+            if (selected_process(exit.tgid,
+                                 std::string(exit.comm, strnlen(exit.comm, sizeof(exit.comm)))))
+                resource_tracker_.on_exit(exit);
+        },
+        !config_.pids.empty() || !config_.comms.empty(), resource_error_);
     if (!resource_capture_) {
         // /proc still gives CPU, memory and disk bytes: degrade, do not stop.
         spdlog::warn(
@@ -123,7 +140,16 @@ void Agent::resource_loop() {
     // /proc is read once a second: CPU time, RSS and I/O bytes are exact there and cheap to read
     // at this rate; the kernel maps add what /proc cannot tell (latencies, TCP, socket bytes).
     while (running_) {
-        const auto processes = procfs_.processes();
+        auto processes = procfs_.processes();
+        if (!config_.pids.empty() || !config_.comms.empty()) {
+            std::erase_if(processes, [this](const resources::ProcessSample& p) {
+                return !selected_process(p.pid, p.comm);
+            });
+            std::vector<std::uint32_t> tgids;
+            for (const auto& p : processes)
+                tgids.push_back(p.pid);
+            if (resource_capture_) resource_capture_->set_traced_tgids(tgids);
+        }
         const auto node = procfs_.node();
         std::unordered_map<std::uint32_t, loupe_proc_stats> kernel;
         std::unordered_map<std::uint32_t, std::uint64_t> active;
@@ -141,6 +167,7 @@ void Agent::resource_loop() {
             if (resource_capture_) resource_capture_->poll_exits();
             resource_tracker_.on_sample(processes, kernel, active, now());
             node_tracker_.on_sample(node, counters.tcp_retransmits, now());
+            history_.record(resource_tracker_.services(), node_tracker_.node(), now());
             kernel_counters_ = counters;
             proc_stats_entries_ = entries;
             resources_sampled_ = true;
@@ -148,6 +175,72 @@ void Agent::resource_loop() {
         for (int i = 0; i < 10 && running_; ++i)
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+}
+
+void Agent::alert_loop() {
+    while (running_) {
+        const auto interval = config_.alerting.evaluation_interval;
+        std::vector<alerts::Transition> transitions;
+        std::vector<alerts::Alert> to_send;
+        const auto wall = alerts::WallClock::now();
+        const auto steady = std::chrono::steady_clock::now();
+        {
+            std::lock_guard lock(mutex_);
+            if (resources_sampled_) {
+                const AgentSignals signals(store_, resource_tracker_.services(),
+                                           node_tracker_.node(), history_, now());
+                transitions = alert_engine_.evaluate(signals, wall);
+            }
+            // Re-send firing alerts so that Alertmanager keeps them (their endsAt moves ahead).
+            for (const auto& a : alert_engine_.active()) {
+                if (a.state != alerts::AlertState::kFiring) continue;
+                auto& last = last_sent_[{a.rule, a.service}];
+                if (steady - last >= config_.alerting.resend_interval) {
+                    last = steady;
+                    to_send.push_back(a);
+                }
+            }
+        }
+        for (const auto& t : transitions) {
+            spdlog::info(
+                "alert {} for {}: {} -> {} (value {:.4g}, threshold {:.4g})", t.alert.rule,
+                t.alert.service, alerts::state_name(t.from),
+                t.to == alerts::AlertState::kInactive && t.from == alerts::AlertState::kFiring
+                    ? "resolved"
+                    : alerts::state_name(t.to),
+                t.alert.value, t.alert.threshold);
+            if (t.from == alerts::AlertState::kFiring && t.to == alerts::AlertState::kInactive) {
+                to_send.push_back(t.alert);  // resolved: endsAt = now
+                std::lock_guard lock(mutex_);
+                last_sent_.erase({t.alert.rule, t.alert.service});
+            }
+        }
+        if (!to_send.empty())
+            notifier_->enqueue(
+                alerts::alertmanager_payload(to_send, wall, 4 * config_.alerting.resend_interval,
+                                             "http://" + config_.listen + "/api/v1/alerts"));
+        for (auto waited = std::chrono::milliseconds(0); running_ && waited < interval;
+             waited += std::chrono::milliseconds(100))
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
+void Agent::reload() {
+    if (config_.config_path.empty()) {
+        spdlog::info("SIGHUP: no config file to reload");
+        return;
+    }
+    AgentConfig fresh;
+    if (auto error = load_config_file(config_.config_path, fresh)) {
+        spdlog::error("SIGHUP: config not reloaded, keeping the current alert rules: {}", *error);
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    config_.alerting.rules = fresh.alerting.rules;
+    config_.alerting.default_rules = fresh.alerting.default_rules;
+    alert_engine_.replace_rules(alerts::effective_rules(config_.alerting));
+    spdlog::info("SIGHUP: reloaded {} alert rules from {}", alert_engine_.rules().size(),
+                 config_.config_path);
 }
 
 void Agent::consume_loop() {
@@ -206,7 +299,9 @@ std::string Agent::render_metrics() {
                                      resources_sampled_ ? &resource_tracker_.services() : nullptr,
                                      resources_sampled_ ? &node_tracker_.node() : nullptr,
                                      kernel_counters_,
-                                     proc_stats_entries_};
+                                     proc_stats_entries_,
+                                     &alert_engine_,
+                                     notifier_->counters()};
     return exporter::render_prometheus(view);
 }
 
@@ -275,6 +370,24 @@ void Agent::register_routes() {
             json_reply(res, {{"service", req.matches[1]}, {"processes", rows}},
                        rows.empty() ? 404 : 200);
         });
+    server_->Get(
+        "/api/v1/alerts", [this, json_reply](const httplib::Request&, httplib::Response& res) {
+            std::lock_guard lock(mutex_);
+            nlohmann::json rows = nlohmann::json::array();
+            for (const auto& a : alert_engine_.active())
+                rows.push_back({{"name", a.rule},
+                                {"service_name", a.service},
+                                {"state", alerts::state_name(a.state)},
+                                {"value", a.value},
+                                {"threshold", a.threshold},
+                                {"active_since", alerts::iso8601(a.active_since)},
+                                {"fired_at", a.state == alerts::AlertState::kFiring
+                                                 ? nlohmann::json(alerts::iso8601(a.fired_at))
+                                                 : nlohmann::json(nullptr)},
+                                {"labels", a.labels},
+                                {"annotations", a.annotations}});
+            json_reply(res, {{"alerts", rows}, {"rules", alert_engine_.rules().size()}});
+        });
     server_->Get("/api/v1/node",
                  [this, json_reply](const httplib::Request&, httplib::Response& res) {
                      std::lock_guard lock(mutex_);
@@ -300,6 +413,8 @@ void Agent::register_routes() {
                 body["exchanges_total"] = c.exchanges;
                 body["connections_tracked"] = tracker_.live_connections();
                 body["series"] = store_.series().size();
+                body["alerts_firing"] = alert_engine_.firing_count();
+                body["alerts_pending"] = alert_engine_.pending_count();
                 if (capture_) {
                     const auto d = capture_->drops();
                     body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
@@ -354,6 +469,7 @@ bool Agent::start() {
     started_up_ = true;
     consumer_ = std::thread([this] { consume_loop(); });
     resource_thread_ = std::thread([this] { resource_loop(); });
+    alert_thread_ = std::thread([this] { alert_loop(); });
     features_thread_ = std::thread([this] {
         auto report = std::make_unique<doctor::KernelReport>(doctor::probe_kernel_features());
         {
@@ -372,6 +488,7 @@ void Agent::stop() {
     ready_ = false;
     if (consumer_.joinable()) consumer_.join();
     if (resource_thread_.joinable()) resource_thread_.join();
+    if (alert_thread_.joinable()) alert_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     {
         std::lock_guard lock(mutex_);
@@ -390,10 +507,12 @@ int Agent::run() {
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     if (!start()) return 2;
     int signal_number = 0;
-    sigwait(&signals, &signal_number);
+    while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP)
+        reload();
     spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
     stop();
     return 0;

@@ -11,6 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_config.h"
+#include "agent/alert_signals.h"
+#include "alerts/alert_engine.h"
+#include "alerts/notifier.h"
 #include "aggregate/http_metrics.h"
 #include "capture/http_capture.h"
 #include "capture/resource_capture.h"
@@ -46,7 +49,12 @@ class Agent {
     void start_resources();
     void consume_loop();
     void resource_loop();
+    void alert_loop();
+    // Re-reads the config file (SIGHUP): new alert rules, or the old ones kept when it is invalid.
+    void reload();
     std::string service_name(const std::string& comm) const;
+    // --pid/--comm selection, for resources (HTTP applies --port too, in the tracker).
+    bool selected_process(std::uint32_t pid, const std::string& comm) const;
     void register_routes();
     nlohmann::json health_body(const char* status, nlohmann::json checks) const;
     std::string render_metrics();
@@ -72,6 +80,13 @@ class Agent {
     std::size_t proc_stats_entries_ = 0;
     bool resources_sampled_ = false;
     std::thread resource_thread_;
+
+    // Alerts: evaluated by alert_loop every evaluation_interval; guarded by mutex_.
+    ResourceHistory history_;
+    alerts::AlertEngine alert_engine_;
+    std::unique_ptr<alerts::Notifier> notifier_;
+    std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> last_sent_;
+    std::thread alert_thread_;
 
     std::atomic<bool> running_{true};
     std::atomic<bool> ready_{false};

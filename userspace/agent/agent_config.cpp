@@ -56,8 +56,15 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
              config.service_names = n.as<std::map<std::string, std::string>>();
          }},
     };
+    config.config_path = path;
     for (const auto& entry : root) {
         const auto key = entry.first.as<std::string>();
+        if (key == "alerting") {
+            alerts::AlertingConfig alerting;
+            if (auto error = alerts::parse_alerting(entry.second, path, alerting)) return error;
+            config.alerting = std::move(alerting);
+            continue;
+        }
         const auto it = setters.find(key);
         if (it == setters.end())
             return fmt::format("{}:{}: unknown key '{}'", path, entry.first.Mark().line + 1, key);

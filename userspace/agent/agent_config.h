@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "alerts/alert_rules.h"
+
 namespace loupe::agent {
 
 struct AgentConfig {
@@ -21,6 +23,8 @@ struct AgentConfig {
     std::size_t max_routes_per_service = 100;
     std::size_t max_connections = 65'536;
     std::map<std::string, std::string> service_names;  // comm -> service_name
+    alerts::AlertingConfig alerting;
+    std::string config_path;  // the file these came from, re-read on SIGHUP
 };
 
 // Loads a YAML config file over `config`. Returns an error naming the file, line and key when

@@ -10,6 +10,7 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include "capture/bpf_maps.h"
 #include "capture/tracefs.h"
 #include "http_capture.skel.h"
 #include "loupe_abi.h"
@@ -109,31 +110,16 @@ int HttpCapture::poll(int timeout_ms) {
 }
 
 void HttpCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
-    const int fd = bpf_map__fd(skel_->maps.traced_tgids);
-    for (std::uint32_t old : traced_tgids_)
-        if (std::find(tgids.begin(), tgids.end(), old) == tgids.end())
-            bpf_map_delete_elem(fd, &old);
-    const __u8 one = 1;
-    for (std::uint32_t tgid : tgids)
-        bpf_map_update_elem(fd, &tgid, &one, BPF_ANY);
+    replace_u32_set(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
     traced_tgids_ = tgids;
 }
 
 DropCounters HttpCapture::drops() const {
+    const int fd = bpf_map__fd(skel_->maps.drops);
     DropCounters out;
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return out;
-    std::vector<__u64> values(static_cast<std::size_t>(cpus));
-    auto sum = [&](__u32 reason) {
-        std::uint64_t total = 0;
-        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.drops), &reason, values.data()) == 0)
-            for (auto v : values)
-                total += v;
-        return total;
-    };
-    out.ringbuf_full = sum(LOUPE_DROP_RINGBUF_FULL);
-    out.inflight_full = sum(LOUPE_DROP_INFLIGHT_FULL);
-    out.conn_table_full = sum(LOUPE_DROP_CONN_TABLE_FULL);
+    out.ringbuf_full = sum_percpu_u64(fd, LOUPE_DROP_RINGBUF_FULL);
+    out.inflight_full = sum_percpu_u64(fd, LOUPE_DROP_INFLIGHT_FULL);
+    out.conn_table_full = sum_percpu_u64(fd, LOUPE_DROP_CONN_TABLE_FULL);
     return out;
 }
 

@@ -10,35 +10,13 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include "capture/bpf_maps.h"
 #include "capture/tracefs.h"
 #include "resources.skel.h"
 #include "util/logging.h"
 
 namespace loupe::capture {
 namespace {
-
-// Iterates a hash map with batched lookups (one syscall per `kBatch` entries instead of two per
-// entry): `fn(key, value)` for each.
-template <typename Key, typename Value, typename Fn>
-void for_each_entry(int map_fd, std::size_t max_entries, Fn&& fn) {
-    constexpr std::uint32_t kBatch = 256;
-    std::vector<Key> keys(kBatch);
-    std::vector<Value> values(kBatch);
-    Key out_batch{};
-    bool first = true;
-    std::size_t seen = 0;
-    while (seen < max_entries) {
-        std::uint32_t count = kBatch;
-        Key in_batch = out_batch;
-        const int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch,
-                                             keys.data(), values.data(), &count, nullptr);
-        first = false;
-        for (std::uint32_t i = 0; i < count; ++i)
-            fn(keys[i], values[i]);
-        seen += count;
-        if (err != 0) break;  // ENOENT: done; anything else: give up for this round
-    }
-}
 
 std::string hook_name(bpf_program* prog) {
     std::string section = bpf_program__section_name(prog);
@@ -48,7 +26,7 @@ std::string hook_name(bpf_program* prog) {
 
 }  // namespace
 
-void ResourceCapture::SkeletonDeleter::operator()(resources* skel) const noexcept {
+void ResourceCapture::SkeletonDeleter::operator()(::resources* skel) const noexcept {
     resources__destroy(skel);
 }
 
@@ -57,7 +35,8 @@ ResourceCapture::~ResourceCapture() {
     ring_.reset();
 }
 
-std::unique_ptr<ResourceCapture> ResourceCapture::start(ExitHandler on_exit, std::string& error) {
+std::unique_ptr<ResourceCapture> ResourceCapture::start(ExitHandler on_exit, bool filter_tgids,
+                                                        std::string& error) {
     const TracefsStatus tracefs = ensure_tracefs();
     std::unique_ptr<ResourceCapture> capture(new ResourceCapture());
     capture->on_exit_ = std::move(on_exit);
@@ -67,6 +46,7 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(ExitHandler on_exit, std
         return nullptr;
     }
     resources& skel = *capture->skel_;
+    skel.rodata->filter_tgids = filter_tgids;
     // Typed tracepoints must exist in the kernel's BTF; syscall tracepoints need tracefs. A hook
     // this kernel lacks is dropped before load instead of failing the whole object.
     btf* vmlinux = btf__load_vmlinux_btf();
@@ -120,6 +100,11 @@ int ResourceCapture::on_exit_record(void* ctx, void* data, std::size_t size) {
     return 0;
 }
 
+void ResourceCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
+    replace_u32_set(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
+    traced_tgids_ = tgids;
+}
+
 int ResourceCapture::poll_exits() {
     return ring_buffer__consume(ring_.get());
 }
@@ -151,20 +136,11 @@ std::unordered_map<std::uint32_t, std::uint64_t> ResourceCapture::active_connect
 }
 
 NodeKernelCounters ResourceCapture::node_counters() const {
+    const int fd = bpf_map__fd(skel_->maps.node_counters);
     NodeKernelCounters out;
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return out;
-    std::vector<__u64> values(static_cast<std::size_t>(cpus));
-    auto sum = [&](__u32 index) {
-        std::uint64_t total = 0;
-        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.node_counters), &index, values.data()) == 0)
-            for (auto v : values)
-                total += v;
-        return total;
-    };
-    out.tcp_retransmits = sum(LOUPE_NODE_TCP_RETRANSMITS);
-    out.proc_stats_full = sum(LOUPE_NODE_PROC_STATS_FULL);
-    out.exit_events_lost = sum(LOUPE_NODE_EXIT_EVENTS_LOST);
+    out.tcp_retransmits = sum_percpu_u64(fd, LOUPE_NODE_TCP_RETRANSMITS);
+    out.proc_stats_full = sum_percpu_u64(fd, LOUPE_NODE_PROC_STATS_FULL);
+    out.exit_events_lost = sum_percpu_u64(fd, LOUPE_NODE_EXIT_EVENTS_LOST);
     return out;
 }
 

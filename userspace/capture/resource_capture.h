@@ -27,11 +27,14 @@ class ResourceCapture {
 
     // nullptr with `error` set when the programs cannot load; hooks missing on this kernel are
     // skipped and listed in missing_hooks().
-    static std::unique_ptr<ResourceCapture> start(ExitHandler on_exit, std::string& error);
+    // filter_tgids: account only the processes given to set_traced_tgids() in the hot hooks.
+    static std::unique_ptr<ResourceCapture> start(ExitHandler on_exit, bool filter_tgids,
+                                                  std::string& error);
     ~ResourceCapture();
     ResourceCapture(const ResourceCapture&) = delete;
     ResourceCapture& operator=(const ResourceCapture&) = delete;
 
+    void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
     // Drains pending exit events (never blocks).
     int poll_exits();
     // Snapshot of every process's counters (batched map reads).
@@ -49,12 +52,13 @@ class ResourceCapture {
     static int on_exit_record(void* ctx, void* data, std::size_t size);
 
     struct SkeletonDeleter {
-        void operator()(resources* skel) const noexcept;
+        void operator()(::resources* skel) const noexcept;
     };
-    std::unique_ptr<resources, SkeletonDeleter> skel_;
+    std::unique_ptr<::resources, SkeletonDeleter> skel_;
     std::vector<BpfLinkPtr> links_;
     RingBufferPtr ring_;
     ExitHandler on_exit_;
+    std::vector<std::uint32_t> traced_tgids_;
     std::vector<std::string> attached_;
     std::vector<std::string> missing_;
 };

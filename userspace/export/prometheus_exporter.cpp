@@ -335,6 +335,37 @@ std::string render_prometheus(const MetricsView& view) {
               view.resident_memory_bytes);
     add_gauge(families, "loupe_build_info", "Build information.", 1.0, {{"version", kVersion}});
     if (view.services) add_resource_families(families, view);
+    if (view.alerts) {
+        auto firing = family("loupe_alerts_firing",
+                             "Alerts firing now (1 per alert), from the agent's own rules.",
+                             MetricType::Gauge);
+        for (const auto& a : view.alerts->active())
+            if (a.state == alerts::AlertState::kFiring)
+                firing.metric.push_back(sample(
+                    1.0,
+                    {{"alertname", a.rule},
+                     {"service_name", a.service},
+                     {"severity", a.labels.count("severity") ? a.labels.at("severity") : ""}},
+                    MetricType::Gauge));
+        families.push_back(std::move(firing));
+        add_gauge(families, "loupe_alerts_pending",
+                  "Alerts whose condition holds but not yet for their 'for' duration.",
+                  static_cast<double>(view.alerts->pending_count()));
+        add_gauge(families, "loupe_alert_rules", "Alert rules the agent evaluates.",
+                  static_cast<double>(view.alerts->rules().size()));
+        auto sent = family("loupe_alert_notifications_total",
+                           "Alert notifications: sent, failed attempts (retried), dropped (queue "
+                           "full or retries exhausted).",
+                           MetricType::Counter);
+        const std::pair<const char*, std::uint64_t> results[] = {
+            {"sent", view.notifications.sent},
+            {"failed_attempt", view.notifications.failed_attempts},
+            {"dropped", view.notifications.dropped}};
+        for (const auto& [result, value] : results)
+            sent.metric.push_back(
+                sample(static_cast<double>(value), {{"result", result}}, MetricType::Counter));
+        families.push_back(std::move(sent));
+    }
 
     std::ostringstream out;
     prometheus::TextSerializer().Serialize(out, families);

@@ -6,6 +6,8 @@
 
 #include "aggregate/http_metrics.h"
 #include "capture/http_capture.h"
+#include "alerts/alert_engine.h"
+#include "alerts/notifier.h"
 #include "capture/resource_capture.h"
 #include "pipeline/connection_tracker.h"
 #include "resources/resource_tracker.h"
@@ -26,6 +28,9 @@ struct MetricsView {
     const resources::NodeResources* node = nullptr;
     capture::NodeKernelCounters kernel_counters;
     std::size_t proc_stats_entries = 0;
+    // Alerts (null when not evaluated).
+    const alerts::AlertEngine* alerts = nullptr;
+    alerts::NotifierCounters notifications;
 };
 
 std::string render_prometheus(const MetricsView& view);

@@ -190,6 +190,11 @@ void NodeTracker::on_sample(const NodeSample& sample, std::uint64_t tcp_retransm
                                                    : 0.0;
     node_.interfaces = sample.interfaces;
     node_.tcp_retransmits = tcp_retransmits;
+    node_.cpu_busy_ticks = sample.cpu_busy_ticks;
+    node_.cpu_total_ticks = sample.cpu_total_ticks;
+    node_.disk_bytes = 0;
+    for (const auto& [_, d] : sample.disks)
+        node_.disk_bytes += d.read_bytes + d.write_bytes;
     if (previous_at_.count() > 0) {
         const auto total = sample.cpu_total_ticks - previous_.cpu_total_ticks;
         const auto busy = sample.cpu_busy_ticks - previous_.cpu_busy_ticks;

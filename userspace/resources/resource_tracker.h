@@ -125,6 +125,10 @@ struct NodeResources {
     std::map<std::string, double> disk_busy;        // device -> 0..1
     std::map<std::string, NetCounters> interfaces;  // cumulative bytes
     std::uint64_t tcp_retransmits = 0;              // every retransmit on the node
+    // Cumulative counters, for rates over any window.
+    std::uint64_t cpu_busy_ticks = 0;
+    std::uint64_t cpu_total_ticks = 0;
+    std::uint64_t disk_bytes = 0;  // read + written, all disks
 };
 
 class NodeTracker {

@@ -46,6 +46,7 @@ std::optional<Snapshot> AgentClient::snapshot(std::string& error) {
     snap.services = parse_services((*services)["services"]);
     snap.node = parse_node(*node);
     snap.agent.events_total = agent->value("events_total", std::uint64_t{0});
+    snap.agent.alerts_firing = agent->value("alerts_firing", std::uint64_t{0});
     if (const auto drops = agent->find("kernel_drops"); drops != agent->end() && drops->is_object())
         for (const auto& [_, v] : drops->items())
             snap.agent.drops += v.get<std::uint64_t>();

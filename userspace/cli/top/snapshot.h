@@ -49,7 +49,7 @@ struct AgentInfo {
     double events_per_second = 0;
     std::uint64_t events_total = 0;
     std::uint64_t drops = 0;
-    std::uint64_t alerts_firing = 0;  // no alert engine yet: always 0
+    std::uint64_t alerts_firing = 0;
 };
 
 struct Snapshot {

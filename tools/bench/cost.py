@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""CPU cost of loupe per request, which throughput ratios on a noisy 2-core VM hide: nginx + wrk
+with an agent attached and kernel.bpf_stats_enabled=1; prints the BPF run time of every loupe
+program (per request and in total) and the agent's own CPU.
+
+    sudo python3 tools/bench/cost.py [--seconds 10] [--path /] [--all-processes]
+"""
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
+from loupe_e2e import Agent, Nginx, select  # noqa: E402
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def prog_stats():
+    progs = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout)
+    return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in progs}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--path", default="/")
+    ap.add_argument("--all-processes", action="store_true")
+    args = ap.parse_args()
+    nginx = Nginx(workers=1)
+    agent = Agent() if args.all_processes else Agent("--comm", "nginx")
+    subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+    try:
+        before, cpu0, t0 = prog_stats(), cpu_seconds(agent.proc.pid), time.time()
+        out = subprocess.run(["wrk", "-t2", "-c50", f"-d{args.seconds}s", nginx.url(args.path)],
+                             capture_output=True, text=True, check=True).stdout
+        after, cpu1, t1 = prog_stats(), cpu_seconds(agent.proc.pid), time.time()
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+    finally:
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
+        agent.stop()
+        nginx.stop()
+    by_name = collections.defaultdict(lambda: [0, 0])
+    for pid, (name, cnt, ns) in after.items():
+        b = before.get(pid, (name, 0, 0))
+        if cnt - b[1] > 0:
+            by_name[name][0] += cnt - b[1]
+            by_name[name][1] += ns - b[2]
+    elapsed = t1 - t0
+    total_ns = sum(v[1] for v in by_name.values())
+    print(f"{requests} requests in {elapsed:.1f} s ({requests / elapsed:.0f} req/s), path {args.path}, "
+          f"{'all processes' if args.all_processes else '--comm nginx'}")
+    for name, (cnt, ns) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {name:<28} {cnt:>10} runs  {ns / cnt:>6.0f} ns/run  {ns / requests:>6.0f} ns/request")
+    agent_cpu = cpu1 - cpu0
+    print(f"BPF: {total_ns / requests:.0f} ns/request, {total_ns / 1e9 / elapsed * 100:.1f} % of one core")
+    print(f"agent user space: {agent_cpu / requests * 1e9:.0f} ns/request, {agent_cpu / elapsed * 100:.1f} % of one core")
+    print(f"total: {(total_ns / 1e9 + agent_cpu) / elapsed * 100 / os.cpu_count():.1f} % of the machine's "
+          f"{os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+#include "agent/alert_signals.h"
+
+#include <set>
+
+namespace loupe::agent {
+
+void ResourceHistory::record(const std::map<std::string, resources::ServiceResources>& services,
+                             const resources::NodeResources& node, std::chrono::nanoseconds at) {
+    Point p;
+    p.at = at;
+    for (const auto& [name, r] : services)
+        p.services[name] = {r.totals.cpu_ns, r.totals.io_read_bytes + r.totals.io_write_bytes};
+    p.node_busy_ticks = node.cpu_busy_ticks;
+    p.node_total_ticks = node.cpu_total_ticks;
+    p.node_disk_bytes = node.disk_bytes;
+    points_.push_back(std::move(p));
+    while (!points_.empty() &&
+           at - points_.front().at > std::chrono::minutes(5) + std::chrono::seconds(2))
+        points_.pop_front();
+}
+
+std::pair<const ResourceHistory::Point*, const ResourceHistory::Point*> ResourceHistory::span(
+    std::chrono::seconds window) const {
+    if (points_.size() < 2) return {nullptr, nullptr};
+    const Point& newest = points_.back();
+    const Point* oldest = &points_.front();
+    for (const auto& p : points_)
+        if (newest.at - p.at <= window) {
+            oldest = &p;
+            break;
+        }
+    if (oldest == &newest) oldest = &points_[points_.size() - 2];
+    return {&newest, oldest};
+}
+
+AgentSignals::AgentSignals(const aggregate::HttpMetricsStore& http,
+                           const std::map<std::string, resources::ServiceResources>& services,
+                           const resources::NodeResources& node, const ResourceHistory& history,
+                           std::chrono::nanoseconds now)
+    : http_(http), services_(services), node_(node), history_(history), now_(now) {}
+
+std::vector<std::string> AgentSignals::services() const {
+    std::set<std::string> names;
+    for (const auto& [key, _] : http_.series())
+        names.insert(key.service);
+    for (const auto& [name, r] : services_)
+        if (r.processes > 0) names.insert(name);
+    return {names.begin(), names.end()};
+}
+
+std::optional<double> AgentSignals::value(alerts::Signal signal, const std::string& service,
+                                          std::chrono::seconds window) const {
+    using alerts::Signal;
+    const bool node = service == alerts::kNodeService;
+    switch (signal) {
+        case Signal::kLatencyP50:
+        case Signal::kLatencyP95:
+        case Signal::kLatencyP99:
+        case Signal::kErrorRatio:
+        case Signal::kRequestRate: {
+            // Server side: how the service answers its callers.
+            stats::LogSketch merged, scratch;
+            std::uint64_t errors = 0;
+            for (const auto& [key, series] : http_.series()) {
+                if (key.side != aggregate::HttpSide::kServer || (!node && key.service != service))
+                    continue;
+                series.window.window(window, now_, scratch);
+                merged.merge(scratch);
+                if (aggregate::is_error_status(key.side, key.status)) errors += scratch.count();
+            }
+            if (merged.empty()) return std::nullopt;
+            if (signal == Signal::kErrorRatio)
+                return static_cast<double>(errors) / static_cast<double>(merged.count());
+            if (signal == Signal::kRequestRate)
+                return static_cast<double>(merged.count()) /
+                       std::chrono::duration<double>(window).count();
+            const double q = signal == Signal::kLatencyP50   ? 0.5
+                             : signal == Signal::kLatencyP95 ? 0.95
+                                                             : 0.99;
+            return merged.quantile_ns(q) * 1e-9;
+        }
+        case Signal::kMemoryUtilization: {
+            if (!node_.mem_total_bytes) return std::nullopt;
+            if (node) return node_.mem_utilization;
+            const auto it = services_.find(service);
+            if (it == services_.end() || it->second.processes == 0) return std::nullopt;
+            // Share of the node's memory (cgroup limits are not read yet).
+            return static_cast<double>(it->second.rss_bytes) /
+                   static_cast<double>(node_.mem_total_bytes);
+        }
+        case Signal::kCpuUtilization:
+        case Signal::kDiskIoBytesRate: {
+            const auto [newest, oldest] = history_.span(window);
+            if (!newest) return std::nullopt;
+            const double dt = std::chrono::duration<double>(newest->at - oldest->at).count();
+            if (dt <= 0) return std::nullopt;
+            if (node) {
+                if (signal == Signal::kDiskIoBytesRate)
+                    return static_cast<double>(newest->node_disk_bytes - oldest->node_disk_bytes) /
+                           dt;
+                const auto total = newest->node_total_ticks - oldest->node_total_ticks;
+                return total ? static_cast<double>(newest->node_busy_ticks -
+                                                   oldest->node_busy_ticks) /
+                                   static_cast<double>(total)
+                             : 0.0;
+            }
+            const auto a = newest->services.find(service);
+            const auto b = oldest->services.find(service);
+            if (a == newest->services.end()) return std::nullopt;
+            const auto base = b == oldest->services.end()
+                                  ? std::pair<std::uint64_t, std::uint64_t>{0, 0}
+                                  : b->second;
+            if (signal == Signal::kDiskIoBytesRate)
+                return static_cast<double>(a->second.second -
+                                           std::min(base.second, a->second.second)) /
+                       dt;
+            const double cores =
+                static_cast<double>(a->second.first - std::min(base.first, a->second.first)) / 1e9 /
+                dt;
+            // Share of the node's CPUs (cgroup quotas are not read yet).
+            return node_.cpus ? cores / node_.cpus : std::optional<double>{};
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace loupe::agent

@@ -1,0 +1,62 @@
+// Reading BPF maps from user space: per-CPU counters and whole hash maps.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+namespace loupe::capture {
+
+// Sum over CPUs of a per-CPU array slot of u64 (0 when unreadable).
+inline std::uint64_t sum_percpu_u64(int map_fd, __u32 key) {
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return 0;
+    std::vector<__u64> values(static_cast<std::size_t>(cpus));
+    std::uint64_t total = 0;
+    if (bpf_map_lookup_elem(map_fd, &key, values.data()) == 0)
+        for (auto v : values)
+            total += v;
+    return total;
+}
+
+// Visits every entry of a hash map with batched lookups (one syscall per kBatch entries instead
+// of two per entry): fn(key, value).
+template <typename Key, typename Value, typename Fn>
+void for_each_entry(int map_fd, std::size_t max_entries, Fn&& fn) {
+    constexpr std::uint32_t kBatch = 256;
+    std::vector<Key> keys(kBatch);
+    std::vector<Value> values(kBatch);
+    Key out_batch{};
+    bool first = true;
+    std::size_t seen = 0;
+    while (seen < max_entries) {
+        std::uint32_t count = kBatch;
+        Key in_batch = out_batch;
+        const int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch,
+                                             keys.data(), values.data(), &count, nullptr);
+        first = false;
+        for (std::uint32_t i = 0; i < count; ++i)
+            fn(keys[i], values[i]);
+        seen += count;
+        if (err != 0) break;  // ENOENT: done; anything else: give up for this round
+    }
+}
+
+// Makes the hash set of u32 keys at `map_fd` hold exactly `wanted`, given that it held `current`.
+inline void replace_u32_set(int map_fd, const std::vector<std::uint32_t>& current,
+                            const std::vector<std::uint32_t>& wanted) {
+    for (std::uint32_t old : current) {
+        bool kept = false;
+        for (std::uint32_t w : wanted)
+            kept |= w == old;
+        if (!kept) bpf_map_delete_elem(map_fd, &old);
+    }
+    const __u8 one = 1;
+    for (std::uint32_t key : wanted)
+        bpf_map_update_elem(map_fd, &key, &one, BPF_ANY);
+}
+
+}  // namespace loupe::capture
