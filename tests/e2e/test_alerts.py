@@ -4,6 +4,7 @@ slow service makes a p95 rule fire and Alertmanager lists it with the right labe
 cause resolves it. Alertmanager down: retries counted, no crash. A bad rule is refused at start;
 SIGHUP with an invalid file keeps the old rules."""
 import http.client
+import http.server
 import json
 import os
 import signal
@@ -64,11 +65,35 @@ def wait(predicate, what, timeout):
     fail(f"{what} within {timeout} s")
 
 
-def write_config(path, am_url, extra_rule=""):
+class WebhookSink:
+    """A JSON webhook receiver on loopback that keeps every document POSTed to it."""
+
+    def __init__(self):
+        self.documents = []
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.documents.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def write_config(path, am_url, extra_rule="", webhook_url=""):
     with open(path, "w") as f:
         f.write(f"""
 alerting:
   alertmanager_url: {am_url}
+  webhook_url: "{webhook_url}"
   evaluation_interval: 1s
   resend_interval: 2s
   default_rules: false
@@ -103,7 +128,8 @@ def main():
         server.readline()
         wait_port(server_port)
         config = f"{work}/loupe.yaml"
-        write_config(config, f"http://127.0.0.1:{am_port}")
+        webhook = WebhookSink()
+        write_config(config, f"http://127.0.0.1:{am_port}", webhook_url=webhook.url)
         agent = Agent("--config", config)
 
         # The cause: every request takes 300 ms.
@@ -119,6 +145,9 @@ def main():
         if "p95 of loupe_slowsrv is 0.3" not in alerts[0]["annotations"].get("summary", ""):
             fail(f"summary not templated: {alerts[0]['annotations']}")
         print(f"fired and delivered after {time.time() - started:.1f} s: {labels}")
+        hooked = [a for doc in webhook.documents for a in doc if a["labels"].get("alertname") == "SlowService"]
+        if not hooked or hooked[0]["labels"].get("service_name") != "loupe_slowsrv":
+            fail(f"the webhook did not receive the alert: {webhook.documents}")
         _, api = agent.api("/api/v1/alerts")
         if not any(a["name"] == "SlowService" and a["state"] == "firing" for a in api["alerts"]):
             fail(f"/api/v1/alerts does not list the firing alert: {api}")

@@ -2,6 +2,7 @@
 """`loupe top` as an on-call engineer uses it, inside tmux: nginx under wrk shows up with RPS and
 percentiles; sort, filter, drill-down, help, pause, resize and quit keys work; `--once --json`
 agrees with the agent's API."""
+import http.server
 import json
 import os
 import re
@@ -50,6 +51,57 @@ def service_rows(text):
                     rows[cells[0]] = cells
             break
     return rows
+
+
+class FakeAgentApi:
+    """The agent's /api/v1 shape with thousands of services, for the scale check of the view only:
+    spawning thousands of real services is out of reach of a 2-core test machine."""
+
+    def __init__(self, services):
+        doc = {"services": [{"name": f"svc{i:05d}", "server": {"requests_total": i, "rps": i % 97, "error_ratio": 0.0,
+                                                              "p50_seconds": 0.001, "p95_seconds": 0.002,
+                                                              "p99_seconds": 0.003, "statuses": {"200": i}},
+                             "client": None, "resources": None} for i in range(services)]}
+        bodies = {"/api/v1/services": json.dumps(doc).encode(), "/api/v1/node": b'{"cpus": 2}',
+                  "/api/v1/agent": b'{"events_total": 1}', "/health/live": b"{}"}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = bodies.get(self.path)
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        import threading
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def robustness():
+    """Thousands of services, End/Home scrolling, a tiny terminal, and the agent going away."""
+    fake = FakeAgentApi(3000)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "30",
+         f"{shlex.quote(LOUPE)} top --agent {fake.url} --interval 0.5")
+    wait_for(lambda t: "3000 services" in t, "3000 services")
+    keys("N", "End")
+    wait_for(lambda t: "svc02999" in t, "the last of 3000 services after End")
+    keys("Home")
+    wait_for(lambda t: "svc00000" in t, "the first service after Home")
+    tmux("resize-window", "-t", SESSION, "-x", "20", "-y", "5")
+    time.sleep(1.0)
+    tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "30")
+    fake.server.shutdown()
+    fake.server.server_close()
+    wait_for(lambda t: "disconnected, retrying" in t, "'disconnected, retrying' after the agent went away")
+    if tmux("has-session", "-t", SESSION, check=False).returncode != 0:
+        fail("loupe top exited when the agent went away")
+    keys("q")
+    print("3000 services, scrolling, 20x5 terminal, agent gone -> 'disconnected, retrying': ok")
 
 
 def main():
@@ -112,6 +164,7 @@ def main():
         if tmux("has-session", "-t", SESSION, check=False).returncode == 0:
             fail("q did not quit loupe top")
         print("interactive keys: sort, filter, drill-down, help, pause, resize, quit: ok")
+        robustness()
 
         # Non-interactive: --once --json is the agent's own API documents.
         wrk.terminate()
