@@ -142,6 +142,16 @@ def main():
         keys("Escape")
         wait_for(lambda t: "SERVICE" in t and "ROUTE" not in t, "the services table after Esc")
 
+        # wrk calls nginx: its drill-down names the peer it calls.
+        keys("/", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "w", "r", "k", "Enter")
+        wait_for(lambda t: list(service_rows(t).keys()) == ["wrk"], "the wrk row alone")
+        keys("Enter")
+        wait_for(lambda t: "CALLS TO (PEER)" in t and f"127.0.0.1:{nginx.port}" in t, "wrk's peer (nginx)")
+        keys("Escape")
+        wait_for(lambda t: "SERVICE" in t and "ROUTE" not in t, "the services table after Esc")
+        keys("Escape")  # in the table, Esc clears the filter
+        wait_for(lambda t: "filter:" not in t and "nginx" in service_rows(t), "every service after clearing the filter")
+
         keys("?")
         wait_for(lambda t: "loupe top - keys" in t, "the help screen")
         keys("x")

@@ -29,11 +29,14 @@ TEST(TopSnapshot, ParsesServicesAndPrefersServerSide) {
     EXPECT_FALSE(rows[1].has_resources);
 }
 
-TEST(TopSnapshot, EndpointsStatusMix) {
+TEST(TopSnapshot, EndpointsStatusMixAndPeers) {
     const auto rows = parse_endpoints(nlohmann::json::parse(
-        R"([{"side":"server","method":"GET","route":"/a","rps":2,"statuses":{"200":3,"404":1}}])"));
-    ASSERT_EQ(rows.size(), 1u);
+        R"([{"side":"server","method":"GET","route":"/a","rps":2,"statuses":{"200":3,"404":1}},
+            {"side":"client","method":"GET","route":"/b","rps":1,"peers":["10.0.0.5:5432","10.0.0.6:5432"]}])"));
+    ASSERT_EQ(rows.size(), 2u);
     EXPECT_EQ(rows[0].status_mix, "200:75% 404:25%");
+    EXPECT_TRUE(rows[0].peers.empty());
+    EXPECT_EQ(rows[1].peers, (std::vector<std::string>{"10.0.0.5:5432", "10.0.0.6:5432"}));
 }
 
 TEST(TopColumns, Formatting) {

@@ -116,10 +116,15 @@ nlohmann::json services_view(const aggregate::HttpMetricsStore& store,
 nlohmann::json endpoints_view(const aggregate::HttpMetricsStore& store, const std::string& service,
                               std::chrono::nanoseconds now, std::chrono::nanoseconds started) {
     std::map<std::tuple<HttpSide, std::string, std::string>, RowAccumulator> rows;
+    std::map<std::tuple<HttpSide, std::string, std::string>, std::set<std::string>> peers;
     stats::LogSketch scratch;
-    for (const auto& [key, series] : store.series())
-        if (key.service == service)
-            rows[{key.side, key.method, key.route}].add(key, series, now, scratch);
+    for (const auto& [key, series] : store.series()) {
+        if (key.service != service) continue;
+        rows[{key.side, key.method, key.route}].add(key, series, now, scratch);
+        if (key.side == HttpSide::kClient)
+            peers[{key.side, key.method, key.route}].insert(key.server_address + ":" +
+                                                            key.server_port);
+    }
     if (rows.empty()) return nullptr;
     const double covered = window_covered_seconds(kWindow, std::chrono::seconds(10), now, started);
     nlohmann::json out = nlohmann::json::array();
@@ -128,6 +133,8 @@ nlohmann::json endpoints_view(const aggregate::HttpMetricsStore& store, const st
         j["side"] = side_name(std::get<0>(id));
         j["method"] = std::get<1>(id);
         j["route"] = std::get<2>(id);
+        // Client rows: the servers this service called on that route ("address:port").
+        if (const auto p = peers.find(id); p != peers.end()) j["peers"] = p->second;
         out.push_back(std::move(j));
     }
     return out;

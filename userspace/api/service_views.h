@@ -22,7 +22,8 @@ nlohmann::json services_view(const aggregate::HttpMetricsStore& store,
                              const std::map<std::string, resources::ServiceResources>* resources,
                              std::chrono::nanoseconds now, std::chrono::nanoseconds started);
 nlohmann::json resources_json(const resources::ServiceResources& r);
-// One row per (side, method, route) of a service, with its status mix. Null when unknown service.
+// One row per (side, method, route) of a service, with its status mix and, for calls it makes
+// (client side), the servers it called ("peers": ["10.0.0.5:5432", ...]). Null when unknown.
 nlohmann::json endpoints_view(const aggregate::HttpMetricsStore& store, const std::string& service,
                               std::chrono::nanoseconds now, std::chrono::nanoseconds started);
 

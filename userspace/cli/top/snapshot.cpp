@@ -90,6 +90,9 @@ std::vector<RouteRow> parse_endpoints(const nlohmann::json& endpoints) {
         row.p95 = maybe(e, "p95_seconds");
         row.p99 = maybe(e, "p99_seconds");
         row.status_mix = status_mix(e.value("statuses", nlohmann::json::object()));
+        if (const auto p = e.find("peers"); p != e.end() && p->is_array())
+            for (const auto& peer : *p)
+                row.peers.push_back(peer.get<std::string>());
         rows.push_back(std::move(row));
     }
     return rows;

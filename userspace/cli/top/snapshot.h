@@ -30,7 +30,8 @@ struct RouteRow {
     double rps = 0;
     double error_ratio = 0;
     std::optional<double> p50, p95, p99;
-    std::string status_mix;  // "200 97% · 404 3%"
+    std::string status_mix;          // "200:97% 404:3%"
+    std::vector<std::string> peers;  // client side: servers called
 };
 
 struct ProcessRow {

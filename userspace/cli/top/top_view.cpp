@@ -3,6 +3,7 @@
 #include <ncurses.h>
 
 #include <algorithm>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -145,6 +146,21 @@ void TopView::draw_detail(int top, int height, int width) {
         put(y++, 0, line, width, alarm && options_.color ? COLOR_PAIR(kAlarmPair) : 0);
     }
     if (routes_.empty()) put(y++, 0, "(no HTTP traffic seen for this service)", width);
+    // Peers: the servers this service calls, and on which routes.
+    std::map<std::string, std::string> peers;
+    for (const auto& r : routes_)
+        for (const auto& peer : r.peers) {
+            auto& called = peers[peer];
+            called += (called.empty() ? "" : ", ") + r.method + " " + r.route;
+        }
+    if (!peers.empty()) {
+        ++y;
+        put(y++, 0, fmt::format("{:<24}{}", "CALLS TO (PEER)", "ROUTES"), width, A_REVERSE);
+        for (const auto& [peer, called] : peers) {
+            if (y >= top + height - 3) break;
+            put(y++, 0, fmt::format("{:<24}{}", peer, called), width);
+        }
+    }
     ++y;
     put(y++, 0, fmt::format("{:>8}{:>12}{:>10}", "PID", "CPU TIME", "RSS"), width, A_REVERSE);
     for (const auto& p : processes_) {
