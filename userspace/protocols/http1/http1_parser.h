@@ -1,5 +1,5 @@
 // HTTP/1.x request/response matching over the segments loupe captures per connection.
-// INTERFACE CONTRACT (used by the agent's event intake; keep it stable):
+// Used by pipeline/ConnectionTracker; how segments are read is documented on Http1Connection.
 #pragma once
 
 #include <cstddef>
