@@ -43,6 +43,16 @@ def drive_keepalive(port, paths, rounds):
 port_is_node = {}
 
 
+def expect_exact(samples, service, expected, total, what):
+    """The server logged exactly `total` requests and loupe's per-series counts equal its log."""
+    if sum(expected.values()) != total:
+        fail(f"{what} logged {sum(expected.values())} requests, expected {total}")
+    got = server_counts(samples, service)
+    if got != expected:
+        fail(f"{what} counts differ from its log:\n" + diff_counts(expected, got))
+    print(f"{what}: {total} requests, {len(expected)} series, exact")
+
+
 def test_python():
     root = tempfile.mkdtemp(prefix="loupe-pyhttp-")
     os.makedirs(f"{root}/dir")
@@ -80,12 +90,7 @@ def test_python():
             m = line_re.search(line)
             if m:
                 expected[(m.group(1), normalize_route(m.group(2)), m.group(3))] += 1
-    if sum(expected.values()) != 120:
-        fail(f"python http.server logged {sum(expected.values())} requests, expected 120")
-    got = server_counts(samples, "python3")
-    if got != expected:
-        fail("python http.server counts differ from its log:\n" + diff_counts(expected, got))
-    print(f"python http.server: {sum(expected.values())} requests, {len(expected)} series, exact")
+    expect_exact(samples, "python3", expected, 120, "python http.server")
 
 
 def test_node():
@@ -113,12 +118,7 @@ def test_node():
         for line in f:
             method, url, status = line.split()
             expected[(method, normalize_route(url), status)] += 1
-    if sum(expected.values()) != 150:
-        fail(f"node logged {sum(expected.values())} requests, expected 150")
-    got = server_counts(samples, "node")
-    if got != expected:
-        fail("node counts differ from its log:\n" + diff_counts(expected, got))
-    print(f"node chunked: {sum(expected.values())} requests, {len(expected)} series, exact")
+    expect_exact(samples, "node", expected, 150, "node chunked")
 
 
 def main():

@@ -148,7 +148,11 @@ void Agent::resource_loop() {
             std::vector<std::uint32_t> tgids;
             for (const auto& p : processes)
                 tgids.push_back(p.pid);
+            // One /proc scan a second serves both kernel filters: new processes with a selected
+            // name are traced within a second of appearing.
             if (resource_capture_) resource_capture_->set_traced_tgids(tgids);
+            std::lock_guard lock(mutex_);
+            if (capture_) capture_->set_traced_tgids(tgids);
         }
         const auto node = procfs_.node();
         std::unordered_map<std::uint32_t, loupe_proc_stats> kernel;
@@ -248,7 +252,6 @@ void Agent::consume_loop() {
     // metrics and keeps the ring far from full (see docs/BENCHMARKS.md).
     constexpr int kDrainIntervalMs = 10;
     auto last_expiry = now();
-    auto last_scan = now();
     while (running_) {
         if (!capture_) {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -259,13 +262,6 @@ void Agent::consume_loop() {
             capture_->poll(0);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(kDrainIntervalMs));
-        if (!config_.comms.empty() && now() - last_scan > std::chrono::seconds(1)) {
-            // New processes with a selected name are traced within a second of appearing.
-            const auto tgids = matching_tgids(config_.pids, config_.comms);
-            std::lock_guard lock(mutex_);
-            capture_->set_traced_tgids(tgids);
-            last_scan = now();
-        }
         if (now() - last_expiry > std::chrono::seconds(10)) {
             std::lock_guard lock(mutex_);
             store_.expire_idle(now());
