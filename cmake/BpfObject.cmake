@@ -54,6 +54,9 @@ function(bpf_object name source)
     COMMENT "Skeleton ${name}.skel.h"
     VERBATIM)
   add_custom_target(${name}_skel_gen DEPENDS ${skel})
+  # Every skeleton's rule lists vmlinux.h; only the one target may generate it, or parallel
+  # makes run the generator twice and race on vmlinux.h.tmp.
+  add_dependencies(${name}_skel_gen loupe_vmlinux_h)
   add_library(${name}_skel INTERFACE)
   add_dependencies(${name}_skel ${name}_skel_gen)
   target_include_directories(${name}_skel INTERFACE ${LOUPE_BPF_GEN_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
