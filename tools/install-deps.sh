@@ -13,6 +13,10 @@ packages=(
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
 )
 
+# npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;
+# Debian's nodejs needs Debian's npm package.
+command -v npm >/dev/null || packages+=(npm)
+
 if [[ $(id -u) != 0 ]]; then
   echo "install-deps: run as root (apt-get)" >&2
   exit 1

@@ -121,6 +121,37 @@ int main(int argc, char** argv) {
                      "Cap on connections tracked in user space")
         ->envname("LOUPE_MAX_CONNECTIONS")
         ->capture_default_str();
+    agent
+        ->add_option("--kubernetes", agent_config.kubernetes.mode,
+                     "Pod attribution from this node's pod list: auto (when "
+                     "KUBERNETES_SERVICE_HOST is set), on, off")
+        ->envname("LOUPE_KUBERNETES")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->capture_default_str();
+    agent
+        ->add_option("--k8s-node-name", agent_config.kubernetes.node_name,
+                     "This node's name (default: $NODE_NAME, then the host name)")
+        ->envname("LOUPE_K8S_NODE_NAME");
+    agent
+        ->add_option("--k8s-pods-url", agent_config.kubernetes.pods_url,
+                     "PodList URL (default: the in-cluster API server's pods of this node; the "
+                     "kubelet's https://NODE_IP:10250/pods works too)")
+        ->envname("LOUPE_K8S_PODS_URL");
+    agent
+        ->add_option("--k8s-token-file", agent_config.kubernetes.token_file,
+                     "Bearer token sent with the pod list request")
+        ->envname("LOUPE_K8S_TOKEN_FILE")
+        ->capture_default_str();
+    agent
+        ->add_option("--k8s-ca-file", agent_config.kubernetes.ca_file,
+                     "CA bundle that verifies an https pod list server")
+        ->envname("LOUPE_K8S_CA_FILE")
+        ->capture_default_str();
+    agent
+        ->add_option("--k8s-refresh-seconds", agent_config.kubernetes.refresh_seconds,
+                     "Pod list refresh interval (sooner when an unknown container appears)")
+        ->envname("LOUPE_K8S_REFRESH_SECONDS")
+        ->capture_default_str();
 
     loupe::top::TopOptions top_options;
     if (const char* agent_env = std::getenv("LOUPE_AGENT"); agent_env && *agent_env) {

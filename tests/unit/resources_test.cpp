@@ -72,8 +72,9 @@ loupe_proc_exit_event exit_event(std::uint32_t pid, const char* comm, std::uint6
 }
 
 struct Tracker : ::testing::Test {
-    ResourceTracker tracker{
-        [](const std::string& comm) { return comm == "python3" ? std::string("checkout") : comm; }};
+    ResourceTracker tracker{[](std::uint32_t, const std::string& comm) {
+        return comm == "python3" ? std::string("checkout") : comm;
+    }};
 };
 
 TEST_F(Tracker, SumsProcessesOfAServiceAndRenames) {
@@ -158,7 +159,7 @@ namespace loupe::resources {
 namespace {
 
 TEST(ResourceTrackerNaming, ExecAndRenameMoveOnlyTheRest) {
-    ResourceTracker tracker([](const std::string& comm) { return comm; });
+    ResourceTracker tracker([](std::uint32_t, const std::string& comm) { return comm; });
     ProcessSample p;
     p.pid = 9;
     p.comm = "bash";  // forked, not yet exec'd

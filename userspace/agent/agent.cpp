@@ -59,14 +59,13 @@ Agent::Agent(AgentConfig config)
                                         std::chrono::minutes(15)}),
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
-          [this](const aggregate::HttpObservation& obs) {
-              if (config_.service_names.empty()) return store_.record(obs, now());
-              auto renamed = obs;
-              renamed.service = service_name(obs.service);
-              store_.record(renamed, now());
+          [this](aggregate::HttpObservation obs) {
+              obs.service = service_key(obs.tgid, obs.service);
+              store_.record(obs, now());
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
-      resource_tracker_([this](const std::string& comm) { return service_name(comm); }),
+      resource_tracker_(
+          [this](std::uint32_t pid, const std::string& comm) { return service_key(pid, comm); }),
       alert_engine_(alerts::effective_rules(config_.alerting)),
       notifier_(std::make_unique<alerts::Notifier>(alerts::Notifier::Options{
           config_.alerting.alertmanager_url, config_.alerting.webhook_url})) {}
@@ -74,6 +73,53 @@ Agent::Agent(AgentConfig config)
 std::string Agent::service_name(const std::string& comm) const {
     const auto it = config_.service_names.find(comm);
     return it == config_.service_names.end() ? comm : it->second;
+}
+
+std::string Agent::service_key(std::uint32_t pid, const std::string& comm) {
+    return identities_.key_for(pid, service_name(comm));
+}
+
+void Agent::start_pod_metadata() {
+    const auto& k8s = config_.kubernetes;
+    const char* in_cluster = std::getenv("KUBERNETES_SERVICE_HOST");
+    if (k8s.mode == "off" || (k8s.mode == "auto" && !(in_cluster && *in_cluster))) return;
+    node_name_ = k8s.node_name;
+    if (node_name_.empty())
+        if (const char* env = std::getenv("NODE_NAME"); env && *env) node_name_ = env;
+    if (node_name_.empty()) {
+        char host[256] = {};
+        if (::gethostname(host, sizeof(host) - 1) == 0) node_name_ = host;
+    }
+    attribution::PodMetadataOptions options;
+    options.pods_url = k8s.pods_url.empty()
+                           ? attribution::PodMetadataClient::in_cluster_pods_url(node_name_)
+                           : k8s.pods_url;
+    options.token_file = k8s.token_file;
+    options.ca_file = k8s.ca_file;
+    options.refresh_interval =
+        std::chrono::seconds(std::max<std::uint32_t>(1, k8s.refresh_seconds));
+    if (options.pods_url.empty()) {
+        // Capture goes on: processes in containers are still told apart by container id.
+        spdlog::warn(
+            "kubernetes: no pod list URL (not in a cluster and no --k8s-pods-url); pods are "
+            "attributed by container id only");
+        return;
+    }
+    spdlog::info("kubernetes: node {}, pods from {}", node_name_, options.pods_url);
+    pod_metadata_ = std::make_unique<attribution::PodMetadataClient>(
+        options, [this](std::shared_ptr<const attribution::PodDirectory> pods) {
+            std::lock_guard lock(mutex_);
+            identities_.set_pods(std::move(pods), node_name_);
+        });
+}
+
+void Agent::attribute_alerts(std::vector<alerts::Alert>& alerts) const {
+    for (auto& alert : alerts) {
+        const attribution::Labels* labels = identities_.labels_of(alert.service);
+        if (!labels) continue;
+        for (const auto& [name, value] : *labels)
+            alert.labels[name] = value;
+    }
 }
 
 Agent::~Agent() {
@@ -170,6 +216,14 @@ void Agent::resource_loop() {
             // Exits after the /proc scan: a process is then either live in the scan or exited.
             if (resource_capture_) resource_capture_->poll_exits();
             resource_tracker_.on_sample(processes, kernel, active, now());
+            // After the exits of this round: they still needed the identity of their pid.
+            std::vector<std::uint32_t> live_pids;
+            live_pids.reserve(processes.size());
+            for (const auto& p : processes)
+                live_pids.push_back(p.pid);
+            identities_.retain(live_pids);
+            if (identities_.take_unknown_containers() && pod_metadata_)
+                pod_metadata_->request_refresh();
             node_tracker_.on_sample(node, counters.tcp_retransmits, now());
             history_.record(resource_tracker_.services(), node_tracker_.node(), now());
             kernel_counters_ = counters;
@@ -219,10 +273,15 @@ void Agent::alert_loop() {
                 last_sent_.erase({t.alert.rule, t.alert.service});
             }
         }
-        if (!to_send.empty())
+        if (!to_send.empty()) {
+            {
+                std::lock_guard lock(mutex_);
+                attribute_alerts(to_send);
+            }
             notifier_->enqueue(
                 alerts::alertmanager_payload(to_send, wall, 4 * config_.alerting.resend_interval,
                                              "http://" + config_.listen + "/api/v1/alerts"));
+        }
         for (auto waited = std::chrono::milliseconds(0); running_ && waited < interval;
              waited += std::chrono::milliseconds(100))
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -285,19 +344,22 @@ nlohmann::json Agent::health_body(const char* status, nlohmann::json checks) con
 std::string Agent::render_metrics() {
     std::lock_guard lock(mutex_);
     const auto at = now();
-    const exporter::MetricsView view{store_,
-                                     tracker_.counters(),
-                                     tracker_.live_connections(),
-                                     capture_ ? capture_->drops() : capture::DropCounters{},
-                                     at,
-                                     std::chrono::duration<double>(at - started_).count(),
-                                     resident_memory_bytes(),
-                                     resources_sampled_ ? &resource_tracker_.services() : nullptr,
-                                     resources_sampled_ ? &node_tracker_.node() : nullptr,
-                                     kernel_counters_,
-                                     proc_stats_entries_,
-                                     &alert_engine_,
-                                     notifier_->counters()};
+    const exporter::MetricsView view{
+        store_,
+        tracker_.counters(),
+        tracker_.live_connections(),
+        capture_ ? capture_->drops() : capture::DropCounters{},
+        at,
+        std::chrono::duration<double>(at - started_).count(),
+        resident_memory_bytes(),
+        resources_sampled_ ? &resource_tracker_.services() : nullptr,
+        resources_sampled_ ? &node_tracker_.node() : nullptr,
+        kernel_counters_,
+        proc_stats_entries_,
+        &alert_engine_,
+        notifier_->counters(),
+        &identities_,
+        pod_metadata_ ? std::optional(pod_metadata_->status()) : std::nullopt};
     return exporter::render_prometheus(view);
 }
 
@@ -335,12 +397,18 @@ void Agent::register_routes() {
     server_->Get("/api/v1/services", [this, json_reply](const httplib::Request&,
                                                         httplib::Response& res) {
         std::lock_guard lock(mutex_);
-        json_reply(res, {{"services",
-                          api::services_view(
-                              store_, resources_sampled_ ? &resource_tracker_.services() : nullptr,
-                              now(), started_)}});
+        auto rows = api::services_view(
+            store_, resources_sampled_ ? &resource_tracker_.services() : nullptr, now(), started_);
+        // A pod's or container's service: the labels its metrics carry (service_name, k8s_*).
+        for (auto& row : rows)
+            if (const auto* labels = identities_.labels_of(row["name"].get<std::string>())) {
+                row["labels"] = nlohmann::json::object();
+                for (const auto& [name, value] : *labels)
+                    row["labels"][name] = value;
+            }
+        json_reply(res, {{"services", rows}});
     });
-    server_->Get(R"(/api/v1/services/([^/]+)/endpoints)",
+    server_->Get(R"(/api/v1/services/(.+)/endpoints)",
                  [this, json_reply](const httplib::Request& req, httplib::Response& res) {
                      std::lock_guard lock(mutex_);
                      auto rows = api::endpoints_view(store_, req.matches[1], now(), started_);
@@ -350,7 +418,7 @@ void Agent::register_routes() {
                          json_reply(res, {{"service", req.matches[1]}, {"endpoints", rows}});
                  });
     server_->Get(
-        R"(/api/v1/services/([^/]+)/processes)",
+        R"(/api/v1/services/(.+)/processes)",
         [this, json_reply](const httplib::Request& req, httplib::Response& res) {
             std::lock_guard lock(mutex_);
             nlohmann::json rows = nlohmann::json::array();
@@ -370,7 +438,9 @@ void Agent::register_routes() {
         "/api/v1/alerts", [this, json_reply](const httplib::Request&, httplib::Response& res) {
             std::lock_guard lock(mutex_);
             nlohmann::json rows = nlohmann::json::array();
-            for (const auto& a : alert_engine_.active())
+            auto active = alert_engine_.active();
+            attribute_alerts(active);
+            for (const auto& a : active)
                 rows.push_back({{"name", a.rule},
                                 {"service_name", a.service},
                                 {"state", alerts::state_name(a.state)},
@@ -459,6 +529,7 @@ bool Agent::start() {
     server_thread_ = std::thread([this] { server_->listen_after_bind(); });
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
 
+    start_pod_metadata();
     const bool capturing = start_capture();
     start_resources();
     ready_ = capturing;
@@ -486,6 +557,7 @@ void Agent::stop() {
     if (resource_thread_.joinable()) resource_thread_.join();
     if (alert_thread_.joinable()) alert_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
+    pod_metadata_.reset();
     {
         std::lock_guard lock(mutex_);
         capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready

@@ -14,6 +14,8 @@
 #include "agent/alert_signals.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
+#include "attribution/pod_metadata_client.h"
+#include "attribution/service_identities.h"
 #include "aggregate/http_metrics.h"
 #include "capture/http_capture.h"
 #include "capture/resource_capture.h"
@@ -53,12 +55,17 @@ class Agent {
     // Re-reads the config file (SIGHUP): new alert rules, or the old ones kept when it is invalid.
     void reload();
     std::string service_name(const std::string& comm) const;
+    // The identity key of a process (see attribution/service_identities.h); under mutex_.
+    std::string service_key(std::uint32_t pid, const std::string& comm);
+    // Pod metadata from the API server or kubelet, when running in Kubernetes.
+    void start_pod_metadata();
+    // Labels of firing/resolved alerts as the metrics carry them (service_name, k8s_*).
+    void attribute_alerts(std::vector<alerts::Alert>& alerts) const;
     // --pid/--comm selection, for resources (HTTP applies --port too, in the tracker).
     bool selected_process(std::uint32_t pid, const std::string& comm) const;
     void register_routes();
     nlohmann::json health_body(const char* status, nlohmann::json checks) const;
     std::string render_metrics();
-    std::string service_name_for(std::uint32_t tgid);
     std::chrono::nanoseconds now() const;
 
     AgentConfig config_;
@@ -69,6 +76,11 @@ class Agent {
     pipeline::ConnectionTracker tracker_;
     std::unique_ptr<capture::HttpCapture> capture_;
     std::string capture_error_;
+
+    // Who each process is: container and pod attribution; guarded by mutex_.
+    attribution::ServiceIdentities identities_;
+    std::unique_ptr<attribution::PodMetadataClient> pod_metadata_;
+    std::string node_name_;
 
     // Resources: sampled every second by resource_loop; guarded by mutex_ as well.
     resources::ProcFs procfs_;

@@ -55,6 +55,17 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
          [&](const YAML::Node& n) {
              config.service_names = n.as<std::map<std::string, std::string>>();
          }},
+        {"kubernetes", [&](const YAML::Node& n) { config.kubernetes.mode = n.as<std::string>(); }},
+        {"k8s_node_name",
+         [&](const YAML::Node& n) { config.kubernetes.node_name = n.as<std::string>(); }},
+        {"k8s_pods_url",
+         [&](const YAML::Node& n) { config.kubernetes.pods_url = n.as<std::string>(); }},
+        {"k8s_token_file",
+         [&](const YAML::Node& n) { config.kubernetes.token_file = n.as<std::string>(); }},
+        {"k8s_ca_file",
+         [&](const YAML::Node& n) { config.kubernetes.ca_file = n.as<std::string>(); }},
+        {"k8s_refresh_seconds",
+         [&](const YAML::Node& n) { config.kubernetes.refresh_seconds = n.as<std::uint32_t>(); }},
     };
     config.config_path = path;
     for (const auto& entry : root) {

@@ -11,6 +11,16 @@
 
 namespace loupe::agent {
 
+// Pod attribution (see attribution/): where the pods of this node are listed.
+struct KubernetesConfig {
+    std::string mode = "auto";  // auto (on when KUBERNETES_SERVICE_HOST is set), on, off
+    std::string node_name;      // default: $NODE_NAME, then the host name
+    std::string pods_url;       // default: the in-cluster API server, this node's pods
+    std::string token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    std::string ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+    std::uint32_t refresh_seconds = 15;
+};
+
 struct AgentConfig {
     std::string listen = "127.0.0.1:9464";
     std::string log_format = "text";
@@ -23,6 +33,7 @@ struct AgentConfig {
     std::size_t max_routes_per_service = 100;
     std::size_t max_connections = 65'536;
     std::map<std::string, std::string> service_names;  // comm -> service_name
+    KubernetesConfig kubernetes;
     alerts::AlertingConfig alerting;
     std::string config_path;  // the file these came from, re-read on SIGHUP
 };

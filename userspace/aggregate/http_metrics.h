@@ -48,6 +48,7 @@ struct HttpSeries {
 
 struct HttpObservation {
     HttpSide side = HttpSide::kServer;
+    std::uint32_t tgid = 0;  // the process, for its identity (see attribution/)
     std::string service;
     std::string method;
     std::string path;  // raw path (no query); normalised here

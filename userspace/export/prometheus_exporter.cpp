@@ -25,11 +25,30 @@ constexpr Window kWindows[] = {{"1m", std::chrono::minutes(1)}, {"5m", std::chro
 constexpr std::pair<const char*, double> kQuantiles[] = {
     {"0.5", 0.5}, {"0.95", 0.95}, {"0.99", 0.99}};  // label, q
 
-std::vector<ClientMetric::Label> http_labels(const aggregate::HttpSeriesKey& key) {
-    std::vector<ClientMetric::Label> labels = {{"service_name", key.service},
-                                               {"http_request_method", key.method},
-                                               {"http_route", key.route},
-                                               {"http_response_status_code", key.status}};
+using Labels = std::vector<ClientMetric::Label>;
+
+// service_name, and for processes in containers and pods container_id and k8s_* (OpenTelemetry
+// resource attributes), followed by `extra`.
+Labels service_labels(const MetricsView& view, const std::string& key, Labels extra = {}) {
+    Labels labels;
+    const attribution::Labels* attributed =
+        view.identities ? view.identities->labels_of(key) : nullptr;
+    if (attributed) {
+        for (const auto& [name, value] : *attributed)
+            labels.push_back({name, value});
+    } else {
+        labels.push_back({"service_name", key});
+    }
+    labels.insert(labels.end(), std::make_move_iterator(extra.begin()),
+                  std::make_move_iterator(extra.end()));
+    return labels;
+}
+
+Labels http_labels(const MetricsView& view, const aggregate::HttpSeriesKey& key) {
+    Labels labels = service_labels(view, key.service,
+                                   {{"http_request_method", key.method},
+                                    {"http_route", key.route},
+                                    {"http_response_status_code", key.status}});
     if (key.side == aggregate::HttpSide::kClient) {
         labels.push_back({"server_address", key.server_address});
         labels.push_back({"server_port", key.server_port});
@@ -89,7 +108,7 @@ void add_http_families(std::vector<MetricFamily>& out, const MetricsView& view,
     for (const auto& [key, series] : view.http.series()) {
         if (key.side != side) continue;
         ClientMetric h;
-        h.label = http_labels(key);
+        h.label = http_labels(view, key);
         h.histogram.sample_count = series.count;
         h.histogram.sample_sum = static_cast<double>(series.sum_ns) * 1e-9;
         std::uint64_t cumulative = 0;
@@ -105,7 +124,7 @@ void add_http_families(std::vector<MetricFamily>& out, const MetricsView& view,
             series.window.window(w.span, view.now, merged);
             if (merged.empty()) continue;
             ClientMetric m;
-            m.label = http_labels(key);
+            m.label = http_labels(view, key);
             m.label.push_back({"window", w.label});
             m.summary.sample_count = merged.count();
             m.summary.sample_sum = static_cast<double>(merged.sum_ns()) * 1e-9;
@@ -143,7 +162,7 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
         auto f = family(name, help, type);
         for (const auto& [service, r] : services)
             f.metric.push_back(
-                sample(static_cast<double>(value(r)), {{"service_name", service}}, type));
+                sample(static_cast<double>(value(r)), service_labels(view, service), type));
         out.push_back(std::move(f));
     };
     auto per_service_dir = [&](const char* name, const char* help, const char* label, const char* a,
@@ -151,10 +170,10 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
         auto f = family(name, help, MetricType::Counter);
         for (const auto& [service, r] : services) {
             f.metric.push_back(sample(static_cast<double>(value_a(r)),
-                                      {{"service_name", service}, {label, a}},
+                                      service_labels(view, service, {{label, a}}),
                                       MetricType::Counter));
             f.metric.push_back(sample(static_cast<double>(value_b(r)),
-                                      {{"service_name", service}, {label, b}},
+                                      service_labels(view, service, {{label, b}}),
                                       MetricType::Counter));
         }
         out.push_back(std::move(f));
@@ -165,7 +184,7 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
         auto f = family(name, help, MetricType::Histogram);
         for (const auto& [service, r] : services)
             f.metric.push_back(
-                log2_histogram(r.totals.*hist, r.totals.*sum_ns, {{"service_name", service}}));
+                log2_histogram(r.totals.*hist, r.totals.*sum_ns, service_labels(view, service)));
         out.push_back(std::move(f));
     };
     const double cpus = view.node && view.node->cpus ? view.node->cpus : 1.0;
@@ -226,7 +245,7 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
                 {"failed", r.totals.tcp_failed}};
             for (const auto& [event, value] : events)
                 f.metric.push_back(sample(static_cast<double>(value),
-                                          {{"service_name", service}, {"event", event}},
+                                          service_labels(view, service, {{"event", event}}),
                                           MetricType::Counter));
         }
         out.push_back(std::move(f));
@@ -306,7 +325,8 @@ std::string render_prometheus(const MetricsView& view) {
             {"connections_evicted", p.connections_evicted},
             {"pending_request_limit", p.dropped_requests},
             {"proc_stats_full", view.kernel_counters.proc_stats_full},
-            {"exit_events_lost", view.kernel_counters.exit_events_lost}};
+            {"exit_events_lost", view.kernel_counters.exit_events_lost},
+            {"identity_limit", view.identities ? view.identities->identities_dropped() : 0}};
         for (const auto& [reason, value] : reasons)
             f.metric.push_back(
                 sample(static_cast<double>(value), {{"reason", reason}}, MetricType::Counter));
@@ -335,6 +355,22 @@ std::string render_prometheus(const MetricsView& view) {
               view.resident_memory_bytes);
     add_gauge(families, "loupe_build_info", "Build information.", 1.0, {{"version", kVersion}});
     if (view.services) add_resource_families(families, view);
+    if (view.identities)
+        add_gauge(families, "loupe_service_identities",
+                  "Container and pod identities of services known to the agent.",
+                  static_cast<double>(view.identities->identities()));
+    if (view.pod_metadata) {
+        auto fetches = family("loupe_k8s_pod_list_requests_total",
+                              "Pod list requests to the API server or kubelet, by result.",
+                              MetricType::Counter);
+        fetches.metric.push_back(sample(static_cast<double>(view.pod_metadata->fetches_ok),
+                                        {{"result", "ok"}}, MetricType::Counter));
+        fetches.metric.push_back(sample(static_cast<double>(view.pod_metadata->fetches_failed),
+                                        {{"result", "error"}}, MetricType::Counter));
+        families.push_back(std::move(fetches));
+        add_gauge(families, "loupe_k8s_pods", "Pods of this node in the last pod list.",
+                  static_cast<double>(view.pod_metadata->pods));
+    }
     if (view.alerts) {
         auto firing = family("loupe_alerts_firing",
                              "Alerts firing now (1 per alert), from the agent's own rules.",
@@ -343,9 +379,10 @@ std::string render_prometheus(const MetricsView& view) {
             if (a.state == alerts::AlertState::kFiring)
                 firing.metric.push_back(sample(
                     1.0,
-                    {{"alertname", a.rule},
-                     {"service_name", a.service},
-                     {"severity", a.labels.count("severity") ? a.labels.at("severity") : ""}},
+                    service_labels(
+                        view, a.service,
+                        {{"alertname", a.rule},
+                         {"severity", a.labels.count("severity") ? a.labels.at("severity") : ""}}),
                     MetricType::Gauge));
         families.push_back(std::move(firing));
         add_gauge(families, "loupe_alerts_pending",

@@ -2,12 +2,15 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "aggregate/http_metrics.h"
 #include "capture/http_capture.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
+#include "attribution/pod_metadata_client.h"
+#include "attribution/service_identities.h"
 #include "capture/resource_capture.h"
 #include "pipeline/connection_tracker.h"
 #include "resources/resource_tracker.h"
@@ -31,6 +34,10 @@ struct MetricsView {
     // Alerts (null when not evaluated).
     const alerts::AlertEngine* alerts = nullptr;
     alerts::NotifierCounters notifications;
+    // Container and pod labels of service keys (null: every key is a plain service_name).
+    const attribution::ServiceIdentities* identities = nullptr;
+    // The pod list source, when running in Kubernetes.
+    std::optional<attribution::PodMetadataStatus> pod_metadata;
 };
 
 std::string render_prometheus(const MetricsView& view);

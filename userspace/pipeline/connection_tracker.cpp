@@ -60,6 +60,7 @@ ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref
     ++counters_.connections_opened;
     Connection& conn = conns_
                            .try_emplace(key, Connection{ref.generation,
+                                                        ref.tgid,
                                                         std::move(service),
                                                         true,
                                                         {},
@@ -97,6 +98,7 @@ void ConnectionTracker::emit(Connection& conn, std::vector<http1::Exchange>& exc
         aggregate::HttpObservation obs;
         obs.side = ex.role == http1::Role::kClient ? aggregate::HttpSide::kClient
                                                    : aggregate::HttpSide::kServer;
+        obs.tgid = conn.tgid;
         obs.service = conn.service;
         obs.method = ex.method;
         obs.path = ex.path;
@@ -106,7 +108,7 @@ void ConnectionTracker::emit(Connection& conn, std::vector<http1::Exchange>& exc
             obs.server_port = conn.peer_port;
         }
         obs.duration_ns = ex.end_ns >= ex.start_ns ? ex.end_ns - ex.start_ns : 0;
-        sink_(obs);
+        sink_(std::move(obs));
     }
     exchanges.clear();
 }

@@ -36,7 +36,7 @@ struct PipelineCounters {
 
 class ConnectionTracker {
   public:
-    using Sink = std::function<void(const aggregate::HttpObservation&)>;
+    using Sink = std::function<void(aggregate::HttpObservation)>;
     // Where a process's name comes from when its open event was missed (/proc/PID/comm in the
     // agent).
     using CommLookup = std::function<std::string(std::uint32_t tgid)>;
@@ -53,6 +53,7 @@ class ConnectionTracker {
   private:
     struct Connection {
         std::uint64_t generation = 0;
+        std::uint32_t tgid = 0;
         std::string service;
         bool selected = true;
         std::string peer_address;  // the server's address, for client-side series

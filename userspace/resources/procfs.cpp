@@ -159,7 +159,11 @@ NodeSample ProcFs::node() const {
         }
     }
     {
-        std::istringstream netdev(slurp(root_ + "/net/dev"));
+        // /proc/net is the reader's network namespace: in a pod that is the pod's. PID 1's is the
+        // node's when the agent shares the host's PID namespace (hostPID: true in the DaemonSet).
+        std::string text = slurp(root_ + "/1/net/dev");
+        if (text.empty()) text = slurp(root_ + "/net/dev");
+        std::istringstream netdev(text);
         std::string line;
         while (std::getline(netdev, line)) {
             const auto colon = line.find(':');

@@ -81,7 +81,7 @@ void ResourceTracker::rename(LiveProcess& process, const std::string& service) {
 
 void ResourceTracker::on_exit(const loupe_proc_exit_event& e) {
     // The exit record carries the name the process had at its end.
-    const std::string service = service_of_(std::string(e.comm, strnlen(e.comm, sizeof(e.comm))));
+    const std::string service = service_of_(e.tgid, std::string(e.comm, strnlen(e.comm, sizeof(e.comm))));
     ResourceTotals final_totals;
     final_totals.cpu_ns = e.cpu_ns;
     final_totals.io_read_bytes = e.io_read_bytes;
@@ -109,7 +109,7 @@ void ResourceTracker::on_sample(
     for (const auto& p : processes) {
         if (exited_this_round_.contains(p.pid)) continue;  // its final totals are already in
         LiveProcess lp;
-        lp.service = service_of_(p.comm);  // the name it has now (exec, prctl rename it)
+        lp.service = service_of_(p.pid, p.comm);  // the name it has now (exec, prctl rename it)
         if (auto previous = live_.find(p.pid); previous != live_.end()) {
             if (previous->second.service != lp.service) rename(previous->second, lp.service);
             lp.baseline = previous->second.baseline;

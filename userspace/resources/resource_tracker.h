@@ -67,7 +67,8 @@ struct ServiceResources {
 
 class ResourceTracker {
   public:
-    using ServiceOf = std::function<std::string(const std::string& comm)>;
+    // The service a process belongs to, from its pid and current name.
+    using ServiceOf = std::function<std::string(std::uint32_t pid, const std::string& comm)>;
     explicit ResourceTracker(ServiceOf service_of, std::size_t max_services = 5000);
 
     // A process's final totals (from the kernel, at the exit of its last thread).

@@ -3,12 +3,31 @@
 #include <ncurses.h>
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 
 #include <fmt/format.h>
 
 namespace loupe::top {
 namespace {
+
+// A service name in a URL path: pods' services are "<namespace>/<pod>/<container>", kept as path
+// segments (the agent's routes take them whole); anything else but unreserved bytes is escaped.
+std::string encode_path(const std::string& name) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const unsigned char c : name) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/' ||
+            c == '@') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 0xF];
+        }
+    }
+    return out;
+}
 
 constexpr int kAlarmPair = 1;
 constexpr int kGoodPair = 2;
@@ -42,7 +61,7 @@ void TopView::refresh_data() {
         error_ = error;  // keep showing the last data, flagged as stale
     }
     if (mode_ == Mode::kDetail && error_.empty()) {
-        const std::string base = "/api/v1/services/" + detail_service_;
+        const std::string base = "/api/v1/services/" + encode_path(detail_service_);
         routes_.clear();
         processes_.clear();
         std::string ignored;  // a service without HTTP or without live processes answers 404

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Container and pod attribution with real cgroups on this machine.
+
+Servers run inside cgroups made here and named the way the kubelet, containerd, CRI-O and Docker
+name theirs (cgroup v2 at /sys/fs/cgroup/unified, and a cgroup v1 hierarchy). A fake API server
+answers the pod list request with tests/fixtures/k8s/apiserver-pods.json. Checked:
+  - while the pod list is unavailable, capture goes on: requests are counted with container_id;
+  - once it is served, series carry service_name = the owning workload and the k8s_* labels of
+    the right pod, for each runtime layout; exact request counts (the client is the oracle, the
+    server's own log confirms);
+  - a pod that appears later is picked up; a Docker container not in any pod keeps container_id
+    only; a process outside containers is reported as before;
+  - the agent sends the service account token and asks only for its node's pods."""
+import copy
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+from urllib.parse import parse_qs, urlparse
+
+from loupe_e2e import Agent, Workload, fail, require_root, select
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "../fixtures/k8s/apiserver-pods.json")
+NODE = "loupe-test-node"
+TOKEN = "loupe-e2e-service-account-token"
+V2 = "/sys/fs/cgroup/unified"
+V1_PIDS = "/sys/fs/cgroup/pids"
+
+
+def container_id(name):
+    return hashlib.sha256(name.encode()).hexdigest()  # how the fixtures' ids were made
+
+
+# Late pod: not in the pod list when its container starts.
+LATE_UID = "6d5c4b3a-2918-4076-9e5d-4c3b2a190807"
+LATE_ID = container_id("inventory/api")
+
+SERVER = r"""
+import http.server, sys
+log = open(sys.argv[1], "a", buffering=1)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, fmt, *args):
+        log.write(self.requestline + "\n")
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class Cgroup:
+    """A cgroup directory made by the test (parents too), removed at the end."""
+
+    made = []
+
+    def __init__(self, root, relative):
+        self.path = os.path.join(root, relative)
+        parts = relative.split("/")
+        for i in range(1, len(parts) + 1):
+            d = os.path.join(root, *parts[:i])
+            if not os.path.isdir(d):
+                os.mkdir(d)
+                Cgroup.made.append(d)
+
+    def enter(self):
+        """For preexec: moves the calling process (the child, before exec) into this cgroup, as
+        container runtimes do before they exec the container's process."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+    @staticmethod
+    def cleanup():
+        for d in reversed(Cgroup.made):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+class FakeApiServer:
+    """Answers GET /api/v1/pods like kube-apiserver; 503 until `serve` is called."""
+
+    def __init__(self):
+        self.pod_list = None
+        self.requests = []  # (path, authorization header)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append((self.path, self.headers.get("Authorization")))
+                if outer.pod_list is None or urlparse(self.path).path != "/api/v1/pods":
+                    body, status = b'{"kind":"Status","code":503}', 503
+                else:
+                    body, status = json.dumps(outer.pod_list).encode(), 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def serve(self, pod_list):
+        self.pod_list = pod_list
+
+
+def start_server(comm, cgroup):
+    log = tempfile.NamedTemporaryFile(prefix=f"{comm}-", suffix=".log", delete=False).name
+    w = Workload(comm, SERVER, log, preexec=cgroup.enter if cgroup else None)
+    w.port = int(w.readline())
+    w.log = log
+    return w
+
+
+def drive(workload, n):
+    for _ in range(n):
+        with urllib.request.urlopen(f"http://127.0.0.1:{workload.port}/orders", timeout=5) as r:
+            if r.status != 200 or r.read() != b"ok":
+                fail(f"{workload.comm}: bad answer")
+
+
+def served_requests(workload):
+    with open(workload.log) as f:
+        return sum(1 for line in f if line.startswith("GET /orders"))
+
+
+def count(samples, **labels):
+    """Sum of http_server_request_duration_seconds_count over series with these labels; a label
+    given as None must be absent."""
+    total = 0
+    for series, value in select(samples, "http_server_request_duration_seconds_count"):
+        if all((series.get(k) is None) if v is None else series.get(k) == v for k, v in labels.items()):
+            total += value
+    return total
+
+
+def wait_for(agent, predicate, what, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        samples = agent.metrics()
+        if predicate(samples):
+            return samples
+        time.sleep(0.3)
+    fail(f"timed out waiting for {what}:\n" + agent.logs()[-3000:])
+
+
+def main():
+    require_root()
+    if not os.path.exists(os.path.join(V2, "cgroup.procs")) or not os.path.isdir(V1_PIDS):
+        fail(f"needs cgroup v2 at {V2} and the v1 pids hierarchy at {V1_PIDS}")
+    with open(FIXTURE) as f:
+        pod_list = json.load(f)
+
+    checkout_id = container_id("checkout/app")
+    orders_id = container_id("orders-db/postgres")
+    agent_id = container_id("node-agent/agent")
+    docker_id = hashlib.sha256(b"plain docker container").hexdigest()
+    layouts = {
+        # containerd, systemd cgroup driver, Burstable pod (cgroup v2)
+        "lk8s-checkout": Cgroup(V2, "kubepods.slice/kubepods-burstable.slice/"
+                                    "kubepods-burstable-pod3f1c2a9e_5b7d_4e2a_9c1b_2d3e4f5a6b7c.slice/"
+                                    f"cri-containerd-{checkout_id}.scope"),
+        # CRI-O, systemd driver, Guaranteed pod: no QoS slice (cgroup v2)
+        "lk8s-ordersdb": Cgroup(V2, "kubepods.slice/kubepods-pod8a7b6c5d_4e3f_4a2b_9c8d_7e6f5a4b3c2d.slice/"
+                                    f"crio-{orders_id}.scope"),
+        # containerd, cgroupfs driver, BestEffort pod, on a cgroup v1 hierarchy
+        "lk8s-nodeagent": Cgroup(V1_PIDS, f"kubepods/besteffort/podc0ffee00-1234-4abc-8def-0123456789ab/{agent_id}"),
+        # a Docker container that is no pod's
+        "lk8s-docker": Cgroup(V2, f"system.slice/docker-{docker_id}.scope"),
+        # a pod the pod list does not know yet (containerd, cgroupfs driver, cgroup v2)
+        "lk8s-late": Cgroup(V2, f"kubepods/burstable/pod{LATE_UID}/{LATE_ID}"),
+        "lk8s-host": None,
+    }
+    api = FakeApiServer()
+    token_dir = tempfile.mkdtemp(prefix="loupe-sa-")
+    with open(os.path.join(token_dir, "token"), "w") as f:
+        f.write(TOKEN + "\n")
+    workloads = {}
+    agent = None
+    try:
+        for comm, cgroup in layouts.items():
+            workloads[comm] = start_server(comm, cgroup)
+        agent = Agent("--comm", ",".join(layouts), "--kubernetes", "on",
+                      "--k8s-pods-url", f"http://127.0.0.1:{api.port}/api/v1/pods?fieldSelector=spec.nodeName={NODE}",
+                      "--k8s-node-name", NODE, "--k8s-token-file", os.path.join(token_dir, "token"),
+                      "--k8s-refresh-seconds", "2")
+
+        # 1. The pod list is unavailable: nothing is lost, containers are told apart by id.
+        for w in workloads.values():
+            drive(w, 5)
+        samples = wait_for(agent, lambda s: count(s, service_name="lk8s-host") == 5 and
+                           count(s, service_name="lk8s-checkout") == 5, "requests before metadata")
+        if count(samples, service_name="lk8s-checkout", container_id=checkout_id, k8s_pod_name=None) != 5:
+            fail("without metadata the checkout requests should carry container_id only")
+        if count(samples, service_name="lk8s-nodeagent", container_id=agent_id) != 5:
+            fail("cgroup v1 container not attributed by id: " + str(select(samples, "http_server_request_duration_seconds_count")))
+        if count(samples, service_name="lk8s-host", container_id=None) != 5:
+            fail("a host process must carry no container_id")
+        if not [v for l, v in select(samples, "loupe_k8s_pod_list_requests_total", result="error") if v >= 1]:
+            fail("the failed pod list request is not counted")
+
+        # 2. The pod list is served: the next requests carry the pod's identity.
+        api.serve(pod_list)
+        wait_for(agent, lambda s: any(v >= 1 for _, v in select(s, "loupe_k8s_pod_list_requests_total", result="ok")),
+                 "a successful pod list request")
+        for w in workloads.values():
+            drive(w, 7)
+        expected = {
+            "lk8s-checkout": dict(service_name="checkout", container_id=checkout_id, k8s_namespace_name="shop",
+                                  k8s_pod_name="checkout-7d9f8b6c5d-x2x7q", k8s_container_name="app",
+                                  k8s_node_name=NODE),
+            "lk8s-ordersdb": dict(service_name="orders-db", container_id=orders_id, k8s_namespace_name="shop",
+                                  k8s_pod_name="orders-db-0", k8s_container_name="postgres", k8s_node_name=NODE),
+            "lk8s-nodeagent": dict(service_name="node-agent", container_id=agent_id,
+                                   k8s_namespace_name="kube-system", k8s_pod_name="node-agent-5jq2k",
+                                   k8s_container_name="agent", k8s_node_name=NODE),
+        }
+        samples = wait_for(agent, lambda s: all(count(s, **labels) == 7 for labels in expected.values()) and
+                           all(count(s, service_name=c) == 12 for c in ("lk8s-docker", "lk8s-late", "lk8s-host")),
+                           "all requests of the second round")
+        for comm, labels in expected.items():
+            if count(samples, service_name=comm) != 5:
+                fail(f"{comm}: the 5 requests before metadata should stay under the process name")
+            if served_requests(workloads[comm]) != 12:
+                fail(f"{comm}: the server logged {served_requests(workloads[comm])} requests, not 12")
+        if count(samples, service_name="lk8s-docker", container_id=docker_id, k8s_pod_name=None) != 12:
+            fail("docker container: " + str(select(samples, "http_server_request_duration_seconds_count",
+                                                   service_name="lk8s-docker")))
+        if count(samples, service_name="lk8s-host", container_id=None) != 12:
+            fail("host process: " + str(select(samples, "http_server_request_duration_seconds_count",
+                                               service_name="lk8s-host")))
+        if count(samples, service_name="lk8s-late", container_id=LATE_ID, k8s_pod_name=None) != 12:
+            fail("late container should still carry its id only")
+
+        # Resources follow the same identity (sampled every second).
+        def resources_attributed(s):
+            return all(select(s, "loupe_processes", **labels) and
+                       select(s, "process_cpu_time_seconds_total", **labels) for labels in expected.values())
+        samples = wait_for(agent, resources_attributed, "resource series with pod labels")
+        for labels in expected.values():
+            live = sum(v for _, v in select(samples, "loupe_processes", **labels))
+            if live != 1:
+                fail(f"loupe_processes{labels} = {live}, expected 1")
+
+        # 3. A pod that appears later is picked up at the next refresh.
+        late = copy.deepcopy(pod_list["items"][0])
+        late["metadata"].update(name="inventory-5f6d7c8b9a-z9k4m", namespace="shop", uid=LATE_UID,
+                                labels={"pod-template-hash": "5f6d7c8b9a"})
+        late["metadata"]["ownerReferences"][0]["name"] = "inventory-5f6d7c8b9a"
+        late["status"]["containerStatuses"] = [{"name": "api", "containerID": f"containerd://{LATE_ID}",
+                                                "ready": True, "restartCount": 0, "image": "inventory:3",
+                                                "state": {"running": {}}}]
+        del late["status"]["initContainerStatuses"]
+        api.serve({**pod_list, "items": pod_list["items"] + [late]})
+        wait_for(agent, lambda s: any(v == 7 for _, v in select(s, "loupe_k8s_pods")), "7 pods listed")
+        drive(workloads["lk8s-late"], 4)
+        late_labels = dict(service_name="inventory", container_id=LATE_ID, k8s_namespace_name="shop",
+                           k8s_pod_name="inventory-5f6d7c8b9a-z9k4m", k8s_container_name="api")
+        samples = wait_for(agent, lambda s: count(s, **late_labels) == 4, "the late pod's requests")
+        if count(samples, service_name="lk8s-late") != 12:
+            fail("the late container's earlier requests were lost")
+
+        # The API and `loupe top` name a pod's service "<namespace>/<pod>/<container>".
+        _, services = agent.api("/api/v1/services")
+        rows = {s["name"]: s for s in services["services"]}
+        checkout = rows.get("shop/checkout-7d9f8b6c5d-x2x7q/app")
+        if not checkout or checkout.get("labels") != expected["lk8s-checkout"] or "labels" in rows.get("lk8s-host", {}):
+            fail(f"/api/v1/services rows: {sorted(rows)} {checkout}")
+        if checkout["server"]["requests_total"] != 7:
+            fail(f"/api/v1/services checkout requests: {checkout['server']}")
+        status, endpoints = agent.api("/api/v1/services/shop/checkout-7d9f8b6c5d-x2x7q/app/endpoints")
+        if status != 200 or [e["route"] for e in endpoints["endpoints"]] != ["/orders"]:
+            fail(f"endpoints of a pod's service: {status} {endpoints}")
+
+        # Every pod list request asked for this node's pods, with the token.
+        for path, authorization in api.requests:
+            if parse_qs(urlparse(path).query).get("fieldSelector") != [f"spec.nodeName={NODE}"]:
+                fail(f"pod list request without this node's field selector: {path}")
+            if authorization != f"Bearer {TOKEN}":
+                fail(f"pod list request without the token: {authorization!r}")
+        agent.stop()
+        agent = None
+        print(f"ok: {len(expected) + 3} processes attributed across containerd/CRI-O/Docker, cgroup v1 and v2; "
+              f"{len(api.requests)} pod list requests")
+    finally:
+        if agent:
+            agent._kill()
+        for w in workloads.values():
+            w.kill()
+            os.unlink(w.log)
+        time.sleep(0.1)  # killed processes leave their cgroups
+        Cgroup.cleanup()
+        shutil.rmtree(token_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
