@@ -2,7 +2,8 @@
 # Every test of loupe, from a fresh Debian 12 machine, as root:
 #   1. installs the dependencies (idempotent);
 #   2. builds with warnings as errors and runs every ctest suite: unit, BPF (real kernel), CLI;
-#   3. fuzzes the HTTP/1.x parser (libFuzzer, clang) for LOUPE_FUZZ_SECONDS (default 30);
+#   3. fuzzes the HTTP/1.x parser (libFuzzer, clang) for LOUPE_FUZZ_SECONDS (default 30), and the
+#      attribution inputs (cgroup text, PodList JSON) for as long;
 #   4. rebuilds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
 # LOUPE_REQUIRE_BPF=1 makes a BPF test that cannot load fail instead of skip (CI sets it).
 set -euo pipefail
@@ -18,8 +19,9 @@ cmake --build build -j"$jobs"
 echo "== tests"
 (cd build && ctest --output-on-failure --timeout 600)
 
-echo "== fuzz the HTTP/1.x parser"
+echo "== fuzz the HTTP/1.x parser and the attribution inputs"
 ./tools/fuzz-http1.sh "${LOUPE_FUZZ_SECONDS:-30}"
+./tools/fuzz-attribution.sh "${LOUPE_FUZZ_SECONDS:-30}"
 
 echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOUPE_WERROR=ON -DLOUPE_SANITIZE=ON \
