@@ -63,10 +63,10 @@ def http_get(url, timeout=5.0):
 
 
 class Agent:
-    """A `loupe agent` subprocess on a free loopback port."""
+    """A `loupe agent` subprocess on a free loopback port (or on `port`)."""
 
-    def __init__(self, *args):
-        self.port = free_port()
+    def __init__(self, *args, port=None):
+        self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="loupe-agent-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [LOUPE, "--log-format", "json", "agent", "--listen", f"127.0.0.1:{self.port}", *args],
