@@ -20,8 +20,8 @@ echo "== tests"
 (cd build && ctest --output-on-failure --timeout 600)
 
 echo "== fuzz the HTTP/1.x parser and the attribution inputs"
-./tools/fuzz-http1.sh "${LOUPE_FUZZ_SECONDS:-30}"
-./tools/fuzz-attribution.sh "${LOUPE_FUZZ_SECONDS:-30}"
+./tools/fuzz.sh http1 "${LOUPE_FUZZ_SECONDS:-30}"
+./tools/fuzz.sh attribution "${LOUPE_FUZZ_SECONDS:-30}"
 
 echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOUPE_WERROR=ON -DLOUPE_SANITIZE=ON \

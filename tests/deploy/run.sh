@@ -13,20 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export LOUPE_BIN=${LOUPE_BIN:-$repo/build/loupe}
 
-passed=0
-failed=0
-step() {  # step NAME COMMAND...: show the command's output indented, count the result
-    local name=$1 out
-    shift
-    if out=$("$@" 2>&1); then
-        passed=$((passed + 1))
-        printf 'ok    %s\n' "$name"
-    else
-        failed=$((failed + 1))
-        printf 'FAIL  %s\n' "$name"
-    fi
-    printf '%s\n' "$out" | sed '/^[[:space:]]*$/d; s/^/      /'
-}
+source "$here/../lib/steps.sh"
 
 # npm ci wipes and reinstalls node_modules, so run it only when the lock file changed since the
 # last successful install (the stamp is written after it) or when there is none.

@@ -17,6 +17,8 @@ import http.server
 import json
 import os
 import shutil
+import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -30,6 +32,10 @@ NODE = "loupe-test-node"
 TOKEN = "loupe-e2e-service-account-token"
 V2 = "/sys/fs/cgroup/unified"
 V1_PIDS = "/sys/fs/cgroup/pids"
+V1_CPU = "/sys/fs/cgroup/cpu"
+V1_MEMORY = "/sys/fs/cgroup/memory"
+CPU_QUOTA_US, CPU_PERIOD_US = 50000, 100000  # 0.5 cores
+MEMORY_LIMIT = 512 << 20
 
 
 def container_id(name):
@@ -58,24 +64,35 @@ server.serve_forever()
 
 
 class Cgroup:
-    """A cgroup directory made by the test (parents too), removed at the end."""
+    """A cgroup directory made by the test (parents too) in one or more hierarchies (cgroup v1
+    has one per controller, and the kubelet makes the same path in each), removed at the end."""
 
     made = []
 
-    def __init__(self, root, relative):
-        self.path = os.path.join(root, relative)
-        parts = relative.split("/")
-        for i in range(1, len(parts) + 1):
-            d = os.path.join(root, *parts[:i])
-            if not os.path.isdir(d):
-                os.mkdir(d)
-                Cgroup.made.append(d)
+    def __init__(self, roots, relative):
+        self.paths = []
+        for root in roots if isinstance(roots, (list, tuple)) else [roots]:
+            parts = relative.split("/")
+            for i in range(1, len(parts) + 1):
+                d = os.path.join(root, *parts[:i])
+                if not os.path.isdir(d):
+                    os.mkdir(d)
+                    Cgroup.made.append(d)
+            self.paths.append(os.path.join(root, relative))
+
+    def set(self, root, name, value):
+        with open(os.path.join(self.paths[self.roots_index(root)], name), "w") as f:
+            f.write(str(value))
+
+    def roots_index(self, root):
+        return next(i for i, p in enumerate(self.paths) if p.startswith(root + "/"))
 
     def enter(self):
         """For preexec: moves the calling process (the child, before exec) into this cgroup, as
         container runtimes do before they exec the container's process."""
-        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
-            f.write("0")
+        for path in self.paths:
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write("0")
 
     @staticmethod
     def cleanup():
@@ -89,7 +106,7 @@ class Cgroup:
 class FakeApiServer:
     """Answers GET /api/v1/pods like kube-apiserver; 503 until `serve` is called."""
 
-    def __init__(self):
+    def __init__(self, tls_dir=None):
         self.pod_list = None
         self.requests = []  # (path, authorization header)
         outer = self
@@ -111,6 +128,10 @@ class FakeApiServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls_dir:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(os.path.join(tls_dir, "server.pem"), os.path.join(tls_dir, "server.key"))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -158,6 +179,57 @@ def wait_for(agent, predicate, what, timeout=20):
     fail(f"timed out waiting for {what}:\n" + agent.logs()[-3000:])
 
 
+def make_tls(directory):
+    """A cluster CA, an API server certificate it signs for 127.0.0.1, and an unrelated CA."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=loupe-test-ca",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
+            "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(directory, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other-ca",
+            "-keyout", "other.key", "-out", "other.crt")
+
+
+def check_https(pod_list, workload, labels, token_file):
+    """The in-cluster path: https with the service account's CA. A server whose certificate the
+    CA does not sign is refused, counted, and capture goes on without pod labels."""
+    tls_dir = tempfile.mkdtemp(prefix="loupe-tls-")
+    try:
+        make_tls(tls_dir)
+        api = FakeApiServer(tls_dir)
+        api.serve(pod_list)
+        url = f"https://127.0.0.1:{api.port}/api/v1/pods?fieldSelector=spec.nodeName={NODE}"
+        common = ["--comm", workload.comm, "--kubernetes", "on", "--k8s-pods-url", url,
+                  "--k8s-node-name", NODE, "--k8s-token-file", token_file, "--k8s-refresh-seconds", "2"]
+        agent = Agent(*common, "--k8s-ca-file", os.path.join(tls_dir, "ca.crt"))
+        wait_for(agent, lambda s: any(v >= 1 for _, v in select(s, "loupe_k8s_pod_list_requests_total", result="ok")),
+                 "a pod list over https")
+        drive(workload, 3)
+        wait_for(agent, lambda s: count(s, **labels) == 3, "pod labels over https")
+        agent.stop()
+        if not api.requests or api.requests[0][1] != f"Bearer {TOKEN}":
+            fail(f"https pod list requests: {api.requests}")
+
+        agent = Agent(*common, "--k8s-ca-file", os.path.join(tls_dir, "other.crt"))
+        wait_for(agent, lambda s: any(v >= 1 for _, v in select(s, "loupe_k8s_pod_list_requests_total", result="error")),
+                 "a refused https certificate")
+        drive(workload, 2)
+        samples = wait_for(agent, lambda s: count(s, service_name=workload.comm) == 2, "requests without metadata")
+        if any(v for _, v in select(samples, "loupe_k8s_pod_list_requests_total", result="ok")):
+            fail("a certificate the CA does not sign was accepted")
+        if count(samples, service_name=workload.comm, k8s_pod_name=None) != 2:
+            fail("requests under a refused pod list should carry container_id only")
+        agent.stop()
+        print(f"ok: https pod list with the CA; refused with another CA ({len(api.requests)} requests)")
+    finally:
+        shutil.rmtree(tls_dir, ignore_errors=True)
+
+
 def main():
     require_root()
     if not os.path.exists(os.path.join(V2, "cgroup.procs")) or not os.path.isdir(V1_PIDS):
@@ -177,14 +249,19 @@ def main():
         # CRI-O, systemd driver, Guaranteed pod: no QoS slice (cgroup v2)
         "lk8s-ordersdb": Cgroup(V2, "kubepods.slice/kubepods-pod8a7b6c5d_4e3f_4a2b_9c8d_7e6f5a4b3c2d.slice/"
                                     f"crio-{orders_id}.scope"),
-        # containerd, cgroupfs driver, BestEffort pod, on a cgroup v1 hierarchy
-        "lk8s-nodeagent": Cgroup(V1_PIDS, f"kubepods/besteffort/podc0ffee00-1234-4abc-8def-0123456789ab/{agent_id}"),
+        # containerd, cgroupfs driver, on cgroup v1 hierarchies, with CPU and memory limits
+        "lk8s-nodeagent": Cgroup([V1_PIDS, V1_CPU, V1_MEMORY],
+                                 f"kubepods/burstable/podc0ffee00-1234-4abc-8def-0123456789ab/{agent_id}"),
         # a Docker container that is no pod's
         "lk8s-docker": Cgroup(V2, f"system.slice/docker-{docker_id}.scope"),
         # a pod the pod list does not know yet (containerd, cgroupfs driver, cgroup v2)
         "lk8s-late": Cgroup(V2, f"kubepods/burstable/pod{LATE_UID}/{LATE_ID}"),
         "lk8s-host": None,
     }
+    limited = layouts["lk8s-nodeagent"]
+    limited.set(V1_CPU, "cpu.cfs_period_us", CPU_PERIOD_US)
+    limited.set(V1_CPU, "cpu.cfs_quota_us", CPU_QUOTA_US)
+    limited.set(V1_MEMORY, "memory.limit_in_bytes", MEMORY_LIMIT)
     api = FakeApiServer()
     token_dir = tempfile.mkdtemp(prefix="loupe-sa-")
     with open(os.path.join(token_dir, "token"), "w") as f:
@@ -256,6 +333,25 @@ def main():
             if live != 1:
                 fail(f"loupe_processes{labels} = {live}, expected 1")
 
+        # The container's limits (the values the test wrote into its cgroup) are exported, and
+        # utilisation is a share of them, not of the node.
+        agent_labels = expected["lk8s-nodeagent"]
+        def one(name, labels):
+            values = [v for _, v in select(samples, name, **labels)]
+            if len(values) != 1:
+                fail(f"{name}{labels}: {values}")
+            return values[0]
+        if one("loupe_container_cpu_limit_cores", agent_labels) != CPU_QUOTA_US / CPU_PERIOD_US:
+            fail("CPU limit of the container")
+        if one("loupe_container_memory_limit_bytes", agent_labels) != MEMORY_LIMIT:
+            fail("memory limit of the container")
+        rss = one("process_memory_usage_bytes", agent_labels)
+        ratio = one("process_memory_utilization_ratio", agent_labels)
+        if abs(ratio - rss / MEMORY_LIMIT) > 1e-9:
+            fail(f"memory utilisation {ratio} is not RSS {rss} / the limit {MEMORY_LIMIT}")
+        if select(samples, "loupe_container_cpu_limit_cores", service_name="checkout"):
+            fail("a container without limits has a limit gauge")
+
         # 3. A pod that appears later is picked up at the next refresh.
         late = copy.deepcopy(pod_list["items"][0])
         late["metadata"].update(name="inventory-5f6d7c8b9a-z9k4m", namespace="shop", uid=LATE_UID,
@@ -294,6 +390,8 @@ def main():
                 fail(f"pod list request without the token: {authorization!r}")
         agent.stop()
         agent = None
+        check_https(pod_list, workloads["lk8s-checkout"], expected["lk8s-checkout"],
+                    os.path.join(token_dir, "token"))
         print(f"ok: {len(expected) + 3} processes attributed across containerd/CRI-O/Docker, cgroup v1 and v2; "
               f"{len(api.requests)} pod list requests")
     finally:

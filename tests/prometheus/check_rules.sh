@@ -14,20 +14,8 @@ if [[ ! -x $promtool ]]; then
     exit 1
 fi
 
-passed=0
-failed=0
-step() {  # step NAME COMMAND...: run in deploy/prometheus, show output, count the result
-    local name=$1 out
-    shift
-    if out=$(cd "$dir" && "$@" 2>&1); then
-        passed=$((passed + 1))
-        printf 'ok    %s\n' "$name"
-    else
-        failed=$((failed + 1))
-        printf 'FAIL  %s\n' "$name"
-    fi
-    printf '%s\n' "$out" | sed '/^[[:space:]]*$/d; s/^/      /'
-}
+source "$here/../lib/steps.sh"
+cd "$dir"  # the rule files name each other relative to it
 
 step "promtool check rules loupe-rules.yml" "$promtool" check rules loupe-rules.yml
 step "promtool test rules loupe-rules.test.yml" "$promtool" test rules loupe-rules.test.yml

@@ -1,12 +1,16 @@
 // Container and pod attribution: cgroup layouts of the container runtimes, PodList documents (a
 // kube-apiserver and a kubelet response, tests/fixtures/k8s) and the identities built from them.
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "attribution/cgroup_container.h"
+#include "attribution/cgroup_limits.h"
 #include "attribution/pod_directory.h"
 #include "attribution/service_identities.h"
 
@@ -282,6 +286,101 @@ TEST_F(Identities, ForgetsGoneProcessesAndCapsIdentities) {
     identities.retain({});
     cgroups[40] = "0::/\n";  // pid 40 reused by a host process
     EXPECT_EQ(identities.key_for(40, "y"), "y");
+}
+
+// A cgroup v2 and a v1 (cpu, memory) hierarchy in a temporary directory, and a mountinfo file
+// naming them, as /proc/self/mountinfo does.
+struct CgroupTree : ::testing::Test {
+    std::filesystem::path root;
+    std::string mountinfo;
+    void SetUp() override {
+        root = std::filesystem::temp_directory_path() /
+               ("loupe-cgroup-test-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(root / "unified");
+        std::filesystem::create_directories(root / "cpu");
+        std::filesystem::create_directories(root / "memory");
+        mountinfo = (root / "mountinfo").string();
+        std::ofstream(mountinfo) << "25 1 0:23 / /proc rw,nosuid - proc proc rw\n"
+                                 << "35 30 0:30 / " << (root / "unified").string()
+                                 << " rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+                                 << "36 30 0:31 / " << (root / "cpu").string()
+                                 << " rw,nosuid - cgroup cgroup rw,cpu\n"
+                                 << "37 30 0:32 / " << (root / "memory").string()
+                                 << " rw,nosuid - cgroup cgroup rw,memory\n"
+                                 << "38 30 0:33 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+    }
+    void TearDown() override { std::filesystem::remove_all(root); }
+    void write(const std::filesystem::path& file, const std::string& text) {
+        std::filesystem::create_directories(file.parent_path());
+        std::ofstream(file) << text << "\n";
+    }
+};
+
+TEST_F(CgroupTree, FindsTheCgroupMounts) {
+    const CgroupLimitReader reader(mountinfo);
+    ASSERT_EQ(reader.mounts().size(), 3u);  // not proc, not the pids-only hierarchy
+    EXPECT_TRUE(reader.mounts()[0].v2);
+    EXPECT_TRUE(reader.mounts()[1].cpu);
+    EXPECT_TRUE(reader.mounts()[2].memory);
+}
+
+TEST_F(CgroupTree, V2LimitsAreTheTightestUpTheTree) {
+    const std::string pod = "kubepods.slice/kubepods-podx.slice";
+    const std::string container = pod + "/cri-containerd-" + kId + ".scope";
+    write(root / "unified" / container / "cpu.max", "50000 100000");
+    write(root / "unified" / container / "memory.max", "max");
+    write(root / "unified" / pod / "cpu.max", "max 100000");
+    write(root / "unified" / pod / "memory.max", "268435456");
+    const CgroupLimitReader reader(mountinfo);
+    const auto limits = reader.read("0::/" + container + "\n");
+    EXPECT_DOUBLE_EQ(limits.cpu_cores, 0.5);
+    EXPECT_EQ(limits.memory_bytes, 268435456u);
+    // Seen from another cgroup namespace: found by the container's own cgroup name.
+    const auto relative =
+        reader.read("0::/../../kubepods-podx.slice/cri-containerd-" + kId + ".scope\n");
+    EXPECT_DOUBLE_EQ(relative.cpu_cores, 0.5);
+    EXPECT_EQ(relative.memory_bytes, 268435456u);
+}
+
+TEST_F(CgroupTree, V1LimitsAndUnlimitedValues) {
+    const std::string container = "kubepods/burstable/podx/" + kId;
+    write(root / "cpu" / container / "cpu.cfs_quota_us", "200000");
+    write(root / "cpu" / container / "cpu.cfs_period_us", "100000");
+    write(root / "memory" / container / "memory.limit_in_bytes", "9223372036854771712");
+    const CgroupLimitReader reader(mountinfo);
+    auto limits = reader.read("4:memory:/" + container + "\n1:cpu:/" + container + "\n0::/\n");
+    EXPECT_DOUBLE_EQ(limits.cpu_cores, 2.0);
+    EXPECT_EQ(limits.memory_bytes, 0u);  // v1's "no limit"
+    write(root / "cpu" / container / "cpu.cfs_quota_us", "-1");
+    write(root / "memory" / container / "memory.limit_in_bytes", "536870912");
+    limits = reader.read("4:memory:/" + container + "\n1:cpu:/" + container + "\n");
+    EXPECT_DOUBLE_EQ(limits.cpu_cores, 0.0);
+    EXPECT_EQ(limits.memory_bytes, 536870912u);
+}
+
+TEST_F(CgroupTree, MissingOrGarbageGivesNoLimit) {
+    write(root / "unified" / "bad" / "cpu.max", "lots");
+    write(root / "unified" / "bad" / "memory.max", "-5");
+    const CgroupLimitReader reader(mountinfo);
+    EXPECT_EQ(reader.read("0::/bad\n").cpu_cores, 0.0);
+    EXPECT_EQ(reader.read("0::/bad\n").memory_bytes, 0u);
+    EXPECT_EQ(reader.read("0::/gone\n").memory_bytes, 0u);
+    EXPECT_EQ(CgroupLimitReader("/nonexistent").read("0::/bad\n").cpu_cores, 0.0);
+}
+
+TEST_F(CgroupTree, IdentitiesCarryTheirContainersLimits) {
+    const std::string container = "system.slice/docker-" + kId + ".scope";
+    write(root / "unified" / container / "cpu.max", "150000 100000");
+    write(root / "unified" / container / "memory.max", "1073741824");
+    ServiceIdentities identities(
+        [&](std::uint32_t pid) -> std::optional<std::string> {
+            return pid == 1 ? "0::/" + container + "\n" : "0::/\n";
+        },
+        100, std::make_shared<CgroupLimitReader>(mountinfo));
+    const std::string key = identities.key_for(1, "app");
+    EXPECT_DOUBLE_EQ(identities.limits_of(key).cpu_cores, 1.5);
+    EXPECT_EQ(identities.limits_of(key).memory_bytes, 1073741824u);
+    EXPECT_EQ(identities.limits_of(identities.key_for(2, "host")).cpu_cores, 0.0);
 }
 
 }  // namespace

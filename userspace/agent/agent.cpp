@@ -64,8 +64,15 @@ Agent::Agent(AgentConfig config)
               store_.record(obs, now());
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
+      identities_(attribution::ServiceIdentities::read_proc_cgroup, 20'000,
+                  std::make_shared<attribution::CgroupLimitReader>()),
       resource_tracker_(
-          [this](std::uint32_t pid, const std::string& comm) { return service_key(pid, comm); }),
+          [this](std::uint32_t pid, const std::string& comm) { return service_key(pid, comm); },
+          5000,
+          [this](const std::string& service) {
+              const auto limits = identities_.limits_of(service);
+              return resources::ResourceLimits{limits.cpu_cores, limits.memory_bytes};
+          }),
       alert_engine_(alerts::effective_rules(config_.alerting)),
       notifier_(std::make_unique<alerts::Notifier>(alerts::Notifier::Options{
           config_.alerting.alertmanager_url, config_.alerting.webhook_url})) {}

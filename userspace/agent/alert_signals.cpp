@@ -84,9 +84,9 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
             if (node) return node_.mem_utilization;
             const auto it = services_.find(service);
             if (it == services_.end() || it->second.processes == 0) return std::nullopt;
-            // Share of the node's memory (cgroup limits are not read yet).
+            // Share of its container's memory limit, else of the node's memory.
             return static_cast<double>(it->second.rss_bytes) /
-                   static_cast<double>(node_.mem_total_bytes);
+                   resources::memory_capacity_bytes(it->second, node_);
         }
         case Signal::kCpuUtilization:
         case Signal::kDiskIoBytesRate: {
@@ -117,8 +117,12 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
             const double cores =
                 static_cast<double>(a->second.first - std::min(base.first, a->second.first)) / 1e9 /
                 dt;
-            // Share of the node's CPUs (cgroup quotas are not read yet).
-            return node_.cpus ? cores / node_.cpus : std::optional<double>{};
+            // Share of its container's CPU quota, else of the node's CPUs.
+            const auto current = services_.find(service);
+            const double capacity = current == services_.end()
+                                        ? static_cast<double>(node_.cpus)
+                                        : resources::cpu_capacity_cores(current->second, node_);
+            return capacity > 0 ? cores / capacity : std::optional<double>{};
         }
     }
     return std::nullopt;

@@ -3,18 +3,9 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "util/url.h"
+
 namespace loupe::alerts {
-namespace {
-
-// "http://host:9093/some/path" -> ("http://host:9093", "/some/path").
-std::pair<std::string, std::string> split_url(const std::string& url) {
-    const auto scheme = url.find("://");
-    const auto path = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-    if (path == std::string::npos) return {url, "/"};
-    return {url.substr(0, path), url.substr(path)};
-}
-
-}  // namespace
 
 Notifier::Notifier(Options options) : options_(std::move(options)) {
     if (enabled()) thread_ = std::thread([this] { run(); });
@@ -74,11 +65,11 @@ void Notifier::run() {
         };
         std::vector<Target> targets;
         if (!options_.alertmanager_url.empty()) {
-            auto [base, prefix] = split_url(options_.alertmanager_url);
+            auto [base, prefix] = util::split_url(options_.alertmanager_url);
             targets.push_back({base, (prefix == "/" ? "" : prefix) + "/api/v2/alerts"});
         }
         if (!options_.webhook_url.empty()) {
-            auto [base, path] = split_url(options_.webhook_url);
+            auto [base, path] = util::split_url(options_.webhook_url);
             targets.push_back({base, path});
         }
         for (const auto& target : targets) {

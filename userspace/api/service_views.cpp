@@ -62,9 +62,14 @@ double window_covered_seconds(std::chrono::nanoseconds span, std::chrono::nanose
 }
 
 nlohmann::json resources_json(const resources::ServiceResources& r) {
+    auto limit = [](auto value) {
+        return value > 0 ? nlohmann::json(value) : nlohmann::json(nullptr);
+    };
     return {{"processes", r.processes},
             {"exited", r.exited},
             {"cpu_cores", r.cpu_cores},
+            {"cpu_limit_cores", limit(r.limits.cpu_cores)},
+            {"memory_limit_bytes", limit(r.limits.memory_bytes)},
             {"cpu_seconds_total", static_cast<double>(r.totals.cpu_ns) * 1e-9},
             {"rss_bytes", r.rss_bytes},
             {"disk_read_bytes_per_second", r.disk_read_bytes_per_second},

@@ -8,6 +8,8 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "util/url.h"
+
 namespace loupe::attribution {
 namespace {
 
@@ -19,14 +21,6 @@ std::string read_file(const std::string& path) {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
         s.pop_back();
     return s;
-}
-
-// "https://host:port/path?query" -> {"https://host:port", "/path?query"}.
-std::pair<std::string, std::string> split_url(const std::string& url) {
-    const auto scheme_end = url.find("://");
-    const auto path_start = url.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
-    if (path_start == std::string::npos) return {url, "/"};
-    return {url.substr(0, path_start), url.substr(path_start)};
 }
 
 }  // namespace
@@ -70,7 +64,7 @@ PodMetadataStatus PodMetadataClient::status() const {
 }
 
 std::shared_ptr<const PodDirectory> PodMetadataClient::fetch(std::string& error) const {
-    const auto [base, path] = split_url(options_.pods_url);
+    const auto [base, path] = util::split_url(options_.pods_url);
     httplib::Client client(base);
     client.set_connection_timeout(std::chrono::seconds(3));
     client.set_read_timeout(std::chrono::seconds(10));

@@ -11,8 +11,11 @@ constexpr std::size_t kMaxUnknownReported = 10'000;
 
 }  // namespace
 
-ServiceIdentities::ServiceIdentities(CgroupReader read_cgroup, std::size_t max_identities)
-    : read_cgroup_(std::move(read_cgroup)), max_identities_(max_identities) {}
+ServiceIdentities::ServiceIdentities(CgroupReader read_cgroup, std::size_t max_identities,
+                                     std::shared_ptr<const CgroupLimitReader> limits)
+    : read_cgroup_(std::move(read_cgroup)),
+      max_identities_(max_identities),
+      limit_reader_(std::move(limits)) {}
 
 std::optional<std::string> ServiceIdentities::read_proc_cgroup(std::uint32_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
@@ -53,12 +56,20 @@ std::string ServiceIdentities::resolve(const Process& process) {
         key = process.name + "@" + ref.container_id.substr(0, kShortIdLength);
         labels = {{"service_name", process.name}, {"container_id", ref.container_id}};
     }
-    if (labels_.contains(key)) return key;
-    if (labels_.size() >= max_identities_) {
-        ++identities_dropped_;
-        return process.name;
+    if (!labels_.contains(key)) {
+        if (labels_.size() >= max_identities_) {
+            ++identities_dropped_;
+            return process.name;
+        }
+        labels_.emplace(key, std::move(labels));
     }
-    labels_.emplace(key, std::move(labels));
+    if (limit_reader_) {
+        const CgroupLimits limits = limit_reader_->read(process.cgroup_text);
+        if (limits.cpu_cores > 0 || limits.memory_bytes > 0)
+            limits_[key] = limits;
+        else
+            limits_.erase(key);
+    }
     return key;
 }
 
@@ -66,8 +77,10 @@ std::string ServiceIdentities::key_for(std::uint32_t pid, const std::string& nam
     auto [it, inserted] = processes_.try_emplace(pid);
     Process& process = it->second;
     if (inserted) {
-        if (const auto text = read_cgroup_(pid))
+        if (const auto text = read_cgroup_(pid)) {
             process.container = container_of_proc_cgroup(*text);
+            if (process.container) process.cgroup_text = *text;
+        }
     } else if (process.name == name && process.pods_version == pods_version_) {
         return process.key;  // the hot path: one lookup per request
     }
@@ -85,6 +98,11 @@ const Labels* ServiceIdentities::labels_of(const std::string& key) const {
 std::string ServiceIdentities::service_name_of(const std::string& key) const {
     const Labels* labels = labels_of(key);
     return labels ? labels->front().second : key;
+}
+
+CgroupLimits ServiceIdentities::limits_of(const std::string& key) const {
+    const auto it = limits_.find(key);
+    return it == limits_.end() ? CgroupLimits{} : it->second;
 }
 
 void ServiceIdentities::set_pods(std::shared_ptr<const PodDirectory> pods, std::string node_name) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "attribution/cgroup_container.h"
+#include "attribution/cgroup_limits.h"
 #include "attribution/pod_directory.h"
 
 namespace loupe::attribution {
@@ -30,8 +31,10 @@ class ServiceIdentities {
     // Reads /proc/PID/cgroup; injectable so tests can feed recorded files.
     using CgroupReader = std::function<std::optional<std::string>(std::uint32_t pid)>;
 
+    // With `limits`, the CPU and memory limits of containers are read too (see limits_of).
     explicit ServiceIdentities(CgroupReader read_cgroup = read_proc_cgroup,
-                               std::size_t max_identities = 20'000);
+                               std::size_t max_identities = 20'000,
+                               std::shared_ptr<const CgroupLimitReader> limits = nullptr);
 
     // The key of the service process `pid` (whose configured name is `name`) belongs to.
     std::string key_for(std::uint32_t pid, const std::string& name);
@@ -39,6 +42,9 @@ class ServiceIdentities {
     const Labels* labels_of(const std::string& key) const;
     // service_name of a key (the key itself outside containers).
     std::string service_name_of(const std::string& key) const;
+    // The CPU and memory limits of a container's key (zeros: none known, or not a container).
+    // Refreshed whenever its processes are attributed again (a new pod list).
+    CgroupLimits limits_of(const std::string& key) const;
 
     // A new view of this node's pods; processes are attributed again at their next lookup.
     void set_pods(std::shared_ptr<const PodDirectory> pods, std::string node_name);
@@ -60,6 +66,7 @@ class ServiceIdentities {
     struct Process {
         std::string name;
         std::optional<ContainerRef> container;
+        std::string cgroup_text;  // kept for containers: their limits are read again later
         std::uint64_t pods_version = 0;
         std::string key;
     };
@@ -74,6 +81,8 @@ class ServiceIdentities {
     std::unordered_set<std::string> unknown_reported_;  // container ids, bounded (see .cpp)
     std::unordered_map<std::uint32_t, Process> processes_;
     std::unordered_map<std::string, Labels> labels_;  // by key; immutable once made
+    std::shared_ptr<const CgroupLimitReader> limit_reader_;
+    std::unordered_map<std::string, CgroupLimits> limits_;  // by key, containers with limits
     std::uint64_t identities_dropped_ = 0;
 };
 

@@ -66,8 +66,19 @@ void ResourceTotals::add_kernel(const loupe_proc_stats& s) {
     tcp_duration_sum_ns += s.tcp_duration_sum_ns;
 }
 
-ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services)
-    : service_of_(std::move(service_of)), max_services_(max_services) {}
+ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services, LimitsOf limits_of)
+    : service_of_(std::move(service_of)),
+      max_services_(max_services),
+      limits_of_(std::move(limits_of)) {}
+
+double cpu_capacity_cores(const ServiceResources& service, const NodeResources& node) {
+    return service.limits.cpu_cores > 0 ? service.limits.cpu_cores : node.cpus;
+}
+
+double memory_capacity_bytes(const ServiceResources& service, const NodeResources& node) {
+    return service.limits.memory_bytes > 0 ? static_cast<double>(service.limits.memory_bytes)
+                                           : static_cast<double>(node.mem_total_bytes);
+}
 
 ResourceTotals& ResourceTracker::departed_of(const std::string& service) {
     return departed_[service];
@@ -81,7 +92,8 @@ void ResourceTracker::rename(LiveProcess& process, const std::string& service) {
 
 void ResourceTracker::on_exit(const loupe_proc_exit_event& e) {
     // The exit record carries the name the process had at its end.
-    const std::string service = service_of_(e.tgid, std::string(e.comm, strnlen(e.comm, sizeof(e.comm))));
+    const std::string service =
+        service_of_(e.tgid, std::string(e.comm, strnlen(e.comm, sizeof(e.comm))));
     ResourceTotals final_totals;
     final_totals.cpu_ns = e.cpu_ns;
     final_totals.io_read_bytes = e.io_read_bytes;
@@ -148,6 +160,9 @@ void ResourceTracker::on_sample(
         if (const auto a = active_connections.find(pid); a != active_connections.end())
             s.active_connections += a->second;
     }
+    if (limits_of_)
+        for (auto& [service, s] : fresh)
+            s.limits = limits_of_(service);
     const double dt = std::chrono::duration<double>(now - last_sample_).count();
     if (last_sample_.count() > 0 && dt > 0) {
         for (auto& [service, s] : fresh) {

@@ -50,8 +50,15 @@ struct ResourceTotals {
     void add_kernel(const loupe_proc_stats& stats);
 };
 
+// Limits the service runs under (its container's cgroup); 0 = none known.
+struct ResourceLimits {
+    double cpu_cores = 0;
+    std::uint64_t memory_bytes = 0;
+};
+
 struct ServiceResources {
-    ResourceTotals totals;        // live processes + exited ones
+    ResourceTotals totals;  // live processes + exited ones
+    ResourceLimits limits;
     std::uint64_t exited = 0;     // processes that exited since the agent started
     std::uint64_t processes = 0;  // live now
     std::uint64_t rss_bytes = 0;  // live now
@@ -69,7 +76,9 @@ class ResourceTracker {
   public:
     // The service a process belongs to, from its pid and current name.
     using ServiceOf = std::function<std::string(std::uint32_t pid, const std::string& comm)>;
-    explicit ResourceTracker(ServiceOf service_of, std::size_t max_services = 5000);
+    using LimitsOf = std::function<ResourceLimits(const std::string& service)>;
+    explicit ResourceTracker(ServiceOf service_of, std::size_t max_services = 5000,
+                             LimitsOf limits_of = {});
 
     // A process's final totals (from the kernel, at the exit of its last thread).
     void on_exit(const loupe_proc_exit_event& exit);
@@ -107,6 +116,7 @@ class ResourceTracker {
 
     ServiceOf service_of_;
     std::size_t max_services_;
+    LimitsOf limits_of_;
     std::unordered_map<std::uint32_t, LiveProcess> live_;
     std::unordered_set<std::uint32_t> exited_this_round_;
     std::map<std::string, ResourceTotals> departed_;
@@ -131,6 +141,10 @@ struct NodeResources {
     std::uint64_t cpu_total_ticks = 0;
     std::uint64_t disk_bytes = 0;  // read + written, all disks
 };
+
+// CPU and memory capacity of a service: its limits, else the node's.
+double cpu_capacity_cores(const ServiceResources& service, const NodeResources& node);
+double memory_capacity_bytes(const ServiceResources& service, const NodeResources& node);
 
 class NodeTracker {
   public:

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Fuzzes one of loupe's parsers with libFuzzer + ASan + UBSan.
+#   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
+#   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
+# Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
+# 60). Exits non-zero on a crash, leak or sanitizer report; the crashing input is left in
+# build-fuzz/<target>-artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${1:?usage: tools/fuzz.sh http1|attribution [SECONDS]}"
+seconds="${2:-60}"
+jobs="${JOBS:-2}"
+
+corpus=build-fuzz/$target-corpus
+artifacts=build-fuzz/$target-artifacts
+mkdir -p "$corpus" "$artifacts"
+seed() { printf "$2" >"$corpus/seed-$1"; }
+
+case "$target" in
+http1)
+    max_len=4096
+    # The fuzzer's input format (see tests/fuzz/http1_fuzz.cpp): role byte, then records
+    # "<ctrl><data>" separated by 0xFE; ctrl bit 0 = egress, bits 1-2 = capture mode, 0xFF = close.
+    seed keepalive '\001\000GET /a?q=1 HTTP/1.1\r\nHost: x\r\n\r\n\376\001HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\376\000GET /b HTTP/1.1\r\n\r\n\376\001HTTP/1.1 204 No Content\r\n\r\n'
+    seed pipelined '\001\000GET /1 HTTP/1.1\r\n\r\nHEAD /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\376\001HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nHTTP/1.1 500 E\r\n\r\n\377'
+    seed chunked '\002\001POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n\376\000HTTP/1.1 100 Continue\r\n\r\n\376\0015\r\nhello\r\n0\r\n\r\n\376\000HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n\376\2420\r\n\r\n\376\000\r\n0\r\n\r\n'
+    seed sendfile '\000\000GET /f HTTP/1.1\r\n\r\n\376\001HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n\376\045\376\005\376\000GET http://h/p#x HTTP/1.0\r\n\r\n\376\001HTTP/1.0 200 OK\r\n\r\nbody\376\377'
+    seed split '\001\000GET /sp\376\000lit HTTP/1.1\r\nHo\376\000st: x\r\nContent-Length: 2\r\n\r\n\376\000hi\376\033X-Long: aaaaaaaa\376\001HTTP/1.1 431 Too Large\r\n\r\n'
+    ;;
+attribution)
+    max_len=16384
+    # First byte even: /proc/PID/cgroup text; odd: a PodList (tests/fuzz/attribution_fuzz.cpp).
+    id=$(printf 'a%.0s' {1..64})
+    seed containerd "\\0000::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2a9e_5b7d_4e2a_9c1b_2d3e4f5a6b7c.slice/cri-containerd-$id.scope\n"
+    seed crio-v1 "\\00012:pids:/kubepods/besteffort/podc0ffee00-1234-4abc-8def-0123456789ab/crio-$id\n0::/\n"
+    seed docker "\\0000::/system.slice/docker-$id.scope\n"
+    for f in tests/fixtures/k8s/*.json; do
+        { printf '\001'; cat "$f"; } >"$corpus/seed-$(basename "$f")"
+    done
+    ;;
+*)
+    echo "fuzz: unknown target '$target' (http1 or attribution)" >&2
+    exit 2
+    ;;
+esac
+
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOUPE_BUILD_FUZZERS=ON -DLOUPE_BUILD_TESTS=OFF \
+      -DLOUPE_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build-fuzz -j"$jobs" --target "loupe_${target}_fuzz"
+fuzzer=$(find build-fuzz -type f -name "loupe_${target}_fuzz" -perm -u+x | head -n 1)
+[[ -n "$fuzzer" ]] || { echo "loupe_${target}_fuzz not built" >&2; exit 1; }
+
+status=0
+"$fuzzer" "$corpus" -artifact_prefix="$artifacts/" -max_len="$max_len" -max_total_time="$seconds" \
+    -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "fuzz $target: FAILED (exit $status); reproducer(s) in $artifacts/" >&2
+    exit "$status"
+fi
+echo "fuzz $target: no crash in ${seconds}s"
