@@ -346,9 +346,13 @@ def main():
         if one("loupe_container_memory_limit_bytes", agent_labels) != MEMORY_LIMIT:
             fail("memory limit of the container")
         rss = one("process_memory_usage_bytes", agent_labels)
-        ratio = one("process_memory_utilization_ratio", agent_labels)
+        ratio = one("loupe_container_memory_limit_utilization_ratio", agent_labels)
         if abs(ratio - rss / MEMORY_LIMIT) > 1e-9:
             fail(f"memory utilisation {ratio} is not RSS {rss} / the limit {MEMORY_LIMIT}")
+        cores = one("loupe_process_cpu_utilization_cores", agent_labels)
+        cpu_share = one("loupe_container_cpu_limit_utilization_ratio", agent_labels)
+        if abs(cpu_share - cores / (CPU_QUOTA_US / CPU_PERIOD_US)) > 1e-9:
+            fail(f"CPU utilisation {cpu_share} is not {cores} cores / the quota")
         if select(samples, "loupe_container_cpu_limit_cores", service_name="checkout"):
             fail("a container without limits has a limit gauge")
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include "agent/alert_signals.h"
 #include "alerts/alert_engine.h"
 #include "alerts/alert_rules.h"
 
@@ -259,6 +260,33 @@ TEST(AlertRules, Durations) {
     EXPECT_FALSE(parse_duration("-5m"));
     EXPECT_FALSE(parse_duration("5d"));
     EXPECT_FALSE(parse_duration(""));
+}
+
+TEST(AgentSignals, UtilizationIsOfTheContainerLimitsElseOfTheNode) {
+    resources::NodeResources node;
+    node.cpus = 16;
+    node.mem_total_bytes = 16ull << 30;
+    std::map<std::string, resources::ServiceResources> services;
+    auto& pod = services["shop/checkout-1/app"];
+    pod.processes = 1;
+    pod.rss_bytes = 512ull << 20;
+    pod.limits = {0.5, 1ull << 30};
+    auto& host = services["nginx"];
+    host.processes = 1;
+    host.rss_bytes = 512ull << 20;
+    agent::ResourceHistory history;
+    history.record(services, node, std::chrono::seconds(100));
+    pod.totals.cpu_ns = 60'000'000'000;  // 0.4 cores over 150 s
+    host.totals.cpu_ns = 60'000'000'000;
+    history.record(services, node, std::chrono::seconds(250));
+    const aggregate::HttpMetricsStore http;
+    const agent::AgentSignals signals(http, services, node, history, std::chrono::seconds(250));
+    EXPECT_DOUBLE_EQ(*signals.value(Signal::kMemoryUtilization, "shop/checkout-1/app", minutes(5)),
+                     0.5);
+    EXPECT_DOUBLE_EQ(*signals.value(Signal::kMemoryUtilization, "nginx", minutes(5)), 1.0 / 32);
+    EXPECT_DOUBLE_EQ(*signals.value(Signal::kCpuUtilization, "shop/checkout-1/app", minutes(5)),
+                     0.4 / 0.5);
+    EXPECT_DOUBLE_EQ(*signals.value(Signal::kCpuUtilization, "nginx", minutes(5)), 0.4 / 16);
 }
 
 }  // namespace

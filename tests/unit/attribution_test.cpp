@@ -288,6 +288,21 @@ TEST_F(Identities, ForgetsGoneProcessesAndCapsIdentities) {
     EXPECT_EQ(identities.key_for(40, "y"), "y");
 }
 
+TEST_F(Identities, ForgetsIdentitiesNothingRefersTo) {
+    cgroups[50] = "0::/docker/" + kId + "\n";
+    cgroups[51] = "0::/docker/" + std::string(64, 'b') + "\n";
+    const std::string gone = identities.key_for(50, "a");
+    const std::string kept = identities.key_for(51, "b");
+    identities.retain({51});     // pid 50 exited
+    identities.retain_keys({});  // no series names either: only the live process keeps its own
+    EXPECT_EQ(identities.labels_of(gone), nullptr);
+    EXPECT_NE(identities.labels_of(kept), nullptr);
+    identities.retain({});
+    identities.retain_keys({kept});  // a series still names it
+    EXPECT_NE(identities.labels_of(kept), nullptr);
+    EXPECT_EQ(identities.identities(), 1u);
+}
+
 // A cgroup v2 and a v1 (cpu, memory) hierarchy in a temporary directory, and a mountinfo file
 // naming them, as /proc/self/mountinfo does.
 struct CgroupTree : ::testing::Test {

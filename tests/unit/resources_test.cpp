@@ -117,6 +117,22 @@ TEST_F(Tracker, VanishedWithoutExitRecordKeepsLastSample) {
     EXPECT_EQ(tracker.services().at("lost").exited, 1u);
 }
 
+TEST_F(Tracker, ServicesWithoutProcessesExpire) {
+    // 15 minutes by default: a pod's service ends like its HTTP series do.
+    tracker.on_sample({proc(1, "job", 100), proc(2, "web", 100)}, {}, {}, seconds(10));
+    tracker.on_exit(exit_event(1, "job", 200));
+    tracker.on_sample({proc(2, "web", 300)}, {}, {}, seconds(11));
+    tracker.on_sample({proc(2, "web", 400)}, {}, {}, seconds(11 + 899));
+    EXPECT_TRUE(tracker.services().contains("job"));
+    tracker.on_sample({proc(2, "web", 500)}, {}, {}, seconds(11 + 900));
+    EXPECT_FALSE(tracker.services().contains("job"));
+    EXPECT_TRUE(tracker.services().contains("web"));  // alive: never expires
+    // A process of the expired service later starts it again from zero.
+    tracker.on_sample({proc(2, "web", 500), proc(3, "job", 50)}, {}, {}, seconds(2000));
+    EXPECT_EQ(tracker.services().at("job").totals.cpu_ns, 50u);
+    EXPECT_EQ(tracker.services().at("job").exited, 0u);
+}
+
 TEST_F(Tracker, KernelCountersJoinTheirProcess) {
     loupe_proc_stats k{};
     k.net_tx_bytes = 100;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <unordered_set>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -331,6 +332,15 @@ void Agent::consume_loop() {
         if (now() - last_expiry > std::chrono::seconds(10)) {
             std::lock_guard lock(mutex_);
             store_.expire_idle(now());
+            // Identities live as long as a series, a service or an alert names them.
+            std::unordered_set<std::string> in_use;
+            for (const auto& [key, _] : store_.series())
+                in_use.insert(key.service);
+            for (const auto& [service, _] : resource_tracker_.services())
+                in_use.insert(service);
+            for (const auto& alert : alert_engine_.active())
+                in_use.insert(alert.service);
+            identities_.retain_keys(in_use);
             last_expiry = now();
         }
     }

@@ -115,6 +115,16 @@ bool ServiceIdentities::take_unknown_containers() {
     return std::exchange(unknown_containers_, false);
 }
 
+void ServiceIdentities::retain_keys(const std::unordered_set<std::string>& in_use) {
+    std::unordered_set<std::string> of_processes;
+    for (const auto& [pid, process] : processes_)
+        of_processes.insert(process.key);
+    std::erase_if(labels_, [&](const auto& entry) {
+        return !in_use.contains(entry.first) && !of_processes.contains(entry.first);
+    });
+    std::erase_if(limits_, [&](const auto& entry) { return !labels_.contains(entry.first); });
+}
+
 void ServiceIdentities::retain(const std::vector<std::uint32_t>& live_pids) {
     const std::unordered_set<std::uint32_t> live(live_pids.begin(), live_pids.end());
     std::erase_if(processes_, [&](const auto& entry) { return !live.contains(entry.first); });

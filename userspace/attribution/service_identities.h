@@ -55,6 +55,9 @@ class ServiceIdentities {
     bool take_unknown_containers();
     // Forgets processes that are gone (their pids may be reused by someone else).
     void retain(const std::vector<std::uint32_t>& live_pids);
+    // Forgets identities no series refers to any more (`in_use`) and no known process has, so
+    // that pods coming and going over weeks never fill the cap.
+    void retain_keys(const std::unordered_set<std::string>& in_use);
 
     std::size_t identities() const { return labels_.size(); }
     // Identities refused over the cap: their processes are attributed by name only.

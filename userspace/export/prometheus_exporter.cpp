@@ -200,41 +200,51 @@ void add_resource_families(std::vector<MetricFamily>& out, const MetricsView& vi
                 "Cores the service used over the last second.", MetricType::Gauge,
                 [](const ServiceResources& r) { return r.cpu_cores; });
     per_service("process_cpu_utilization_ratio",
-                "Share of the CPU available to the service used over the last second: its "
-                "container's CPU limit, else the node's CPUs.",
-                MetricType::Gauge, [&](const ServiceResources& r) {
-                    return r.cpu_cores / (r.limits.cpu_cores > 0 ? r.limits.cpu_cores : cpus);
-                });
+                "Share of the node's CPU capacity the service used over the last second.",
+                MetricType::Gauge, [&](const ServiceResources& r) { return r.cpu_cores / cpus; });
     per_service("process_memory_usage_bytes",
                 "Resident memory (RSS) of the service's live processes.", MetricType::Gauge,
                 [](const ServiceResources& r) { return r.rss_bytes; });
-    per_service("process_memory_utilization_ratio",
-                "RSS as a share of the memory available to the service: its container's memory "
-                "limit, else the node's memory.",
+    per_service("process_memory_utilization_ratio", "RSS as a share of the node's memory.",
                 MetricType::Gauge, [&](const ServiceResources& r) {
-                    return static_cast<double>(r.rss_bytes) /
-                           (r.limits.memory_bytes > 0 ? static_cast<double>(r.limits.memory_bytes)
-                                                      : mem_total);
+                    return static_cast<double>(r.rss_bytes) / mem_total;
                 });
     {
-        // Only services with a limit: the limit gauges are absent for the rest.
+        // Only services whose container has a limit: these families are empty for the rest.
         auto cpu_limit =
             family("loupe_container_cpu_limit_cores",
                    "CPU quota of the service's container (cgroup cpu.max).", MetricType::Gauge);
+        auto cpu_share = family("loupe_container_cpu_limit_utilization_ratio",
+                                "Share of its container's CPU quota the service used over the "
+                                "last second.",
+                                MetricType::Gauge);
         auto memory_limit = family("loupe_container_memory_limit_bytes",
                                    "Memory limit of the service's container (cgroup memory.max).",
                                    MetricType::Gauge);
+        auto memory_share =
+            family("loupe_container_memory_limit_utilization_ratio",
+                   "RSS as a share of its container's memory limit.", MetricType::Gauge);
         for (const auto& [service, r] : services) {
-            if (r.limits.cpu_cores > 0)
+            if (r.limits.cpu_cores > 0) {
                 cpu_limit.metric.push_back(
                     sample(r.limits.cpu_cores, service_labels(view, service), MetricType::Gauge));
-            if (r.limits.memory_bytes > 0)
-                memory_limit.metric.push_back(sample(static_cast<double>(r.limits.memory_bytes),
+                cpu_share.metric.push_back(sample(r.cpu_cores / r.limits.cpu_cores,
+                                                  service_labels(view, service),
+                                                  MetricType::Gauge));
+            }
+            if (r.limits.memory_bytes > 0) {
+                const auto limit = static_cast<double>(r.limits.memory_bytes);
+                memory_limit.metric.push_back(
+                    sample(limit, service_labels(view, service), MetricType::Gauge));
+                memory_share.metric.push_back(sample(static_cast<double>(r.rss_bytes) / limit,
                                                      service_labels(view, service),
                                                      MetricType::Gauge));
+            }
         }
         out.push_back(std::move(cpu_limit));
+        out.push_back(std::move(cpu_share));
         out.push_back(std::move(memory_limit));
+        out.push_back(std::move(memory_share));
     }
     per_service_dir(
         "process_disk_io_bytes_total",

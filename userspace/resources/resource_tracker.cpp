@@ -66,10 +66,12 @@ void ResourceTotals::add_kernel(const loupe_proc_stats& s) {
     tcp_duration_sum_ns += s.tcp_duration_sum_ns;
 }
 
-ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services, LimitsOf limits_of)
+ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services, LimitsOf limits_of,
+                                 std::chrono::nanoseconds idle_expiry)
     : service_of_(std::move(service_of)),
       max_services_(max_services),
-      limits_of_(std::move(limits_of)) {}
+      limits_of_(std::move(limits_of)),
+      idle_expiry_(idle_expiry) {}
 
 double cpu_capacity_cores(const ServiceResources& service, const NodeResources& node) {
     return service.limits.cpu_cores > 0 ? service.limits.cpu_cores : node.cpus;
@@ -141,6 +143,26 @@ void ResourceTracker::on_sample(
         }
     live_ = std::move(next);
     exited_this_round_.clear();
+
+    // Services without a live process: remember since when, forget them after idle_expiry.
+    std::unordered_set<std::string> alive;
+    for (const auto& [pid, lp] : live_)
+        alive.insert(lp.service);
+    for (auto it = departed_.begin(); it != departed_.end();) {
+        if (alive.contains(it->first)) {
+            last_alive_.erase(it->first);
+            ++it;
+            continue;
+        }
+        const auto since = last_alive_.try_emplace(it->first, now).first;
+        if (now - since->second < idle_expiry_) {
+            ++it;
+            continue;
+        }
+        exited_count_.erase(it->first);
+        last_alive_.erase(since);
+        it = departed_.erase(it);
+    }
 
     std::map<std::string, ServiceResources> fresh;
     for (const auto& [service, totals] : departed_) {

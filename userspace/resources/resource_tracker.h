@@ -77,8 +77,11 @@ class ResourceTracker {
     // The service a process belongs to, from its pid and current name.
     using ServiceOf = std::function<std::string(std::uint32_t pid, const std::string& comm)>;
     using LimitsOf = std::function<ResourceLimits(const std::string& service)>;
+    // A service none of whose processes has lived for `idle_expiry` is forgotten (its series end),
+    // as HTTP series are: pods come and go, and each has its own service.
     explicit ResourceTracker(ServiceOf service_of, std::size_t max_services = 5000,
-                             LimitsOf limits_of = {});
+                             LimitsOf limits_of = {},
+                             std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15));
 
     // A process's final totals (from the kernel, at the exit of its last thread).
     void on_exit(const loupe_proc_exit_event& exit);
@@ -121,6 +124,8 @@ class ResourceTracker {
     std::unordered_set<std::uint32_t> exited_this_round_;
     std::map<std::string, ResourceTotals> departed_;
     std::map<std::string, std::uint64_t> exited_count_;
+    std::map<std::string, std::chrono::nanoseconds> last_alive_;  // services with no live process
+    std::chrono::nanoseconds idle_expiry_;
     std::map<std::string, ServiceResources> services_;
     std::chrono::nanoseconds last_sample_{0};
     std::uint64_t services_dropped_ = 0;
