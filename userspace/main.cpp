@@ -102,6 +102,13 @@ int main(int argc, char** argv) {
         ->envname("LOUPE_PORT")
         ->delimiter(',');
     agent
+        ->add_option("--disable-hooks", agent_config.disabled_hooks,
+                     "Do not attach these hooks, to shed their cost (names as /api/v1/agent lists "
+                     "them, e.g. sched_switch,sched_wakeup,sched_wakeup_new,sock_send_length,"
+                     "sock_recv_length)")
+        ->envname("LOUPE_DISABLE_HOOKS")
+        ->delimiter(',');
+    agent
         ->add_option("--ring-buffer-bytes", agent_config.ring_buffer_bytes,
                      "Kernel-to-user ring buffer size, a power of two")
         ->envname("LOUPE_RING_BUFFER_BYTES")

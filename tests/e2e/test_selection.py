@@ -74,8 +74,27 @@ def main():
     r = subprocess.run([LOUPE, "agent", "--listen", "nonsense"], capture_output=True, text=True, timeout=10)
     if r.returncode == 0:
         fail("--listen nonsense was accepted")
+    bad = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    bad.write("kubernetes: maybe\n")
+    bad.close()
+    r = subprocess.run([LOUPE, "agent", "--config", bad.name], capture_output=True, text=True, timeout=10)
+    if r.returncode != 2 or f"{bad.name}:1: invalid value for 'kubernetes'" not in r.stderr:
+        fail(f"kubernetes: maybe not refused clearly: rc={r.returncode} stderr={r.stderr!r}")
+
+    # --disable-hooks: those hooks are not attached, the rest are, and the agent says which.
+    agent = Agent("--disable-hooks", "sched_switch,sched_wakeup,sys_enter_close")
+    _, info = agent.api("/api/v1/agent")
+    agent.stop()
+    if "sched_switch" in info["resource_hooks_attached"] or "syscalls/sys_enter_close" in info["hooks_attached"]:
+        fail(f"--disable-hooks: disabled hooks still attached: {info}")
+    if "sock_send_length" not in info["resource_hooks_attached"] or "syscalls/sys_enter_read" not in info["hooks_attached"]:
+        fail(f"--disable-hooks: other hooks missing: {info}")
+    if info["hooks_disabled"] != ["sched_switch", "sched_wakeup", "sys_enter_close"]:
+        fail(f"--disable-hooks not reported: {info['hooks_disabled']}")
+
     r = subprocess.run([LOUPE, "agent", "--help"], capture_output=True, text=True, timeout=10)
-    for flag in ("--listen", "--config", "--pid", "--comm", "--port", "--max-series", "LOUPE_LISTEN"):
+    for flag in ("--listen", "--config", "--pid", "--comm", "--port", "--max-series", "LOUPE_LISTEN",
+                 "--disable-hooks", "--kubernetes", "--k8s-pods-url"):
         if flag not in r.stdout:
             fail(f"agent --help does not mention {flag}")
     print("selection, config, env and bad config: ok")

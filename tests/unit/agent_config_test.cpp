@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "capture/hook_selection.h"
+
 namespace loupe::agent {
 namespace {
 
@@ -22,7 +24,10 @@ TEST(AgentConfig, LoadsEveryKey) {
         "listen: 0.0.0.0:9999\nlog_format: json\npid: [1, 2]\ncomm: nginx\nport: [80, 443]\n"
         "max_series: 50\nmax_routes_per_service: 7\nmax_connections: 9\nring_buffer_bytes: "
         "1048576\n"
-        "service_names: {python3: checkout}\n");
+        "service_names: {python3: checkout}\n"
+        "disable_hooks: [sched_switch, sys_enter_write]\n"
+        "kubernetes: on\nk8s_node_name: node-7\nk8s_pods_url: https://10.0.0.1:10250/pods\n"
+        "k8s_token_file: /t\nk8s_ca_file: /c\nk8s_refresh_seconds: 30\n");
     AgentConfig c;
     EXPECT_FALSE(load_config_file(path, c));
     EXPECT_EQ(c.listen, "0.0.0.0:9999");
@@ -33,7 +38,23 @@ TEST(AgentConfig, LoadsEveryKey) {
     EXPECT_EQ(c.max_series, 50u);
     EXPECT_EQ(c.max_routes_per_service, 7u);
     EXPECT_EQ(c.service_names.at("python3"), "checkout");
+    EXPECT_EQ(c.disabled_hooks, (std::vector<std::string>{"sched_switch", "sys_enter_write"}));
+    EXPECT_EQ(c.kubernetes.mode, "on");
+    EXPECT_EQ(c.kubernetes.node_name, "node-7");
+    EXPECT_EQ(c.kubernetes.pods_url, "https://10.0.0.1:10250/pods");
+    EXPECT_EQ(c.kubernetes.token_file, "/t");
+    EXPECT_EQ(c.kubernetes.ca_file, "/c");
+    EXPECT_EQ(c.kubernetes.refresh_seconds, 30u);
     std::remove(path.c_str());
+}
+
+TEST(HookSelection, MatchesWholeNamesWithOrWithoutTheirGroup) {
+    const std::vector<std::string> disabled = {"sched_switch", "sys_enter_write"};
+    EXPECT_TRUE(capture::hook_disabled(disabled, "sched_switch"));
+    EXPECT_TRUE(capture::hook_disabled(disabled, "syscalls/sys_enter_write"));
+    EXPECT_FALSE(capture::hook_disabled(disabled, "syscalls/sys_enter_writev"));
+    EXPECT_FALSE(capture::hook_disabled(disabled, "sched_switch_extra"));
+    EXPECT_FALSE(capture::hook_disabled({}, "sched_switch"));
 }
 
 TEST(AgentConfig, ErrorsNameFileLineAndKey) {

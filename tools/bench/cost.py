@@ -33,9 +33,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--path", default="/")
     ap.add_argument("--all-processes", action="store_true")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="extra agent argument, repeatable (e.g. --agent-arg=--disable-hooks=sched_switch)")
     args = ap.parse_args()
     nginx = Nginx(workers=1)
-    agent = Agent() if args.all_processes else Agent("--comm", "nginx")
+    agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     try:
         before, cpu0, t0 = prog_stats(), cpu_seconds(agent.proc.pid), time.time()

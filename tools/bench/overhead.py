@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--all-processes", action="store_true",
                     help="trace every process (the agent's default) instead of --comm nginx; wrk is then "
                          "traced too and pays for its own syscalls")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="extra agent argument, repeatable (e.g. --agent-arg=--disable-hooks=sched_switch)")
     args = ap.parse_args()
     nginx = Nginx(workers=args.workers)
     url = nginx.url(args.path)
@@ -40,7 +42,7 @@ def main():
         wrk(url, 2)  # warm-up
         for i in range(args.pairs):
             base, _ = wrk(url, args.seconds)
-            agent = Agent() if args.all_processes else Agent("--comm", "nginx")
+            agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
             log_path = f"{nginx.work}/access.log"
             offset = os.path.getsize(log_path)
             traced, _ = wrk(url, args.seconds)

@@ -149,6 +149,7 @@ bool Agent::start_capture() {
     // --pid and --comm narrow capture in the kernel (traced_tgids, refreshed every second from
     // /proc); --port is applied in user space.
     options.filter_tgids = !config_.pids.empty() || !config_.comms.empty();
+    options.disabled_hooks = config_.disabled_hooks;
     capture_ = capture::HttpCapture::start(
         options, [this](std::span<const std::uint8_t> record) { tracker_.on_record(record); },
         capture_error_);
@@ -178,7 +179,7 @@ void Agent::start_resources() {
                                  std::string(exit.comm, strnlen(exit.comm, sizeof(exit.comm)))))
                 resource_tracker_.on_exit(exit);
         },
-        !config_.pids.empty() || !config_.comms.empty(), resource_error_);
+        !config_.pids.empty() || !config_.comms.empty(), config_.disabled_hooks, resource_error_);
     if (!resource_capture_) {
         // /proc still gives CPU, memory and disk bytes: degrade, do not stop.
         spdlog::warn(
@@ -506,6 +507,11 @@ void Agent::register_routes() {
                     body["hooks_attached"] = capture_->attached_hooks();
                     body["hooks_missing"] = capture_->missing_hooks();
                 }
+                if (resource_capture_) {
+                    body["resource_hooks_attached"] = resource_capture_->attached_hooks();
+                    body["resource_hooks_missing"] = resource_capture_->missing_hooks();
+                }
+                body["hooks_disabled"] = config_.disabled_hooks;
             }
             std::lock_guard lock(features_mutex_);
             if (features_) {

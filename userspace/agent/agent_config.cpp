@@ -44,6 +44,8 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
         {"pid", [&](const YAML::Node& n) { config.pids = as_list<std::uint32_t>(n); }},
         {"comm", [&](const YAML::Node& n) { config.comms = as_list<std::string>(n); }},
         {"port", [&](const YAML::Node& n) { config.ports = as_list<std::uint16_t>(n); }},
+        {"disable_hooks",
+         [&](const YAML::Node& n) { config.disabled_hooks = as_list<std::string>(n); }},
         {"ring_buffer_bytes",
          [&](const YAML::Node& n) { config.ring_buffer_bytes = n.as<std::uint32_t>(); }},
         {"max_series", [&](const YAML::Node& n) { config.max_series = n.as<std::size_t>(); }},
@@ -55,7 +57,13 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
          [&](const YAML::Node& n) {
              config.service_names = n.as<std::map<std::string, std::string>>();
          }},
-        {"kubernetes", [&](const YAML::Node& n) { config.kubernetes.mode = n.as<std::string>(); }},
+        {"kubernetes",
+         [&](const YAML::Node& n) {
+             const auto mode = n.as<std::string>();
+             if (mode != "auto" && mode != "on" && mode != "off")
+                 throw YAML::Exception(n.Mark(), "expected auto, on or off");
+             config.kubernetes.mode = mode;
+         }},
         {"k8s_node_name",
          [&](const YAML::Node& n) { config.kubernetes.node_name = n.as<std::string>(); }},
         {"k8s_pods_url",

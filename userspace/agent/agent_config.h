@@ -29,6 +29,7 @@ struct AgentConfig {
     std::vector<std::string> comms;
     std::vector<std::uint16_t> ports;
     std::uint32_t ring_buffer_bytes = 4u << 20;
+    std::vector<std::string> disabled_hooks;  // hooks not attached, to shed their cost
     std::size_t max_series = 10'000;
     std::size_t max_routes_per_service = 100;
     std::size_t max_connections = 65'536;

@@ -14,6 +14,7 @@
 #include "capture/tracefs.h"
 #include "http_capture.skel.h"
 #include "loupe_abi.h"
+#include "capture/hook_selection.h"
 
 namespace loupe::capture {
 
@@ -58,6 +59,8 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         if (::access(path.c_str(), F_OK) != 0) {
             bpf_program__set_autoload(prog, false);
             capture->missing_.push_back(tp);
+        } else if (hook_disabled(options.disabled_hooks, tp)) {
+            bpf_program__set_autoload(prog, false);
         }
     }
     if (int err = http_capture__load(&skel); err != 0) {

@@ -18,7 +18,8 @@ struct CaptureOptions {
     std::uint32_t ring_buffer_bytes = 4u << 20;  // power of two, >= page size
     // Wake the consumer early once this much is pending; otherwise it drains on its own timer.
     std::uint32_t wakeup_bytes = 1u << 20;
-    bool filter_tgids = false;  // trace only the tgids given to set_traced_tgids()
+    bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
+    std::vector<std::string> disabled_hooks;  // not attached (see hook_selection.h)
 };
 
 struct DropCounters {

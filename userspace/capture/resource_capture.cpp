@@ -14,6 +14,7 @@
 #include "capture/tracefs.h"
 #include "resources.skel.h"
 #include "util/logging.h"
+#include "capture/hook_selection.h"
 
 namespace loupe::capture {
 namespace {
@@ -35,8 +36,9 @@ ResourceCapture::~ResourceCapture() {
     ring_.reset();
 }
 
-std::unique_ptr<ResourceCapture> ResourceCapture::start(ExitHandler on_exit, bool filter_tgids,
-                                                        std::string& error) {
+std::unique_ptr<ResourceCapture> ResourceCapture::start(
+    ExitHandler on_exit, bool filter_tgids, const std::vector<std::string>& disabled_hooks,
+    std::string& error) {
     const TracefsStatus tracefs = ensure_tracefs();
     std::unique_ptr<ResourceCapture> capture(new ResourceCapture());
     capture->on_exit_ = std::move(on_exit);
@@ -64,6 +66,8 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(ExitHandler on_exit, boo
         if (!present) {
             bpf_program__set_autoload(prog, false);
             capture->missing_.push_back(name);
+        } else if (hook_disabled(disabled_hooks, name)) {
+            bpf_program__set_autoload(prog, false);
         }
     }
     btf__free(vmlinux);

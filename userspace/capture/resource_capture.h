@@ -28,7 +28,9 @@ class ResourceCapture {
     // nullptr with `error` set when the programs cannot load; hooks missing on this kernel are
     // skipped and listed in missing_hooks().
     // filter_tgids: account only the processes given to set_traced_tgids() in the hot hooks.
+    // disabled_hooks: not attached (see hook_selection.h).
     static std::unique_ptr<ResourceCapture> start(ExitHandler on_exit, bool filter_tgids,
+                                                  const std::vector<std::string>& disabled_hooks,
                                                   std::string& error);
     ~ResourceCapture();
     ResourceCapture(const ResourceCapture&) = delete;
