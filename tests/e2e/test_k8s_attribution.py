@@ -10,7 +10,8 @@ answers the pod list request with tests/fixtures/k8s/apiserver-pods.json. Checke
     server's own log confirms);
   - a pod that appears later is picked up; a Docker container not in any pod keeps container_id
     only; a process outside containers is reported as before;
-  - the agent sends the service account token and asks only for its node's pods."""
+  - the agent sends the service account token and asks only for its node's pods;
+  - over https the pod list is trusted with the cluster CA only; the kubelet's /pods works too."""
 import copy
 import hashlib
 import http.server
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 from loupe_e2e import Agent, Workload, fail, require_root, select
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "../fixtures/k8s/apiserver-pods.json")
+KUBELET_FIXTURE = os.path.join(os.path.dirname(__file__), "../fixtures/k8s/kubelet-pods.json")
 NODE = "loupe-test-node"
 TOKEN = "loupe-e2e-service-account-token"
 V2 = "/sys/fs/cgroup/unified"
@@ -104,9 +106,10 @@ class Cgroup:
 
 
 class FakeApiServer:
-    """Answers GET /api/v1/pods like kube-apiserver; 503 until `serve` is called."""
+    """Answers GET /api/v1/pods like kube-apiserver (or `path`: the kubelet's /pods); 503 until
+    `serve` is called."""
 
-    def __init__(self, tls_dir=None):
+    def __init__(self, tls_dir=None, path="/api/v1/pods"):
         self.pod_list = None
         self.requests = []  # (path, authorization header)
         outer = self
@@ -114,7 +117,7 @@ class FakeApiServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.requests.append((self.path, self.headers.get("Authorization")))
-                if outer.pod_list is None or urlparse(self.path).path != "/api/v1/pods":
+                if outer.pod_list is None or urlparse(self.path).path != path:
                     body, status = b'{"kind":"Status","code":503}', 503
                 else:
                     body, status = json.dumps(outer.pod_list).encode(), 200
@@ -228,6 +231,22 @@ def check_https(pod_list, workload, labels, token_file):
         print(f"ok: https pod list with the CA; refused with another CA ({len(api.requests)} requests)")
     finally:
         shutil.rmtree(tls_dir, ignore_errors=True)
+
+
+def check_kubelet(workload, labels):
+    """The kubelet's /pods as the source (--k8s-pods-url): the same attribution."""
+    with open(KUBELET_FIXTURE) as f:
+        pod_list = json.load(f)
+    kubelet = FakeApiServer(path="/pods")
+    kubelet.serve(pod_list)
+    agent = Agent("--comm", workload.comm, "--kubernetes", "on", "--k8s-node-name", NODE,
+                  "--k8s-pods-url", f"http://127.0.0.1:{kubelet.port}/pods", "--k8s-refresh-seconds", "2")
+    wait_for(agent, lambda s: any(v >= 1 for _, v in select(s, "loupe_k8s_pod_list_requests_total", result="ok")),
+             "a pod list from the kubelet")
+    drive(workload, 4)
+    wait_for(agent, lambda s: count(s, **labels) == 4, "pod labels from the kubelet's pod list")
+    agent.stop()
+    print(f"ok: kubelet /pods source ({len(kubelet.requests)} requests)")
 
 
 def main():
@@ -396,6 +415,7 @@ def main():
         agent = None
         check_https(pod_list, workloads["lk8s-checkout"], expected["lk8s-checkout"],
                     os.path.join(token_dir, "token"))
+        check_kubelet(workloads["lk8s-ordersdb"], expected["lk8s-ordersdb"])
         print(f"ok: {len(expected) + 3} processes attributed across containerd/CRI-O/Docker, cgroup v1 and v2; "
               f"{len(api.requests)} pod list requests")
     finally:
