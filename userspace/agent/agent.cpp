@@ -14,7 +14,6 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
-#include "agent/process_scan.h"
 #include "api/service_views.h"
 #include "export/prometheus_exporter.h"
 #include "util/version.h"
@@ -40,6 +39,14 @@ std::string read_comm(std::uint32_t tgid) {
     std::string comm;
     std::getline(in, comm);
     return comm.empty() ? "unknown" : comm;
+}
+
+std::vector<std::uint32_t> pids_of(const std::vector<resources::ProcessSample>& processes) {
+    std::vector<std::uint32_t> pids;
+    pids.reserve(processes.size());
+    for (const auto& p : processes)
+        pids.push_back(p.pid);
+    return pids;
 }
 
 std::string iso_timestamp() {
@@ -157,11 +164,18 @@ bool Agent::start_capture() {
         spdlog::error("HTTP capture unavailable: {}", capture_error_);
         return false;
     }
-    if (options.filter_tgids)
-        capture_->set_traced_tgids(matching_tgids(config_.pids, config_.comms));
+    if (options.filter_tgids) capture_->set_traced_tgids(pids_of(selected_processes()));
     spdlog::info("HTTP capture attached to {} syscall tracepoints",
                  capture_->attached_hooks().size());
     return true;
+}
+
+std::vector<resources::ProcessSample> Agent::selected_processes() const {
+    auto processes = procfs_.processes();
+    std::erase_if(processes, [this](const resources::ProcessSample& p) {
+        return !selected_process(p.pid, p.comm);
+    });
+    return processes;
 }
 
 bool Agent::selected_process(std::uint32_t pid, const std::string& comm) const {
@@ -195,19 +209,14 @@ void Agent::resource_loop() {
     // /proc is read once a second: CPU time, RSS and I/O bytes are exact there and cheap to read
     // at this rate; the kernel maps add what /proc cannot tell (latencies, TCP, socket bytes).
     while (running_) {
-        auto processes = procfs_.processes();
+        const auto processes = selected_processes();
+        const auto pids = pids_of(processes);
         if (!config_.pids.empty() || !config_.comms.empty()) {
-            std::erase_if(processes, [this](const resources::ProcessSample& p) {
-                return !selected_process(p.pid, p.comm);
-            });
-            std::vector<std::uint32_t> tgids;
-            for (const auto& p : processes)
-                tgids.push_back(p.pid);
             // One /proc scan a second serves both kernel filters: new processes with a selected
             // name are traced within a second of appearing.
-            if (resource_capture_) resource_capture_->set_traced_tgids(tgids);
+            if (resource_capture_) resource_capture_->set_traced_tgids(pids);
             std::lock_guard lock(mutex_);
-            if (capture_) capture_->set_traced_tgids(tgids);
+            if (capture_) capture_->set_traced_tgids(pids);
         }
         const auto node = procfs_.node();
         std::unordered_map<std::uint32_t, loupe_proc_stats> kernel;
@@ -226,11 +235,7 @@ void Agent::resource_loop() {
             if (resource_capture_) resource_capture_->poll_exits();
             resource_tracker_.on_sample(processes, kernel, active, now());
             // After the exits of this round: they still needed the identity of their pid.
-            std::vector<std::uint32_t> live_pids;
-            live_pids.reserve(processes.size());
-            for (const auto& p : processes)
-                live_pids.push_back(p.pid);
-            identities_.retain(live_pids);
+            identities_.retain(pids);
             if (identities_.take_unknown_containers() && pod_metadata_)
                 pod_metadata_->request_refresh();
             node_tracker_.on_sample(node, counters.tcp_retransmits, now());

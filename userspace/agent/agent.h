@@ -63,6 +63,9 @@ class Agent {
     void attribute_alerts(std::vector<alerts::Alert>& alerts) const;
     // --pid/--comm selection, for resources (HTTP applies --port too, in the tracker).
     bool selected_process(std::uint32_t pid, const std::string& comm) const;
+    // The live processes of that selection (all when there is none), from one /proc scan: they
+    // feed the kernel-side filters of both captures, resources and attribution alike.
+    std::vector<resources::ProcessSample> selected_processes() const;
     void register_routes();
     nlohmann::json health_body(const char* status, nlohmann::json checks) const;
     std::string render_metrics();

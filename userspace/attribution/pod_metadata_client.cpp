@@ -2,22 +2,19 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "util/read_file.h"
 #include "util/url.h"
 
 namespace loupe::attribution {
 namespace {
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    std::string s = text.str();
+// A token file, without the line end editors and `kubectl create secret` leave after it.
+std::string read_token(const std::string& path) {
+    std::string s = util::read_file(path).value_or(std::string());
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
         s.pop_back();
     return s;
@@ -71,7 +68,7 @@ std::shared_ptr<const PodDirectory> PodMetadataClient::fetch(std::string& error)
     if (!options_.ca_file.empty() && std::filesystem::exists(options_.ca_file))
         client.set_ca_cert_path(options_.ca_file.c_str());
     if (!options_.token_file.empty() && std::filesystem::exists(options_.token_file))
-        client.set_bearer_token_auth(read_file(options_.token_file).c_str());
+        client.set_bearer_token_auth(read_token(options_.token_file).c_str());
     std::shared_ptr<PodDirectory> directory;
     if (!client.is_valid()) {
         error = "unusable URL " + options_.pods_url;

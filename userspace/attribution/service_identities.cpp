@@ -1,7 +1,6 @@
 #include "attribution/service_identities.h"
 
-#include <fstream>
-#include <sstream>
+#include "util/read_file.h"
 
 namespace loupe::attribution {
 namespace {
@@ -18,11 +17,7 @@ ServiceIdentities::ServiceIdentities(CgroupReader read_cgroup, std::size_t max_i
       limit_reader_(std::move(limits)) {}
 
 std::optional<std::string> ServiceIdentities::read_proc_cgroup(std::uint32_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
-    if (!in) return std::nullopt;
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    return util::read_file("/proc/" + std::to_string(pid) + "/cgroup");
 }
 
 std::string ServiceIdentities::resolve(const Process& process) {

@@ -5,20 +5,18 @@
 
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <sstream>
+
+#include "util/read_file.h"
 
 namespace loupe::resources {
 namespace {
 
 constexpr std::uint64_t kPfKthread = 0x00200000;
 
+// Empty when unreadable: a process that exited between listing /proc and reading it.
 std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return {};
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
+    return util::read_file(path).value_or(std::string());
 }
 
 bool parse_u64(std::string_view text, std::uint64_t& out) {
