@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "capture/hook_selection.h"
+#include "capture/hook_set.h"
 
 namespace loupe::agent {
 namespace {

@@ -11,10 +11,10 @@
 #include <spdlog/spdlog.h>
 
 #include "capture/bpf_maps.h"
+#include "capture/hook_set.h"
 #include "capture/tracefs.h"
 #include "http_capture.skel.h"
 #include "loupe_abi.h"
-#include "capture/hook_selection.h"
 
 namespace loupe::capture {
 
@@ -24,7 +24,7 @@ void HttpCapture::SkeletonDeleter::operator()(http_capture* skel) const noexcept
 
 HttpCapture::~HttpCapture() {
     // Links first: no program may run into a ring buffer that is being freed.
-    links_.clear();
+    hooks_.detach();
     ring_.reset();
 }
 
@@ -50,38 +50,14 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         error = "invalid ring buffer size " + std::to_string(options.ring_buffer_bytes);
         return nullptr;
     }
-    // A syscall tracepoint missing on this kernel must not stop the rest: check each one.
-    bpf_program* prog = nullptr;
-    bpf_object__for_each_program(prog, skel.obj) {
-        const char* section = bpf_program__section_name(prog);
-        const std::string tp = std::string(section).substr(std::strlen("tracepoint/"));
-        const std::string path = tracefs.path + "/events/" + tp;
-        if (::access(path.c_str(), F_OK) != 0) {
-            bpf_program__set_autoload(prog, false);
-            capture->missing_.push_back(tp);
-        } else if (hook_disabled(options.disabled_hooks, tp)) {
-            bpf_program__set_autoload(prog, false);
-        }
-    }
+    capture->hooks_.select(skel.obj, tracefs, options.disabled_hooks);
     if (int err = http_capture__load(&skel); err != 0) {
         error = std::string("the kernel refused the HTTP capture programs: ") +
                 std::strerror(-err) + " (run with --log-level debug for the verifier log)";
         return nullptr;
     }
-    bpf_object__for_each_program(prog, skel.obj) {
-        if (!bpf_program__autoload(prog)) continue;
-        const std::string tp =
-            std::string(bpf_program__section_name(prog)).substr(std::strlen("tracepoint/"));
-        BpfLinkPtr link(bpf_program__attach(prog));
-        if (!link) {
-            spdlog::warn("cannot attach {}: {}", tp, std::strerror(errno));
-            capture->missing_.push_back(tp);
-            continue;
-        }
-        capture->links_.push_back(std::move(link));
-        capture->attached_.push_back(tp);
-    }
-    if (capture->links_.empty()) {
+    capture->hooks_.attach(skel.obj);
+    if (capture->hooks_.empty()) {
         error = "no HTTP capture hook could be attached";
         return nullptr;
     }
@@ -91,7 +67,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
         return nullptr;
     }
-    for (const auto& m : capture->missing_)
+    for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "capture/bpf_handles.h"
+#include "capture/hook_set.h"
 
 struct http_capture;  // generated skeleton
 
@@ -19,7 +20,7 @@ struct CaptureOptions {
     // Wake the consumer early once this much is pending; otherwise it drains on its own timer.
     std::uint32_t wakeup_bytes = 1u << 20;
     bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
-    std::vector<std::string> disabled_hooks;  // not attached (see hook_selection.h)
+    std::vector<std::string> disabled_hooks;  // not attached (see hook_set.h)
 };
 
 struct DropCounters {
@@ -48,8 +49,8 @@ class HttpCapture {
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
 
     DropCounters drops() const;
-    const std::vector<std::string>& attached_hooks() const { return attached_; }
-    const std::vector<std::string>& missing_hooks() const { return missing_; }
+    const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
+    const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
 
   private:
     HttpCapture() = default;
@@ -59,12 +60,10 @@ class HttpCapture {
         void operator()(http_capture* skel) const noexcept;
     };
     std::unique_ptr<http_capture, SkeletonDeleter> skel_;
-    std::vector<BpfLinkPtr> links_;
+    HookSet hooks_;
     RingBufferPtr ring_;
     RecordHandler handler_;
     std::vector<std::uint32_t> traced_tgids_;
-    std::vector<std::string> attached_;
-    std::vector<std::string> missing_;
 };
 
 }  // namespace loupe::capture

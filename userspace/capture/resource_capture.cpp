@@ -1,38 +1,26 @@
 #include "capture/resource_capture.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
 #include "capture/bpf_maps.h"
+#include "capture/hook_set.h"
 #include "capture/tracefs.h"
 #include "resources.skel.h"
 #include "util/logging.h"
-#include "capture/hook_selection.h"
 
 namespace loupe::capture {
-namespace {
-
-std::string hook_name(bpf_program* prog) {
-    std::string section = bpf_program__section_name(prog);
-    const auto slash = section.find('/');
-    return slash == std::string::npos ? section : section.substr(slash + 1);
-}
-
-}  // namespace
 
 void ResourceCapture::SkeletonDeleter::operator()(::resources* skel) const noexcept {
     resources__destroy(skel);
 }
 
 ResourceCapture::~ResourceCapture() {
-    links_.clear();
+    hooks_.detach();
     ring_.reset();
 }
 
@@ -49,50 +37,19 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(
     }
     resources& skel = *capture->skel_;
     skel.rodata->filter_tgids = filter_tgids;
-    // Typed tracepoints must exist in the kernel's BTF; syscall tracepoints need tracefs. A hook
-    // this kernel lacks is dropped before load instead of failing the whole object.
-    btf* vmlinux = btf__load_vmlinux_btf();
-    bpf_program* prog = nullptr;
-    bpf_object__for_each_program(prog, skel.obj) {
-        const std::string section = bpf_program__section_name(prog);
-        const std::string name = hook_name(prog);
-        bool present = true;
-        if (section.rfind("tp_btf/", 0) == 0)
-            present = vmlinux && btf__find_by_name_kind(vmlinux, ("btf_trace_" + name).c_str(),
-                                                        BTF_KIND_TYPEDEF) > 0;
-        else if (section.rfind("tracepoint/", 0) == 0)
-            present = tracefs.available &&
-                      ::access((tracefs.path + "/events/" + name).c_str(), F_OK) == 0;
-        if (!present) {
-            bpf_program__set_autoload(prog, false);
-            capture->missing_.push_back(name);
-        } else if (hook_disabled(disabled_hooks, name)) {
-            bpf_program__set_autoload(prog, false);
-        }
-    }
-    btf__free(vmlinux);
+    capture->hooks_.select(skel.obj, tracefs, disabled_hooks);
     if (int err = resources__load(&skel); err != 0) {
         error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);
         return nullptr;
     }
-    bpf_object__for_each_program(prog, skel.obj) {
-        if (!bpf_program__autoload(prog)) continue;
-        BpfLinkPtr link(bpf_program__attach(prog));
-        if (!link) {
-            spdlog::warn("cannot attach {}: {}", hook_name(prog), std::strerror(errno));
-            capture->missing_.push_back(hook_name(prog));
-            continue;
-        }
-        capture->links_.push_back(std::move(link));
-        capture->attached_.push_back(hook_name(prog));
-    }
+    capture->hooks_.attach(skel.obj);
     capture->ring_.reset(ring_buffer__new(
         bpf_map__fd(skel.maps.exits), &ResourceCapture::on_exit_record, capture.get(), nullptr));
     if (!capture->ring_) {
         error = std::string("cannot open the exit ring buffer: ") + std::strerror(errno);
         return nullptr;
     }
-    for (const auto& m : capture->missing_)
+    for (const auto& m : capture->hooks_.missing())
         spdlog::warn("resource hook unavailable on this kernel: {}", m);
     return capture;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "capture/bpf_handles.h"
+#include "capture/hook_set.h"
 #include "loupe_abi.h"
 
 struct resources;  // generated skeleton
@@ -28,7 +29,7 @@ class ResourceCapture {
     // nullptr with `error` set when the programs cannot load; hooks missing on this kernel are
     // skipped and listed in missing_hooks().
     // filter_tgids: account only the processes given to set_traced_tgids() in the hot hooks.
-    // disabled_hooks: not attached (see hook_selection.h).
+    // disabled_hooks: not attached (see hook_set.h).
     static std::unique_ptr<ResourceCapture> start(ExitHandler on_exit, bool filter_tgids,
                                                   const std::vector<std::string>& disabled_hooks,
                                                   std::string& error);
@@ -46,8 +47,8 @@ class ResourceCapture {
     std::size_t proc_stats_entries() const;
     NodeKernelCounters node_counters() const;
 
-    const std::vector<std::string>& attached_hooks() const { return attached_; }
-    const std::vector<std::string>& missing_hooks() const { return missing_; }
+    const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
+    const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
 
   private:
     ResourceCapture() = default;
@@ -57,12 +58,10 @@ class ResourceCapture {
         void operator()(::resources* skel) const noexcept;
     };
     std::unique_ptr<::resources, SkeletonDeleter> skel_;
-    std::vector<BpfLinkPtr> links_;
+    HookSet hooks_;
     RingBufferPtr ring_;
     ExitHandler on_exit_;
     std::vector<std::uint32_t> traced_tgids_;
-    std::vector<std::string> attached_;
-    std::vector<std::string> missing_;
 };
 
 }  // namespace loupe::capture

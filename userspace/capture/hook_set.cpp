@@ -1,0 +1,62 @@
+#include "capture/hook_set.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+namespace loupe::capture {
+
+std::string hook_name(const bpf_program* prog) {
+    const std::string section = bpf_program__section_name(prog);
+    const auto slash = section.find('/');
+    return slash == std::string::npos ? section : section.substr(slash + 1);
+}
+
+void HookSet::select(bpf_object* obj, const TracefsStatus& tracefs,
+                     const std::vector<std::string>& disabled) {
+    btf* vmlinux = nullptr;  // parsed only when a typed tracepoint needs it (tens of MB)
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, obj) {
+        const std::string section = bpf_program__section_name(prog);
+        const std::string name = hook_name(prog);
+        bool present = true;
+        if (section.starts_with("tp_btf/")) {
+            if (!vmlinux) vmlinux = btf__load_vmlinux_btf();
+            present = vmlinux && btf__find_by_name_kind(vmlinux, ("btf_trace_" + name).c_str(),
+                                                        BTF_KIND_TYPEDEF) > 0;
+        } else if (section.starts_with("tracepoint/")) {
+            present = tracefs.available &&
+                      ::access((tracefs.path + "/events/" + name).c_str(), F_OK) == 0;
+        }
+        if (!present) {
+            bpf_program__set_autoload(prog, false);
+            missing_.push_back(name);
+        } else if (hook_disabled(disabled, name)) {
+            bpf_program__set_autoload(prog, false);
+        }
+    }
+    btf__free(vmlinux);
+}
+
+void HookSet::attach(bpf_object* obj) {
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, obj) {
+        if (!bpf_program__autoload(prog)) continue;
+        const std::string name = hook_name(prog);
+        BpfLinkPtr link(bpf_program__attach(prog));
+        if (!link) {
+            spdlog::warn("cannot attach {}: {}", name, std::strerror(errno));
+            missing_.push_back(name);
+            continue;
+        }
+        links_.push_back(std::move(link));
+        attached_.push_back(name);
+    }
+}
+
+}  // namespace loupe::capture

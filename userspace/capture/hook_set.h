@@ -1,0 +1,53 @@
+// The hooks of one BPF object: which of its programs this kernel and the user allow, and the links
+// of those attached. HttpCapture and ResourceCapture load through it.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "capture/bpf_handles.h"
+#include "capture/tracefs.h"
+
+struct bpf_object;
+struct bpf_program;
+
+namespace loupe::capture {
+
+// A program's hook: its section without the attach type, "syscalls/sys_enter_read" for
+// "tracepoint/syscalls/sys_enter_read", "sched_switch" for "tp_btf/sched_switch".
+std::string hook_name(const bpf_program* prog);
+
+// Whether the user turned a hook off (--disable-hooks): by its whole name, or by its last part
+// ("sys_enter_write" for "syscalls/sys_enter_write").
+inline bool hook_disabled(const std::vector<std::string>& disabled, const std::string& hook) {
+    return std::any_of(disabled.begin(), disabled.end(), [&](const std::string& name) {
+        return name == hook || (hook.size() > name.size() && hook.ends_with("/" + name));
+    });
+}
+
+class HookSet {
+  public:
+    // Before the object loads: a program whose hook this kernel lacks (tp_btf: no such typed
+    // tracepoint in the kernel's BTF; tracepoint: not in tracefs) is not loaded and is listed as
+    // missing, so one absent hook does not fail the whole object; one the user disabled is not
+    // loaded either.
+    void select(bpf_object* obj, const TracefsStatus& tracefs,
+                const std::vector<std::string>& disabled);
+    // After it loaded: attaches every loaded program; one the kernel refuses is logged and listed
+    // as missing.
+    void attach(bpf_object* obj);
+    // Detaches every program (before the maps and ring buffers they write to go away).
+    void detach() { links_.clear(); }
+
+    bool empty() const { return links_.empty(); }
+    const std::vector<std::string>& attached() const { return attached_; }
+    const std::vector<std::string>& missing() const { return missing_; }
+
+  private:
+    std::vector<BpfLinkPtr> links_;
+    std::vector<std::string> attached_;
+    std::vector<std::string> missing_;
+};
+
+}  // namespace loupe::capture
