@@ -97,23 +97,30 @@ std::optional<ContainerRef> container_of_cgroup_path(std::string_view path) {
     return found;
 }
 
-std::optional<ContainerRef> container_of_proc_cgroup(std::string_view text) {
-    std::vector<std::string_view> v1_paths;
+std::vector<ProcCgroupLine> parse_proc_cgroup(std::string_view text) {
+    std::vector<ProcCgroupLine> lines;
     for (const auto line : split(text, '\n')) {
-        // "hierarchy-ID:controller-list:cgroup-path"; the path may itself contain ':'.
         const auto first = line.find(':');
         if (first == std::string_view::npos) continue;
         const auto second = line.find(':', first + 1);
         if (second == std::string_view::npos) continue;
-        const auto path = line.substr(second + 1);
-        if (line.substr(0, first) == "0" && second == first + 1) {
-            if (auto ref = container_of_cgroup_path(path)) return ref;
-        } else {
-            v1_paths.push_back(path);
-        }
+        ProcCgroupLine parsed;
+        parsed.controllers = split(line.substr(first + 1, second - first - 1), ',');
+        parsed.v2 = line.substr(0, first) == "0" && parsed.controllers.empty();
+        parsed.path = line.substr(second + 1);
+        lines.push_back(std::move(parsed));
     }
-    for (const auto path : v1_paths)
-        if (auto ref = container_of_cgroup_path(path)) return ref;
+    return lines;
+}
+
+std::optional<ContainerRef> container_of_proc_cgroup(std::string_view text) {
+    const auto lines = parse_proc_cgroup(text);
+    for (const auto& line : lines)
+        if (line.v2)
+            if (auto ref = container_of_cgroup_path(line.path)) return ref;
+    for (const auto& line : lines)
+        if (!line.v2)
+            if (auto ref = container_of_cgroup_path(line.path)) return ref;
     return std::nullopt;
 }
 

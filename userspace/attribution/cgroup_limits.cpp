@@ -7,6 +7,8 @@
 #include <optional>
 #include <sstream>
 
+#include "attribution/cgroup_container.h"
+
 namespace loupe::attribution {
 namespace {
 
@@ -141,30 +143,18 @@ std::string CgroupLimitReader::directory_of(const Mount& mount,
 
 CgroupLimits CgroupLimitReader::read(std::string_view proc_cgroup_text) const {
     CgroupLimits limits;
-    std::string_view text = proc_cgroup_text;
-    while (!text.empty()) {
-        const auto eol = text.find('\n');
-        const std::string_view line = text.substr(0, eol);
-        text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
-        const auto first = line.find(':');
-        const auto second = first == std::string_view::npos ? first : line.find(':', first + 1);
-        if (second == std::string_view::npos) continue;
-        const std::string_view controllers = line.substr(first + 1, second - first - 1);
-        const std::string_view path = line.substr(second + 1);
-        const bool v2_line = line.substr(0, first) == "0" && controllers.empty();
+    for (const auto& line : parse_proc_cgroup(proc_cgroup_text)) {
         for (const auto& mount : mounts_) {
-            bool matches = mount.v2 && v2_line;
-            if (!mount.v2 && !v2_line) {
-                // v1: the line whose controller list names this hierarchy's controller.
-                std::string list(controllers);
-                std::istringstream names(list);
-                std::string name;
-                while (std::getline(names, name, ','))
-                    if ((name == "cpu" && mount.cpu) || (name == "memory" && mount.memory))
-                        matches = true;
-            }
+            // v1: the line whose controller list names this hierarchy's controller.
+            const bool matches =
+                mount.v2 ? line.v2
+                         : !line.v2 && std::any_of(line.controllers.begin(), line.controllers.end(),
+                                                   [&](std::string_view name) {
+                                                       return (name == "cpu" && mount.cpu) ||
+                                                              (name == "memory" && mount.memory);
+                                                   });
             if (!matches) continue;
-            const std::string dir = directory_of(mount, path);
+            const std::string dir = directory_of(mount, line.path);
             if (dir.empty()) continue;
             // The effective limit is the tightest on the way up to the mount point.
             for (fs::path at = dir; at.string().size() >= mount.mount_point.size();
