@@ -1,24 +1,26 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-// HTTP capture from per-syscall tracepoints: no kprobes, no fentry, nothing internal to the
-// kernel beyond CO-RE reads of the fd table and struct sock.
+// HTTP capture from the socket layer's own tracepoints: sock_recv_length and sock_send_length
+// fire inside every recvmsg/sendmsg of a socket (read, recvfrom, writev, sendfile... alike) in the
+// calling process, after the data moved; inet_sock_set_state gives roles and closes. No kprobes,
+// no fentry, no syscall tracepoints: files, pipes and the rest of a process's syscalls never run
+// loupe code, and the per-connection state lives on the socket itself.
 //
-// Per TCP connection of a traced process, every read/write-like syscall becomes one data event
-// carrying the first bytes (and last bytes) of the data; accept/connect/close and first sight of
-// an already open connection become open/close events. Parsing happens in user space.
-// Cost control (BRIEF §3): only the syscalls we need are hooked, each program returns early for
-// loupe itself, filtered-out processes, non-sockets (cached) and connections that turned out not
-// to speak HTTP (cached); wake-ups are batched.
+// Per TCP connection of a traced process, every read/write becomes one data event carrying the
+// first bytes (and last bytes) of the data; first sight of a connection and its end become
+// open/close events. Parsing happens in user space.
+// Cost control (BRIEF §3): each program returns early for loupe itself, filtered-out processes,
+// non-TCP sockets and connections that turned out not to speak HTTP; wake-ups are batched.
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "kernel_defs.bpf.h"
 #include "loupe_abi.h"
-#include "socket_of_fd.bpf.h"
+#include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define EINPROGRESS 115
 
 // Connection kinds kept in `conns`.
 #define CONN_UNDECIDED 0 // TCP, protocol not recognised yet
@@ -28,68 +30,37 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // count garbage on HTTP ports, and bounds the cost of Redis/PostgreSQL/TLS connections.
 #define UNDECIDED_EVENT_BUDGET 8
 
+// Buffer kinds of the hooked syscalls: where the transferred bytes are found.
+#define VECTOR_NONE 0   // sendfile: none in user memory
+#define VECTOR_BUFFER 1 // read, write, recvfrom, sendto: (buf, count)
+#define VECTOR_IOVEC 2  // readv, writev: (iov, iovcnt)
+#define VECTOR_MSGHDR 3 // recvmsg, sendmsg: a msghdr holding an iovec array
+
 // ---- load-time configuration (set by user space before load) ----
-const volatile __u32 self_tgid = 0;       // loupe never traces itself
-const volatile bool filter_tgids = false; // when true, only tgids in traced_tgids are traced
-const volatile __u64 wakeup_bytes = 0;    // wake the consumer once this much data is pending
+// (filter_tgids: traced_tgids.bpf.h)
+const volatile __u32 self_tgid = 0;    // loupe never traces itself
+const volatile __u64 wakeup_bytes = 0; // wake the consumer once this much data is pending
 
 struct conn_state {
-    __u64 generation;
-    __u8 kind; // CONN_*
-    __u8 role; // enum loupe_conn_role
-    __u8 undecided_events;
-    __u8 reserved[5];
-};
-
-// Arguments of a syscall in progress, from sys_enter to sys_exit of the same thread.
-struct inflight_call {
-    __u64 buf;        // user buffer, iovec array or msghdr, depending on the syscall
-    __u64 count;      // buffer length or iovec count
-    __u64 generation; // of the connection at sys_enter
+    __u64 generation; // when loupe first saw I/O on it (0: not yet, no open event sent)
+    __u32 tgid;       // process and fd of that first I/O: the close event names them
     __s32 fd;
-    __u8 syscall;   // enum loupe_syscall
-    __u8 direction; // enum loupe_direction
-    __u8 undecided; // the connection's protocol was not known at sys_enter
-    __u8 reserved;
+    __u8 kind;        // CONN_*
+    __u8 role;        // enum loupe_conn_role, learnt from the TCP state changes
+    __u8 undecided_events;
+    __u8 closed;      // close event sent
+    __u8 reserved[4];
 };
 
-// @brief Traced processes when --pid/--comm/--port narrow the selection (filled by user space).
+// @brief Per-connection state, stored on the socket itself: found from the socket pointer in a
+// few loads (a hash keyed by (tgid, fd) needed a walk of the fd table on first sight and a close
+// hook on every close), freed by the kernel with the socket, and never confused by a reused fd.
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u32);
-    __type(value, __u8);
-} traced_tgids SEC(".maps");
-
-// @brief TCP connections seen, keyed by (tgid << 32 | fd). LRU: a connection whose process died
-// without close() ages out instead of filling the table.
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, struct conn_state);
 } conns SEC(".maps");
-
-// @brief fds known not to be TCP sockets (files, pipes, UDP...), so each read/write on them costs
-// one lookup instead of a walk of the fd table. Separate from `conns` so that file churn can
-// never evict live connections.
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
-    __type(value, __u8);
-} non_sockets SEC(".maps");
-
-// @brief Syscall arguments between sys_enter and sys_exit, per thread (key: pid_tgid). LRU so that
-// an entry orphaned by a thread that never returned cannot leak; per-CPU LRU lists because every
-// traced syscall inserts here and a shared list would be a contention point.
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(map_flags, BPF_F_NO_COMMON_LRU);
-    __uint(max_entries, 16384);
-    __type(key, __u64);
-    __type(value, struct inflight_call);
-} inflight SEC(".maps");
 
 // @brief Scratch space for building a data event: too big for the 512-byte BPF stack. The slack
 // after head[] lets the verifier prove `head + off + n` in bounds from masked off and n (see
@@ -130,14 +101,7 @@ static __always_inline bool traced(__u32 tgid)
 {
     if (tgid == self_tgid)
         return false;
-    if (filter_tgids && !bpf_map_lookup_elem(&traced_tgids, &tgid))
-        return false;
-    return true;
-}
-
-static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
-{
-    return ((__u64)tgid << 32) | (__u32)fd;
+    return tgid_selected(tgid);
 }
 
 // Batched wake-ups: the consumer drains on a timer and is only woken early when a lot is pending
@@ -160,20 +124,21 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
     h->conn.generation = generation;
 }
 
-static __always_inline void emit_open(__u64 pid_tgid, __s32 fd, __u64 generation, __u8 role,
-                                      struct sock *sk)
+// The socket's fields are read with plain loads: tracepoint arguments of tp_btf programs are
+// trusted kernel pointers.
+static __always_inline void emit_open(__u64 pid_tgid, __s32 fd, const struct conn_state *state,
+                                      struct sock *sk, struct task_struct *task)
 {
     struct loupe_conn_open_event e = {};
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
-    fill_header(&e.header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, generation);
-    e.role = role;
-    e.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-    e.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-    e.remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    fill_header(&e.header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, state->generation);
+    e.role = state->role;
+    e.family = sk->__sk_common.skc_family;
+    e.local_port = sk->__sk_common.skc_num;
+    e.remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
     if (e.family == AF_INET) {
-        BPF_CORE_READ_INTO(&e.local_addr, sk, __sk_common.skc_rcv_saddr);
-        BPF_CORE_READ_INTO(&e.remote_addr, sk, __sk_common.skc_daddr);
+        __builtin_memcpy(e.local_addr, &sk->__sk_common.skc_rcv_saddr, 4);
+        __builtin_memcpy(e.remote_addr, &sk->__sk_common.skc_daddr, 4);
     } else {
         BPF_CORE_READ_INTO(&e.local_addr, sk, __sk_common.skc_v6_rcv_saddr);
         BPF_CORE_READ_INTO(&e.remote_addr, sk, __sk_common.skc_v6_daddr);
@@ -181,69 +146,6 @@ static __always_inline void emit_open(__u64 pid_tgid, __s32 fd, __u64 generation
     BPF_CORE_READ_STR_INTO(&e.comm, task, group_leader, comm);
     if (bpf_ringbuf_output(&events, &e, sizeof(e), wakeup_flag()) != 0)
         count_drop(LOUPE_DROP_RINGBUF_FULL);
-}
-
-// A fresh connection from accept or connect: replaces whatever a reused fd left behind.
-static __always_inline void track_new_conn(__u64 pid_tgid, __s32 fd, __u8 role)
-{
-    struct sock *sk = tcp_sock_of_fd(fd);
-    __u64 key = conn_key(pid_tgid >> 32, fd);
-    struct conn_state state = {};
-
-    if (!sk)
-        return;
-    bpf_map_delete_elem(&non_sockets, &key);
-    state.generation = bpf_ktime_get_ns();
-    state.kind = CONN_UNDECIDED;
-    state.role = role;
-    if (bpf_map_update_elem(&conns, &key, &state, BPF_ANY) != 0) {
-        count_drop(LOUPE_DROP_CONN_TABLE_FULL);
-        return;
-    }
-    emit_open(pid_tgid, fd, state.generation, role, sk);
-}
-
-// The connection state of (current tgid, fd), creating it for a TCP socket that was already
-// open when loupe started. NULL when the fd is not worth tracing.
-static __always_inline struct conn_state *lookup_conn(__u64 pid_tgid, __s32 fd)
-{
-    __u64 key = conn_key(pid_tgid >> 32, fd);
-    struct conn_state *state = bpf_map_lookup_elem(&conns, &key);
-    if (state)
-        return state->kind == CONN_NOT_HTTP ? NULL : state;
-    if (bpf_map_lookup_elem(&non_sockets, &key))
-        return NULL;
-    struct sock *sk = tcp_sock_of_fd(fd);
-    if (!sk) {
-        __u8 one = 1;
-        bpf_map_update_elem(&non_sockets, &key, &one, BPF_ANY);
-        return NULL;
-    }
-    struct conn_state fresh = {};
-    fresh.generation = bpf_ktime_get_ns();
-    if (bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST) == 0)
-        emit_open(pid_tgid, fd, fresh.generation, LOUPE_ROLE_UNKNOWN, sk);
-    return bpf_map_lookup_elem(&conns, &key);
-}
-
-static __always_inline void enter_io(__s32 fd, __u64 buf, __u64 count, __u8 syscall,
-                                     __u8 direction)
-{
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!traced(pid_tgid >> 32))
-        return;
-    struct conn_state *state = lookup_conn(pid_tgid, fd);
-    if (!state)
-        return;
-    struct inflight_call call = {.buf = buf,
-                                 .count = count,
-                                 .generation = state->generation,
-                                 .fd = fd,
-                                 .syscall = syscall,
-                                 .direction = direction,
-                                 .undecided = state->kind == CONN_UNDECIDED};
-    if (bpf_map_update_elem(&inflight, &pid_tgid, &call, BPF_ANY) != 0)
-        count_drop(LOUPE_DROP_INFLIGHT_FULL);
 }
 
 // Hides a value from the optimiser so that the bound check that follows is really emitted and
@@ -322,56 +224,143 @@ static __always_inline bool looks_like_http(const __u8 *p, __u16 len)
 #undef W
 }
 
-// `vector` is the buffer kind of the hooked syscall, a compile-time constant at each call site, so
-// that each program only carries (and the verifier only walks) the copy path it can take.
-static __always_inline void exit_io(long ret, const __u8 vector)
-{
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    struct inflight_call *callp = bpf_map_lookup_elem(&inflight, &pid_tgid);
-    if (!callp)
-        return;
-    struct inflight_call call = *callp;
-    bpf_map_delete_elem(&inflight, &pid_tgid);
-    if (ret <= 0)
-        return;
+// Syscall numbers of the socket reads and writes loupe copies data from, per architecture: the
+// tracepoints fire inside sock_recvmsg/sock_sendmsg, and the syscall that called it (left in the
+// thread's user registers until it returns) says where the user's bytes and the fd are.
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDFILE 40
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#elif defined(__TARGET_ARCH_arm64)
+#define SYSCALL_NR(regs) ((regs)->syscallno)
+#define NR_READV 65
+#define NR_WRITEV 66
+#define NR_READ 63
+#define NR_WRITE 64
+#define NR_SENDFILE 71
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#else
+#error "loupe's HTTP capture knows the syscall numbers of x86_64 and arm64 only"
+#endif
 
-    // Only a connection still being classified needs its state again at exit; an HTTP one carries
-    // everything in `call` (one hash lookup saved per event).
-    struct conn_state *state = NULL;
-    if (call.undecided) {
-        __u64 key = conn_key(pid_tgid >> 32, call.fd);
-        state = bpf_map_lookup_elem(&conns, &key);
-        if (!state || state->kind == CONN_NOT_HTTP)
-            return;
+// The state of a TCP connection of the current process, created at its first traced I/O (which
+// also sends its open event). NULL when it is not worth copying data from.
+static __always_inline struct conn_state *conn_of(struct sock *sk, __u64 pid_tgid, __s32 fd,
+                                                  struct task_struct *task)
+{
+    struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+    if (!state) {
+        count_drop(LOUPE_DROP_CONN_TABLE_FULL);
+        return NULL;
     }
+    if (state->kind == CONN_NOT_HTTP)
+        return NULL;
+    if (!state->generation) {
+        state->generation = bpf_ktime_get_ns();
+        state->tgid = pid_tgid >> 32;
+        state->fd = fd;
+        emit_open(pid_tgid, fd, state, sk, task);
+    }
+    return state;
+}
+
+// One read or write of `ret` bytes on `sk` by the current thread. `transmit`: a write.
+static __always_inline void socket_data(struct sock *sk, int ret, int flags, bool transmit)
+{
+    if (ret <= 0 || (flags & MSG_PEEK))
+        return; // EAGAIN, EOF and errors carry no data; a peek is read again for real
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!traced(pid_tgid >> 32))
+        return;
+    __u16 family = sk->__sk_common.skc_family;
+    if (sk->sk_protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
+        return;
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (task->flags & (PF_KTHREAD | PF_IO_WORKER))
+        return; // in-kernel socket users (NFS, iSCSI) and io_uring workers: no syscall behind them
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    __u64 nr = SYSCALL_NR(regs);
+    __u8 syscall;
+    __u8 vector;
+    if (transmit) {
+        if (nr == NR_WRITE) {
+            syscall = LOUPE_SYS_WRITE;
+            vector = VECTOR_BUFFER;
+        } else if (nr == NR_WRITEV) {
+            syscall = LOUPE_SYS_WRITEV;
+            vector = VECTOR_IOVEC;
+        } else if (nr == NR_SENDTO) {
+            syscall = LOUPE_SYS_SENDTO;
+            vector = VECTOR_BUFFER;
+        } else if (nr == NR_SENDMSG) {
+            syscall = LOUPE_SYS_SENDMSG;
+            vector = VECTOR_MSGHDR;
+        } else if (nr == NR_SENDFILE) {
+            syscall = LOUPE_SYS_SENDFILE; // file bytes the process never sees: only the count
+            vector = VECTOR_NONE;
+        } else {
+            count_drop(LOUPE_DROP_UNSUPPORTED_SYSCALL); // sendmmsg, splice, io_uring
+            return;
+        }
+    } else {
+        if (nr == NR_READ) {
+            syscall = LOUPE_SYS_READ;
+            vector = VECTOR_BUFFER;
+        } else if (nr == NR_READV) {
+            syscall = LOUPE_SYS_READV;
+            vector = VECTOR_IOVEC;
+        } else if (nr == NR_RECVFROM) {
+            syscall = LOUPE_SYS_RECVFROM;
+            vector = VECTOR_BUFFER;
+        } else if (nr == NR_RECVMSG) {
+            syscall = LOUPE_SYS_RECVMSG;
+            vector = VECTOR_MSGHDR;
+        } else {
+            count_drop(LOUPE_DROP_UNSUPPORTED_SYSCALL); // recvmmsg, splice, io_uring
+            return;
+        }
+    }
+    __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
+    struct conn_state *state = conn_of(sk, pid_tgid, fd, task);
+    if (!state)
+        return;
     __u32 zero = 0;
     struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
     if (!s)
         return;
 
-    fill_header(&s->event.header, LOUPE_EVENT_DATA, pid_tgid, call.fd, call.generation);
+    fill_header(&s->event.header, LOUPE_EVENT_DATA, pid_tgid, fd, state->generation);
     s->event.length = (__u64)ret;
-    s->event.direction = call.direction;
-    s->event.syscall = call.syscall;
+    s->event.direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
+    s->event.syscall = syscall;
     s->event.head_len = 0;
     s->event.tail_len = 0;
     s->event.reserved0 = 0;
 
-    if (vector == 0) {
-        if (call.buf) {
-            s->event.head_len = copy_head(s, 0, call.buf, (__u64)ret);
-            if ((__u64)ret > LOUPE_DATA_HEAD_MAX)
-                copy_tail(s, call.buf + (__u64)ret);
-        }
-    } else if (vector == 1) {
-        copy_from_iovecs(s, call.buf, call.count, (__u64)ret);
-    } else {
+    if (vector == VECTOR_BUFFER) {
+        __u64 buf = PT_REGS_PARM2_SYSCALL(regs);
+        s->event.head_len = copy_head(s, 0, buf, (__u64)ret);
+        if ((__u64)ret > LOUPE_DATA_HEAD_MAX)
+            copy_tail(s, buf + (__u64)ret);
+    } else if (vector == VECTOR_IOVEC) {
+        copy_from_iovecs(s, PT_REGS_PARM2_SYSCALL(regs), PT_REGS_PARM3_SYSCALL(regs), (__u64)ret);
+    } else if (vector == VECTOR_MSGHDR) {
         struct user_msghdr msg;
-        if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)call.buf) == 0)
+        if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)PT_REGS_PARM2_SYSCALL(regs)) == 0)
             copy_from_iovecs(s, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)ret);
     }
 
-    if (state && state->kind == CONN_UNDECIDED) {
+    if (state->kind == CONN_UNDECIDED) {
         if (looks_like_http(s->event.head, s->event.head_len)) {
             state->kind = CONN_HTTP;
         } else if (++state->undecided_events > UNDECIDED_EVENT_BUDGET) {
@@ -387,163 +376,54 @@ static __always_inline void exit_io(long ret, const __u8 vector)
         count_drop(LOUPE_DROP_RINGBUF_FULL);
 }
 
-// ---- read side ----
-SEC("tracepoint/syscalls/sys_enter_read")
-int handle_enter_read(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(handle_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_READ, LOUPE_DIR_INGRESS);
+    socket_data(sk, ret, flags, false);
     return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_readv")
-int handle_enter_readv(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(handle_sock_send_length, struct sock *sk, int ret, int flags)
 {
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_READV, LOUPE_DIR_INGRESS);
+    socket_data(sk, ret, flags, true);
     return 0;
 }
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int handle_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_RECVFROM, LOUPE_DIR_INGRESS);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int handle_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], ctx->args[1], 0, LOUPE_SYS_RECVMSG, LOUPE_DIR_INGRESS);
-    return 0;
-}
-
-// ---- write side ----
-SEC("tracepoint/syscalls/sys_enter_write")
-int handle_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_WRITE, LOUPE_DIR_EGRESS);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int handle_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_WRITEV, LOUPE_DIR_EGRESS);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int handle_enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], ctx->args[1], ctx->args[2], LOUPE_SYS_SENDTO, LOUPE_DIR_EGRESS);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int handle_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], ctx->args[1], 0, LOUPE_SYS_SENDMSG, LOUPE_DIR_EGRESS);
-    return 0;
-}
-
-// sendfile moves file bytes the process never sees: only the count travels (buf = 0).
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int handle_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
-{
-    enter_io(ctx->args[0], 0, ctx->args[3], LOUPE_SYS_SENDFILE, LOUPE_DIR_EGRESS);
-    return 0;
-}
-
-// One exit handler per hooked syscall: a per-syscall tracepoint only fires for its syscall, which
-// is what keeps the cost low; they share exit_io.
-#define EXIT_IO(name, vector)                                                                      \
-    SEC("tracepoint/syscalls/sys_exit_" #name)                                                     \
-    int handle_exit_##name(struct trace_event_raw_sys_exit *ctx)                                   \
-    {                                                                                              \
-        exit_io(ctx->ret, vector);                                                                 \
-        return 0;                                                                                  \
-    }
-EXIT_IO(read, 0)
-EXIT_IO(readv, 1)
-EXIT_IO(recvfrom, 0)
-EXIT_IO(recvmsg, 2)
-EXIT_IO(write, 0)
-EXIT_IO(writev, 1)
-EXIT_IO(sendto, 0)
-EXIT_IO(sendmsg, 2)
-EXIT_IO(sendfile64, 0)
 
 // ---- connection lifecycle ----
-static __always_inline void exit_accept(long ret)
+// Roles: connect() moves a socket to SYN_SENT in the connecting process; a passive connection
+// becomes ESTABLISHED from SYN_RECV (in softirq) before accept() returns it. Close: LAST_ACK is
+// reached in close() after the peer's FIN, CLOSE at the end of every other path (an active close
+// reaches it when the peer's FIN arrives; a reset at once). FIN_WAIT1 is not a close: a client
+// that shuts down its write side still reads the response. A close event lets user space end
+// what the connection had pending (a close-delimited response, or a request never answered).
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (ret < 0 || !traced(pid_tgid >> 32))
-        return;
-    track_new_conn(pid_tgid, (__s32)ret, LOUPE_ROLE_SERVER);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int handle_exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-    exit_accept(ctx->ret);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int handle_exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-    exit_accept(ctx->ret);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_connect")
-int handle_enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!traced(pid_tgid >> 32))
+    if (sk->sk_protocol != IPPROTO_TCP)
         return 0;
-    struct inflight_call call = {.fd = ctx->args[0], .syscall = LOUPE_SYS_CONNECT};
-    if (bpf_map_update_elem(&inflight, &pid_tgid, &call, BPF_ANY) != 0)
-        count_drop(LOUPE_DROP_INFLIGHT_FULL);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_connect")
-int handle_exit_connect(struct trace_event_raw_sys_exit *ctx)
-{
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    struct inflight_call *call = bpf_map_lookup_elem(&inflight, &pid_tgid);
-    if (!call)
-        return 0;
-    __s32 fd = call->fd;
-    __u8 syscall = call->syscall;
-    bpf_map_delete_elem(&inflight, &pid_tgid);
-    // A non-blocking connect reports EINPROGRESS and completes later: the connection exists.
-    if (syscall == LOUPE_SYS_CONNECT && (ctx->ret == 0 || ctx->ret == -EINPROGRESS))
-        track_new_conn(pid_tgid, fd, LOUPE_ROLE_CLIENT);
-    return 0;
-}
-
-// close: forget the fd, and tell user space so that in-flight requests end here (a reused fd
-// starts clean; coroot-node-agent#372).
-SEC("tracepoint/syscalls/sys_enter_close")
-int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __s32 fd = ctx->args[0];
-    __u64 key = conn_key(pid_tgid >> 32, fd);
-    struct conn_state *state = bpf_map_lookup_elem(&conns, &key);
-    if (!state) {
-        // A lookup first: deleting a missing key still takes the bucket lock, on every close.
-        if (bpf_map_lookup_elem(&non_sockets, &key))
-            bpf_map_delete_elem(&non_sockets, &key);
+    if (newstate == TCP_SYN_SENT || (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV)) {
+        // The client side is known to be in its process: skip the processes not traced.
+        if (newstate == TCP_SYN_SENT && !traced(bpf_get_current_pid_tgid() >> 32))
+            return 0;
+        struct conn_state *state =
+            bpf_sk_storage_get(&conns, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+        if (state && !state->generation)
+            state->role = newstate == TCP_SYN_SENT ? LOUPE_ROLE_CLIENT : LOUPE_ROLE_SERVER;
         return 0;
     }
-    if (state->kind != CONN_NOT_HTTP) {
-        struct loupe_conn_close_event e = {};
-        fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, pid_tgid, fd, state->generation);
-        if (bpf_ringbuf_output(&events, &e, sizeof(e), wakeup_flag()) != 0)
-            count_drop(LOUPE_DROP_RINGBUF_FULL);
-    }
-    bpf_map_delete_elem(&conns, &key);
+    if (newstate != TCP_CLOSE && newstate != TCP_LAST_ACK)
+        return 0;
+    struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, 0);
+    if (!state || !state->generation || state->closed)
+        return 0;
+    state->closed = 1;
+    if (state->kind == CONN_NOT_HTTP)
+        return 0;
+    struct loupe_conn_close_event e = {};
+    fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
+                state->generation);
+    if (bpf_ringbuf_output(&events, &e, sizeof(e), wakeup_flag()) != 0)
+        count_drop(LOUPE_DROP_RINGBUF_FULL);
     return 0;
 }

@@ -37,6 +37,8 @@ struct loupe_doctor_event {
 #define LOUPE_DATA_HEAD_MAX 512
 /* Last bytes of a longer read/write: where a chunked body's terminator lives. */
 #define LOUPE_DATA_TAIL_MAX 16
+/* Words of the traced_tgids bitmap: one bit per possible tgid (PID_MAX_LIMIT, 4 Mi on 64 bits). */
+#define LOUPE_TGID_BITMAP_WORDS (4194304 / 64)
 
 enum loupe_event_kind {
     LOUPE_EVENT_CONN_OPEN = 1,
@@ -72,8 +74,9 @@ enum loupe_syscall {
 /* Per-CPU drop counters (index of the `drops` map). */
 enum loupe_drop_reason {
     LOUPE_DROP_RINGBUF_FULL = 0,  /* ring buffer had no room: an event was lost */
-    LOUPE_DROP_INFLIGHT_FULL,     /* too many threads inside traced syscalls at once */
-    LOUPE_DROP_CONN_TABLE_FULL,   /* connection table insert failed */
+    LOUPE_DROP_UNSUPPORTED_SYSCALL, /* socket I/O from a syscall whose buffers loupe cannot read
+                                       (sendmmsg, recvmmsg, splice, io_uring) */
+    LOUPE_DROP_CONN_TABLE_FULL,   /* no memory for a connection's state */
     LOUPE_DROP_COUNT,
 };
 

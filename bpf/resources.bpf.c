@@ -8,37 +8,22 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "kernel_defs.bpf.h"
 #include "loupe_abi.h"
 #include "socket_of_fd.bpf.h"
+#include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define PF_EXITING 0x00000004
-#define PF_KTHREAD 0x00200000
 #define TASK_RUNNING 0
 #define REQ_OP_MASK 0xff
 #define REQ_OP_READ 0
 #define REQ_OP_WRITE 1
-#define TCP_ESTABLISHED 1
-#define TCP_SYN_SENT 2
-#define TCP_SYN_RECV 3
-#define TCP_CLOSE 7
 
-// ---- load-time configuration (set by user space before load) ----
-const volatile bool filter_tgids = false; // when true, only tgids in traced_tgids are accounted
-
-// @brief Accounted processes when --pid/--comm narrow the selection (filled by user space): the
-// hot hooks (context switches, socket I/O) then cost one lookup for everyone else.
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u32);
-    __type(value, __u8);
-} traced_tgids SEC(".maps");
-
+// Kernel threads (tgid 0 is the idle task) are never accounted; the rest per the process filter.
 static __always_inline bool accounted(__u32 tgid)
 {
-    return tgid != 0 && (!filter_tgids || bpf_map_lookup_elem(&traced_tgids, &tgid));
+    return tgid != 0 && tgid_selected(tgid);
 }
 
 // @brief Cumulative counters per process (key: tgid). LRU so that processes whose exit was
@@ -259,7 +244,7 @@ int BPF_PROG(handle_block_io_done, struct request *rq)
 // ---- scheduler: run-queue latency ----
 static __always_inline void mark_runnable(struct task_struct *task)
 {
-    if (!accounted(BPF_CORE_READ(task, tgid)) || !BPF_CORE_READ(task, pid))
+    if (!accounted(task->tgid) || !task->pid)
         return;
     __u64 *since = bpf_task_storage_get(&runnable_since, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (since)
@@ -292,9 +277,9 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct
         return 0;
     __u64 waited = bpf_ktime_get_ns() - *since;
     *since = 0;
-    if (BPF_CORE_READ(next, flags) & PF_KTHREAD)
+    if (next->flags & PF_KTHREAD)
         return 0;
-    struct loupe_proc_stats *stats = stats_of(BPF_CORE_READ(next, tgid), next);
+    struct loupe_proc_stats *stats = stats_of(next->tgid, next);
     if (stats)
         hist_add(stats->runqueue_latency_us, &stats->runqueue_latency_sum_ns, waited);
     return 0;
@@ -302,33 +287,43 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct
 
 // ---- sockets ----
 // Socket I/O runs in the owning process's context: remember the owner for softirq events.
+// The arguments of a tp_btf program are trusted kernel pointers: fields are read with plain loads
+// instead of a bpf_probe_read_kernel helper call each (this runs at every socket read and write of
+// every process).
 static __always_inline void socket_io(struct sock *sk, int ret, bool transmit)
 {
-    if (ret <= 0 || !accounted(bpf_get_current_pid_tgid() >> 32))
+    if (ret <= 0)
         return;
-    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!accounted(tgid))
+        return;
+    __u16 family = sk->__sk_common.skc_family;
     if (family != AF_INET && family != AF_INET6)
         return;
-    struct loupe_proc_stats *stats = current_stats();
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (task->flags & PF_KTHREAD)
+        return; // kernel threads (writeback, softirq work) are not services
+    struct loupe_proc_stats *stats = stats_of(tgid, task);
     if (!stats)
         return;
     __sync_fetch_and_add(transmit ? &stats->net_tx_bytes : &stats->net_rx_bytes, (__u64)ret);
-    if (!is_tcp(sk))
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+    if (!tp)
         return;
     // RTT: the socket's smoothed RTT (srtt_us holds microseconds << 3), sampled at each read and
     // write. tcp_probe would give one sample per received segment but fires for every ACK on the
     // host: measured at ~1 us of CPU per nginx request, the largest single cost of loupe.
-    __u64 srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+    __u64 srtt_us = tp->srtt_us >> 3;
     if (srtt_us)
         hist_add(stats->tcp_rtt_us, &stats->tcp_rtt_sum_ns, srtt_us * 1000);
     __u64 key = (__u64)sk;
     struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
     if (owner) {
         if (owner->tgid == 0)
-            owner->tgid = bpf_get_current_pid_tgid() >> 32;
+            owner->tgid = tgid;
         return;
     }
-    struct loupe_sock_owner fresh = {.tgid = bpf_get_current_pid_tgid() >> 32};
+    struct loupe_sock_owner fresh = {.tgid = tgid};
     bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_NOEXIST);
 }
 

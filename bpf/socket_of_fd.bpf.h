@@ -7,13 +7,10 @@
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
+#include "kernel_defs.bpf.h"
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
-#define SOCK_STREAM 1
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
 
 // The struct sock behind `fd` of the current process when it is a TCP/IPv4-or-IPv6 socket.
 static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)

@@ -44,7 +44,7 @@ TEST_F(KernelFeatures, EveryFeatureIsReportedWithDetail) {
 
 TEST_F(KernelFeatures, CaptureEssentialsWork) {
     // What loupe is built on; on a kernel without them loupe must say so, and CI must fail.
-    for (const char* id : {"bpf", "btf", "ringbuf", "tracefs", "tracepoint", "raw_tp"}) {
+    for (const char* id : {"bpf", "btf", "ringbuf", "tracefs", "tracepoint", "raw_tp", "tp_btf"}) {
         const FeatureReport* f = report_->find(id);
         ASSERT_NE(f, nullptr);
         EXPECT_TRUE(f->available) << id << ": " << f->detail;

@@ -114,8 +114,37 @@ TEST_F(Fixture, CloseEndsPendingRequests) {
     t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
     t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
     t.on_record(close_rec(3, 100, 2'000));
+    t.end_drain();  // the drain the close arrived in: the connection waits for late data
+    EXPECT_TRUE(seen.empty());
+    t.end_drain();
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].status, 0);
+    EXPECT_EQ(t.live_connections(), 0u);
+}
+
+// The kernel reports a reset (a TCP state change) inside the write that provoked it, before that
+// write's own data event: the response still counts.
+TEST_F(Fixture, DataAfterCloseInTheSameDrainStillCounts) {
+    auto t = make();
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    t.on_record(close_rec(3, 100, 2'000));
+    t.on_record(data_rec(3, 100, 2'100, LOUPE_DIR_EGRESS, kResponse));
+    t.end_drain();
+    t.end_drain();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].status, 200);
+    EXPECT_EQ(seen[0].duration_ns, 1'100u);
+    EXPECT_EQ(t.live_connections(), 0u);
+}
+
+TEST_F(Fixture, FinalFlushEndsClosedConnections) {
+    auto t = make();
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    t.on_record(close_rec(3, 100, 2'000));
+    t.end_all_closed();
+    ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(t.live_connections(), 0u);
 }
 

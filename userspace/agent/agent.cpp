@@ -333,6 +333,7 @@ void Agent::consume_loop() {
         {
             std::lock_guard lock(mutex_);
             capture_->poll(0);
+            tracker_.end_drain();
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(kDrainIntervalMs));
         if (now() - last_expiry > std::chrono::seconds(10)) {
@@ -353,6 +354,7 @@ void Agent::consume_loop() {
     if (capture_) {
         std::lock_guard lock(mutex_);
         capture_->poll(0);  // final flush
+        tracker_.end_all_closed();
     }
 }
 
@@ -507,7 +509,7 @@ void Agent::register_routes() {
                 if (capture_) {
                     const auto d = capture_->drops();
                     body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
-                                            {"inflight_table_full", d.inflight_full},
+                                            {"unsupported_syscall", d.unsupported_syscall},
                                             {"conn_table_full", d.conn_table_full}};
                     body["hooks_attached"] = capture_->attached_hooks();
                     body["hooks_missing"] = capture_->missing_hooks();

@@ -1,12 +1,16 @@
-// Reading BPF maps from user space: per-CPU counters and whole hash maps.
+// Reading and writing BPF maps from user space: per-CPU counters, whole hash maps, the process
+// filter.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+
+#include "loupe_abi.h"
 
 namespace loupe::capture {
 
@@ -45,18 +49,17 @@ void for_each_entry(int map_fd, std::size_t max_entries, Fn&& fn) {
     }
 }
 
-// Makes the hash set of u32 keys at `map_fd` hold exactly `wanted`, given that it held `current`.
-inline void replace_u32_set(int map_fd, const std::vector<std::uint32_t>& current,
-                            const std::vector<std::uint32_t>& wanted) {
-    for (std::uint32_t old : current) {
-        bool kept = false;
-        for (std::uint32_t w : wanted)
-            kept |= w == old;
-        if (!kept) bpf_map_delete_elem(map_fd, &old);
-    }
-    const __u8 one = 1;
-    for (std::uint32_t key : wanted)
-        bpf_map_update_elem(map_fd, &key, &one, BPF_ANY);
+// Makes the traced_tgids bitmap (an array of u64 words, bit tgid % 64 of word tgid / 64) hold
+// exactly `wanted`, given that it held `current`: only the words that change are written.
+inline void replace_tgid_bitmap(int map_fd, const std::vector<std::uint32_t>& current,
+                                const std::vector<std::uint32_t>& wanted) {
+    std::map<__u32, __u64> words;
+    for (std::uint32_t tgid : current)
+        words.try_emplace(tgid / 64, 0);
+    for (std::uint32_t tgid : wanted)
+        if (tgid / 64 < LOUPE_TGID_BITMAP_WORDS) words[tgid / 64] |= __u64{1} << (tgid % 64);
+    for (const auto& [word, bits] : words)
+        bpf_map_update_elem(map_fd, &word, &bits, BPF_ANY);
 }
 
 }  // namespace loupe::capture

@@ -25,7 +25,7 @@ struct CaptureOptions {
 
 struct DropCounters {
     std::uint64_t ringbuf_full = 0;
-    std::uint64_t inflight_full = 0;
+    std::uint64_t unsupported_syscall = 0;  // socket I/O from sendmmsg, splice, io_uring...
     std::uint64_t conn_table_full = 0;
 };
 

@@ -37,6 +37,8 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(
     }
     resources& skel = *capture->skel_;
     skel.rodata->filter_tgids = filter_tgids;
+    if (!filter_tgids)
+        bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
     capture->hooks_.select(skel.obj, tracefs, disabled_hooks);
     if (int err = resources__load(&skel); err != 0) {
         error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);
@@ -62,7 +64,7 @@ int ResourceCapture::on_exit_record(void* ctx, void* data, std::size_t size) {
 }
 
 void ResourceCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
-    replace_u32_set(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
+    replace_tgid_bitmap(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
     traced_tgids_ = tgids;
 }
 

@@ -174,8 +174,8 @@ int drain_doctor_events(doctor_probes& skel) {
 std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
     const capture::TracefsStatus& tracefs) {
     auto tp = make(
-        "tracepoint", "tracepoints (syscalls:*, sock:*, tcp:*, sched:*, block:*)", false,
-        "per-syscall hooks: capture falls back to raw_tp/tp_btf on every syscall (more overhead)");
+        "tracepoint", "tracepoints (syscalls:*)", false,
+        "TCP connections accepted per process (syscalls:sys_exit_accept*) are not counted");
     auto ring = make("ringbuf", "BPF ring buffer", true,
                      "everything: events cannot reach user space without it (kernel >= 5.8)");
     {
@@ -208,7 +208,7 @@ std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
 
 FeatureReport probe_raw_tp() {
     auto r = make("raw_tp", "raw tracepoints (raw_tp)", false,
-                  "fallback syscall hook when tracepoints cannot attach");
+                  "none today: loupe's hooks are typed (tp_btf) and classic tracepoints");
     const auto res = run_program_probe("probe_raw_tp", LOUPE_PROBE_RAW_TP, nullptr, attach_default,
                                        trigger_syscall);
     r.available = res.ok;
@@ -217,8 +217,9 @@ FeatureReport probe_raw_tp() {
 }
 
 FeatureReport probe_tp_btf() {
-    auto r = make("tp_btf", "BTF-typed tracepoints (tp_btf)", false,
-                  "typed raw tracepoints; raw_tp is used instead");
+    auto r = make("tp_btf", "BTF-typed tracepoints (tp_btf)", true,
+                  "everything but /proc figures: the HTTP capture (sock:sock_send_length, "
+                  "sock_recv_length, inet_sock_set_state) and the scheduler, block and TCP hooks");
     const auto res = run_program_probe("probe_tp_btf", LOUPE_PROBE_TP_BTF, nullptr, attach_default,
                                        trigger_syscall);
     r.available = res.ok;
@@ -381,7 +382,7 @@ bool KernelReport::usable() const {
     const bool essentials =
         std::all_of(features.begin(), features.end(),
                     [](const FeatureReport& f) { return !f.essential || f.available; });
-    return essentials && (available("tracepoint") || available("raw_tp") || available("tp_btf"));
+    return essentials;
 }
 
 KernelReport probe_kernel_features() {

@@ -355,7 +355,7 @@ std::string render_prometheus(const MetricsView& view) {
                         MetricType::Counter);
         const std::pair<const char*, std::uint64_t> reasons[] = {
             {"ringbuf_full", view.kernel_drops.ringbuf_full},
-            {"inflight_table_full", view.kernel_drops.inflight_full},
+            {"unsupported_syscall", view.kernel_drops.unsupported_syscall},
             {"conn_table_full", view.kernel_drops.conn_table_full},
             {"malformed", p.malformed_events},
             {"series_limit", view.http.series_dropped()},

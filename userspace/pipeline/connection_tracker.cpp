@@ -49,11 +49,7 @@ ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref
     auto it = conns_.find(key);
     if (it != conns_.end()) {
         // A reused fd: whatever the old connection had pending ends as closed without response.
-        scratch_.clear();
-        it->second.parser.on_close(it->second.last_seen_ns, scratch_);
-        emit(it->second, scratch_);
-        account_stats(it->second);
-        conns_.erase(it);
+        finish(it, it->second.closed_ns ? it->second.closed_ns : it->second.last_seen_ns);
     } else if (conns_.size() >= max_connections_) {
         evict_one();
     }
@@ -67,10 +63,41 @@ ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref
                                                         0,
                                                         0,
                                                         now_ns,
+                                                        0,
+                                                        0,
                                                         http1::Http1Connection(role),
                                                         {}})
                            .first->second;
     return conn;
+}
+
+void ConnectionTracker::finish(std::unordered_map<std::uint64_t, Connection>::iterator it,
+                               std::uint64_t at_ns) {
+    scratch_.clear();
+    it->second.parser.on_close(std::max(at_ns, it->second.last_seen_ns), scratch_);
+    emit(it->second, scratch_);
+    account_stats(it->second);
+    conns_.erase(it);
+}
+
+void ConnectionTracker::end_drain() {
+    std::erase_if(closing_, [this](const std::pair<std::uint64_t, std::uint64_t>& entry) {
+        auto it = conns_.find(entry.first);
+        if (it == conns_.end() || it->second.generation != entry.second) return true;  // gone
+        if (it->second.closed_in_drain == drain_) return false;  // closed in this drain: wait
+        finish(it, it->second.closed_ns);
+        return true;
+    });
+    ++drain_;
+}
+
+void ConnectionTracker::end_all_closed() {
+    for (const auto& [key, generation] : closing_) {
+        auto it = conns_.find(key);
+        if (it != conns_.end() && it->second.generation == generation)
+            finish(it, it->second.closed_ns);
+    }
+    closing_.clear();
 }
 
 void ConnectionTracker::evict_one() {
@@ -168,13 +195,14 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
     }
     if (const auto* close_ev = std::get_if<capture::ConnClose>(&event)) {
         const auto& e = *close_ev->event;
-        auto it = conns_.find(key_of(e.header.conn.tgid, e.header.conn.fd));
-        if (it == conns_.end() || it->second.generation != e.header.conn.generation) return;
-        scratch_.clear();
-        it->second.parser.on_close(e.header.timestamp_ns, scratch_);
-        emit(it->second, scratch_);
-        account_stats(it->second);
-        conns_.erase(it);
+        const std::uint64_t key = key_of(e.header.conn.tgid, e.header.conn.fd);
+        auto it = conns_.find(key);
+        if (it == conns_.end() || it->second.generation != e.header.conn.generation ||
+            it->second.closed_ns != 0)
+            return;
+        it->second.closed_ns = e.header.timestamp_ns;
+        it->second.closed_in_drain = drain_;
+        closing_.emplace_back(key, e.header.conn.generation);
         return;
     }
     ++counters_.malformed_events;

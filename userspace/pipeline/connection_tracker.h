@@ -46,6 +46,13 @@ class ConnectionTracker {
 
     void on_record(std::span<const std::uint8_t> record);
     void on_event(const capture::DecodedEvent& event);
+    // Called after each drain of the ring buffer: ends the connections whose close arrived in an
+    // earlier drain. A close is seen by the kernel in TCP state changes, which can run before the
+    // closing process's own last read or write is reported (a reset on loopback is handled inside
+    // the write that provoked it), so a connection stays open for late data until one more drain.
+    void end_drain();
+    // Ends every closed connection now (final flush).
+    void end_all_closed();
 
     const PipelineCounters& counters() const { return counters_; }
     std::size_t live_connections() const { return conns_.size(); }
@@ -60,6 +67,8 @@ class ConnectionTracker {
         std::uint16_t peer_port = 0;
         std::uint16_t local_port = 0;
         std::uint64_t last_seen_ns = 0;
+        std::uint64_t closed_ns = 0;  // close event seen: ends at the next end_drain()
+        std::uint64_t closed_in_drain = 0;
         http1::Http1Connection parser;
         http1::ParserStats reported{};  // parser stats already added to counters_
     };
@@ -73,12 +82,16 @@ class ConnectionTracker {
     void account_stats(Connection& conn);
     bool selected(std::uint32_t tgid, const std::string& comm, std::uint16_t port) const;
     void evict_one();
+    // Ends a connection: what it had pending is reported as closed at `at_ns`.
+    void finish(std::unordered_map<std::uint64_t, Connection>::iterator it, std::uint64_t at_ns);
 
     Selection selection_;
     std::size_t max_connections_;
     Sink sink_;
     CommLookup comm_lookup_;
     std::unordered_map<std::uint64_t, Connection> conns_;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> closing_;  // (key, generation)
+    std::uint64_t drain_ = 0;
     std::vector<http1::Exchange> scratch_;
     PipelineCounters counters_;
 };
