@@ -377,14 +377,14 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
 }
 
 SEC("tp_btf/sock_recv_length")
-int BPF_PROG(handle_sock_recv_length, struct sock *sk, int ret, int flags)
+int BPF_PROG(http_sock_recv_length, struct sock *sk, int ret, int flags)
 {
     socket_data(sk, ret, flags, false);
     return 0;
 }
 
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(handle_sock_send_length, struct sock *sk, int ret, int flags)
+int BPF_PROG(http_sock_send_length, struct sock *sk, int ret, int flags)
 {
     socket_data(sk, ret, flags, true);
     return 0;
@@ -398,7 +398,7 @@ int BPF_PROG(handle_sock_send_length, struct sock *sk, int ret, int flags)
 // that shuts down its write side still reads the response. A close event lets user space end
 // what the connection had pending (a close-delimited response, or a request never answered).
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(handle_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
     if (sk->sk_protocol != IPPROTO_TCP)
         return 0;
