@@ -1,5 +1,6 @@
 #include "capture/http_capture.h"
 
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,6 +87,12 @@ int HttpCapture::poll(int timeout_ms) {
     int consumed = ring_buffer__consume(ring_.get());
     if (consumed < 0) return consumed;
     return std::max(polled, 0) + consumed;
+}
+
+int HttpCapture::wait(int timeout_ms) const {
+    epoll_event event{};
+    const int n = ::epoll_wait(ring_buffer__epoll_fd(ring_.get()), &event, 1, timeout_ms);
+    return n < 0 ? 0 : n;  // EINTR: as a timeout
 }
 
 void HttpCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {

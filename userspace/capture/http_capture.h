@@ -44,6 +44,10 @@ class HttpCapture {
     // Waits up to timeout_ms for a wake-up, then consumes everything pending. Returns the number
     // of records handled, or a negative errno.
     int poll(int timeout_ms);
+    // Waits up to timeout_ms until the kernel signals pending records (it does so once
+    // wakeup_bytes are pending), without consuming them: lets the caller wait without holding the
+    // locks that record handlers need. Returns > 0 when woken, 0 on timeout.
+    int wait(int timeout_ms) const;
 
     // Replaces the set of traced processes (used when filter_tgids is on).
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
