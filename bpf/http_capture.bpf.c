@@ -17,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include "kernel_defs.bpf.h"
 #include "loupe_abi.h"
+#include "process_stats.bpf.h"
 #include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -40,6 +41,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // (filter_tgids: traced_tgids.bpf.h)
 const volatile __u32 self_tgid = 0;    // loupe never traces itself
 const volatile __u64 wakeup_bytes = 0; // wake the consumer once this much data is pending
+// The per-process maps of process_stats.bpf.h are the resource object's (shared by user space):
+// account every socket read and write there too.
+const volatile bool account_sockets = false;
 
 struct conn_state {
     __u64 generation; // when loupe first saw I/O on it (0: not yet, no open event sent)
@@ -279,6 +283,8 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
 {
     if (ret <= 0 || (flags & MSG_PEEK))
         return; // EAGAIN, EOF and errors carry no data; a peek is read again for real
+    if (account_sockets)
+        socket_io(sk, ret, transmit);
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!traced(pid_tgid >> 32))
         return;

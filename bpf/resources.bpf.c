@@ -10,8 +10,8 @@
 #include <bpf/bpf_tracing.h>
 #include "kernel_defs.bpf.h"
 #include "loupe_abi.h"
+#include "process_stats.bpf.h"
 #include "socket_of_fd.bpf.h"
-#include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -19,39 +19,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define REQ_OP_MASK 0xff
 #define REQ_OP_READ 0
 #define REQ_OP_WRITE 1
-
-// Kernel threads (tgid 0 is the idle task) are never accounted; the rest per the process filter.
-static __always_inline bool accounted(__u32 tgid)
-{
-    return tgid != 0 && tgid_selected(tgid);
-}
-
-// @brief Cumulative counters per process (key: tgid). LRU so that processes whose exit was
-// missed age out; entries are deleted at exit after their totals went to user space.
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 4096);
-    __type(key, __u32);
-    __type(value, struct loupe_proc_stats);
-} proc_stats SEC(".maps");
-
-// @brief A zeroed loupe_proc_stats per CPU: the template for new proc_stats entries (too big for
-// the 512-byte stack). Only its comm is ever written.
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct loupe_proc_stats);
-} stats_template SEC(".maps");
-
-// @brief Which process owns a TCP socket (key: struct sock address), so that events in softirq
-// context (retransmits, RTT samples, state changes) are charged to the right process.
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
-    __type(value, struct loupe_sock_owner);
-} sock_owners SEC(".maps");
 
 struct rq_start {
     __u64 start_ns;
@@ -83,71 +50,11 @@ struct {
     __type(value, __u64);
 } runnable_since SEC(".maps");
 
-// @brief Node-wide counters, indexed by enum loupe_node_counter.
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, LOUPE_NODE_COUNTER_COUNT);
-    __type(key, __u32);
-    __type(value, __u64);
-} node_counters SEC(".maps");
-
 // @brief Final totals of exiting processes (rare: a few hundred per second at most).
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 512 * 1024);
 } exits SEC(".maps");
-
-static __always_inline void node_add(__u32 counter, __u64 n)
-{
-    __u64 *value = bpf_map_lookup_elem(&node_counters, &counter);
-    if (value)
-        *value += n; // per-CPU slot: no atomic needed
-}
-
-static __always_inline void node_count(__u32 counter)
-{
-    node_add(counter, 1);
-}
-
-static __always_inline __u32 log2_bucket(__u64 v)
-{
-    // floor(log2(v)) by halving steps: branch-light and loop-free for the verifier.
-    __u32 r = 0;
-    if (v >> 32) { v >>= 32; r += 32; }
-    if (v >> 16) { v >>= 16; r += 16; }
-    if (v >> 8) { v >>= 8; r += 8; }
-    if (v >> 4) { v >>= 4; r += 4; }
-    if (v >> 2) { v >>= 2; r += 2; }
-    if (v >> 1) { r += 1; }
-    return r < LOUPE_LOG2_BUCKETS ? r : LOUPE_LOG2_BUCKETS - 1;
-}
-
-static __always_inline void hist_add(__u64 *hist, __u64 *sum_ns, __u64 value_ns)
-{
-    __u32 bucket = log2_bucket(value_ns / 1000);
-    if (bucket < LOUPE_LOG2_BUCKETS)
-        __sync_fetch_and_add(&hist[bucket], 1);
-    __sync_fetch_and_add(sum_ns, value_ns);
-}
-
-// The stats entry of `tgid`, created (named after `task`'s process) when missing. A task already
-// past its exit tracepoint (still switched in and out while it dies) must not recreate the entry
-// that the exit just deleted: that would leak one entry per process.
-static __always_inline struct loupe_proc_stats *stats_of(__u32 tgid, struct task_struct *task)
-{
-    struct loupe_proc_stats *stats = bpf_map_lookup_elem(&proc_stats, &tgid);
-    if (stats || !accounted(tgid) || (BPF_CORE_READ(task, flags) & PF_EXITING))
-        return stats;
-    __u32 zero = 0;
-    struct loupe_proc_stats *fresh = bpf_map_lookup_elem(&stats_template, &zero);
-    if (!fresh)
-        return NULL;
-    BPF_CORE_READ_STR_INTO(&fresh->comm, task, group_leader, comm);
-    if (bpf_map_update_elem(&proc_stats, &tgid, fresh, BPF_NOEXIST) != 0 &&
-        !bpf_map_lookup_elem(&proc_stats, &tgid))
-        node_count(LOUPE_NODE_PROC_STATS_FULL);
-    return bpf_map_lookup_elem(&proc_stats, &tgid);
-}
 
 static __always_inline struct loupe_proc_stats *current_stats(void)
 {
@@ -286,60 +193,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct
 }
 
 // ---- sockets ----
-// Socket I/O runs in the owning process's context: remember the owner for softirq events.
-// The arguments of a tp_btf program are trusted kernel pointers: fields are read with plain loads
-// instead of a bpf_probe_read_kernel helper call each (this runs at every socket read and write of
-// every process).
-static __always_inline void socket_io(struct sock *sk, int ret, bool transmit)
-{
-    if (ret <= 0)
-        return;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!accounted(tgid))
-        return;
-    __u16 family = sk->__sk_common.skc_family;
-    if (family != AF_INET && family != AF_INET6)
-        return;
-    struct task_struct *task = bpf_get_current_task_btf();
-    if (task->flags & PF_KTHREAD)
-        return; // kernel threads (writeback, softirq work) are not services
-    struct loupe_proc_stats *stats = stats_of(tgid, task);
-    if (!stats)
-        return;
-    __sync_fetch_and_add(transmit ? &stats->net_tx_bytes : &stats->net_rx_bytes, (__u64)ret);
-    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-    if (!tp)
-        return;
-    // RTT: the socket's smoothed RTT (srtt_us holds microseconds << 3), sampled at each read and
-    // write. tcp_probe would give one sample per received segment but fires for every ACK on the
-    // host: measured at ~1 us of CPU per nginx request, the largest single cost of loupe.
-    __u64 srtt_us = tp->srtt_us >> 3;
-    if (srtt_us)
-        hist_add(stats->tcp_rtt_us, &stats->tcp_rtt_sum_ns, srtt_us * 1000);
-    __u64 key = (__u64)sk;
-    struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
-    if (owner) {
-        if (owner->tgid == 0)
-            owner->tgid = tgid;
-        return;
-    }
-    struct loupe_sock_owner fresh = {.tgid = tgid};
-    bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_NOEXIST);
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(handle_sock_send_length, struct sock *sk, int ret, int flags)
-{
-    socket_io(sk, ret, true);
-    return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(handle_sock_recv_length, struct sock *sk, int ret, int flags)
-{
-    socket_io(sk, ret, false);
-    return 0;
-}
+// Socket reads and writes are accounted by the HTTP capture's programs on the same tracepoints
+// (socket_io, process_stats.bpf.h), which share this object's maps.
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)

@@ -87,7 +87,7 @@ def main():
     if ("sched_switch" in info["resource_hooks_attached"] or "inet_sock_set_state" in info["hooks_attached"]
             or "inet_sock_set_state" in info["resource_hooks_attached"]):
         fail(f"--disable-hooks: disabled hooks still attached: {info}")
-    if "sock_send_length" not in info["resource_hooks_attached"] or "sock_recv_length" not in info["hooks_attached"]:
+    if "sock_send_length" not in info["hooks_attached"] or "tcp_retransmit_skb" not in info["resource_hooks_attached"]:
         fail(f"--disable-hooks: other hooks missing: {info}")
     if info["hooks_disabled"] != ["sched_switch", "sched_wakeup", "inet_sock_set_state"]:
         fail(f"--disable-hooks not reported: {info['hooks_disabled']}")

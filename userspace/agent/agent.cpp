@@ -157,6 +157,7 @@ bool Agent::start_capture() {
     // /proc); --port is applied in user space.
     options.filter_tgids = !config_.pids.empty() || !config_.comms.empty();
     options.disabled_hooks = config_.disabled_hooks;
+    if (resource_capture_) options.process_stats_maps = resource_capture_->process_stats_maps();
     capture_ = capture::HttpCapture::start(
         options, [this](std::span<const std::uint8_t> record) { tracker_.on_record(record); },
         capture_error_);
@@ -165,7 +166,7 @@ bool Agent::start_capture() {
         return false;
     }
     if (options.filter_tgids) capture_->set_traced_tgids(pids_of(selected_processes()));
-    spdlog::info("HTTP capture attached to {} syscall tracepoints",
+    spdlog::info("HTTP capture attached to {} socket tracepoints",
                  capture_->attached_hooks().size());
     return true;
 }
@@ -562,8 +563,8 @@ bool Agent::start() {
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
 
     start_pod_metadata();
+    start_resources();  // first: the HTTP capture's socket programs share its per-process maps
     const bool capturing = start_capture();
-    start_resources();
     ready_ = capturing;
     started_up_ = true;
     consumer_ = std::thread([this] { consume_loop(); });

@@ -29,6 +29,29 @@ HttpCapture::~HttpCapture() {
     ring_.reset();
 }
 
+namespace {
+
+// Makes the object's per-process maps the resource object's own (before load). Without them (no
+// resource capture) the maps stay unused: shrunk to one entry.
+bool share_process_stats(http_capture& skel, const std::vector<std::pair<std::string, int>>& maps) {
+    bool shared = !maps.empty();
+    for (const auto& [name, fd] : maps) {
+        bpf_map* map = bpf_object__find_map_by_name(skel.obj, name.c_str());
+        if (!map || bpf_map__reuse_fd(map, fd) != 0) {
+            spdlog::warn("cannot share the per-process map {}: socket bytes are not accounted",
+                         name);
+            shared = false;
+        }
+    }
+    if (!shared) {
+        bpf_map__set_max_entries(skel.maps.proc_stats, 1);
+        bpf_map__set_max_entries(skel.maps.sock_owners, 1);
+    }
+    return shared;
+}
+
+}  // namespace
+
 std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
                                                 RecordHandler handler, std::string& error) {
     // The capture hooks are typed tracepoints (tp_btf): tracefs is only asked about for the
@@ -51,6 +74,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         error = "invalid ring buffer size " + std::to_string(options.ring_buffer_bytes);
         return nullptr;
     }
+    skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, tracefs, options.disabled_hooks);
     if (int err = http_capture__load(&skel); err != 0) {
         error = std::string("the kernel refused the HTTP capture programs: ") +

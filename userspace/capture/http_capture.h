@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "capture/bpf_handles.h"
@@ -21,6 +22,9 @@ struct CaptureOptions {
     std::uint32_t wakeup_bytes = 1u << 20;
     bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
     std::vector<std::string> disabled_hooks;  // not attached (see hook_set.h)
+    // ResourceCapture::process_stats_maps(): when given, the socket programs also do the
+    // per-process socket accounting, into those maps (one program per socket I/O, not two).
+    std::vector<std::pair<std::string, int>> process_stats_maps;
 };
 
 struct DropCounters {

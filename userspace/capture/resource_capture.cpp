@@ -63,6 +63,14 @@ int ResourceCapture::on_exit_record(void* ctx, void* data, std::size_t size) {
     return 0;
 }
 
+std::vector<std::pair<std::string, int>> ResourceCapture::process_stats_maps() const {
+    const resources& skel = *skel_;
+    return {{"proc_stats", bpf_map__fd(skel.maps.proc_stats)},
+            {"stats_template", bpf_map__fd(skel.maps.stats_template)},
+            {"sock_owners", bpf_map__fd(skel.maps.sock_owners)},
+            {"node_counters", bpf_map__fd(skel.maps.node_counters)}};
+}
+
 void ResourceCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
     replace_tgid_bitmap(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
     traced_tgids_ = tgids;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "capture/bpf_handles.h"
@@ -46,6 +47,9 @@ class ResourceCapture {
     std::unordered_map<std::uint32_t, std::uint64_t> active_connections() const;
     std::size_t proc_stats_entries() const;
     NodeKernelCounters node_counters() const;
+    // The per-process maps (process_stats.bpf.h) by name, for HttpCapture to share: its socket
+    // programs account socket bytes, RTT and owners into them.
+    std::vector<std::pair<std::string, int>> process_stats_maps() const;
 
     const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
     const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
