@@ -356,7 +356,7 @@ void Agent::consume_loop() {
     }
     if (capture_) {
         std::lock_guard lock(mutex_);
-        capture_->poll(0);  // final flush
+        capture_->flush();
         tracker_.end_all_closed();
     }
 }

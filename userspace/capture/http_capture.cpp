@@ -1,6 +1,7 @@
 #include "capture/http_capture.h"
 
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,16 @@ HttpCapture::~HttpCapture() {
 }
 
 namespace {
+
+// Each CPU's share of the ring-buffer budget: a power of two of at least one page (0: no such).
+std::uint32_t per_cpu_ring_bytes(std::uint32_t total, int cpus) {
+    if (cpus <= 0 || total == 0 || (total & (total - 1)) != 0) return 0;
+    std::uint32_t each = total;
+    while (each > 1 && each * static_cast<std::uint32_t>(cpus) > total)
+        each /= 2;
+    const auto page = static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE));
+    return each >= page ? each : 0;
+}
 
 // Makes the object's per-process maps the resource object's own (before load). Without them (no
 // resource capture) the maps stay unused: shrunk to one entry.
@@ -69,11 +80,17 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     skel.rodata->filter_tgids = options.filter_tgids;
     if (!options.filter_tgids)
         bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
-    skel.rodata->wakeup_bytes = options.wakeup_bytes;
-    if (int err = bpf_map__set_max_entries(skel.maps.events, options.ring_buffer_bytes); err != 0) {
-        error = "invalid ring buffer size " + std::to_string(options.ring_buffer_bytes);
+    const int cpus = libbpf_num_possible_cpus();
+    const std::uint32_t ring_bytes = per_cpu_ring_bytes(options.ring_buffer_bytes, cpus);
+    if (cpus <= 0 || ring_bytes == 0) {
+        error = "invalid ring buffer size " + std::to_string(options.ring_buffer_bytes) +
+                " (a power of two, at least " + std::to_string(cpus) + " pages)";
         return nullptr;
     }
+    skel.rodata->wakeup_bytes = options.wakeup_bytes / static_cast<std::uint32_t>(cpus);
+    // The rings themselves are created after load (open_rings): a ring buffer's size is not
+    // part of its type, so any size fits the array's template.
+    bpf_map__set_max_entries(skel.maps.events, static_cast<std::uint32_t>(cpus));
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, tracefs, options.disabled_hooks);
     if (int err = http_capture__load(&skel); err != 0) {
@@ -86,20 +103,42 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         error = "no HTTP capture hook could be attached";
         return nullptr;
     }
-    capture->ring_.reset(ring_buffer__new(bpf_map__fd(skel.maps.events), &HttpCapture::on_record,
-                                          capture.get(), nullptr));
-    if (!capture->ring_) {
-        error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
-        return nullptr;
-    }
+    if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
     for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
 }
 
+// One ring buffer per CPU, created here and put in the `events` array of maps; one libbpf
+// ring_buffer (one epoll set) reads them all.
+bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& error) {
+    const int outer = bpf_map__fd(skel_->maps.events);
+    for (int cpu = 0; cpu < cpus; ++cpu) {
+        UniqueFd ring(
+            bpf_map_create(BPF_MAP_TYPE_RINGBUF, "loupe_events", 0, 0, ring_bytes, nullptr));
+        const auto key = static_cast<__u32>(cpu);
+        const int inner = ring.get();
+        if (!ring.valid() || bpf_map_update_elem(outer, &key, &inner, BPF_ANY) != 0) {
+            error = std::string("cannot create the ring buffer of CPU ") + std::to_string(cpu) +
+                    ": " + std::strerror(errno);
+            return false;
+        }
+        if (!ring_)
+            ring_.reset(ring_buffer__new(inner, &HttpCapture::on_record, this, nullptr));
+        else if (ring_buffer__add(ring_.get(), inner, &HttpCapture::on_record, this) != 0)
+            ring_.reset();
+        if (!ring_) {
+            error = std::string("cannot open the event ring buffers: ") + std::strerror(errno);
+            return false;
+        }
+        ring_fds_.push_back(std::move(ring));
+    }
+    return true;
+}
+
 int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
     auto* self = static_cast<HttpCapture*>(ctx);
-    self->handler_(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(data), size));
+    self->merger_.add(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(data), size));
     return 0;
 }
 
@@ -110,7 +149,16 @@ int HttpCapture::poll(int timeout_ms) {
     if (polled < 0 && polled != -EINTR) return polled;
     int consumed = ring_buffer__consume(ring_.get());
     if (consumed < 0) return consumed;
-    return std::max(polled, 0) + consumed;
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns's clock
+    const auto now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
+                        static_cast<std::uint64_t>(now.tv_nsec);
+    return static_cast<int>(merger_.release(now_ns, handler_));
+}
+
+int HttpCapture::flush() {
+    if (ring_buffer__consume(ring_.get()) < 0) return -1;
+    return static_cast<int>(merger_.release_all(handler_));
 }
 
 int HttpCapture::wait(int timeout_ms) const {

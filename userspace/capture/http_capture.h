@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "capture/bpf_handles.h"
+#include "capture/event_merger.h"
 #include "capture/hook_set.h"
 
 struct http_capture;  // generated skeleton
@@ -17,8 +18,11 @@ struct http_capture;  // generated skeleton
 namespace loupe::capture {
 
 struct CaptureOptions {
-    std::uint32_t ring_buffer_bytes = 4u << 20;  // power of two, >= page size
-    // Wake the consumer early once this much is pending; otherwise it drains on its own timer.
+    // Ring-buffer budget, split evenly between one ring per CPU: a power of two, at least a page
+    // per CPU.
+    std::uint32_t ring_buffer_bytes = 4u << 20;
+    // Wake the consumer early once this much is pending (split between the CPUs' rings, like
+    // the budget); otherwise it drains on its own timer.
     std::uint32_t wakeup_bytes = 1u << 20;
     bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
     std::vector<std::string> disabled_hooks;  // not attached (see hook_set.h)
@@ -45,9 +49,12 @@ class HttpCapture {
     HttpCapture(const HttpCapture&) = delete;
     HttpCapture& operator=(const HttpCapture&) = delete;
 
-    // Waits up to timeout_ms for a wake-up, then consumes everything pending. Returns the number
-    // of records handled, or a negative errno.
+    // Waits up to timeout_ms for a wake-up, then consumes everything pending and hands the
+    // records over in time order, holding back the last few milliseconds (see EventMerger).
+    // Returns the number of records handed over, or a negative errno.
     int poll(int timeout_ms);
+    // Consumes and hands over everything, held-back records included (shutdown).
+    int flush();
     // Waits up to timeout_ms until the kernel signals pending records (it does so once
     // wakeup_bytes are pending), without consuming them: lets the caller wait without holding the
     // locks that record handlers need. Returns > 0 when woken, 0 on timeout.
@@ -63,13 +70,18 @@ class HttpCapture {
   private:
     HttpCapture() = default;
     static int on_record(void* ctx, void* data, std::size_t size);
+    bool open_rings(int cpus, std::uint32_t ring_bytes, std::string& error);
 
     struct SkeletonDeleter {
         void operator()(http_capture* skel) const noexcept;
     };
     std::unique_ptr<http_capture, SkeletonDeleter> skel_;
     HookSet hooks_;
+    std::vector<UniqueFd> ring_fds_;  // one ring per CPU: kept open while ring_ reads them
     RingBufferPtr ring_;
+    // Records stay a few milliseconds, far more than the time between an event's timestamp and
+    // its commit to a ring, so that no record of another CPU can still arrive before them.
+    EventMerger merger_{5'000'000};
     RecordHandler handler_;
     std::vector<std::uint32_t> traced_tgids_;
 };
