@@ -37,11 +37,14 @@ def main():
     args = ap.parse_args()
     nginx = Nginx(workers=args.workers)
     url = nginx.url(args.path)
-    ratios, rows = [], []
+    ratios, bases, traceds, rows = [], [], [], []
     try:
         wrk(url, 2)  # warm-up
         for i in range(args.pairs):
-            base, _ = wrk(url, args.seconds)
+            # ABBA order (without/with, then with/without): a drift of the host's speed during
+            # the benchmark weighs on both sides alike.
+            if i % 2 == 0:
+                base, _ = wrk(url, args.seconds)
             agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
             log_path = f"{nginx.work}/access.log"
             offset = os.path.getsize(log_path)
@@ -56,14 +59,19 @@ def main():
             drops = sum(v for _, v in select(samples, "loupe_events_dropped_total"))
             rss = select(samples, "loupe_resident_memory_bytes")[0][1]
             agent.stop()
+            if i % 2 == 1:
+                base, _ = wrk(url, args.seconds)
             ratios.append(traced / base)
+            bases.append(base)
+            traceds.append(traced)
             rows.append((i + 1, base, traced, traced / base, logged, int(counted), int(drops), rss / 2**20))
             print(f"pair {i + 1}: without {base:.0f} req/s, with {traced:.0f} req/s, ratio {traced / base:.3f}; "
                   f"access log {logged}, loupe {int(counted)}, drops {int(drops)}, agent RSS {rss / 2**20:.1f} MiB",
                   flush=True)
     finally:
         nginx.stop()
-    print(f"median ratio over {args.pairs} pairs: {statistics.median(ratios):.3f}")
+    print(f"median ratio over {args.pairs} pairs: {statistics.median(ratios):.3f} "
+          f"(median with / median without: {statistics.median(traceds) / statistics.median(bases):.3f})")
     complete = all(r[4] == r[5] and r[6] == 0 for r in rows)
     print("completeness: " + ("every traced run counted exactly the access log's requests, 0 drops" if complete
                               else "MISMATCH (see rows above)"))

@@ -38,18 +38,18 @@ std::size_t EventMerger::release_until(std::uint64_t limit_ns, const Handler& ha
     for (auto it = entries_.begin(); it != first_kept; ++it)
         handler(std::span<const std::uint8_t>(bytes_.data() + it->offset, it->size));
     const std::size_t released = static_cast<std::size_t>(first_kept - entries_.begin());
-    // Compact what is kept (usually the last few milliseconds of records).
-    std::vector<Entry> kept_entries;
-    std::vector<std::uint8_t> kept_bytes;
-    kept_entries.reserve(static_cast<std::size_t>(entries_.end() - first_kept));
+    // Keep the rest (usually the last few milliseconds of records) in the spare buffers, then
+    // swap: both pairs of buffers keep their capacity from one drain to the next.
+    spare_entries_.clear();
+    spare_bytes_.clear();
     for (auto it = first_kept; it != entries_.end(); ++it) {
-        kept_entries.push_back({it->timestamp_ns, kept_bytes.size(), it->size});
-        kept_bytes.insert(kept_bytes.end(),
-                          bytes_.begin() + static_cast<std::ptrdiff_t>(it->offset),
-                          bytes_.begin() + static_cast<std::ptrdiff_t>(it->offset + it->size));
+        spare_entries_.push_back({it->timestamp_ns, spare_bytes_.size(), it->size});
+        spare_bytes_.insert(spare_bytes_.end(),
+                            bytes_.begin() + static_cast<std::ptrdiff_t>(it->offset),
+                            bytes_.begin() + static_cast<std::ptrdiff_t>(it->offset + it->size));
     }
-    entries_ = std::move(kept_entries);
-    bytes_ = std::move(kept_bytes);
+    entries_.swap(spare_entries_);
+    bytes_.swap(spare_bytes_);
     return released;
 }
 

@@ -42,6 +42,8 @@ class EventMerger {
     std::uint64_t hold_back_ns_;
     std::vector<Entry> entries_;
     std::vector<std::uint8_t> bytes_;
+    std::vector<Entry> spare_entries_;
+    std::vector<std::uint8_t> spare_bytes_;
 };
 
 }  // namespace loupe::capture
