@@ -57,6 +57,7 @@ def main():
             counted = sum(v for _, v in select(samples, "http_server_request_duration_seconds_count",
                                                service_name="nginx"))
             drops = sum(v for _, v in select(samples, "loupe_events_dropped_total"))
+            reasons = {l["reason"]: int(v) for l, v in select(samples, "loupe_events_dropped_total") if v}
             rss = select(samples, "loupe_resident_memory_bytes")[0][1]
             agent.stop()
             if i % 2 == 1:
@@ -66,7 +67,8 @@ def main():
             traceds.append(traced)
             rows.append((i + 1, base, traced, traced / base, logged, int(counted), int(drops), rss / 2**20))
             print(f"pair {i + 1}: without {base:.0f} req/s, with {traced:.0f} req/s, ratio {traced / base:.3f}; "
-                  f"access log {logged}, loupe {int(counted)}, drops {int(drops)}, agent RSS {rss / 2**20:.1f} MiB",
+                  f"access log {logged}, loupe {int(counted)}, drops {int(drops)}{' ' + str(reasons) if reasons else ''}, "
+                  f"agent RSS {rss / 2**20:.1f} MiB",
                   flush=True)
     finally:
         nginx.stop()
