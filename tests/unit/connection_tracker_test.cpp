@@ -61,6 +61,12 @@ const std::string kResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 struct Fixture : ::testing::Test {
     std::vector<aggregate::HttpObservation> seen;
+    // A server connection (fd 3, generation 100) reads a request at 1 us and closes at 2 us.
+    static void request_then_close(ConnectionTracker& t) {
+        t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+        t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+        t.on_record(close_rec(3, 100, 2'000));
+    }
     ConnectionTracker make(Selection sel = {}) {
         return ConnectionTracker(
             std::move(sel), 4, [this](const aggregate::HttpObservation& o) { seen.push_back(o); },
@@ -111,9 +117,7 @@ TEST_F(Fixture, ReusedFdNeverPairsAcrossConnections) {
 
 TEST_F(Fixture, CloseEndsPendingRequests) {
     auto t = make();
-    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
-    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
-    t.on_record(close_rec(3, 100, 2'000));
+    request_then_close(t);
     t.end_drain();  // the drain the close arrived in: the connection waits for late data
     EXPECT_TRUE(seen.empty());
     t.end_drain();
@@ -126,9 +130,7 @@ TEST_F(Fixture, CloseEndsPendingRequests) {
 // write's own data event: the response still counts.
 TEST_F(Fixture, DataAfterCloseInTheSameDrainStillCounts) {
     auto t = make();
-    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
-    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
-    t.on_record(close_rec(3, 100, 2'000));
+    request_then_close(t);
     t.on_record(data_rec(3, 100, 2'100, LOUPE_DIR_EGRESS, kResponse));
     t.end_drain();
     t.end_drain();
@@ -140,9 +142,7 @@ TEST_F(Fixture, DataAfterCloseInTheSameDrainStillCounts) {
 
 TEST_F(Fixture, FinalFlushEndsClosedConnections) {
     auto t = make();
-    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
-    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
-    t.on_record(close_rec(3, 100, 2'000));
+    request_then_close(t);
     t.end_all_closed();
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(t.live_connections(), 0u);
