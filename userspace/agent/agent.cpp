@@ -322,10 +322,10 @@ void Agent::reload() {
 }
 
 void Agent::consume_loop() {
-    // Wake-ups are batched in the kernel: it wakes this thread once a quarter of the ring is
-    // pending, and the timeout drains whatever is there at least every 100 ms. Under load that
-    // is one drain per MiB of events; idle, ten a second (a fixed 10 ms drain cost the agent
-    // ~0.4 % of a core doing nothing; see docs/BENCHMARKS.md).
+    // Wake-ups are batched in the kernel: it wakes this thread once a quarter of a CPU's ring is
+    // pending, and the timeout drains whatever is there at least every 100 ms: under load, one
+    // drain per quarter ring of events; idle, ten a second (a fixed 10 ms drain cost the agent
+    // 0.9 % of a core doing nothing, this 0.4 %; see docs/BENCHMARKS.md).
     constexpr int kMaxDrainIntervalMs = 100;
     auto last_expiry = now();
     while (running_) {

@@ -32,14 +32,16 @@ HttpCapture::~HttpCapture() {
 
 namespace {
 
-// Each CPU's share of the ring-buffer budget: a power of two of at least one page (0: no such).
+// Each CPU's share of the ring-buffer budget (a power of two): the largest power of two that
+// fits, but never less than a page, which ring buffers need (0: the budget is not a power of two
+// of at least a page).
 std::uint32_t per_cpu_ring_bytes(std::uint32_t total, int cpus) {
-    if (cpus <= 0 || total == 0 || (total & (total - 1)) != 0) return 0;
-    std::uint32_t each = total;
-    while (each > 1 && each * static_cast<std::uint32_t>(cpus) > total)
+    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    if (cpus <= 0 || total < page || (total & (total - 1)) != 0) return 0;
+    std::uint64_t each = total;
+    while (each > page && each * static_cast<std::uint64_t>(cpus) > total)
         each /= 2;
-    const auto page = static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE));
-    return each >= page ? each : 0;
+    return static_cast<std::uint32_t>(each);
 }
 
 // Makes the object's per-process maps the resource object's own (before load). Without them (no
@@ -84,7 +86,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     const std::uint32_t ring_bytes = per_cpu_ring_bytes(options.ring_buffer_bytes, cpus);
     if (cpus <= 0 || ring_bytes == 0) {
         error = "invalid ring buffer size " + std::to_string(options.ring_buffer_bytes) +
-                " (a power of two, at least " + std::to_string(cpus) + " pages)";
+                " (a power of two of at least a page)";
         return nullptr;
     }
     skel.rodata->wakeup_bytes = options.wakeup_bytes / static_cast<std::uint32_t>(cpus);

@@ -18,8 +18,8 @@ struct http_capture;  // generated skeleton
 namespace loupe::capture {
 
 struct CaptureOptions {
-    // Ring-buffer budget, split evenly between one ring per CPU: a power of two, at least a page
-    // per CPU.
+    // Ring-buffer budget, split evenly between one ring per CPU: a power of two (each CPU's ring
+    // gets at least a page, even when that exceeds the budget).
     std::uint32_t ring_buffer_bytes = 4u << 20;
     // Wake the consumer early once this much is pending (split between the CPUs' rings, like
     // the budget); otherwise it drains on its own timer.
