@@ -22,7 +22,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-
 // Connection kinds kept in `conns`.
 #define CONN_UNDECIDED 0 // TCP, protocol not recognised yet
 #define CONN_HTTP 1      // saw an HTTP/1.x request or status line

@@ -48,8 +48,8 @@ enum loupe_event_kind {
 
 enum loupe_conn_role {
     LOUPE_ROLE_UNKNOWN = 0, /* already open when loupe started, or role not learnt yet */
-    LOUPE_ROLE_SERVER = 1,  /* returned by accept */
-    LOUPE_ROLE_CLIENT = 2,  /* connected by connect */
+    LOUPE_ROLE_SERVER = 1,  /* accepted: a passive open (SYN_RECV -> ESTABLISHED) */
+    LOUPE_ROLE_CLIENT = 2,  /* connected: an active open (SYN_SENT) */
 };
 
 enum loupe_direction {
@@ -67,8 +67,6 @@ enum loupe_syscall {
     LOUPE_SYS_SENDTO,
     LOUPE_SYS_SENDMSG,
     LOUPE_SYS_SENDFILE,
-    LOUPE_SYS_ACCEPT,
-    LOUPE_SYS_CONNECT,
 };
 
 /* Per-CPU drop counters (index of the `drops` map). */
