@@ -145,16 +145,19 @@ int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
 }
 
 int HttpCapture::poll(int timeout_ms) {
+    // The clock is read before the rings are: a record stamped hold-back earlier than this was
+    // committed before the drain began, however long the drain itself takes (reading one CPU's
+    // ring, then the next, can take longer than the hold-back when this thread is descheduled).
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns's clock
+    const auto now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
+                        static_cast<std::uint64_t>(now.tv_nsec);
     // Wake-ups are batched in the kernel (BPF_RB_NO_WAKEUP), so poll may time out with records
     // pending: consume drains them regardless.
     int polled = ring_buffer__poll(ring_.get(), timeout_ms);
     if (polled < 0 && polled != -EINTR) return polled;
     int consumed = ring_buffer__consume(ring_.get());
     if (consumed < 0) return consumed;
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns's clock
-    const auto now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
-                        static_cast<std::uint64_t>(now.tv_nsec);
     return static_cast<int>(merger_.release(now_ns, handler_));
 }
 
