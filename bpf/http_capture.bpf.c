@@ -296,63 +296,60 @@ static __always_inline struct conn_state *conn_of(struct sock *sk, __u64 pid_tgi
     return state;
 }
 
+// Sets what the syscall numbered `nr` is (LOUPE_SYS_*), where its bytes are (VECTOR_*) and
+// whether it writes. False for one whose buffers loupe cannot read (sendmmsg, recvmmsg, splice,
+// io_uring).
+#define SYSCALL_CASE(nr_, syscall_, vector_, writes_)                                              \
+    case nr_:                                                                                      \
+        *syscall = syscall_;                                                                       \
+        *vector = vector_;                                                                         \
+        *writes = writes_;                                                                         \
+        return true;
+static __always_inline bool classify_syscall(__u64 nr, __u8 *syscall, __u8 *vector, bool *writes)
+{
+    switch (nr) {
+        SYSCALL_CASE(NR_READ, LOUPE_SYS_READ, VECTOR_BUFFER, false)
+        SYSCALL_CASE(NR_READV, LOUPE_SYS_READV, VECTOR_IOVEC, false)
+        SYSCALL_CASE(NR_RECVFROM, LOUPE_SYS_RECVFROM, VECTOR_BUFFER, false)
+        SYSCALL_CASE(NR_RECVMSG, LOUPE_SYS_RECVMSG, VECTOR_MSGHDR, false)
+        SYSCALL_CASE(NR_WRITE, LOUPE_SYS_WRITE, VECTOR_BUFFER, true)
+        SYSCALL_CASE(NR_WRITEV, LOUPE_SYS_WRITEV, VECTOR_IOVEC, true)
+        SYSCALL_CASE(NR_SENDTO, LOUPE_SYS_SENDTO, VECTOR_BUFFER, true)
+        SYSCALL_CASE(NR_SENDMSG, LOUPE_SYS_SENDMSG, VECTOR_MSGHDR, true)
+        // sendfile: file bytes the process never sees, only the count
+        SYSCALL_CASE(NR_SENDFILE, LOUPE_SYS_SENDFILE, VECTOR_NONE, true)
+    default:
+        return false;
+    }
+}
+#undef SYSCALL_CASE
+
 // One read or write of `ret` bytes on `sk` by the current thread. `transmit`: a write.
 static __always_inline void socket_data(struct sock *sk, int ret, int flags, bool transmit)
 {
     if (ret <= 0 || (flags & MSG_PEEK))
         return; // EAGAIN, EOF and errors carry no data; a peek is read again for real
-    if (account_sockets)
-        socket_io(sk, ret, transmit);
     __u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!traced(pid_tgid >> 32))
-        return;
+    __u32 tgid = pid_tgid >> 32;
     __u16 family = sk->__sk_common.skc_family;
-    if (sk->sk_protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
+    if (family != AF_INET && family != AF_INET6)
         return;
     struct task_struct *task = bpf_get_current_task_btf();
-    if (task->flags & (PF_KTHREAD | PF_IO_WORKER))
-        return; // in-kernel socket users (NFS, iSCSI) and io_uring workers: no syscall behind them
+    if (task->flags & PF_KTHREAD)
+        return; // in-kernel socket users (NFS, iSCSI, writeback) are not services
+    if (account_sockets && accounted(tgid))
+        account_socket_io(sk, ret, transmit, tgid, task);
+    if (!traced(tgid) || sk->sk_protocol != IPPROTO_TCP)
+        return;
+    if (task->flags & PF_IO_WORKER)
+        return; // io_uring workers: no syscall of the process behind them
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-    __u64 nr = SYSCALL_NR(regs);
     __u8 syscall;
     __u8 vector;
-    if (transmit) {
-        if (nr == NR_WRITE) {
-            syscall = LOUPE_SYS_WRITE;
-            vector = VECTOR_BUFFER;
-        } else if (nr == NR_WRITEV) {
-            syscall = LOUPE_SYS_WRITEV;
-            vector = VECTOR_IOVEC;
-        } else if (nr == NR_SENDTO) {
-            syscall = LOUPE_SYS_SENDTO;
-            vector = VECTOR_BUFFER;
-        } else if (nr == NR_SENDMSG) {
-            syscall = LOUPE_SYS_SENDMSG;
-            vector = VECTOR_MSGHDR;
-        } else if (nr == NR_SENDFILE) {
-            syscall = LOUPE_SYS_SENDFILE; // file bytes the process never sees: only the count
-            vector = VECTOR_NONE;
-        } else {
-            count_drop(LOUPE_DROP_UNSUPPORTED_SYSCALL); // sendmmsg, splice, io_uring
-            return;
-        }
-    } else {
-        if (nr == NR_READ) {
-            syscall = LOUPE_SYS_READ;
-            vector = VECTOR_BUFFER;
-        } else if (nr == NR_READV) {
-            syscall = LOUPE_SYS_READV;
-            vector = VECTOR_IOVEC;
-        } else if (nr == NR_RECVFROM) {
-            syscall = LOUPE_SYS_RECVFROM;
-            vector = VECTOR_BUFFER;
-        } else if (nr == NR_RECVMSG) {
-            syscall = LOUPE_SYS_RECVMSG;
-            vector = VECTOR_MSGHDR;
-        } else {
-            count_drop(LOUPE_DROP_UNSUPPORTED_SYSCALL); // recvmmsg, splice, io_uring
-            return;
-        }
+    bool writes;
+    if (!classify_syscall(SYSCALL_NR(regs), &syscall, &vector, &writes) || writes != transmit) {
+        count_drop(LOUPE_DROP_UNSUPPORTED_SYSCALL);
+        return;
     }
     __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
     struct conn_state *state = conn_of(sk, pid_tgid, fd, task);

@@ -106,23 +106,14 @@ static __always_inline struct loupe_proc_stats *stats_of(__u32 tgid, struct task
     return bpf_map_lookup_elem(&proc_stats, &tgid);
 }
 
+// One socket read or write of `ret` > 0 bytes on an IPv4/IPv6 socket, by `task` (not a kernel
+// thread) of the accounted process `tgid`: its bytes, an RTT sample, and the socket's owner.
 // Socket I/O runs in the owning process's context: remember the owner for softirq events.
-// The arguments of a tp_btf program are trusted kernel pointers: fields are read with plain loads
-// instead of a bpf_probe_read_kernel helper call each (this runs at every socket read and write of
-// every process).
-static __always_inline void socket_io(struct sock *sk, int ret, bool transmit)
+// Fields of the trusted tp_btf arguments are read with plain loads, not a helper call each (this
+// runs at every socket read and write of every process).
+static __always_inline void account_socket_io(struct sock *sk, int ret, bool transmit,
+                                              __u32 tgid, struct task_struct *task)
 {
-    if (ret <= 0)
-        return;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!accounted(tgid))
-        return;
-    __u16 family = sk->__sk_common.skc_family;
-    if (family != AF_INET && family != AF_INET6)
-        return;
-    struct task_struct *task = bpf_get_current_task_btf();
-    if (task->flags & PF_KTHREAD)
-        return; // kernel threads (writeback, softirq work) are not services
     struct loupe_proc_stats *stats = stats_of(tgid, task);
     if (!stats)
         return;

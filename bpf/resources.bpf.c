@@ -194,7 +194,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct
 
 // ---- sockets ----
 // Socket reads and writes are accounted by the HTTP capture's programs on the same tracepoints
-// (socket_io, process_stats.bpf.h), which share this object's maps.
+// (account_socket_io, process_stats.bpf.h), which share this object's maps.
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)

@@ -92,12 +92,8 @@ void ConnectionTracker::end_drain() {
 }
 
 void ConnectionTracker::end_all_closed() {
-    for (const auto& [key, generation] : closing_) {
-        auto it = conns_.find(key);
-        if (it != conns_.end() && it->second.generation == generation)
-            finish(it, it->second.closed_ns);
-    }
-    closing_.clear();
+    ++drain_;  // every close now lies in an earlier drain
+    end_drain();
 }
 
 void ConnectionTracker::evict_one() {
