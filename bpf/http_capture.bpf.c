@@ -53,6 +53,9 @@ struct conn_state {
     __u8 undecided_events;
     __u8 closed;      // close event sent
     __u8 reserved[4];
+    // The per-process accounting's state of this socket (process_stats.bpf.h): kept here so that
+    // one storage lookup per read or write serves both.
+    struct socket_accounting accounting;
 };
 
 // @brief Per-connection state, stored on the socket itself: found from the socket pointer in a
@@ -136,12 +139,12 @@ static __always_inline void emit(void *record, __u64 size)
 }
 
 static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind, __u64 pid_tgid,
-                                        __s32 fd, __u64 generation)
+                                        __s32 fd, __u64 generation, __u64 timestamp_ns)
 {
     h->kind = kind;
     h->reserved0 = 0;
     h->tid = (__u32)pid_tgid;
-    h->timestamp_ns = bpf_ktime_get_ns();
+    h->timestamp_ns = timestamp_ns;
     h->conn.tgid = pid_tgid >> 32;
     h->conn.fd = fd;
     h->conn.generation = generation;
@@ -154,7 +157,8 @@ static __always_inline void emit_open(__u64 pid_tgid, __s32 fd, const struct con
 {
     struct loupe_conn_open_event e = {};
 
-    fill_header(&e.header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, state->generation);
+    fill_header(&e.header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, state->generation,
+                state->generation);
     e.role = state->role;
     e.family = sk->__sk_common.skc_family;
     e.local_port = sk->__sk_common.skc_num;
@@ -275,27 +279,6 @@ static __always_inline bool looks_like_http(const __u8 *p, __u16 len)
 #error "loupe's HTTP capture knows the syscall numbers of x86_64 and arm64 only"
 #endif
 
-// The state of a TCP connection of the current process, created at its first traced I/O (which
-// also sends its open event). NULL when it is not worth copying data from.
-static __always_inline struct conn_state *conn_of(struct sock *sk, __u64 pid_tgid, __s32 fd,
-                                                  struct task_struct *task)
-{
-    struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-    if (!state) {
-        count_drop(LOUPE_DROP_CONN_TABLE_FULL);
-        return NULL;
-    }
-    if (state->kind == CONN_NOT_HTTP)
-        return NULL;
-    if (!state->generation) {
-        state->generation = bpf_ktime_get_ns();
-        state->tgid = pid_tgid >> 32;
-        state->fd = fd;
-        emit_open(pid_tgid, fd, state, sk, task);
-    }
-    return state;
-}
-
 // Sets what the syscall numbered `nr` is (LOUPE_SYS_*), where its bytes are (VECTOR_*) and
 // whether it writes. False for one whose buffers loupe cannot read (sendmmsg, recvmmsg, splice,
 // io_uring).
@@ -337,9 +320,23 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     struct task_struct *task = bpf_get_current_task_btf();
     if (task->flags & PF_KTHREAD)
         return; // in-kernel socket users (NFS, iSCSI, writeback) are not services
-    if (account_sockets && accounted(tgid))
-        account_socket_io(sk, ret, transmit, tgid, task);
-    if (!traced(tgid) || sk->sk_protocol != IPPROTO_TCP)
+    bool selected = tgid_selected(tgid);
+    bool account = account_sockets && selected; // loupe's own sockets too
+    bool trace = selected && tgid != self_tgid && sk->sk_protocol == IPPROTO_TCP;
+    if (!account && !trace)
+        return;
+    __u64 now = bpf_ktime_get_ns();
+    // The connection's state, created at its first traced I/O; one lookup serves the accounting
+    // and the capture.
+    struct conn_state *state = NULL;
+    if (trace) {
+        state = bpf_sk_storage_get(&conns, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+        if (!state)
+            count_drop(LOUPE_DROP_CONN_TABLE_FULL);
+    }
+    if (account)
+        account_socket_io(sk, ret, transmit, tgid, task, now, state ? &state->accounting : NULL);
+    if (!state || state->kind == CONN_NOT_HTTP)
         return;
     if (task->flags & PF_IO_WORKER)
         return; // io_uring workers: no syscall of the process behind them
@@ -352,15 +349,19 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         return;
     }
     __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
-    struct conn_state *state = conn_of(sk, pid_tgid, fd, task);
-    if (!state)
-        return;
+    if (!state->generation) {
+        // First traced I/O on this connection: announce it.
+        state->generation = now;
+        state->tgid = tgid;
+        state->fd = fd;
+        emit_open(pid_tgid, fd, state, sk, task);
+    }
     __u32 zero = 0;
     struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
     if (!s)
         return;
 
-    fill_header(&s->event.header, LOUPE_EVENT_DATA, pid_tgid, fd, state->generation);
+    fill_header(&s->event.header, LOUPE_EVENT_DATA, pid_tgid, fd, state->generation, now);
     s->event.length = (__u64)ret;
     s->event.direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
     s->event.syscall = syscall;
@@ -442,7 +443,7 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
         return 0;
     struct loupe_conn_close_event e = {};
     fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
-                state->generation);
+                state->generation, bpf_ktime_get_ns());
     emit(&e, sizeof(e));
     return 0;
 }
