@@ -91,7 +91,8 @@ TEST(HttpCapture, SeesRequestAndResponseOfOtherProcesses) {
     }
     ASSERT_EQ(rc, 0) << "curl could not reach python3 http.server";
     for (int i = 0; i < 10; ++i) {
-        capture->poll(50);
+        capture->wait(50);
+        capture->drain();
     }
     kill(server, SIGTERM);
     waitpid(server, nullptr, 0);

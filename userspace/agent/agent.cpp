@@ -336,7 +336,7 @@ void Agent::consume_loop() {
         capture_->wait(kMaxDrainIntervalMs);
         {
             std::lock_guard lock(mutex_);
-            capture_->poll(0);
+            capture_->drain();
             tracker_.end_drain();
         }
         if (now() - last_expiry > std::chrono::seconds(10)) {

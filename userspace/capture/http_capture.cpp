@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -112,9 +113,14 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
 }
 
 // One ring buffer per CPU, created here and put in the `events` array of maps; one libbpf
-// ring_buffer (one epoll set) reads them all.
+// ring_buffer reads them all, and an edge-triggered epoll set tells when the kernel woke us.
 bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& error) {
     const int outer = bpf_map__fd(skel_->maps.events);
+    wakeups_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+    if (!wakeups_.valid()) {
+        error = std::string("cannot create an epoll set: ") + std::strerror(errno);
+        return false;
+    }
     for (int cpu = 0; cpu < cpus; ++cpu) {
         UniqueFd ring(
             bpf_map_create(BPF_MAP_TYPE_RINGBUF, "loupe_events", 0, 0, ring_bytes, nullptr));
@@ -129,7 +135,10 @@ bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& er
             ring_.reset(ring_buffer__new(inner, &HttpCapture::on_record, this, nullptr));
         else if (ring_buffer__add(ring_.get(), inner, &HttpCapture::on_record, this) != 0)
             ring_.reset();
-        if (!ring_) {
+        epoll_event watch{};
+        watch.events = EPOLLIN | EPOLLET;
+        watch.data.u32 = static_cast<std::uint32_t>(cpu);
+        if (!ring_ || ::epoll_ctl(wakeups_.get(), EPOLL_CTL_ADD, inner, &watch) != 0) {
             error = std::string("cannot open the event ring buffers: ") + std::strerror(errno);
             return false;
         }
@@ -144,7 +153,7 @@ int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
     return 0;
 }
 
-int HttpCapture::poll(int timeout_ms) {
+int HttpCapture::drain() {
     // The clock is read before the rings are: a record stamped hold-back earlier than this was
     // committed before the drain began, however long the drain itself takes (reading one CPU's
     // ring, then the next, can take longer than the hold-back when this thread is descheduled).
@@ -152,11 +161,7 @@ int HttpCapture::poll(int timeout_ms) {
     ::clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns's clock
     const auto now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
                         static_cast<std::uint64_t>(now.tv_nsec);
-    // Wake-ups are batched in the kernel (BPF_RB_NO_WAKEUP), so poll may time out with records
-    // pending: consume drains them regardless.
-    int polled = ring_buffer__poll(ring_.get(), timeout_ms);
-    if (polled < 0 && polled != -EINTR) return polled;
-    int consumed = ring_buffer__consume(ring_.get());
+    const int consumed = ring_buffer__consume(ring_.get());
     if (consumed < 0) return consumed;
     return static_cast<int>(merger_.release(now_ns, handler_));
 }
@@ -167,8 +172,9 @@ int HttpCapture::flush() {
 }
 
 int HttpCapture::wait(int timeout_ms) const {
-    epoll_event event{};
-    const int n = ::epoll_wait(ring_buffer__epoll_fd(ring_.get()), &event, 1, timeout_ms);
+    std::array<epoll_event, 8> events{};
+    const int n =
+        ::epoll_wait(wakeups_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
     return n < 0 ? 0 : n;  // EINTR: as a timeout
 }
 
