@@ -39,7 +39,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // ---- load-time configuration (set by user space before load) ----
 // (filter_tgids: traced_tgids.bpf.h)
 const volatile __u32 self_tgid = 0;    // loupe never traces itself
-const volatile __u64 wakeup_bytes = 0; // wake the consumer once this much is pending in a ring
+const volatile __u64 wakeup_bytes = 0; // wake the consumer after this much more in a CPU's ring
 // The per-process maps of process_stats.bpf.h are the resource object's (shared by user space):
 // account every socket read and write there too.
 const volatile bool account_sockets = false;
@@ -121,9 +121,19 @@ static __always_inline bool traced(__u32 tgid)
     return tgid_selected(tgid);
 }
 
+// @brief Bytes sent through this CPU's ring since it last woke the consumer. Deciding the wake-ups
+// from it, not from the ring's pending data (bpf_ringbuf_query), keeps the producer off the cache
+// line the consumer writes: the query was 0.4 % of the machine's samples under nginx + wrk.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} unsignalled_bytes SEC(".maps");
+
 // Sends one record through this CPU's ring. Wake-ups are batched: the consumer drains on a timer
-// and is only woken early when a lot is pending (beyla#2425: waking user space per event cost the
-// traced app 40 % more CPU).
+// and is woken early only after wakeup_bytes more were sent on this CPU (beyla#2425: waking user
+// space per event cost the traced app 40 % more CPU).
 static __always_inline void emit(void *record, __u64 size)
 {
     __u32 cpu = bpf_get_smp_processor_id();
@@ -132,8 +142,18 @@ static __always_inline void emit(void *record, __u64 size)
         count_drop(LOUPE_DROP_RINGBUF_FULL);
         return;
     }
-    __u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-                                                                             : BPF_RB_NO_WAKEUP;
+    __u64 flags = BPF_RB_NO_WAKEUP;
+    __u32 zero = 0;
+    __u64 *unsignalled = bpf_map_lookup_elem(&unsignalled_bytes, &zero);
+    if (unsignalled) {
+        // Per-CPU: only a softirq program interrupting this one can race; a lost update only
+        // moves a wake-up.
+        *unsignalled += size;
+        if (*unsignalled >= wakeup_bytes) {
+            *unsignalled = 0;
+            flags = BPF_RB_FORCE_WAKEUP;
+        }
+    }
     if (bpf_ringbuf_output(ring, record, size, flags) != 0)
         count_drop(LOUPE_DROP_RINGBUF_FULL);
 }

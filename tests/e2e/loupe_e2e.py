@@ -111,7 +111,7 @@ class Agent:
         return status, json.loads(body)
 
     def settle(self, seconds=0.6):
-        """Lets the agent drain its ring buffer (10 ms timer) and parse."""
+        """Lets the agent drain its ring buffer (every 100 ms at most) and parse."""
         time.sleep(seconds)
 
     def stop(self):

@@ -46,6 +46,9 @@ def main():
             if i % 2 == 0:
                 base, _ = wrk(url, args.seconds)
             agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
+            # Steady state: the agent's one-off work after it reports ready (its kernel-feature
+            # probe, ~0.1 s of CPU) is not what a running node pays.
+            agent.settle(1.0)
             log_path = f"{nginx.work}/access.log"
             offset = os.path.getsize(log_path)
             traced, _ = wrk(url, args.seconds)

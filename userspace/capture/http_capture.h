@@ -21,8 +21,8 @@ struct CaptureOptions {
     // Ring-buffer budget, split evenly between one ring per CPU: a power of two (each CPU's ring
     // gets at least a page, even when that exceeds the budget).
     std::uint32_t ring_buffer_bytes = 4u << 20;
-    // Wake the consumer early once this much is pending (split between the CPUs' rings, like
-    // the budget); otherwise it drains on its own timer.
+    // Wake the consumer early each time this much more was sent (split between the CPUs'
+    // rings, like the budget); otherwise it drains on its own timer.
     std::uint32_t wakeup_bytes = 1u << 20;
     bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
     std::vector<std::string> disabled_hooks;  // not attached (see hook_set.h)
@@ -55,13 +55,13 @@ class HttpCapture {
     int drain();
     // Consumes and hands over everything, held-back records included (shutdown).
     int flush();
-    // Waits up to timeout_ms until the kernel signals pending records (it does so once
-    // wakeup_bytes are pending), without consuming them: lets the caller wait without holding the
-    // locks that record handlers need. Returns > 0 when woken, 0 on timeout.
-    // Only a wake-up ends the wait, not records pending since the last drain: the rings are
-    // watched edge-triggered. (Level-triggered, as libbpf's own epoll set is, a steady stream of
-    // records made every wait return at once: the agent drained ~5,000 times a second under
-    // nginx + wrk instead of a few dozen.)
+    // Waits up to timeout_ms until the kernel signals pending records (it does so each time a
+    // CPU sent its share of wakeup_bytes), without consuming them: lets the caller wait without
+    // holding the locks that record handlers need. Returns > 0 when woken, 0 on timeout. Only a
+    // wake-up ends the wait, not records pending since the last drain: the rings are watched
+    // edge-triggered. (Level-triggered, as libbpf's own epoll set is, a steady stream of records
+    // made every wait return at once: the agent drained ~5,000 times a second under nginx + wrk
+    // instead of a few dozen.)
     int wait(int timeout_ms) const;
 
     // Replaces the set of traced processes (used when filter_tgids is on).
