@@ -10,7 +10,8 @@ that sleeps and wakes 200 times (loupe_wakeups).
   5 % of the CPU time wait4 reports for the process.
 - loupe_process_runqueue_latency_seconds of the sleeper: at least one observation per wakeup
   (200), at most one per time it got a CPU (/proc/PID/schedstat), and a sum no larger than the
-  time it waited runnable (schedstat run_delay)."""
+  time it waited runnable (schedstat run_delay), give or take the scheduler's own few
+  microseconds per wait."""
 import os
 import signal
 import time
@@ -123,7 +124,12 @@ def main():
         if not 200 <= count <= slices:
             fail(f"loupe_process_runqueue_latency_seconds_count{{loupe_wakeups}} = {count:g}: 200 wakeups happened "
                  f"and the process got a CPU {slices} times")
-        if not 0 < total <= 1.1 * waited + 0.001:
+        # loupe times a wait from the sched_wakeup tracepoint to the sched_switch one, with
+        # bpf_ktime_get_ns, as BCC's runqlat does; schedstat times it with the run queue's clock,
+        # read earlier in both paths. The scheduler's own work between the clock read and the
+        # sched_switch tracepoint makes loupe's waits longer by a few microseconds each: 5-10 us
+        # on this VM (measured over 7 runs of 206-212 waits), so allow 15 us a wait beyond 10 %.
+        if not 0 < total <= 1.1 * waited + 15e-6 * count:
             fail(f"loupe_process_runqueue_latency_seconds_sum{{loupe_wakeups}} = {total * 1e3:.3f} ms, "
                  f"but the process waited runnable {waited * 1e3:.3f} ms in all (schedstat)")
         if buckets[-1][1] != count:
