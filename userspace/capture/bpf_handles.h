@@ -2,12 +2,11 @@
 // on every path, including early returns from failed probes.
 #pragma once
 
-#include <unistd.h>
-
 #include <memory>
-#include <utility>
 
 #include <bpf/libbpf.h>
+
+#include "util/unique_fd.h"
 
 namespace loupe::capture {
 
@@ -26,29 +25,7 @@ using RingBufferPtr = std::unique_ptr<ring_buffer, FnDeleter<&ring_buffer__free>
 template <typename Skeleton, void (*Destroy)(Skeleton*)>
 using SkeletonPtr = std::unique_ptr<Skeleton, FnDeleter<Destroy>>;
 
-// A file descriptor closed on destruction.
-class UniqueFd {
-  public:
-    UniqueFd() noexcept = default;
-    explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-    UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    UniqueFd& operator=(UniqueFd&& other) noexcept {
-        if (this != &other) reset(std::exchange(other.fd_, -1));
-        return *this;
-    }
-    UniqueFd(const UniqueFd&) = delete;
-    UniqueFd& operator=(const UniqueFd&) = delete;
-    ~UniqueFd() { reset(); }
-
-    int get() const noexcept { return fd_; }
-    bool valid() const noexcept { return fd_ >= 0; }
-    void reset(int fd = -1) noexcept {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = fd;
-    }
-
-  private:
-    int fd_ = -1;
-};
+// A file descriptor closed on destruction (util/unique_fd.h; /proc readers use it too).
+using util::UniqueFd;
 
 }  // namespace loupe::capture
