@@ -152,10 +152,6 @@ std::chrono::nanoseconds Agent::now() const {
 bool Agent::start_capture() {
     capture::CaptureOptions options;
     options.ring_buffer_bytes = config_.ring_buffer_bytes;
-    // An eighth: a drain is due long before a ring fills even when this thread waits for a CPU
-    // on a saturated node (at a quarter, every-process tracing of nginx + wrk lost 2 events in
-    // 2 of 16 runs to full rings).
-    options.wakeup_bytes = config_.ring_buffer_bytes / 8;
     // --pid and --comm narrow capture in the kernel (traced_tgids, refreshed every second from
     // /proc); --port is applied in user space.
     options.filter_tgids = !config_.pids.empty() || !config_.comms.empty();

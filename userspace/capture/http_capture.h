@@ -21,9 +21,6 @@ struct CaptureOptions {
     // Ring-buffer budget, split evenly between one ring per CPU: a power of two (each CPU's ring
     // gets at least a page, even when that exceeds the budget).
     std::uint32_t ring_buffer_bytes = 4u << 20;
-    // Wake the consumer early each time this much more was sent (split between the CPUs'
-    // rings, like the budget); otherwise it drains on its own timer.
-    std::uint32_t wakeup_bytes = 1u << 20;
     bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
     std::vector<std::string> disabled_hooks;  // not attached (see hook_set.h)
     // ResourceCapture::process_stats_maps(): when given, the socket programs also do the
@@ -56,7 +53,7 @@ class HttpCapture {
     // Consumes and hands over everything, held-back records included (shutdown).
     int flush();
     // Waits up to timeout_ms until the kernel signals pending records (it does so each time a
-    // CPU sent its share of wakeup_bytes), without consuming them: lets the caller wait without
+    // CPU sent an eighth of its ring), without consuming them: lets the caller wait without
     // holding the locks that record handlers need. Returns > 0 when woken, 0 on timeout. Only a
     // wake-up ends the wait, not records pending since the last drain: the rings are watched
     // edge-triggered. (Level-triggered, as libbpf's own epoll set is, a steady stream of records
