@@ -11,20 +11,13 @@ can differ by more than the change.
 """
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
 import loupe_e2e  # noqa: E402
 from loupe_e2e import Agent, Nginx  # noqa: E402
-
-
-def wrk(url, seconds):
-    out = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", url], capture_output=True, text=True,
-                         check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+from overhead import wrk  # noqa: E402  (same load as overhead.py)
 
 
 def main():
@@ -54,7 +47,7 @@ def main():
                     own = args.a_arg if which == "a" else args.b_arg
                     agent = Agent("--comm", "nginx", *args.agent_arg, *own)
                     agent.settle(1.0)
-                row[which] = wrk(url, args.seconds)
+                row[which], _ = wrk(url, args.seconds)
                 if agent:
                     agent.stop()
             for k, v in row.items():
