@@ -158,8 +158,11 @@ struct loupe_proc_stats {
 
 /* Owner of a TCP socket (value of the `sock_owners` map, key: struct sock address). */
 struct loupe_sock_owner {
-    __u32 tgid;        /* 0 until the owning process is known (accepted, not yet accept()ed) */
-    __u32 reserved;
+    __u32 tgid;        /* 0 until the owning process is known (see `passive`) */
+    __u8 passive;      /* accepted from a listener: its process is learnt at its first read or
+                        * write, or at its close (whichever comes first), and counted as an
+                        * accept there */
+    __u8 reserved[3];
     __u64 established; /* when the connection was established; 0 when it predates loupe */
 };
 

@@ -11,11 +11,9 @@
 #include "kernel_defs.bpf.h"
 #include "loupe_abi.h"
 #include "process_stats.bpf.h"
-#include "socket_of_fd.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define TASK_RUNNING 0
 #define REQ_OP_MASK 0xff
 #define REQ_OP_READ 0
 #define REQ_OP_WRITE 1
@@ -37,18 +35,24 @@ struct {
     __type(value, struct rq_start);
 } requests SEC(".maps");
 
-// @brief When a runnable thread entered the run queue (0: it is not waiting), in the thread's own
-// task storage: found from the task pointer in a few loads, where a hash keyed by tid cost an LRU
-// update at every wakeup and a delete at every switch (measured on nginx: sched_switch 157 -> 97
-// ns a run), and freed with the task, so nothing leaks or gets evicted. (The kernel's own
-// sched_info.last_queued would spare the wakeup hooks, but on 6.18 it is unset at sched_switch
-// for most wakeups: measured 23 of 200.)
+// What a thread's scheduler statistics (sched_info) said when it last left a CPU, in the thread's
+// own task storage: found from the task pointer in a few loads, freed with the task.
+struct runqueue_seen {
+    __u64 run_delay; // total time it had waited runnable
+    __u64 pcount;    // times it had got a CPU
+};
+
+// @brief Per thread, its sched_info at its last switch-out (struct runqueue_seen). The wait
+// before each run is the growth of run_delay from one switch-out to the next: the kernel's own
+// measure (rq clock, enqueue -> arrival, as /proc/PID/schedstat), read from sched_switch alone.
+// Timing waits ourselves needed sched_wakeup and sched_wakeup_new hooks too, which run at every
+// wakeup on the machine, and a clock read at each end (~1.7 % of nginx's throughput for the three).
 struct {
     __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, int);
-    __type(value, __u64);
-} runnable_since SEC(".maps");
+    __type(value, struct runqueue_seen);
+} runqueue_seen SEC(".maps");
 
 // @brief Final totals of exiting processes (rare: a few hundred per second at most).
 struct {
@@ -149,44 +153,29 @@ int BPF_PROG(handle_block_io_done, struct request *rq)
 }
 
 // ---- scheduler: run-queue latency ----
-static __always_inline void mark_runnable(struct task_struct *task)
-{
-    if (!accounted(task->tgid) || !task->pid)
-        return;
-    __u64 *since = bpf_task_storage_get(&runnable_since, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (since)
-        *since = bpf_ktime_get_ns();
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(handle_sched_wakeup, struct task_struct *task)
-{
-    mark_runnable(task);
-    return 0;
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(handle_sched_wakeup_new, struct task_struct *task)
-{
-    mark_runnable(task);
-    return 0;
-}
-
 SEC("tp_btf/sched_switch")
 int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
              unsigned int prev_state)
 {
-    // A preempted task goes straight back to the run queue.
-    if (prev_state == TASK_RUNNING)
-        mark_runnable(prev);
-    __u64 *since = bpf_task_storage_get(&runnable_since, next, 0, 0);
-    if (!since || !*since)
+    // prev leaves the CPU: since its last switch-out it got the CPU once (pcount + 1), after
+    // waiting run_delay's growth. sched_info of next is not updated until after this tracepoint.
+    if ((prev->flags & PF_KTHREAD) || !accounted(prev->tgid))
         return 0;
-    __u64 waited = bpf_ktime_get_ns() - *since;
-    *since = 0;
-    if (next->flags & PF_KTHREAD)
+    struct runqueue_seen *seen =
+        bpf_task_storage_get(&runqueue_seen, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!seen)
         return 0;
-    struct loupe_proc_stats *stats = stats_of(next->tgid, next);
+    __u64 pcount = prev->sched_info.pcount;
+    __u64 run_delay = prev->sched_info.run_delay;
+    // A thread first seen with one run behind it is new: its first wait counts too. One seen
+    // later in life (started before loupe) only sets the baseline.
+    bool one_run = pcount == seen->pcount + 1;
+    __u64 waited = run_delay - seen->run_delay;
+    seen->pcount = pcount;
+    seen->run_delay = run_delay;
+    if (!one_run)
+        return 0;
+    struct loupe_proc_stats *stats = stats_of(prev->tgid, prev);
     if (stats)
         hist_add(stats->runqueue_latency_us, &stats->runqueue_latency_sum_ns, waited);
     return 0;
@@ -221,15 +210,25 @@ int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldsta
             if (stats)
                 __sync_fetch_and_add(&stats->tcp_opened, 1);
         } else if (oldstate == TCP_SYN_RECV) {
-            // A passive child in softirq: its process is known at accept().
-            struct loupe_sock_owner fresh = {.established = bpf_ktime_get_ns()};
+            // A passive child in softirq: its process is learnt later (claim_socket).
+            struct loupe_sock_owner fresh = {.passive = 1, .established = bpf_ktime_get_ns()};
             bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_ANY);
         }
         return 0;
     }
-    if (newstate == TCP_CLOSE) {
+    if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK || newstate == TCP_CLOSE) {
         struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
         if (!owner)
+            return 0;
+        // An accepted socket closed before any read or write: close() and shutdown() change its
+        // state holding the socket's lock (sk_lock.owned), in the process that closes it. Packets
+        // and timers in softirq only change the state of a socket whose lock no task holds.
+        if (owner->tgid == 0 && owner->passive && BPF_CORE_READ(sk, sk_lock.owned)) {
+            struct loupe_proc_stats *stats = current_stats(); // NULL: a kernel thread, or filtered out
+            if (stats)
+                claim_socket(owner, bpf_get_current_pid_tgid() >> 32, stats);
+        }
+        if (newstate != TCP_CLOSE)
             return 0;
         struct loupe_proc_stats *stats = owner->tgid ? bpf_map_lookup_elem(&proc_stats, &owner->tgid) : NULL;
         if (stats) {
@@ -245,42 +244,6 @@ int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldsta
         }
         bpf_map_delete_elem(&sock_owners, &key);
     }
-    return 0;
-}
-
-static __always_inline void exit_accept(long ret)
-{
-    if (ret < 0)
-        return;
-    struct sock *sk = tcp_sock_of_fd((__s32)ret);
-    if (!sk)
-        return;
-    struct loupe_proc_stats *stats = current_stats();
-    if (!stats)
-        return;
-    __sync_fetch_and_add(&stats->tcp_accepted, 1);
-    __u64 key = (__u64)sk;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
-    if (owner) {
-        owner->tgid = tgid;
-    } else {
-        struct loupe_sock_owner fresh = {.tgid = tgid, .established = bpf_ktime_get_ns()};
-        bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_NOEXIST);
-    }
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int handle_exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-    exit_accept(ctx->ret);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int handle_exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-    exit_accept(ctx->ret);
     return 0;
 }
 
@@ -311,7 +274,15 @@ int BPF_PROG(handle_tcp_retransmit_synack, const struct sock *sk)
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(handle_tcp_send_reset, const struct sock *sk)
 {
-    struct loupe_proc_stats *stats = sk ? owner_stats(sk) : NULL;
+    if (!sk)
+        return 0;
+    struct loupe_proc_stats *stats = owner_stats(sk);
+    // An abortive close() (unread data, SO_LINGER 0) resets the connection after moving it to
+    // CLOSE, which dropped its owner: the process closing it holds the socket's lock. (The state
+    // is read first: sk may be a TIME_WAIT socket, which has no lock.)
+    if (!stats && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE &&
+        BPF_CORE_READ(sk, sk_lock.owned))
+        stats = current_stats();
     if (stats)
         __sync_fetch_and_add(&stats->tcp_resets_sent, 1);
     return 0;

@@ -104,8 +104,7 @@ int main(int argc, char** argv) {
     agent
         ->add_option("--disable-hooks", agent_config.disabled_hooks,
                      "Do not attach these hooks, to shed their cost (names as /api/v1/agent lists "
-                     "them, e.g. sched_switch,sched_wakeup,sched_wakeup_new,sock_send_length,"
-                     "sock_recv_length)")
+                     "them, e.g. sched_switch,sock_send_length,sock_recv_length)")
         ->envname("LOUPE_DISABLE_HOOKS")
         ->delimiter(',');
     agent

@@ -81,15 +81,16 @@ def main():
 
     # --disable-hooks: those hooks are not attached (in either BPF object), the rest are, and the
     # agent says which.
-    agent = Agent("--disable-hooks", "sched_switch,sched_wakeup,inet_sock_set_state")
+    agent = Agent("--disable-hooks", "sched_switch,tcp_send_reset,inet_sock_set_state")
     _, info = agent.api("/api/v1/agent")
     agent.stop()
-    if ("sched_switch" in info["resource_hooks_attached"] or "inet_sock_set_state" in info["hooks_attached"]
+    if ("sched_switch" in info["resource_hooks_attached"] or "tcp_send_reset" in info["resource_hooks_attached"]
+            or "inet_sock_set_state" in info["hooks_attached"]
             or "inet_sock_set_state" in info["resource_hooks_attached"]):
         fail(f"--disable-hooks: disabled hooks still attached: {info}")
     if "sock_send_length" not in info["hooks_attached"] or "tcp_retransmit_skb" not in info["resource_hooks_attached"]:
         fail(f"--disable-hooks: other hooks missing: {info}")
-    if info["hooks_disabled"] != ["sched_switch", "sched_wakeup", "inet_sock_set_state"]:
+    if info["hooks_disabled"] != ["sched_switch", "tcp_send_reset", "inet_sock_set_state"]:
         fail(f"--disable-hooks not reported: {info['hooks_disabled']}")
 
     r = subprocess.run([LOUPE, "agent", "--help"], capture_output=True, text=True, timeout=10)

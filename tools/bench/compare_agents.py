@@ -7,7 +7,7 @@ tell whether a change helped: on this noisy VM, two separate overhead.py runs of
 can differ by more than the change.
 
     sudo python3 tools/bench/compare_agents.py --a /path/to/old/loupe --b build/loupe [--rounds 12]
-    sudo python3 tools/bench/compare_agents.py --b-arg=--disable-hooks=sched_switch,sched_wakeup,sched_wakeup_new
+    sudo python3 tools/bench/compare_agents.py --b-arg=--disable-hooks=sched_switch
 """
 import argparse
 import os

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/service_views.h"
+#include "capture/hook_set.h"
 #include "export/prometheus_exporter.h"
 #include "util/version.h"
 
@@ -203,6 +204,22 @@ void Agent::start_resources() {
         return;
     }
     spdlog::info("resource hooks attached: {}", resource_capture_->attached_hooks().size());
+}
+
+// A name in --disable-hooks that matched no hook of either object is most likely a typo, or a hook
+// an older loupe had (sched_wakeup, syscalls/sys_exit_accept4): say so rather than ignore it.
+void Agent::warn_unknown_disabled_hooks() const {
+    for (const auto& name : config_.disabled_hooks) {
+        auto matches = [&](const std::vector<std::string>& hooks) {
+            return std::any_of(hooks.begin(), hooks.end(), [&](const std::string& hook) {
+                return capture::hook_disabled({name}, hook);
+            });
+        };
+        if ((capture_ && matches(capture_->disabled_hooks())) ||
+            (resource_capture_ && matches(resource_capture_->disabled_hooks())))
+            continue;
+        spdlog::warn("--disable-hooks: no hook named {} (names as /api/v1/agent lists them)", name);
+    }
 }
 
 void Agent::resource_loop() {
@@ -564,6 +581,7 @@ bool Agent::start() {
     start_pod_metadata();
     start_resources();  // first: the HTTP capture's socket programs share its per-process maps
     const bool capturing = start_capture();
+    warn_unknown_disabled_hooks();
     ready_ = capturing;
     started_up_ = true;
     consumer_ = std::thread([this] { consume_loop(); });

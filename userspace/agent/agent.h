@@ -49,6 +49,7 @@ class Agent {
   private:
     bool start_capture();
     void start_resources();
+    void warn_unknown_disabled_hooks() const;
     void consume_loop();
     void resource_loop();
     void alert_loop();

@@ -4,10 +4,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
+
+#include "capture/tracefs.h"
 
 namespace loupe::capture {
 
@@ -17,9 +20,9 @@ std::string hook_name(const bpf_program* prog) {
     return slash == std::string::npos ? section : section.substr(slash + 1);
 }
 
-void HookSet::select(bpf_object* obj, const TracefsStatus& tracefs,
-                     const std::vector<std::string>& disabled) {
+void HookSet::select(bpf_object* obj, const std::vector<std::string>& disabled) {
     btf* vmlinux = nullptr;  // parsed only when a typed tracepoint needs it (tens of MB)
+    std::optional<TracefsStatus> tracefs;  // looked for (and mounted) only for a classic one
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, obj) {
         const std::string section = bpf_program__section_name(prog);
@@ -30,14 +33,16 @@ void HookSet::select(bpf_object* obj, const TracefsStatus& tracefs,
             present = vmlinux && btf__find_by_name_kind(vmlinux, ("btf_trace_" + name).c_str(),
                                                         BTF_KIND_TYPEDEF) > 0;
         } else if (section.starts_with("tracepoint/")) {
-            present = tracefs.available &&
-                      ::access((tracefs.path + "/events/" + name).c_str(), F_OK) == 0;
+            if (!tracefs) tracefs = ensure_tracefs();
+            present = tracefs->available &&
+                      ::access((tracefs->path + "/events/" + name).c_str(), F_OK) == 0;
         }
         if (!present) {
             bpf_program__set_autoload(prog, false);
             missing_.push_back(name);
         } else if (hook_disabled(disabled, name)) {
             bpf_program__set_autoload(prog, false);
+            disabled_.push_back(name);
         }
     }
     btf__free(vmlinux);

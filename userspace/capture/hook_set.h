@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "capture/bpf_handles.h"
-#include "capture/tracefs.h"
 
 struct bpf_object;
 struct bpf_program;
@@ -29,11 +28,10 @@ inline bool hook_disabled(const std::vector<std::string>& disabled, const std::s
 class HookSet {
   public:
     // Before the object loads: a program whose hook this kernel lacks (tp_btf: no such typed
-    // tracepoint in the kernel's BTF; tracepoint: not in tracefs) is not loaded and is listed as
-    // missing, so one absent hook does not fail the whole object; one the user disabled is not
-    // loaded either.
-    void select(bpf_object* obj, const TracefsStatus& tracefs,
-                const std::vector<std::string>& disabled);
+    // tracepoint in the kernel's BTF; tracepoint: not in tracefs, which is mounted only for
+    // these) is not loaded and is listed as missing, so one absent hook does not fail the whole
+    // object; one the user disabled is not loaded either, and is listed as disabled.
+    void select(bpf_object* obj, const std::vector<std::string>& disabled);
     // After it loaded: attaches every loaded program; one the kernel refuses is logged and listed
     // as missing.
     void attach(bpf_object* obj);
@@ -43,11 +41,13 @@ class HookSet {
     bool empty() const { return links_.empty(); }
     const std::vector<std::string>& attached() const { return attached_; }
     const std::vector<std::string>& missing() const { return missing_; }
+    const std::vector<std::string>& disabled() const { return disabled_; }
 
   private:
     std::vector<BpfLinkPtr> links_;
     std::vector<std::string> attached_;
     std::vector<std::string> missing_;
+    std::vector<std::string> disabled_;
 };
 
 }  // namespace loupe::capture

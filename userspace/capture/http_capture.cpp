@@ -15,7 +15,6 @@
 
 #include "capture/bpf_maps.h"
 #include "capture/hook_set.h"
-#include "capture/tracefs.h"
 #include "http_capture.skel.h"
 #include "loupe_abi.h"
 
@@ -68,9 +67,6 @@ bool share_process_stats(http_capture& skel, const std::vector<std::pair<std::st
 
 std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
                                                 RecordHandler handler, std::string& error) {
-    // The capture hooks are typed tracepoints (tp_btf): tracefs is only asked about for the
-    // HookSet's check of classic tracepoints, of which there are none today.
-    const TracefsStatus tracefs = ensure_tracefs();
     std::unique_ptr<HttpCapture> capture(new HttpCapture());
     capture->handler_ = std::move(handler);
     capture->skel_.reset(http_capture__open());
@@ -98,7 +94,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     // part of its type, so any size fits the array's template.
     bpf_map__set_max_entries(skel.maps.events, static_cast<std::uint32_t>(cpus));
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
-    capture->hooks_.select(skel.obj, tracefs, options.disabled_hooks);
+    capture->hooks_.select(skel.obj, options.disabled_hooks);
     if (int err = http_capture__load(&skel); err != 0) {
         error = std::string("the kernel refused the HTTP capture programs: ") +
                 std::strerror(-err) + " (run with --log-level debug for the verifier log)";

@@ -67,6 +67,7 @@ class HttpCapture {
     DropCounters drops() const;
     const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
     const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
+    const std::vector<std::string>& disabled_hooks() const { return hooks_.disabled(); }
 
   private:
     HttpCapture() = default;

@@ -9,7 +9,6 @@
 
 #include "capture/bpf_maps.h"
 #include "capture/hook_set.h"
-#include "capture/tracefs.h"
 #include "resources.skel.h"
 #include "util/logging.h"
 
@@ -27,7 +26,6 @@ ResourceCapture::~ResourceCapture() {
 std::unique_ptr<ResourceCapture> ResourceCapture::start(
     ExitHandler on_exit, bool filter_tgids, const std::vector<std::string>& disabled_hooks,
     std::string& error) {
-    const TracefsStatus tracefs = ensure_tracefs();
     std::unique_ptr<ResourceCapture> capture(new ResourceCapture());
     capture->on_exit_ = std::move(on_exit);
     capture->skel_.reset(resources__open());
@@ -39,7 +37,7 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(
     skel.rodata->filter_tgids = filter_tgids;
     if (!filter_tgids)
         bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
-    capture->hooks_.select(skel.obj, tracefs, disabled_hooks);
+    capture->hooks_.select(skel.obj, disabled_hooks);
     if (int err = resources__load(&skel); err != 0) {
         error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);
         return nullptr;

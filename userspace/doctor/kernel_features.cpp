@@ -173,9 +173,8 @@ int drain_doctor_events(doctor_probes& skel) {
 // The tracepoint probe also emits one ring-buffer record per hit, so one run answers both.
 std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
     const capture::TracefsStatus& tracefs) {
-    auto tp = make(
-        "tracepoint", "tracepoints (syscalls:*)", false,
-        "TCP connections accepted per process (syscalls:sys_exit_accept*) are not counted");
+    auto tp = make("tracepoint", "tracepoints (syscalls:*)", false,
+                   "none today: loupe's hooks are typed tracepoints (tp_btf)");
     auto ring = make("ringbuf", "BPF ring buffer", true,
                      "everything: events cannot reach user space without it (kernel >= 5.8)");
     {
@@ -208,7 +207,7 @@ std::pair<FeatureReport, FeatureReport> probe_tracepoint_and_ring_buffer(
 
 FeatureReport probe_raw_tp() {
     auto r = make("raw_tp", "raw tracepoints (raw_tp)", false,
-                  "none today: loupe's hooks are typed (tp_btf) and classic tracepoints");
+                  "none today: loupe's hooks are typed tracepoints (tp_btf)");
     const auto res = run_program_probe("probe_raw_tp", LOUPE_PROBE_RAW_TP, nullptr, attach_default,
                                        trigger_syscall);
     r.available = res.ok;
