@@ -141,7 +141,7 @@ void Agent::attribute_alerts(std::vector<alerts::Alert>& alerts) const {
 Agent::~Agent() {
     stop();
     // start() may have failed half-way: no thread may outlive the object.
-    running_ = false;
+    request_stop();
     if (server_) server_->stop();
     if (server_thread_.joinable()) server_thread_.join();
 }
@@ -261,8 +261,7 @@ void Agent::resource_loop() {
             proc_stats_entries_ = entries;
             resources_sampled_ = true;
         }
-        for (int i = 0; i < 10 && running_; ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        pause(std::chrono::seconds(1));
     }
 }
 
@@ -313,9 +312,7 @@ void Agent::alert_loop() {
                 alerts::alertmanager_payload(to_send, wall, 4 * config_.alerting.resend_interval,
                                              "http://" + config_.listen + "/api/v1/alerts"));
         }
-        for (auto waited = std::chrono::milliseconds(0); running_ && waited < interval;
-             waited += std::chrono::milliseconds(100))
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        pause(std::chrono::duration_cast<std::chrono::milliseconds>(interval));
     }
 }
 
@@ -346,7 +343,7 @@ void Agent::consume_loop() {
     auto last_expiry = now();
     while (running_) {
         if (!capture_) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(kMaxDrainIntervalMs));
+            pause(std::chrono::milliseconds(kMaxDrainIntervalMs));
             continue;
         }
         capture_->wait(kMaxDrainIntervalMs);
@@ -600,8 +597,24 @@ bool Agent::start() {
     return true;
 }
 
+bool Agent::pause(std::chrono::milliseconds duration) {
+    std::unique_lock lock(stop_mutex_);
+    return !stop_cv_.wait_for(lock, duration, [this] { return !running_; });
+}
+
+// Under stop_mutex_, so that a thread between its check of running_ and its wait cannot miss it.
+bool Agent::request_stop() {
+    bool was_running = false;
+    {
+        std::lock_guard lock(stop_mutex_);
+        was_running = running_.exchange(false);
+    }
+    stop_cv_.notify_all();
+    return was_running;
+}
+
 void Agent::stop() {
-    if (!server_ || !running_.exchange(false)) return;
+    if (!server_ || !request_stop()) return;
     ready_ = false;
     if (consumer_.joinable()) consumer_.join();
     if (resource_thread_.joinable()) resource_thread_.join();
