@@ -347,9 +347,12 @@ void Agent::consume_loop() {
             continue;
         }
         capture_->wait(kMaxDrainIntervalMs);
+        // The rings are emptied without the lock (only this thread touches them): a scrape or the
+        // resource sampler holding it, preempted on a saturated node, must not let them fill.
+        const std::int64_t collected = capture_->collect();
         {
             std::lock_guard lock(mutex_);
-            capture_->drain();
+            if (collected >= 0) capture_->release(static_cast<std::uint64_t>(collected));
             tracker_.end_drain();
         }
         if (now() - last_expiry > std::chrono::seconds(10)) {

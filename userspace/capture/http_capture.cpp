@@ -153,16 +153,24 @@ int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
 }
 
 int HttpCapture::drain() {
+    const std::int64_t clock_ns = collect();
+    if (clock_ns < 0) return static_cast<int>(clock_ns);
+    return release(static_cast<std::uint64_t>(clock_ns));
+}
+
+std::int64_t HttpCapture::collect() {
     // The clock is read before the rings are: a record stamped hold-back earlier than this was
-    // committed before the drain began, however long the drain itself takes (reading one CPU's
-    // ring, then the next, can take longer than the hold-back when this thread is descheduled).
+    // committed before the collection began, however long it takes (reading one CPU's ring,
+    // then the next, can take longer than the hold-back when this thread is descheduled).
     timespec now{};
     ::clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns's clock
-    const auto now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
-                        static_cast<std::uint64_t>(now.tv_nsec);
     const int consumed = ring_buffer__consume(ring_.get());
     if (consumed < 0) return consumed;
-    return static_cast<int>(merger_.release(now_ns, handler_));
+    return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+int HttpCapture::release(std::uint64_t clock_ns) {
+    return static_cast<int>(merger_.release(clock_ns, handler_));
 }
 
 int HttpCapture::flush() {

@@ -48,8 +48,15 @@ class HttpCapture {
 
     // Consumes everything pending and hands the records over in time order, holding back the
     // last 20 ms (see EventMerger). Returns the number of records handed over, or a negative
-    // errno.
+    // errno. Same as collect() then release().
     int drain();
+    // drain()'s two halves. collect() reads the clock, then copies everything pending out of the
+    // rings (into the merger), and returns that clock reading or a negative errno. It calls no
+    // record handler, so the caller needs none of their locks: the rings keep draining while
+    // another thread holds those (a /metrics scrape, the resource sampler). release() hands over,
+    // in time order, the collected records older than the hold-back before `clock_ns`.
+    std::int64_t collect();
+    int release(std::uint64_t clock_ns);
     // Consumes and hands over everything, held-back records included (shutdown).
     int flush();
     // Waits up to timeout_ms until the kernel signals pending records (it does so each time a
