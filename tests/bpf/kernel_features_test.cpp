@@ -34,7 +34,7 @@ KernelReport* KernelFeatures::report_ = nullptr;
 
 TEST_F(KernelFeatures, EveryFeatureIsReportedWithDetail) {
     for (const char* id : {"bpf", "btf", "tracefs", "ringbuf", "tracepoint", "raw_tp", "tp_btf",
-                           "uprobe", "kprobe", "fentry", "perf_event", "cgroup_v2"}) {
+                           "uprobe", "kprobe", "fentry", "perf_event", "cgroup_v2", "sched_info"}) {
         const FeatureReport* f = report_->find(id);
         ASSERT_NE(f, nullptr) << id;
         EXPECT_FALSE(f->detail.empty()) << id;
@@ -75,6 +75,14 @@ TEST_F(KernelFeatures, CgroupV2AnswerMatchesMounts) {
         mounts.ignore(4096, '\n');
     }
     EXPECT_EQ(report_->available("cgroup_v2"), cgroup2);
+}
+
+TEST_F(KernelFeatures, SchedInfoAnswerMatchesSchedstat) {
+    // Independent oracle: the schedstat of another process (init) that has run.
+    std::ifstream schedstat("/proc/1/schedstat");
+    std::uint64_t run_ns = 0, wait_ns = 0, runs = 0;
+    const bool kept = static_cast<bool>(schedstat >> run_ns >> wait_ns >> runs) && runs > 0;
+    EXPECT_EQ(report_->available("sched_info"), kept) << report_->find("sched_info")->detail;
 }
 
 TEST_F(KernelFeatures, ProbingAgainIsIdempotent) {

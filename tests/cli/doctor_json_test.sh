@@ -13,7 +13,7 @@ import json, sys
 doc = json.loads(sys.argv[1])
 ids = [f["id"] for f in doc["features"]]
 want = ["bpf", "btf", "tracefs", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "uprobe", "kprobe",
-        "fentry", "perf_event", "cgroup_v2"]
+        "fentry", "perf_event", "cgroup_v2", "sched_info"]
 assert sorted(ids) == sorted(want), ids
 assert doc["usable"] is True, doc
 for f in doc["features"]:

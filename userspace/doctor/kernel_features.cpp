@@ -364,6 +364,24 @@ FeatureReport probe_cgroup_v2() {
     return r;
 }
 
+// The run-queue histogram reads the scheduler's own per-thread statistics (sched_info), which the
+// kernel keeps only with CONFIG_SCHED_INFO; /proc/PID/schedstat shows them (and is absent, or
+// all zeros, without them). This process has run, so a kept pcount is at least 1.
+FeatureReport probe_sched_info() {
+    auto r = make("sched_info", "scheduler statistics (sched_info)", false,
+                  "loupe_process_runqueue_latency_seconds stays empty");
+    std::ifstream schedstat("/proc/self/schedstat");
+    std::uint64_t run_ns = 0, wait_ns = 0, runs = 0;
+    if (!(schedstat >> run_ns >> wait_ns >> runs)) {
+        r.detail = "no /proc/self/schedstat (kernel without CONFIG_SCHED_INFO)";
+        return r;
+    }
+    r.available = runs > 0;
+    r.detail = r.available ? "kept: this process got a CPU " + std::to_string(runs) + " time(s)"
+                           : "/proc/self/schedstat is all zeros: the kernel does not keep it";
+    return r;
+}
+
 }  // namespace
 
 const FeatureReport* KernelReport::find(const std::string& id) const {
@@ -403,6 +421,7 @@ KernelReport probe_kernel_features() {
     report.features.push_back(probe_fentry());
     report.features.push_back(probe_perf_event());
     report.features.push_back(probe_cgroup_v2());
+    report.features.push_back(probe_sched_info());
     return report;
 }
 
