@@ -143,14 +143,23 @@ static __always_inline void claim_socket(struct loupe_sock_owner *owner, __u32 t
         __sync_fetch_and_add(&stats->tcp_accepted, 1);
 }
 
+// Whether a task holds `sk`'s lock (sk_lock.owned): close(), shutdown() and the processing of
+// packets backlogged meanwhile run so, in a process using the socket; packets and timers in
+// softirq only touch a socket whose lock no task holds. So a state change or reset seen with the
+// lock held happens in the context of the socket's process. (Read only on full sockets: a
+// TIME_WAIT socket has no lock.)
+static __always_inline bool in_socket_process(const struct sock *sk)
+{
+    return BPF_CORE_READ(sk, sk_lock.owned) != 0;
+}
+
 static __always_inline void record_socket_owner(struct sock *sk, __u32 tgid,
                                                 struct loupe_proc_stats *stats)
 {
     __u64 key = (__u64)sk;
     struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
     if (owner) {
-        if (owner->tgid == 0)
-            claim_socket(owner, tgid, stats);
+        claim_socket(owner, tgid, stats); // no-op once owned
         return;
     }
     // Established before loupe started (or evicted): not counted as opened or accepted.

@@ -220,10 +220,9 @@ int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldsta
         struct loupe_sock_owner *owner = bpf_map_lookup_elem(&sock_owners, &key);
         if (!owner)
             return 0;
-        // An accepted socket closed before any read or write: close() and shutdown() change its
-        // state holding the socket's lock (sk_lock.owned), in the process that closes it. Packets
-        // and timers in softirq only change the state of a socket whose lock no task holds.
-        if (owner->tgid == 0 && owner->passive && BPF_CORE_READ(sk, sk_lock.owned)) {
+        // An accepted socket closed (close(), shutdown()) before any read or write: claimed by
+        // the process closing it.
+        if (owner->tgid == 0 && owner->passive && in_socket_process(sk)) {
             struct loupe_proc_stats *stats = current_stats(); // NULL: a kernel thread, or filtered out
             if (stats)
                 claim_socket(owner, bpf_get_current_pid_tgid() >> 32, stats);
@@ -278,10 +277,9 @@ int BPF_PROG(handle_tcp_send_reset, const struct sock *sk)
         return 0;
     struct loupe_proc_stats *stats = owner_stats(sk);
     // An abortive close() (unread data, SO_LINGER 0) resets the connection after moving it to
-    // CLOSE, which dropped its owner: the process closing it holds the socket's lock. (The state
-    // is read first: sk may be a TIME_WAIT socket, which has no lock.)
-    if (!stats && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE &&
-        BPF_CORE_READ(sk, sk_lock.owned))
+    // CLOSE, which dropped its owner: charged to the process closing it. (The state is read
+    // first: sk may be a TIME_WAIT socket.)
+    if (!stats && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE && in_socket_process(sk))
         stats = current_stats();
     if (stats)
         __sync_fetch_and_add(&stats->tcp_resets_sent, 1);

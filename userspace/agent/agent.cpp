@@ -212,7 +212,7 @@ void Agent::warn_unknown_disabled_hooks() const {
     for (const auto& name : config_.disabled_hooks) {
         auto matches = [&](const std::vector<std::string>& hooks) {
             return std::any_of(hooks.begin(), hooks.end(), [&](const std::string& hook) {
-                return capture::hook_disabled({name}, hook);
+                return capture::hook_named(name, hook);
             });
         };
         if ((capture_ && matches(capture_->disabled_hooks())) ||
@@ -600,9 +600,9 @@ bool Agent::start() {
     return true;
 }
 
-bool Agent::pause(std::chrono::milliseconds duration) {
+void Agent::pause(std::chrono::milliseconds duration) {
     std::unique_lock lock(stop_mutex_);
-    return !stop_cv_.wait_for(lock, duration, [this] { return !running_; });
+    stop_cv_.wait_for(lock, duration, [this] { return !running_; });
 }
 
 // Under stop_mutex_, so that a thread between its check of running_ and its wait cannot miss it.

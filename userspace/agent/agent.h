@@ -51,8 +51,8 @@ class Agent {
     bool start_capture();
     void start_resources();
     void warn_unknown_disabled_hooks() const;
-    // Sleeps `duration`, or less when the agent stops. Returns whether it is still running.
-    bool pause(std::chrono::milliseconds duration);
+    // Sleeps `duration`, or less when the agent stops.
+    void pause(std::chrono::milliseconds duration);
     bool request_stop();  // true: this call stopped it
     void consume_loop();
     void resource_loop();

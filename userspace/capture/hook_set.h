@@ -17,12 +17,16 @@ namespace loupe::capture {
 // "tracepoint/syscalls/sys_enter_read", "sched_switch" for "tp_btf/sched_switch".
 std::string hook_name(const bpf_program* prog);
 
-// Whether the user turned a hook off (--disable-hooks): by its whole name, or by its last part
+// Whether a --disable-hooks name means `hook`: its whole name, or its last part
 // ("sys_enter_write" for "syscalls/sys_enter_write").
+inline bool hook_named(const std::string& name, const std::string& hook) {
+    return name == hook || (hook.size() > name.size() && hook.ends_with("/" + name));
+}
+
+// Whether the user turned a hook off (--disable-hooks).
 inline bool hook_disabled(const std::vector<std::string>& disabled, const std::string& hook) {
-    return std::any_of(disabled.begin(), disabled.end(), [&](const std::string& name) {
-        return name == hook || (hook.size() > name.size() && hook.ends_with("/" + name));
-    });
+    return std::any_of(disabled.begin(), disabled.end(),
+                       [&](const std::string& name) { return hook_named(name, hook); });
 }
 
 class HookSet {
