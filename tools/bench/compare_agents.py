@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Two agents (two builds, or one build with two sets of arguments) against each other and
-against no agent: nginx + `wrk -t2 -c50`, rounds of
+against no agent: nginx + `wrk -t2 -c50`, both agents with `--comm nginx`, rounds of
 three runs (without, agent A, agent B) whose order rotates from round to round, so that a drift
 of the host's speed weighs on all three alike. Prints each run and the median ratios. Use it to
 tell whether a change helped: on this noisy VM, two separate overhead.py runs of the same code
