@@ -139,6 +139,7 @@ static __always_inline void emit(void *record, __u64 size)
     __u32 cpu = bpf_get_smp_processor_id();
     void *ring = bpf_map_lookup_elem(&events, &cpu);
     if (!ring) {
+        // Not reached: user space puts every CPU's ring in place before it attaches a hook.
         count_drop(LOUPE_DROP_RINGBUF_FULL);
         return;
     }

@@ -87,8 +87,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         return nullptr;
     }
     // The consumer is woken each time a CPU sent an eighth of its ring: a drain is due long before
-    // a ring fills even when the consumer waits for a CPU on a saturated node (at a quarter,
-    // every-process tracing of nginx + wrk lost 2 events in 2 of 16 runs to full rings).
+    // a ring fills even when the consumer waits for a CPU on a saturated node.
     skel.rodata->wakeup_bytes = ring_bytes / 8;
     // The rings themselves are created after load (open_rings): a ring buffer's size is not
     // part of its type, so any size fits the array's template.
@@ -100,12 +99,14 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
                 std::strerror(-err) + " (run with --log-level debug for the verifier log)";
         return nullptr;
     }
+    // Rings before hooks: a hook that fires before its CPU's ring is in place loses the event
+    // (counted as ringbuf_full: hundreds at each start under load, until this order).
+    if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
     capture->hooks_.attach(skel.obj);
     if (capture->hooks_.empty()) {
         error = "no HTTP capture hook could be attached";
         return nullptr;
     }
-    if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
     for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
