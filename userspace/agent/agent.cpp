@@ -529,7 +529,8 @@ void Agent::register_routes() {
                     const auto d = capture_->drops();
                     body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
                                             {"unsupported_syscall", d.unsupported_syscall},
-                                            {"conn_table_full", d.conn_table_full}};
+                                            {"conn_table_full", d.conn_table_full},
+                                            {"recursion_miss", d.recursion_misses}};
                     body["hooks_attached"] = capture_->attached_hooks();
                     body["hooks_missing"] = capture_->missing_hooks();
                 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
@@ -61,7 +62,18 @@ void HookSet::attach(bpf_object* obj) {
         }
         links_.push_back(std::move(link));
         attached_.push_back(name);
+        program_fds_.push_back(bpf_program__fd(prog));
     }
+}
+
+std::uint64_t HookSet::recursion_misses() const {
+    std::uint64_t total = 0;
+    for (const int fd : program_fds_) {
+        bpf_prog_info info{};
+        __u32 length = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &length) == 0) total += info.recursion_misses;
+    }
+    return total;
 }
 
 }  // namespace loupe::capture

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ class HookSet {
     // Detaches every program (before the maps and ring buffers they write to go away).
     void detach() { links_.clear(); }
 
+    // Runs of the attached programs the kernel skipped because the same program was already
+    // running on that CPU (interrupted by an interrupt that hit its hook again): each is an event
+    // lost without any map of ours seeing it.
+    std::uint64_t recursion_misses() const;
+
     bool empty() const { return links_.empty(); }
     const std::vector<std::string>& attached() const { return attached_; }
     const std::vector<std::string>& missing() const { return missing_; }
@@ -49,6 +55,7 @@ class HookSet {
 
   private:
     std::vector<BpfLinkPtr> links_;
+    std::vector<int> program_fds_;  // of the attached programs; owned by the object
     std::vector<std::string> attached_;
     std::vector<std::string> missing_;
     std::vector<std::string> disabled_;

@@ -197,6 +197,7 @@ DropCounters HttpCapture::drops() const {
     out.ringbuf_full = sum_percpu_u64(fd, LOUPE_DROP_RINGBUF_FULL);
     out.unsupported_syscall = sum_percpu_u64(fd, LOUPE_DROP_UNSUPPORTED_SYSCALL);
     out.conn_table_full = sum_percpu_u64(fd, LOUPE_DROP_CONN_TABLE_FULL);
+    out.recursion_misses = hooks_.recursion_misses();
     return out;
 }
 

@@ -32,6 +32,7 @@ struct DropCounters {
     std::uint64_t ringbuf_full = 0;
     std::uint64_t unsupported_syscall = 0;  // socket I/O from sendmmsg, splice, io_uring...
     std::uint64_t conn_table_full = 0;
+    std::uint64_t recursion_misses = 0;  // hook runs the kernel skipped (HookSet)
 };
 
 class HttpCapture {

@@ -110,6 +110,7 @@ NodeKernelCounters ResourceCapture::node_counters() const {
     out.tcp_retransmits = sum_percpu_u64(fd, LOUPE_NODE_TCP_RETRANSMITS);
     out.proc_stats_full = sum_percpu_u64(fd, LOUPE_NODE_PROC_STATS_FULL);
     out.exit_events_lost = sum_percpu_u64(fd, LOUPE_NODE_EXIT_EVENTS_LOST);
+    out.recursion_misses = hooks_.recursion_misses();
     return out;
 }
 

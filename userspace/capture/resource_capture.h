@@ -21,6 +21,7 @@ struct NodeKernelCounters {
     std::uint64_t tcp_retransmits = 0;
     std::uint64_t proc_stats_full = 0;
     std::uint64_t exit_events_lost = 0;
+    std::uint64_t recursion_misses = 0;  // hook runs the kernel skipped (HookSet)
 };
 
 class ResourceCapture {

@@ -363,6 +363,8 @@ std::string render_prometheus(const MetricsView& view) {
             {"pending_request_limit", p.dropped_requests},
             {"proc_stats_full", view.kernel_counters.proc_stats_full},
             {"exit_events_lost", view.kernel_counters.exit_events_lost},
+            {"recursion_miss",
+             view.kernel_drops.recursion_misses + view.kernel_counters.recursion_misses},
             {"identity_limit", view.identities ? view.identities->identities_dropped() : 0}};
         for (const auto& [reason, value] : reasons)
             f.metric.push_back(
