@@ -155,7 +155,7 @@ bool Agent::start_capture() {
     options.ring_buffer_bytes = config_.ring_buffer_bytes;
     // --pid and --comm narrow capture in the kernel (traced_tgids, refreshed every second from
     // /proc); --port is applied in user space.
-    options.filter_tgids = !config_.pids.empty() || !config_.comms.empty();
+    options.filter_tgids = filtering_processes();
     options.disabled_hooks = config_.disabled_hooks;
     if (resource_capture_) options.process_stats_maps = resource_capture_->process_stats_maps();
     capture_ = capture::HttpCapture::start(
@@ -165,10 +165,15 @@ bool Agent::start_capture() {
         spdlog::error("HTTP capture unavailable: {}", capture_error_);
         return false;
     }
-    if (options.filter_tgids) capture_->set_traced_tgids(pids_of(selected_processes()));
     spdlog::info("HTTP capture attached to {} socket tracepoints",
                  capture_->attached_hooks().size());
     return true;
+}
+
+void Agent::trace_only(const std::vector<std::uint32_t>& pids) {
+    if (resource_capture_) resource_capture_->set_traced_tgids(pids);
+    std::lock_guard lock(mutex_);
+    if (capture_) capture_->set_traced_tgids(pids);
 }
 
 std::vector<resources::ProcessSample> Agent::selected_processes() const {
@@ -194,7 +199,7 @@ void Agent::start_resources() {
                                  std::string(exit.comm, strnlen(exit.comm, sizeof(exit.comm)))))
                 resource_tracker_.on_exit(exit);
         },
-        !config_.pids.empty() || !config_.comms.empty(), config_.disabled_hooks, resource_error_);
+        filtering_processes(), config_.disabled_hooks, resource_error_);
     if (!resource_capture_) {
         // /proc still gives CPU, memory and disk bytes: degrade, do not stop.
         spdlog::warn(
@@ -228,13 +233,8 @@ void Agent::resource_loop() {
     while (running_) {
         const auto processes = selected_processes();
         const auto pids = pids_of(processes);
-        if (!config_.pids.empty() || !config_.comms.empty()) {
-            // One /proc scan a second serves both kernel filters: new processes with a selected
-            // name are traced within a second of appearing.
-            if (resource_capture_) resource_capture_->set_traced_tgids(pids);
-            std::lock_guard lock(mutex_);
-            if (capture_) capture_->set_traced_tgids(pids);
-        }
+        // New processes with a selected name are traced within a second of appearing.
+        if (filtering_processes()) trace_only(pids);
         const auto node = procfs_.node();
         std::unordered_map<std::uint32_t, loupe_proc_stats> kernel;
         std::unordered_map<std::uint32_t, std::uint64_t> active;
@@ -582,6 +582,9 @@ bool Agent::start() {
     start_pod_metadata();
     start_resources();  // first: the HTTP capture's socket programs share its per-process maps
     const bool capturing = start_capture();
+    // Before ready: the selected processes are traced from the first request a client can make
+    // once it saw the agent ready (the resource loop's first scan comes later).
+    if (filtering_processes()) trace_only(pids_of(selected_processes()));
     warn_unknown_disabled_hooks();
     ready_ = capturing;
     started_up_ = true;

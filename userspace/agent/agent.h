@@ -71,6 +71,9 @@ class Agent {
     // The live processes of that selection (all when there is none), from one /proc scan: they
     // feed the kernel-side filters of both captures, resources and attribution alike.
     std::vector<resources::ProcessSample> selected_processes() const;
+    bool filtering_processes() const { return !config_.pids.empty() || !config_.comms.empty(); }
+    // --pid/--comm: both captures' kernel filters, from one /proc scan.
+    void trace_only(const std::vector<std::uint32_t>& pids);
     void register_routes();
     nlohmann::json health_body(const char* status, nlohmann::json checks) const;
     std::string render_metrics();
