@@ -68,19 +68,23 @@ struct {
     __type(value, struct conn_state);
 } conns SEC(".maps");
 
-// @brief Scratch space for building a data event: too big for the 512-byte BPF stack. The slack
-// after head[] lets the verifier prove `head + off + n` in bounds from masked off and n (see
-// copy_head).
-struct data_scratch {
-    struct loupe_data_event event;
-    __u8 slack[2 * LOUPE_DATA_HEAD_MAX];
-};
+// A batch is sent once its oldest event is this old, at the next event or timer tick of its CPU.
+#define BATCH_MAX_AGE_NS 1000000ULL
+
+// @brief Per-CPU batches: events are written in place here (too big for the 512-byte BPF stack)
+// and reach the CPU's ring several at a time, so that one ring reservation and commit serves many
+// events. A batch is sent when full, when its oldest event is BATCH_MAX_AGE_NS old (checked at
+// each event and timer tick of the CPU), and when the CPU goes idle.
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct data_scratch);
-} scratch SEC(".maps");
+    __type(value, struct loupe_cpu_batch); // (loupe_abi.h)
+} batches SEC(".maps");
+
+// Set by user space once the hooks that send batches in time (timer ticks, CPUs going idle) are
+// attached; until then, or without them, every event is sent at once.
+bool batching = false;
 
 // The inner map of `events`: one per CPU, sized and created by user space.
 struct cpu_ring {
@@ -121,20 +125,12 @@ static __always_inline bool traced(__u32 tgid)
     return tgid_selected(tgid);
 }
 
-// @brief Bytes sent through this CPU's ring since it last woke the consumer. Deciding the wake-ups
-// from it, not from the ring's pending data (bpf_ringbuf_query), keeps the producer off the cache
-// line the consumer writes: the query was 0.4 % of the machine's samples under nginx + wrk.
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u64);
-} unsignalled_bytes SEC(".maps");
+// Hides a value from the optimiser so that the bound check that follows is really emitted and
+// seen by the verifier on the register used for the helper call.
+#define OPAQUE(var) asm volatile("" : "+r"(var))
+#define COMPILER_BARRIER() asm volatile("" ::: "memory")
 
-// Sends one record through this CPU's ring. Wake-ups are batched: the consumer drains on a timer
-// and is woken early only after wakeup_bytes more were sent on this CPU (beyla#2425: waking user
-// space per event cost the traced app 40 % more CPU).
-static __always_inline void emit(void *record, __u64 size)
+static __always_inline void ring_send(void *record, __u64 size, __u64 flags)
 {
     __u32 cpu = bpf_get_smp_processor_id();
     void *ring = bpf_map_lookup_elem(&events, &cpu);
@@ -143,20 +139,112 @@ static __always_inline void emit(void *record, __u64 size)
         count_drop(LOUPE_DROP_RINGBUF_FULL);
         return;
     }
-    __u64 flags = BPF_RB_NO_WAKEUP;
-    __u32 zero = 0;
-    __u64 *unsignalled = bpf_map_lookup_elem(&unsignalled_bytes, &zero);
-    if (unsignalled) {
-        // Per-CPU: only a softirq program interrupting this one can race; a lost update only
-        // moves a wake-up.
-        *unsignalled += size;
-        if (*unsignalled >= wakeup_bytes) {
-            *unsignalled = 0;
-            flags = BPF_RB_FORCE_WAKEUP;
-        }
-    }
     if (bpf_ringbuf_output(ring, record, size, flags) != 0)
         count_drop(LOUPE_DROP_RINGBUF_FULL);
+}
+
+// This CPU's batch, the caller's until batch_leave; NULL when the caller interrupted (softirq,
+// hardirq) a program that is writing it. An interrupt runs to its end before the interrupted
+// program goes on, so the flag needs no atomic.
+static __always_inline struct loupe_cpu_batch *batch_enter(void)
+{
+    __u32 zero = 0;
+    struct loupe_cpu_batch *b = bpf_map_lookup_elem(&batches, &zero);
+    if (!b || b->busy)
+        return NULL;
+    b->busy = 1;
+    COMPILER_BARRIER();
+    return b;
+}
+
+static __always_inline void batch_leave(struct loupe_cpu_batch *b)
+{
+    COMPILER_BARRIER();
+    b->busy = 0;
+}
+
+// Sends the batch through this CPU's ring. Wake-ups are batched too: the consumer drains on a
+// timer and is woken early only after wakeup_bytes more were sent on this CPU (beyla#2425: waking
+// user space per event cost the traced app 40 % more CPU). Counting the bytes here, not asking
+// the ring (bpf_ringbuf_query), keeps the producer off the cache line the consumer writes.
+static __always_inline void batch_flush(struct loupe_cpu_batch *b)
+{
+    __u64 size = b->out.bytes;
+    if (size == 0)
+        return;
+    size += offsetof(struct loupe_event_batch, data);
+    // Verifier workaround: never true, but bounds the size on the register the helper gets.
+    OPAQUE(size);
+    if (size > sizeof(struct loupe_event_batch))
+        return;
+    __u64 flags = BPF_RB_NO_WAKEUP;
+    b->unsignalled += size;
+    if (b->unsignalled >= wakeup_bytes) {
+        b->unsignalled = 0;
+        flags = BPF_RB_FORCE_WAKEUP;
+    }
+    b->out.kind = LOUPE_EVENT_BATCH;
+    b->out.reserved0 = 0;
+    ring_send(&b->out, size, flags);
+    b->out.bytes = 0;
+}
+
+// Where the next event (at most max_size bytes) is to be written in the batch; the batch is sent
+// first when it has no room left for it. batch_commit makes what was written there an event.
+static __always_inline void *batch_reserve(struct loupe_cpu_batch *b, __u32 max_size)
+{
+    __u32 used = b->out.bytes;
+    if (used + sizeof(struct loupe_batch_entry) + max_size > LOUPE_BATCH_BYTES) {
+        batch_flush(b);
+        used = 0;
+    }
+    // Verifier workaround: a no-op mask (used < LOUPE_BATCH_BYTES here) that bounds the offset.
+    OPAQUE(used);
+    used &= LOUPE_BATCH_BYTES - 1;
+    return &b->out.data[used + sizeof(struct loupe_batch_entry)];
+}
+
+static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, __u64 now)
+{
+    __u32 used = b->out.bytes;
+    OPAQUE(used);
+    used &= LOUPE_BATCH_BYTES - 1; // verifier, as in batch_reserve
+    struct loupe_batch_entry *entry = (struct loupe_batch_entry *)&b->out.data[used];
+    entry->size = size;
+    entry->reserved0 = 0;
+    if (used == 0)
+        b->first_ns = now;
+    b->last_entry = used;
+    b->out.bytes = used + sizeof(*entry) + ((size + 7) & ~7U);
+    if (!batching || now - b->first_ns >= BATCH_MAX_AGE_NS)
+        batch_flush(b);
+}
+
+// A write whose bytes loupe does not copy (sendfile) that follows an egress event of the same
+// connection and thread still in this CPU's batch joins that event: the usual static-file
+// response (headers by writev, body by sendfile) costs one event, not two.
+static __always_inline bool join_last(struct loupe_cpu_batch *b, __u64 pid_tgid, __s32 fd,
+                                      __u64 generation, __u64 length, __u64 now)
+{
+    if (!batching || b->out.bytes == 0)
+        return false;
+    __u32 at = b->last_entry;
+    OPAQUE(at);
+    at &= LOUPE_BATCH_BYTES - 1; // verifier, as in batch_reserve
+    struct loupe_data_event *last =
+        (struct loupe_data_event *)&b->out.data[at + sizeof(struct loupe_batch_entry)];
+    if (last->header.kind != LOUPE_EVENT_DATA || last->direction != LOUPE_DIR_EGRESS ||
+        last->header.tid != (__u32)pid_tgid || last->header.conn.tgid != pid_tgid >> 32 ||
+        last->header.conn.fd != fd || last->header.conn.generation != generation)
+        return false;
+    __u64 spread = last->spread_ns + (now - last->header.timestamp_ns);
+    if (spread > 0xffffffffULL)
+        return false;
+    last->spread_ns = (__u32)spread;
+    last->header.timestamp_ns = now;
+    last->length += length;
+    last->tail_len = 0; // its last bytes are now the uncopied ones
+    return true;
 }
 
 static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind, __u64 pid_tgid,
@@ -173,35 +261,34 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
 
 // The socket's fields are read with plain loads: tracepoint arguments of tp_btf programs are
 // trusted kernel pointers.
-static __always_inline void emit_open(__u64 pid_tgid, __s32 fd, const struct conn_state *state,
-                                      struct sock *sk, struct task_struct *task)
+static __always_inline void emit_open(struct loupe_cpu_batch *b, __u64 pid_tgid, __s32 fd,
+                                      const struct conn_state *state, struct sock *sk,
+                                      struct task_struct *task)
 {
-    struct loupe_conn_open_event e = {};
+    struct loupe_conn_open_event *e = batch_reserve(b, sizeof(*e));
 
-    fill_header(&e.header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, state->generation,
+    __builtin_memset(e, 0, sizeof(*e));
+    fill_header(&e->header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, state->generation,
                 state->generation);
-    e.role = state->role;
-    e.family = sk->__sk_common.skc_family;
-    e.local_port = sk->__sk_common.skc_num;
-    e.remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
-    if (e.family == AF_INET) {
-        __builtin_memcpy(e.local_addr, &sk->__sk_common.skc_rcv_saddr, 4);
-        __builtin_memcpy(e.remote_addr, &sk->__sk_common.skc_daddr, 4);
+    e->role = state->role;
+    e->family = sk->__sk_common.skc_family;
+    e->local_port = sk->__sk_common.skc_num;
+    e->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
+    if (e->family == AF_INET) {
+        __builtin_memcpy(e->local_addr, &sk->__sk_common.skc_rcv_saddr, 4);
+        __builtin_memcpy(e->remote_addr, &sk->__sk_common.skc_daddr, 4);
     } else {
-        BPF_CORE_READ_INTO(&e.local_addr, sk, __sk_common.skc_v6_rcv_saddr);
-        BPF_CORE_READ_INTO(&e.remote_addr, sk, __sk_common.skc_v6_daddr);
+        BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+        BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr);
     }
-    BPF_CORE_READ_STR_INTO(&e.comm, task, group_leader, comm);
-    emit(&e, sizeof(e));
+    BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
+    batch_commit(b, sizeof(*e), state->generation);
 }
-
-// Hides a value from the optimiser so that the bound check that follows is really emitted and
-// seen by the verifier on the register used for the helper call.
-#define OPAQUE(var) asm volatile("" : "+r"(var))
 
 // Copies up to LOUPE_DATA_HEAD_MAX - off bytes from user memory at `src` into head[off..].
 // Returns the number of bytes copied.
-static __always_inline __u32 copy_head(struct data_scratch *s, __u32 off, __u64 src, __u64 avail)
+static __always_inline __u32 copy_head(struct loupe_data_event *e, __u32 off, __u64 src,
+                                       __u64 avail)
 {
     if (off >= LOUPE_DATA_HEAD_MAX)
         return 0;
@@ -212,28 +299,28 @@ static __always_inline __u32 copy_head(struct data_scratch *s, __u32 off, __u64 
         return 0;
     // Verifier workaround: the masks are no-ops for the values that reach here (off < HEAD_MAX,
     // n <= HEAD_MAX) but give the verifier bounds it can carry through register spills;
-    // head[] is followed by 2 * HEAD_MAX bytes of slack (struct data_scratch) to match them.
+    // the batch's slack (LOUPE_BATCH_SLACK) matches them.
     OPAQUE(off);
     off &= LOUPE_DATA_HEAD_MAX - 1;
     OPAQUE(n);
     n &= 2 * LOUPE_DATA_HEAD_MAX - 1;
-    if (bpf_probe_read_user(&s->event.head[off], n, (const void *)src) != 0)
+    if (bpf_probe_read_user(&e->head[off], n, (const void *)src) != 0)
         return 0;
     return (__u32)n;
 }
 
-static __always_inline void copy_tail(struct data_scratch *s, __u64 end_addr)
+static __always_inline void copy_tail(struct loupe_data_event *e, __u64 end_addr)
 {
-    if (bpf_probe_read_user(s->event.tail, LOUPE_DATA_TAIL_MAX,
+    if (bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
                             (const void *)(end_addr - LOUPE_DATA_TAIL_MAX)) == 0)
-        s->event.tail_len = LOUPE_DATA_TAIL_MAX;
+        e->tail_len = LOUPE_DATA_TAIL_MAX;
 }
 
 #define MAX_IOVECS 8
 
 // Fills head (and tail) from an iovec array holding `total` transferred bytes.
-static __always_inline void copy_from_iovecs(struct data_scratch *s, __u64 iov_addr, __u64 iovcnt,
-                                             __u64 total)
+static __always_inline void copy_from_iovecs(struct loupe_data_event *e, __u64 iov_addr,
+                                             __u64 iovcnt, __u64 total)
 {
     __u64 seen = 0;
     __u32 off = 0;
@@ -248,13 +335,13 @@ static __always_inline void copy_from_iovecs(struct data_scratch *s, __u64 iov_a
         __u64 len = iov.iov_len;
         if (len > total - seen)
             len = total - seen;
-        off += copy_head(s, off, (__u64)iov.iov_base, len);
+        off += copy_head(e, off, (__u64)iov.iov_base, len);
         seen += len;
         // The transfer's last byte lies in this iovec: that is where the tail is.
         if (seen == total && total > LOUPE_DATA_HEAD_MAX && len >= LOUPE_DATA_TAIL_MAX)
-            copy_tail(s, (__u64)iov.iov_base + len);
+            copy_tail(e, (__u64)iov.iov_base + len);
     }
-    s->event.head_len = off;
+    e->head_len = off;
 }
 
 static __always_inline bool looks_like_http(const __u8 *p, __u16 len)
@@ -370,52 +457,62 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         return;
     }
     __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b) {
+        count_drop(LOUPE_DROP_NESTED);
+        return;
+    }
     if (!state->generation) {
         // First traced I/O on this connection: announce it.
         state->generation = now;
         state->tgid = tgid;
         state->fd = fd;
-        emit_open(pid_tgid, fd, state, sk, task);
+        emit_open(b, pid_tgid, fd, state, sk, task);
     }
-    __u32 zero = 0;
-    struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-    if (!s)
+    if (vector == VECTOR_NONE && join_last(b, pid_tgid, fd, state->generation, (__u64)ret, now)) {
+        batch_leave(b);
         return;
+    }
 
-    fill_header(&s->event.header, LOUPE_EVENT_DATA, pid_tgid, fd, state->generation, now);
-    s->event.length = (__u64)ret;
-    s->event.direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
-    s->event.syscall = syscall;
-    s->event.head_len = 0;
-    s->event.tail_len = 0;
-    s->event.reserved0 = 0;
+    struct loupe_data_event *e = batch_reserve(b, sizeof(*e));
+    fill_header(&e->header, LOUPE_EVENT_DATA, pid_tgid, fd, state->generation, now);
+    e->length = (__u64)ret;
+    e->spread_ns = 0;
+    e->direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
+    e->syscall = syscall;
+    e->head_len = 0;
+    e->tail_len = 0;
+    e->reserved0 = 0;
+    e->reserved1 = 0;
 
     if (vector == VECTOR_BUFFER) {
         __u64 buf = PT_REGS_PARM2_SYSCALL(regs);
-        s->event.head_len = copy_head(s, 0, buf, (__u64)ret);
+        e->head_len = copy_head(e, 0, buf, (__u64)ret);
         if ((__u64)ret > LOUPE_DATA_HEAD_MAX)
-            copy_tail(s, buf + (__u64)ret);
+            copy_tail(e, buf + (__u64)ret);
     } else if (vector == VECTOR_IOVEC) {
-        copy_from_iovecs(s, PT_REGS_PARM2_SYSCALL(regs), PT_REGS_PARM3_SYSCALL(regs), (__u64)ret);
+        copy_from_iovecs(e, PT_REGS_PARM2_SYSCALL(regs), PT_REGS_PARM3_SYSCALL(regs), (__u64)ret);
     } else if (vector == VECTOR_MSGHDR) {
         struct user_msghdr msg;
         if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)PT_REGS_PARM2_SYSCALL(regs)) == 0)
-            copy_from_iovecs(s, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)ret);
+            copy_from_iovecs(e, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)ret);
     }
 
     if (state->kind == CONN_UNDECIDED) {
-        if (looks_like_http(s->event.head, s->event.head_len)) {
+        if (looks_like_http(e->head, e->head_len)) {
             state->kind = CONN_HTTP;
         } else if (++state->undecided_events > UNDECIDED_EVENT_BUDGET) {
             state->kind = CONN_NOT_HTTP;
+            batch_leave(b); // not committed: the event is left out of the batch
             return;
         }
     }
 
-    __u64 size = offsetof(struct loupe_data_event, head) + s->event.head_len;
+    __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
     if (size > sizeof(struct loupe_data_event))
         size = sizeof(struct loupe_data_event);
-    emit(&s->event, size);
+    batch_commit(b, size, now);
+    batch_leave(b);
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -462,9 +559,54 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
     state->closed = 1;
     if (state->kind == CONN_NOT_HTTP)
         return 0;
+    __u64 now = bpf_ktime_get_ns();
+    struct loupe_cpu_batch *b = batch_enter();
+    if (b) {
+        struct loupe_conn_close_event *e = batch_reserve(b, sizeof(*e));
+        fill_header(&e->header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
+                    state->generation, now);
+        batch_commit(b, sizeof(*e), now);
+        batch_leave(b);
+        return 0;
+    }
+    // A softirq's close that interrupted the writing of this CPU's batch: sent alone (user space
+    // puts records back in time order).
     struct loupe_conn_close_event e = {};
     fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
-                state->generation, bpf_ktime_get_ns());
-    emit(&e, sizeof(e));
+                state->generation, now);
+    ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+// ---- sending batches in time ----
+// A CPU going idle sends its batch: its timer ticks may stop until it has work again.
+SEC("tp_btf/sched_switch")
+int BPF_PROG(http_batch_on_idle, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+    if (next->pid != 0)
+        return 0;
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b)
+        return 0;
+    batch_flush(b);
+    batch_leave(b);
+    return 0;
+}
+
+// A busy CPU's timer ticks send a batch that got old without filling up (a process that stopped
+// doing socket I/O). Runs at every hrtimer expiry: one map lookup when there is nothing to send.
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(http_batch_on_timer, struct hrtimer *timer, ktime_t *now)
+{
+    __u32 zero = 0;
+    struct loupe_cpu_batch *pending = bpf_map_lookup_elem(&batches, &zero);
+    if (!pending || pending->out.bytes == 0 ||
+        bpf_ktime_get_ns() - pending->first_ns < BATCH_MAX_AGE_NS)
+        return 0;
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b)
+        return 0;
+    batch_flush(b);
+    batch_leave(b);
     return 0;
 }

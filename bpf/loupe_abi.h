@@ -37,6 +37,8 @@ struct loupe_doctor_event {
 #define LOUPE_DATA_HEAD_MAX 512
 /* Last bytes of a longer read/write: where a chunked body's terminator lives. */
 #define LOUPE_DATA_TAIL_MAX 16
+/* Bytes of events one CPU gathers before it sends them as one ring record (a batch). */
+#define LOUPE_BATCH_BYTES 4096
 /* Words of the traced_tgids bitmap: one bit per possible tgid (PID_MAX_LIMIT, 4 Mi on 64 bits). */
 #define LOUPE_TGID_BITMAP_WORDS (4194304 / 64)
 
@@ -44,6 +46,7 @@ enum loupe_event_kind {
     LOUPE_EVENT_CONN_OPEN = 1,
     LOUPE_EVENT_DATA = 2,
     LOUPE_EVENT_CONN_CLOSE = 3,
+    LOUPE_EVENT_BATCH = 4, /* struct loupe_event_batch: several of the others */
 };
 
 enum loupe_conn_role {
@@ -75,6 +78,9 @@ enum loupe_drop_reason {
     LOUPE_DROP_UNSUPPORTED_SYSCALL, /* socket I/O from a syscall whose buffers loupe cannot read
                                        (sendmmsg, recvmmsg, splice, io_uring) */
     LOUPE_DROP_CONN_TABLE_FULL,   /* no memory for a connection's state */
+    LOUPE_DROP_NESTED,            /* socket I/O traced while its CPU's batch was being written
+                                     by the program it interrupted (not expected: socket reads
+                                     and writes run in process context) */
     LOUPE_DROP_COUNT,
 };
 
@@ -107,19 +113,56 @@ struct loupe_conn_open_event {
 };
 
 struct loupe_data_event {
-    struct loupe_event_header header;
+    struct loupe_event_header header; /* timestamp: when the (last) syscall moved its bytes */
     __u64 length;    /* bytes the syscall moved */
+    /* Not 0: the event also holds the writes of uncopied bytes (sendfile) that followed the
+     * first one at once on the same connection, thread and CPU; the first one's bytes moved
+     * spread_ns before header.timestamp_ns. length counts them all, head and tail the first. */
+    __u32 spread_ns;
     __u8 direction;  /* enum loupe_direction */
-    __u8 syscall;    /* enum loupe_syscall */
+    __u8 syscall;    /* enum loupe_syscall (of the first write when joined) */
     __u16 head_len;  /* valid bytes in head[] */
     __u16 tail_len;  /* valid bytes in tail[] (only when length > head_len) */
     __u16 reserved0;
+    __u32 reserved1;
     __u8 tail[LOUPE_DATA_TAIL_MAX];
     __u8 head[LOUPE_DATA_HEAD_MAX]; /* only head_len bytes travel through the ring buffer */
 };
 
 struct loupe_conn_close_event {
     struct loupe_event_header header;
+};
+
+/* The usual ring record: the events one CPU produced since its last batch, in order, each an
+ * entry header followed by the event, every entry 8-byte aligned. (An event that interrupted the
+ * writing of its CPU's batch, a softirq's connection close, travels alone as its own record.) */
+struct loupe_event_batch {
+    __u16 kind; /* LOUPE_EVENT_BATCH */
+    __u16 reserved0;
+    __u32 bytes; /* of data[] in use */
+    __u8 data[LOUPE_BATCH_BYTES];
+};
+
+struct loupe_batch_entry {
+    __u32 size; /* of the event that follows; the next entry starts 8-byte aligned after it */
+    __u32 reserved0;
+};
+
+/* Room after a batch's data[]: an event starts below LOUPE_BATCH_BYTES, and the BPF verifier must
+ * see every write into it in bounds from masked offsets (an offset into head[] below HEAD_MAX
+ * plus a length masked below 2 * HEAD_MAX). */
+#define LOUPE_BATCH_SLACK                                                                          \
+    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 2 * LOUPE_DATA_HEAD_MAX)
+
+/* One CPU's batch being gathered: the value of the HTTP capture's `batches` per-CPU array. User
+ * space reads what is left in it when it stops. */
+struct loupe_cpu_batch {
+    __u32 busy;        /* a program of this CPU is writing it: one interrupting it keeps off */
+    __u32 last_entry;  /* offset in out.data of the last event's entry (when out.bytes > 0) */
+    __u64 first_ns;    /* when the oldest event of the batch was produced */
+    __u64 unsignalled; /* bytes sent through this CPU's ring since it last woke the consumer */
+    struct loupe_event_batch out;
+    __u8 slack[LOUPE_BATCH_SLACK];
 };
 
 /* ---- Resources (resources.bpf.c) ------------------------------------------------------ */

@@ -2,12 +2,13 @@
 # Fuzzes one of loupe's parsers with libFuzzer + ASan + UBSan.
 #   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
+#   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
 # 60). Exits non-zero on a crash, leak or sanitizer report; the crashing input is left in
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|attribution [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|attribution|records [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -38,8 +39,45 @@ attribution)
         { printf '\001'; cat "$f"; } >"$corpus/seed-$(basename "$f")"
     done
     ;;
+records)
+    max_len=8192
+    # Ring records as bpf/loupe_abi.h lays them out: batches of open, data and close events
+    # (a keep-alive exchange, a sendfile joined to its headers), and one event alone.
+    python3 - "$corpus" <<'PY'
+import struct, sys
+def header(kind, ts, fd=5, gen=100):
+    return struct.pack("<HHIQIiQ", kind, 0, 42, ts, 42, fd, gen)
+def open_ev(role, fd=5):
+    addr = bytes([127, 0, 0, 1]) + bytes(12)
+    return header(1, 100, fd) + struct.pack("<BBHHH", role, 2, 8080, 40000, 0) + addr + addr + b"nginx".ljust(16, b"\0")
+def data_ev(ts, egress, head, length=None, spread=0, fd=5):
+    length = len(head) if length is None else length
+    return (header(2, ts, fd) + struct.pack("<QIBBHHHI", length, spread, egress, 1, len(head), 0, 0, 0)
+            + bytes(16) + head)
+def close_ev(ts, fd=5):
+    return header(3, ts, fd)
+def batch(*events):
+    data = b""
+    for e in events:
+        data += struct.pack("<II", len(e), 0) + e
+        data += bytes(-len(data) % 8)
+    return struct.pack("<HHI", 4, 0, len(data)) + data
+seeds = {
+    "keepalive": batch(open_ev(1), data_ev(1000, 0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+                       data_ev(2000, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+                       data_ev(3000, 0, b"GET /b HTTP/1.1\r\n\r\n"), close_ev(4000)),
+    "sendfile": batch(open_ev(1), data_ev(1000, 0, b"GET /f HTTP/1.1\r\n\r\n"),
+                      data_ev(9000, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n", 338, 4000)),
+    "client": batch(open_ev(2, 6), data_ev(1000, 1, b"POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", fd=6),
+                    data_ev(5000, 0, b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n", fd=6), close_ev(6000, 6)),
+    "alone": close_ev(7000),
+}
+for name, record in seeds.items():
+    open(f"{sys.argv[1]}/seed-{name}", "wb").write(record)
+PY
+    ;;
 *)
-    echo "fuzz: unknown target '$target' (http1 or attribution)" >&2
+    echo "fuzz: unknown target '$target' (http1, attribution or records)" >&2
     exit 2
     ;;
 esac

@@ -3,7 +3,7 @@
 #   1. installs the dependencies (idempotent);
 #   2. builds with warnings as errors and runs every ctest suite: unit, BPF (real kernel), CLI;
 #   3. fuzzes the HTTP/1.x parser (libFuzzer, clang) for LOUPE_FUZZ_SECONDS (default 30), and the
-#      attribution inputs (cgroup text, PodList JSON) for as long;
+#      attribution inputs (cgroup text, PodList JSON) and the ring-buffer records for as long;
 #   4. rebuilds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
 # LOUPE_REQUIRE_BPF=1 makes a BPF test that cannot load fail instead of skip (CI sets it).
 set -euo pipefail
@@ -19,9 +19,10 @@ cmake --build build -j"$jobs"
 echo "== tests"
 (cd build && ctest --output-on-failure --timeout 600)
 
-echo "== fuzz the HTTP/1.x parser and the attribution inputs"
+echo "== fuzz the HTTP/1.x parser, the attribution inputs and the ring-buffer records"
 ./tools/fuzz.sh http1 "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh attribution "${LOUPE_FUZZ_SECONDS:-30}"
+./tools/fuzz.sh records "${LOUPE_FUZZ_SECONDS:-30}"
 
 echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOUPE_WERROR=ON -DLOUPE_SANITIZE=ON \

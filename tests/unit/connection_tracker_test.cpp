@@ -86,6 +86,33 @@ TEST_F(Fixture, ServerExchangeWithKernelTimestamps) {
     EXPECT_EQ(seen[0].status, 200);
 }
 
+// The capture joins a sendfile to the write of the headers before it (one event, spread_ns
+// between the two): a response ends with the last of them, a request starts with the first.
+TEST_F(Fixture, JoinedWritesEndResponsesLateAndStartRequestsEarly) {
+    auto t = make();
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, kRequest));
+    const std::string headers = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
+    auto joined = data_rec(3, 100, 61'000, LOUPE_DIR_EGRESS, headers);
+    auto* e = reinterpret_cast<loupe_data_event*>(joined.data());
+    e->length = headers.size() + 5000;  // the body went by sendfile
+    e->spread_ns = 10'000;              // the headers were written at 51 us
+    t.on_record(joined);
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].duration_ns, 60'000u);
+
+    t.on_record(open_rec(4, 100, LOUPE_ROLE_CLIENT, "cli", 40000, 8080));
+    const std::string post = "POST /up HTTP/1.1\r\nContent-Length: 800\r\n\r\n";
+    auto upload = data_rec(4, 100, 5'000, LOUPE_DIR_EGRESS, post);
+    auto* u = reinterpret_cast<loupe_data_event*>(upload.data());
+    u->length = post.size() + 800;
+    u->spread_ns = 4'000;  // request headers at 1 us, body by sendfile until 5 us
+    t.on_record(upload);
+    t.on_record(data_rec(4, 100, 9'000, LOUPE_DIR_INGRESS, kResponse));
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[1].duration_ns, 8'000u);
+}
+
 TEST_F(Fixture, ClientSideCarriesServerAddress) {
     auto t = make();
     t.on_record(open_rec(4, 100, LOUPE_ROLE_CLIENT, "cli", 40000, 8080));

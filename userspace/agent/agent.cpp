@@ -530,6 +530,7 @@ void Agent::register_routes() {
                     body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
                                             {"unsupported_syscall", d.unsupported_syscall},
                                             {"conn_table_full", d.conn_table_full},
+                                            {"nested", d.nested},
                                             {"recursion_miss", d.recursion_misses}};
                     body["hooks_attached"] = capture_->attached_hooks();
                     body["hooks_missing"] = capture_->missing_hooks();

@@ -1,8 +1,12 @@
 // Decodes the raw ring-buffer records of http_capture.bpf.c into checked views.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <algorithm>
+#include <utility>
 #include <string_view>
 #include <variant>
 
@@ -30,5 +34,41 @@ using DecodedEvent = std::variant<ConnOpen, DataSegment, ConnClose, Malformed>;
 
 // Views point into `record`: valid only as long as it is. Never trusts a length field.
 DecodedEvent decode_event(std::span<const std::uint8_t> record);
+
+// Calls fn(event) for each event of a batch's data[] (struct loupe_batch_entry framing), in
+// order. An entry whose size runs past the data ends the walk: the bytes from it on go to fn as
+// one record, for decode_event to count as malformed.
+template <typename Fn>
+void for_each_batch_entry(std::span<const std::uint8_t> data, Fn&& fn) {
+    std::size_t at = 0;
+    while (at < data.size()) {
+        loupe_batch_entry entry{};
+        const std::size_t left = data.size() - at;
+        if (left >= sizeof(entry)) std::memcpy(&entry, data.data() + at, sizeof(entry));
+        if (left < sizeof(entry) || entry.size > left - sizeof(entry)) {
+            fn(data.subspan(at));
+            return;
+        }
+        fn(data.subspan(at + sizeof(entry), entry.size));
+        at += sizeof(entry) + ((std::size_t{entry.size} + 7) & ~std::size_t{7});
+    }
+}
+
+// Calls fn(event) for each event of one ring record: the events of a batch, or the record itself.
+template <typename Fn>
+void for_each_batched_event(std::span<const std::uint8_t> record, Fn&& fn) {
+    constexpr std::size_t kFixed = offsetof(loupe_event_batch, data);
+    std::uint16_t kind = 0;
+    if (record.size() >= sizeof(kind)) std::memcpy(&kind, record.data(), sizeof(kind));
+    if (kind != LOUPE_EVENT_BATCH || record.size() < kFixed) {
+        fn(record);
+        return;
+    }
+    std::uint32_t bytes = 0;
+    std::memcpy(&bytes, record.data() + offsetof(loupe_event_batch, bytes), sizeof(bytes));
+    const std::size_t in_record = record.size() - kFixed;
+    for_each_batch_entry(record.subspan(kFixed, std::min<std::size_t>(bytes, in_record)),
+                         std::forward<Fn>(fn));
+}
 
 }  // namespace loupe::capture

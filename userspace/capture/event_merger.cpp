@@ -36,10 +36,13 @@ void EventMerger::add(std::span<const std::uint8_t> record) {
     if (record.size() >= sizeof(loupe_event_header))
         std::memcpy(&timestamp_ns, record.data() + offsetof(loupe_event_header, timestamp_ns),
                     sizeof(timestamp_ns));
-    Chunk& chunk = chunk_for(record.size());
+    // Each copy starts 8-byte aligned, as ring-buffer records do: the decoder casts them to the
+    // event structs.
+    const std::size_t footprint = (record.size() + 7) & ~std::size_t{7};
+    Chunk& chunk = chunk_for(footprint);
     std::uint8_t* data = chunk.bytes.get() + chunk.used;
     if (!record.empty()) std::memcpy(data, record.data(), record.size());
-    chunk.used += record.size();
+    chunk.used += footprint;
     ++chunk.live;
     added_.push_back({timestamp_ns, next_sequence_++, &chunk, data, record.size()});
 }

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "capture/bpf_maps.h"
+#include "capture/event_decoder.h"
 #include "capture/hook_set.h"
 #include "http_capture.skel.h"
 #include "loupe_abi.h"
@@ -107,6 +108,18 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         error = "no HTTP capture hook could be attached";
         return nullptr;
     }
+    // Events wait in per-CPU batches only when something sends a batch that stops growing: a
+    // CPU's timer ticks and its going idle.
+    const auto& attached = capture->hooks_.attached();
+    const auto has = [&](const char* hook) {
+        return std::find(attached.begin(), attached.end(), hook) != attached.end();
+    };
+    if (has("hrtimer_expire_entry") && has("sched_switch"))
+        skel.bss->batching = true;
+    else
+        spdlog::info(
+            "HTTP events are sent one by one: the hooks that send batches in time "
+            "(sched_switch, hrtimer_expire_entry) are not attached");
     for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
@@ -149,7 +162,9 @@ bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& er
 
 int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
     auto* self = static_cast<HttpCapture*>(ctx);
-    self->merger_.add(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(data), size));
+    for_each_batched_event(
+        std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(data), size),
+        [self](std::span<const std::uint8_t> event) { self->merger_.add(event); });
     return 0;
 }
 
@@ -175,8 +190,26 @@ int HttpCapture::release(std::uint64_t clock_ns) {
 }
 
 int HttpCapture::flush() {
+    hooks_.detach();  // nothing is added to the batches below while they are read
     if (ring_buffer__consume(ring_.get()) < 0) return -1;
+    collect_unsent_batches();
     return static_cast<int>(merger_.release_all(handler_));
+}
+
+void HttpCapture::collect_unsent_batches() {
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return;
+    std::vector<loupe_cpu_batch> batches(static_cast<std::size_t>(cpus));
+    const __u32 key = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.batches), &key, batches.data()) != 0) {
+        spdlog::warn("cannot read the unsent event batches: {}", std::strerror(errno));
+        return;
+    }
+    for (const auto& batch : batches) {
+        const std::size_t bytes = std::min<std::size_t>(batch.out.bytes, sizeof(batch.out.data));
+        for_each_batch_entry(std::span<const std::uint8_t>(batch.out.data, bytes),
+                             [this](std::span<const std::uint8_t> event) { merger_.add(event); });
+    }
 }
 
 int HttpCapture::wait(int timeout_ms) const {
@@ -197,6 +230,7 @@ DropCounters HttpCapture::drops() const {
     out.ringbuf_full = sum_percpu_u64(fd, LOUPE_DROP_RINGBUF_FULL);
     out.unsupported_syscall = sum_percpu_u64(fd, LOUPE_DROP_UNSUPPORTED_SYSCALL);
     out.conn_table_full = sum_percpu_u64(fd, LOUPE_DROP_CONN_TABLE_FULL);
+    out.nested = sum_percpu_u64(fd, LOUPE_DROP_NESTED);
     out.recursion_misses = hooks_.recursion_misses();
     return out;
 }

@@ -32,6 +32,7 @@ struct DropCounters {
     std::uint64_t ringbuf_full = 0;
     std::uint64_t unsupported_syscall = 0;  // socket I/O from sendmmsg, splice, io_uring...
     std::uint64_t conn_table_full = 0;
+    std::uint64_t nested = 0;  // socket I/O that interrupted its CPU's batch being written
     std::uint64_t recursion_misses = 0;  // hook runs the kernel skipped (HookSet)
 };
 
@@ -58,7 +59,8 @@ class HttpCapture {
     // in time order, the collected records older than the hold-back before `clock_ns`.
     std::int64_t collect();
     int release(std::uint64_t clock_ns);
-    // Consumes and hands over everything, held-back records included (shutdown).
+    // Stops capturing (detaches the hooks), then hands over everything, held-back records and
+    // the events still in the per-CPU batches included (shutdown).
     int flush();
     // Waits up to timeout_ms until the kernel signals pending records (it does so each time a
     // CPU sent an eighth of its ring), without consuming them: lets the caller wait without
@@ -81,6 +83,7 @@ class HttpCapture {
     HttpCapture() = default;
     static int on_record(void* ctx, void* data, std::size_t size);
     bool open_rings(int cpus, std::uint32_t ring_bytes, std::string& error);
+    void collect_unsent_batches();
 
     struct SkeletonDeleter {
         void operator()(http_capture* skel) const noexcept;
@@ -90,11 +93,12 @@ class HttpCapture {
     std::vector<UniqueFd> ring_fds_;  // one ring per CPU: kept open while ring_ reads them
     RingBufferPtr ring_;
     UniqueFd wakeups_;  // epoll set of the rings, edge-triggered (see wait)
-    // Records stay 20 ms, far more than the time between an event's timestamp and its commit to
-    // a ring (one program run), so that no record of another CPU can still arrive before them.
-    // (5 ms, with the clock read after the drain, let e2e_nginx miss a few requests in about one
-    // run of five on this VM.)
-    EventMerger merger_{20'000'000};
+    // Records stay 40 ms, far more than the time between an event's timestamp and its commit to
+    // a ring, so that no record of another CPU can still arrive before them. That time is up to
+    // a batch's age limit (1 ms) plus a timer tick (4-10 ms), and a tick again if the first one
+    // found the batch being written. (A 5 ms hold-back, before batches, with the clock read after
+    // the drain, let e2e_nginx miss a few requests in about one run of five on this VM.)
+    EventMerger merger_{40'000'000};
     RecordHandler handler_;
     std::vector<std::uint32_t> traced_tgids_;
 };

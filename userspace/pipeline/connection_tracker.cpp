@@ -180,6 +180,8 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
         segment.direction = e.direction == LOUPE_DIR_EGRESS ? http1::Direction::kEgress
                                                             : http1::Direction::kIngress;
         segment.timestamp_ns = e.header.timestamp_ns;
+        segment.first_timestamp_ns =
+            e.header.timestamp_ns - std::min<std::uint64_t>(e.spread_ns, e.header.timestamp_ns);
         segment.length = e.length;
         segment.head = data->head();
         if (e.length > e.head_len) segment.tail = data->tail();

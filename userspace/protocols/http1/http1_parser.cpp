@@ -118,9 +118,16 @@ struct Http1Connection::View {
     std::uint64_t len = 0;
     const std::uint8_t* tail = nullptr;
     std::size_t tail_len = 0;
-    std::uint64_t ts = 0;
+    std::uint64_t ts = 0;        // when the segment's last bytes moved: messages end then
+    std::uint64_t first_ts = 0;  // when its first bytes moved: messages start then
 
-    explicit View(const Segment& s) : head(s.head.data()), cap(s.head.size()), ts(s.timestamp_ns) {
+    explicit View(const Segment& s)
+        : head(s.head.data()),
+          cap(s.head.size()),
+          ts(s.timestamp_ns),
+          first_ts(s.first_timestamp_ns != 0 && s.first_timestamp_ns < s.timestamp_ns
+                       ? s.first_timestamp_ns
+                       : s.timestamp_ns) {
         len = std::max<std::uint64_t>(s.length, cap);
         if (len > cap && !s.tail.empty()) {
             tail_len = static_cast<std::size_t>(std::min<std::uint64_t>(s.tail.size(), len - cap));
@@ -483,8 +490,8 @@ std::uint64_t Http1Connection::begin_message(Stream& st, const View& v, std::uin
     if (line.state == StartLine::State::kComplete) {
         const std::size_t end = scan_headers(d, n, scan, framing);
         if (end != kNpos) {  // the whole header block is visible: the hot path
-            st.start_ns = v.ts;
-            act_on_start_line(st, line, v.ts, request, out);
+            st.start_ns = v.first_ts;
+            act_on_start_line(st, line, v.first_ts, request, out);
             set_framing(st, framing, v.ts, request, out);
             return pos + end;
         }
@@ -492,7 +499,7 @@ std::uint64_t Http1Connection::begin_message(Stream& st, const View& v, std::uin
     if (v.captured() && n <= kMaxHeaderBytes) {
         // Everything the syscall moved is here but the header block goes on in the next segment.
         st.phase = Phase::kHeaders;
-        st.start_ns = v.ts;
+        st.start_ns = v.first_ts;
         st.start_done = false;
         st.framing = framing;
         st.scan_from = scan;
@@ -501,15 +508,15 @@ std::uint64_t Http1Connection::begin_message(Stream& st, const View& v, std::uin
             st.buf.reserve(std::min(kMaxHeaderBytes, std::max<std::size_t>(n, 512)));
         st.buf.assign(d, d + n);
         if (line.state == StartLine::State::kComplete) {
-            act_on_start_line(st, line, v.ts, request, out);
+            act_on_start_line(st, line, v.first_ts, request, out);
             st.start_done = true;
         }
         return v.len;
     }
     if (line.state == StartLine::State::kComplete || line.usable) {
         // The end of the header block is in bytes we will never see.
-        st.start_ns = v.ts;
-        act_on_start_line(st, line, v.ts, request, out);
+        st.start_ns = v.first_ts;
+        act_on_start_line(st, line, v.first_ts, request, out);
         give_up_headers(st, v.ts, request, out);
         return v.len;
     }

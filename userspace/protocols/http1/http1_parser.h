@@ -19,7 +19,12 @@ enum class Role : std::uint8_t { kUnknown, kServer, kClient };
 // One syscall's worth of data on one connection.
 struct Segment {
     Direction direction = Direction::kIngress;
-    std::uint64_t timestamp_ns = 0;      // syscall exit, CLOCK_MONOTONIC
+    std::uint64_t timestamp_ns = 0;  // syscall exit, CLOCK_MONOTONIC
+    // Earlier than timestamp_ns when the capture joined several writes into one segment (a
+    // sendfile after the write of the headers): when the first one moved its bytes. A message
+    // that starts in the segment starts then; one that ends in it ends at timestamp_ns. 0: the
+    // same as timestamp_ns.
+    std::uint64_t first_timestamp_ns = 0;
     std::uint64_t length = 0;            // bytes the syscall moved; may exceed head.size()
     std::span<const std::uint8_t> head;  // first bytes of the data (empty for sendfile)
     std::span<const std::uint8_t> tail;  // last bytes when length > head.size(), else empty
