@@ -111,11 +111,16 @@ struct {
     __type(value, __u64);
 } drops SEC(".maps");
 
-static __always_inline void count_drop(__u32 reason)
+static __always_inline void count_drops(__u32 reason, __u64 events)
 {
     __u64 *counter = bpf_map_lookup_elem(&drops, &reason);
     if (counter)
-        *counter += 1; // per-CPU slot: no atomic needed
+        *counter += events; // per-CPU slot: no atomic needed
+}
+
+static __always_inline void count_drop(__u32 reason)
+{
+    count_drops(reason, 1);
 }
 
 static __always_inline bool traced(__u32 tgid)
@@ -130,17 +135,14 @@ static __always_inline bool traced(__u32 tgid)
 #define OPAQUE(var) asm volatile("" : "+r"(var))
 #define COMPILER_BARRIER() asm volatile("" ::: "memory")
 
-static __always_inline void ring_send(void *record, __u64 size, __u64 flags)
+// Sends a record holding `event_count` events; when it cannot, they are counted as lost.
+static __always_inline void ring_send(void *record, __u64 size, __u64 flags, __u64 event_count)
 {
     __u32 cpu = bpf_get_smp_processor_id();
     void *ring = bpf_map_lookup_elem(&events, &cpu);
-    if (!ring) {
-        // Not reached: user space puts every CPU's ring in place before it attaches a hook.
-        count_drop(LOUPE_DROP_RINGBUF_FULL);
-        return;
-    }
-    if (bpf_ringbuf_output(ring, record, size, flags) != 0)
-        count_drop(LOUPE_DROP_RINGBUF_FULL);
+    // No ring: not reached, user space puts every CPU's ring in place before it attaches a hook.
+    if (!ring || bpf_ringbuf_output(ring, record, size, flags) != 0)
+        count_drops(LOUPE_DROP_RINGBUF_FULL, event_count);
 }
 
 // This CPU's batch, the caller's until batch_leave; NULL when the caller interrupted (softirq,
@@ -184,9 +186,9 @@ static __always_inline void batch_flush(struct loupe_cpu_batch *b)
         flags = BPF_RB_FORCE_WAKEUP;
     }
     b->out.kind = LOUPE_EVENT_BATCH;
-    b->out.reserved0 = 0;
-    ring_send(&b->out, size, flags);
+    ring_send(&b->out, size, flags, b->out.events);
     b->out.bytes = 0;
+    b->out.events = 0;
 }
 
 // Where the next event (at most max_size bytes) is to be written in the batch; the batch is sent
@@ -216,6 +218,7 @@ static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, 
         b->first_ns = now;
     b->last_entry = used;
     b->out.bytes = used + sizeof(*entry) + ((size + 7) & ~7U);
+    b->out.events += 1;
     if (!batching || now - b->first_ns >= BATCH_MAX_AGE_NS)
         batch_flush(b);
 }
@@ -574,7 +577,7 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
     struct loupe_conn_close_event e = {};
     fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
                 state->generation, now);
-    ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP);
+    ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP, 1);
     return 0;
 }
 

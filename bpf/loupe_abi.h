@@ -137,9 +137,9 @@ struct loupe_conn_close_event {
  * entry header followed by the event, every entry 8-byte aligned. (An event that interrupted the
  * writing of its CPU's batch, a softirq's connection close, travels alone as its own record.) */
 struct loupe_event_batch {
-    __u16 kind; /* LOUPE_EVENT_BATCH */
-    __u16 reserved0;
-    __u32 bytes; /* of data[] in use */
+    __u16 kind;   /* LOUPE_EVENT_BATCH */
+    __u16 events; /* entries in data[] */
+    __u32 bytes;  /* of data[] in use */
     __u8 data[LOUPE_BATCH_BYTES];
 };
 

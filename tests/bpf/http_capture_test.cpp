@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <string>
@@ -114,8 +115,9 @@ TEST(HttpCapture, SeesRequestAndResponseOfOtherProcesses) {
 }
 
 // A child process that exchanges keep-alive HTTP/1.1 requests and responses with itself over
-// loopback, as fast as it can, until killed.
-pid_t spawn_http_ping_pong() {
+// loopback, as fast as it can: `exchanges` of them (each one write and one read on either side)
+// and then it sleeps until killed, or without end when exchanges is 0.
+pid_t spawn_http_ping_pong(long exchanges = 0) {
     const pid_t pid = fork();
     if (pid != 0) return pid;
     const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -133,13 +135,71 @@ pid_t spawn_http_ping_pong() {
     const std::string request = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
     const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     char buffer[256];
-    for (;;) {
+    for (long i = 0; exchanges == 0 || i < exchanges; ++i) {
         if (::write(client, request.data(), request.size()) <= 0 ||
             ::read(server, buffer, sizeof(buffer)) <= 0 ||
             ::write(server, response.data(), response.size()) <= 0 ||
             ::read(client, buffer, sizeof(buffer)) <= 0)
             _exit(1);
     }
+    for (;;)
+        ::pause();
+}
+
+// Events wait in per-CPU batches: those of a process that went quiet must still arrive, sent by
+// the CPU going idle or by its timer ticks, without any flush from user space. Returns the data
+// events of that process seen within 300 ms of its last exchange.
+int data_events_of_quiet_process(const CaptureOptions& options, long exchanges,
+                                 std::vector<std::string>& attached) {
+    int data_events = 0;
+    pid_t child = -1;
+    std::string error;
+    auto capture = HttpCapture::start(
+        options,
+        [&](std::span<const std::uint8_t> record) {
+            const DecodedEvent event = decode_event(record);
+            if (const auto* data = std::get_if<DataSegment>(&event))
+                if (static_cast<pid_t>(data->event->header.conn.tgid) == child) ++data_events;
+        },
+        error);
+    EXPECT_TRUE(capture) << error;
+    if (!capture) return -1;
+    attached = capture->attached_hooks();
+    child = spawn_http_ping_pong(exchanges);
+    // Long enough for the exchanges and for the merger's hold-back.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (std::chrono::steady_clock::now() < until) {
+        capture->wait(50);
+        capture->drain();
+    }
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    EXPECT_EQ(capture->drops().ringbuf_full, 0u);
+    EXPECT_EQ(capture->drops().nested, 0u);
+    return data_events;
+}
+
+TEST(HttpCapture, BatchedEventsOfAProcessThatWentQuietArrive) {
+    if (::geteuid() != 0) {
+        if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
+        GTEST_SKIP() << "needs root";
+    }
+    std::vector<std::string> attached;
+    EXPECT_EQ(data_events_of_quiet_process(CaptureOptions{}, 50, attached), 4 * 50);
+    EXPECT_NE(std::find(attached.begin(), attached.end(), "hrtimer_expire_entry"), attached.end());
+    EXPECT_NE(std::find(attached.begin(), attached.end(), "sched_switch"), attached.end());
+}
+
+TEST(HttpCapture, WithoutTheBatchHooksEventsAreSentOneByOne) {
+    if (::geteuid() != 0) {
+        if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
+        GTEST_SKIP() << "needs root";
+    }
+    CaptureOptions options;
+    options.disabled_hooks = {"hrtimer_expire_entry"};
+    std::vector<std::string> attached;
+    EXPECT_EQ(data_events_of_quiet_process(options, 50, attached), 4 * 50);
+    EXPECT_EQ(std::find(attached.begin(), attached.end(), "hrtimer_expire_entry"), attached.end());
 }
 
 // Start-up must not lose what the hooks see: events from the first attached hook on need their
