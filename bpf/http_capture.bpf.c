@@ -582,11 +582,15 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
 }
 
 // ---- sending batches in time ----
-// A CPU going idle sends its batch: its timer ticks may stop until it has work again.
-SEC("tp_btf/sched_switch")
-int BPF_PROG(http_batch_on_idle, bool preempt, struct task_struct *prev, struct task_struct *next)
+// A CPU going idle sends its batch: its timer ticks may stop until it has work again. (cpu_idle,
+// not sched_switch to the idle task: a busy CPU switches tasks tens of thousands of times a
+// second and rarely idles.)
+#define PWR_EVENT_EXIT ((unsigned int)-1) // cpu_idle's state when the CPU leaves idle
+
+SEC("tp_btf/cpu_idle")
+int BPF_PROG(http_batch_on_idle, unsigned int state, unsigned int cpu_id)
 {
-    if (next->pid != 0)
+    if (state == PWR_EVENT_EXIT)
         return 0;
     struct loupe_cpu_batch *b = batch_enter();
     if (!b)

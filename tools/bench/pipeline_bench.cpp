@@ -17,12 +17,13 @@ namespace {
 
 std::vector<std::uint8_t> data_record(std::uint32_t tgid, std::int32_t fd, std::uint64_t ts,
                                       std::uint8_t dir, const std::string& payload,
-                                      std::uint64_t length) {
+                                      std::uint64_t length, std::uint32_t spread_ns = 0) {
     loupe_data_event e{};
     e.header.kind = LOUPE_EVENT_DATA;
     e.header.timestamp_ns = ts;
     e.header.conn = {tgid, fd, 1};
     e.length = length;
+    e.spread_ns = spread_ns;
     e.direction = dir;
     e.head_len =
         static_cast<std::uint16_t>(std::min<std::size_t>(payload.size(), LOUPE_DATA_HEAD_MAX));
@@ -47,8 +48,10 @@ std::vector<std::uint8_t> open_record(std::uint32_t tgid, std::int32_t fd) {
 }
 
 void BM_PipelineHttpServer(benchmark::State& state) {
-    // 64 keep-alive connections, each serving requests on 16 routes with a mix of statuses:
-    // a request read, a header write and a sendfile body per exchange (nginx's pattern).
+    // 64 keep-alive connections, each serving requests on 16 routes with a mix of statuses: a
+    // request read, a header write and a sendfile body per exchange (nginx's pattern). Arg 1:
+    // the capture joined the sendfile to the header write (two events an exchange, not three).
+    const bool joined = state.range(0) == 1;
     const int kConns = 64;
     loupe::aggregate::HttpMetricsStore store;
     std::chrono::nanoseconds now{std::chrono::seconds(1000)};
@@ -74,9 +77,14 @@ void BM_PipelineHttpServer(benchmark::State& state) {
             std::string("HTTP/1.1 ") + statuses[i % 5] +
             "\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: 612\r\n"
             "Connection: keep-alive\r\n\r\n";
-        records.push_back(
-            data_record(100, conn, ts += 20'000, LOUPE_DIR_EGRESS, head, head.size()));
-        records.push_back(data_record(100, conn, ts += 5'000, LOUPE_DIR_EGRESS, "", 612));
+        if (joined) {
+            records.push_back(data_record(100, conn, ts += 25'000, LOUPE_DIR_EGRESS, head,
+                                          head.size() + 612, 5'000));
+        } else {
+            records.push_back(
+                data_record(100, conn, ts += 20'000, LOUPE_DIR_EGRESS, head, head.size()));
+            records.push_back(data_record(100, conn, ts += 5'000, LOUPE_DIR_EGRESS, "", 612));
+        }
     }
     std::size_t i = 0;
     for (auto _ : state) {
@@ -87,15 +95,15 @@ void BM_PipelineHttpServer(benchmark::State& state) {
     state.counters["exchanges"] = static_cast<double>(tracker.counters().exchanges);
     state.counters["series"] = static_cast<double>(store.series().size());
 }
-BENCHMARK(BM_PipelineHttpServer);
+BENCHMARK(BM_PipelineHttpServer)->Arg(0)->Arg(1);
 
 void BM_EventMergerDrain(benchmark::State& state) {
     // The agent's pattern: a drain every 30 ms takes ~2,600 records from two per-CPU rings and
-    // holds the last 20 ms of them (two thirds) for the next drain.
+    // holds the last 40 ms of them (HttpCapture's hold-back) for the next drain.
     constexpr std::uint64_t kDrainNs = 30'000'000;
     constexpr int kPerRing = 1'300;
     const std::string head = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 612\r\n\r\n";
-    loupe::capture::EventMerger merger(20'000'000);
+    loupe::capture::EventMerger merger(40'000'000);
     std::uint64_t handed = 0;
     const loupe::capture::EventMerger::Handler count = [&](std::span<const std::uint8_t> r) {
         handed += r.size();

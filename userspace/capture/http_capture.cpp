@@ -114,12 +114,12 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     const auto has = [&](const char* hook) {
         return std::find(attached.begin(), attached.end(), hook) != attached.end();
     };
-    if (has("hrtimer_expire_entry") && has("sched_switch"))
+    if (has("hrtimer_expire_entry") && has("cpu_idle"))
         skel.bss->batching = true;
     else
         spdlog::info(
             "HTTP events are sent one by one: the hooks that send batches in time "
-            "(sched_switch, hrtimer_expire_entry) are not attached");
+            "(cpu_idle, hrtimer_expire_entry) are not attached");
     for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
