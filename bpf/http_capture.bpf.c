@@ -6,10 +6,11 @@
 // loupe code, and the per-connection state lives on the socket itself.
 //
 // Per TCP connection of a traced process, every read/write becomes one data event carrying the
-// first bytes (and last bytes) of the data; first sight of a connection and its end become
-// open/close events. Parsing happens in user space.
+// first bytes (and last bytes) of the data (a sendfile joins the write before it); first sight of
+// a connection and its end become open/close events. Parsing happens in user space.
 // Cost control (BRIEF §3): each program returns early for loupe itself, filtered-out processes,
-// non-TCP sockets and connections that turned out not to speak HTTP; wake-ups are batched.
+// non-TCP sockets and connections that turned out not to speak HTTP; events reach the rings in
+// per-CPU batches, and wake-ups are batched too.
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
@@ -582,6 +583,17 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
 }
 
 // ---- sending batches in time ----
+// Sends this CPU's batch, unless the caller interrupted the program writing it: that program sends
+// it if it is due, or a later tick does.
+static __always_inline void send_batch_now(void)
+{
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b)
+        return;
+    batch_flush(b);
+    batch_leave(b);
+}
+
 // A CPU going idle sends its batch: its timer ticks may stop until it has work again. (cpu_idle,
 // not sched_switch to the idle task: a busy CPU switches tasks tens of thousands of times a
 // second and rarely idles.)
@@ -590,13 +602,8 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
 SEC("tp_btf/cpu_idle")
 int BPF_PROG(http_batch_on_idle, unsigned int state, unsigned int cpu_id)
 {
-    if (state == PWR_EVENT_EXIT)
-        return 0;
-    struct loupe_cpu_batch *b = batch_enter();
-    if (!b)
-        return 0;
-    batch_flush(b);
-    batch_leave(b);
+    if (state != PWR_EVENT_EXIT)
+        send_batch_now();
     return 0;
 }
 
@@ -610,10 +617,6 @@ int BPF_PROG(http_batch_on_timer, struct hrtimer *timer, ktime_t *now)
     if (!pending || pending->out.bytes == 0 ||
         bpf_ktime_get_ns() - pending->first_ns < BATCH_MAX_AGE_NS)
         return 0;
-    struct loupe_cpu_batch *b = batch_enter();
-    if (!b)
-        return 0;
-    batch_flush(b);
-    batch_leave(b);
+    send_batch_now();
     return 0;
 }

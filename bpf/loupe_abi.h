@@ -74,7 +74,7 @@ enum loupe_syscall {
 
 /* Per-CPU drop counters (index of the `drops` map). */
 enum loupe_drop_reason {
-    LOUPE_DROP_RINGBUF_FULL = 0,  /* ring buffer had no room: an event was lost */
+    LOUPE_DROP_RINGBUF_FULL = 0,  /* ring buffer had no room: each event of the record is lost */
     LOUPE_DROP_UNSUPPORTED_SYSCALL, /* socket I/O from a syscall whose buffers loupe cannot read
                                        (sendmmsg, recvmmsg, splice, io_uring) */
     LOUPE_DROP_CONN_TABLE_FULL,   /* no memory for a connection's state */

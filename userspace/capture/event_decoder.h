@@ -1,13 +1,13 @@
 // Decodes the raw ring-buffer records of http_capture.bpf.c into checked views.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
-#include <algorithm>
-#include <utility>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "loupe_abi.h"

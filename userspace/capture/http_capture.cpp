@@ -196,6 +196,9 @@ int HttpCapture::flush() {
     return static_cast<int>(merger_.release_all(handler_));
 }
 
+// A per-CPU map's values come as one array, each value padded to 8 bytes.
+static_assert(sizeof(loupe_cpu_batch) % 8 == 0, "loupe_cpu_batch values are read as an array");
+
 void HttpCapture::collect_unsent_batches() {
     const int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0) return;
