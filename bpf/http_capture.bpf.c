@@ -564,21 +564,20 @@ int BPF_PROG(http_inet_sock_set_state, struct sock *sk, int oldstate, int newsta
     if (state->kind == CONN_NOT_HTTP)
         return 0;
     __u64 now = bpf_ktime_get_ns();
-    struct loupe_cpu_batch *b = batch_enter();
-    if (b) {
-        struct loupe_conn_close_event *e = batch_reserve(b, sizeof(*e));
-        fill_header(&e->header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
-                    state->generation, now);
-        batch_commit(b, sizeof(*e), now);
-        batch_leave(b);
-        return 0;
-    }
-    // A softirq's close that interrupted the writing of this CPU's batch: sent alone (user space
-    // puts records back in time order).
     struct loupe_conn_close_event e = {};
     fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
                 state->generation, now);
-    ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP, 1);
+    struct loupe_cpu_batch *b = batch_enter();
+    if (b) {
+        struct loupe_conn_close_event *slot = batch_reserve(b, sizeof(*slot));
+        *slot = e;
+        batch_commit(b, sizeof(*slot), now);
+        batch_leave(b);
+    } else {
+        // A softirq's close that interrupted the writing of this CPU's batch: sent alone (user
+        // space puts records back in time order).
+        ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP, 1);
+    }
     return 0;
 }
 

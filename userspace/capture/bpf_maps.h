@@ -14,15 +14,23 @@
 
 namespace loupe::capture {
 
+// Every possible CPU's value of a per-CPU array slot; empty when unreadable (errno says why).
+template <typename Value>
+std::vector<Value> read_percpu(int map_fd, __u32 key) {
+    // The kernel hands the values over as one array, each padded to 8 bytes.
+    static_assert(sizeof(Value) % 8 == 0, "per-CPU values are read as an array");
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return {};
+    std::vector<Value> values(static_cast<std::size_t>(cpus));
+    if (bpf_map_lookup_elem(map_fd, &key, values.data()) != 0) return {};
+    return values;
+}
+
 // Sum over CPUs of a per-CPU array slot of u64 (0 when unreadable).
 inline std::uint64_t sum_percpu_u64(int map_fd, __u32 key) {
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return 0;
-    std::vector<__u64> values(static_cast<std::size_t>(cpus));
     std::uint64_t total = 0;
-    if (bpf_map_lookup_elem(map_fd, &key, values.data()) == 0)
-        for (auto v : values)
-            total += v;
+    for (const __u64 v : read_percpu<__u64>(map_fd, key))
+        total += v;
     return total;
 }
 

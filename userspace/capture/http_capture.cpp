@@ -196,15 +196,9 @@ int HttpCapture::flush() {
     return static_cast<int>(merger_.release_all(handler_));
 }
 
-// A per-CPU map's values come as one array, each value padded to 8 bytes.
-static_assert(sizeof(loupe_cpu_batch) % 8 == 0, "loupe_cpu_batch values are read as an array");
-
 void HttpCapture::collect_unsent_batches() {
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return;
-    std::vector<loupe_cpu_batch> batches(static_cast<std::size_t>(cpus));
-    const __u32 key = 0;
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.batches), &key, batches.data()) != 0) {
+    const auto batches = read_percpu<loupe_cpu_batch>(bpf_map__fd(skel_->maps.batches), 0);
+    if (batches.empty()) {
         spdlog::warn("cannot read the unsent event batches: {}", std::strerror(errno));
         return;
     }
