@@ -21,4 +21,9 @@
 #define TCP_CLOSE 7
 #define TCP_LAST_ACK 9
 
+/* Clocks and bpf_timer_start flags (uapi; BPF_F_TIMER_CPU_PIN is 6.7+, so not in the vmlinux.h
+ * of an older build host) */
+#define CLOCK_MONOTONIC 1
+#define TIMER_CPU_PIN 2
+
 #endif /* LOUPE_BPF_KERNEL_DEFS_BPF_H */

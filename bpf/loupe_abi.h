@@ -154,6 +154,12 @@ struct loupe_batch_entry {
 #define LOUPE_BATCH_SLACK                                                                          \
     (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 2 * LOUPE_DATA_HEAD_MAX)
 
+/* The timer that sends a CPU's batch when it stops growing (loupe_cpu_batch.timer). */
+#define LOUPE_BATCH_TIMER_UNSET 0    /* not initialised yet */
+#define LOUPE_BATCH_TIMER_IDLE 1     /* initialised, not running */
+#define LOUPE_BATCH_TIMER_ARMED 2    /* will send the batch */
+#define LOUPE_BATCH_TIMER_UNUSABLE 3 /* the kernel refused it: events are sent one by one */
+
 /* One CPU's batch being gathered: the value of the HTTP capture's `batches` per-CPU array. User
  * space reads what is left in it when it stops. */
 struct loupe_cpu_batch {
@@ -161,6 +167,8 @@ struct loupe_cpu_batch {
     __u32 last_entry;  /* offset in out.data of the last event's entry (when out.bytes > 0) */
     __u64 first_ns;    /* when the oldest event of the batch was produced */
     __u64 unsignalled; /* bytes sent through this CPU's ring since it last woke the consumer */
+    __u32 timer;       /* state of this CPU's batch timer (LOUPE_BATCH_TIMER_*) */
+    __u32 reserved0;
     struct loupe_event_batch out;
     __u8 slack[LOUPE_BATCH_SLACK];
 };

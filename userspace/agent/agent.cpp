@@ -347,6 +347,13 @@ void Agent::consume_loop() {
             continue;
         }
         capture_->wait(kMaxDrainIntervalMs);
+        if (!batch_timer_refused_ && capture_->batch_timer_error() != 0) {
+            batch_timer_refused_ = true;
+            spdlog::warn(
+                "the kernel refused the per-CPU timers that send HTTP event batches ({}): every "
+                "event is sent on its own from now on, which costs the traced services more CPU",
+                std::strerror(-capture_->batch_timer_error()));
+        }
         // The rings are emptied without the lock (only this thread touches them): a scrape or the
         // resource sampler holding it, preempted on a saturated node, must not let them fill.
         const std::int64_t collected = capture_->collect();
@@ -532,6 +539,11 @@ void Agent::register_routes() {
                                             {"conn_table_full", d.conn_table_full},
                                             {"nested", d.nested},
                                             {"recursion_miss", d.recursion_misses}};
+                    const int timer_error = capture_->batch_timer_error();
+                    body["event_batches"] =
+                        timer_error == 0 ? std::string("per-CPU, sent by timer")
+                                         : "off: the kernel refused the batch timers (" +
+                                               std::string(std::strerror(-timer_error)) + ")";
                     body["hooks_attached"] = capture_->attached_hooks();
                     body["hooks_missing"] = capture_->missing_hooks();
                 }

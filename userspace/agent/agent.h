@@ -110,6 +110,7 @@ class Agent {
     std::unique_ptr<alerts::Notifier> notifier_;
     std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> last_sent_;
     std::thread alert_thread_;
+    bool batch_timer_refused_ = false;  // and warned about (consume_loop's thread only)
 
     std::atomic<bool> running_{true};
     // The periodic threads sleep on this until their next round or until stopping: polling

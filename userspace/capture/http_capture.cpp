@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -93,6 +95,8 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     // The rings themselves are created after load (open_rings): a ring buffer's size is not
     // part of its type, so any size fits the array's template.
     bpf_map__set_max_entries(skel.maps.events, static_cast<std::uint32_t>(cpus));
+    bpf_map__set_max_entries(skel.maps.batch_timers, static_cast<std::uint32_t>(cpus));
+    skel.rodata->batch_events = options.batch_events;
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
     if (int err = http_capture__load(&skel); err != 0) {
@@ -108,18 +112,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
         error = "no HTTP capture hook could be attached";
         return nullptr;
     }
-    // Events wait in per-CPU batches only when something sends a batch that stops growing: a
-    // CPU's timer ticks and its going idle.
-    const auto& attached = capture->hooks_.attached();
-    const auto has = [&](const char* hook) {
-        return std::find(attached.begin(), attached.end(), hook) != attached.end();
-    };
-    if (has("hrtimer_expire_entry") && has("cpu_idle"))
-        skel.bss->batching = true;
-    else
-        spdlog::info(
-            "HTTP events are sent one by one: the hooks that send batches in time "
-            "(cpu_idle, hrtimer_expire_entry) are not attached");
+    if (!options.batch_events) spdlog::info("HTTP events are sent one by one, not in batches");
     for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
@@ -191,6 +184,11 @@ int HttpCapture::release(std::uint64_t clock_ns) {
 
 int HttpCapture::flush() {
     hooks_.detach();  // nothing is added to the batches below while they are read
+    // Nor sent by their timers: a timer callback already running when the flag is set is done
+    // long before the pause ends (it sends one batch), so a batch is read from the ring or from
+    // the map, never both.
+    skel_->bss->stopping = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     if (ring_buffer__consume(ring_.get()) < 0) return -1;
     collect_unsent_batches();
     return static_cast<int>(merger_.release_all(handler_));
@@ -219,6 +217,10 @@ int HttpCapture::wait(int timeout_ms) const {
 void HttpCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
     replace_tgid_bitmap(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
     traced_tgids_ = tgids;
+}
+
+int HttpCapture::batch_timer_error() const {
+    return skel_->bss->batch_timer_error;
 }
 
 DropCounters HttpCapture::drops() const {

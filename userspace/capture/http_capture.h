@@ -26,6 +26,9 @@ struct CaptureOptions {
     // ResourceCapture::process_stats_maps(): when given, the socket programs also do the
     // per-process socket accounting, into those maps (one program per socket I/O, not two).
     std::vector<std::pair<std::string, int>> process_stats_maps;
+    // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
+    // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
+    bool batch_events = true;
 };
 
 struct DropCounters {
@@ -49,7 +52,7 @@ class HttpCapture {
     HttpCapture& operator=(const HttpCapture&) = delete;
 
     // Consumes everything pending and hands the records over in time order, holding back the
-    // last 20 ms (see EventMerger). Returns the number of records handed over, or a negative
+    // last 40 ms (see EventMerger). Returns the number of records handed over, or a negative
     // errno. Same as collect() then release().
     int drain();
     // drain()'s two halves. collect() reads the clock, then copies everything pending out of the
@@ -75,6 +78,9 @@ class HttpCapture {
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
 
     DropCounters drops() const;
+    // Why the kernel refused the timers that send the event batches (a negative errno), after
+    // which every event is sent at once; 0 while it has not.
+    int batch_timer_error() const;
     const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
     const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
     const std::vector<std::string>& disabled_hooks() const { return hooks_.disabled(); }
@@ -95,9 +101,9 @@ class HttpCapture {
     UniqueFd wakeups_;  // epoll set of the rings, edge-triggered (see wait)
     // Records stay 40 ms, far more than the time between an event's timestamp and its commit to
     // a ring, so that no record of another CPU can still arrive before them. That time is up to
-    // a batch's age limit (1 ms) plus a timer tick (4-10 ms), and a tick again if the first one
-    // found the batch being written. (A 5 ms hold-back, before batches, with the clock read after
-    // the drain, let e2e_nginx miss a few requests in about one run of five on this VM.)
+    // a batch's timer (10 ms), plus 0.1 ms each time that timer found the batch being written.
+    // (A 5 ms hold-back, before batches, with the clock read after the drain, let e2e_nginx miss
+    // a few requests in about one run of five on this VM.)
     EventMerger merger_{40'000'000};
     RecordHandler handler_;
     std::vector<std::uint32_t> traced_tgids_;
