@@ -59,8 +59,20 @@ std::vector<std::uint8_t> close_rec(std::int32_t fd, std::uint64_t gen, std::uin
 const std::string kRequest = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
 const std::string kResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
+// What the sink got, owned: an observation's views are valid during the call only.
+struct Seen {
+    aggregate::HttpSide side;
+    std::string service;
+    std::string method;
+    std::string path;
+    int status;
+    std::string server_address;
+    std::uint16_t server_port;
+    std::uint64_t duration_ns;
+};
+
 struct Fixture : ::testing::Test {
-    std::vector<aggregate::HttpObservation> seen;
+    std::vector<Seen> seen;
     // A server connection (fd 3, generation 100) reads a request at 1 us and closes at 2 us.
     static void request_then_close(ConnectionTracker& t) {
         t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
@@ -69,7 +81,12 @@ struct Fixture : ::testing::Test {
     }
     ConnectionTracker make(Selection sel = {}) {
         return ConnectionTracker(
-            std::move(sel), 4, [this](const aggregate::HttpObservation& o) { seen.push_back(o); },
+            std::move(sel), 4,
+            [this](const aggregate::HttpObservation& o) {
+                seen.push_back({o.side, std::string(o.service), std::string(o.method),
+                                std::string(o.path), o.status, std::string(o.server_address),
+                                o.server_port, o.duration_ns});
+            },
             [](std::uint32_t) { return std::string("from-proc"); });
     }
 };

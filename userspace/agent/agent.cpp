@@ -68,9 +68,10 @@ Agent::Agent(AgentConfig config)
                                         std::chrono::minutes(15)}),
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
-          [this](aggregate::HttpObservation obs) {
-              obs.service = service_key(obs.tgid, obs.service);
-              store_.record(obs, now());
+          [this](const aggregate::HttpObservation& obs) {
+              aggregate::HttpObservation keyed = obs;
+              keyed.service = service_key(obs.tgid, std::string(obs.service));
+              store_.record(keyed, drain_clock_);
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
       identities_(attribution::ServiceIdentities::read_proc_cgroup, 20'000,
@@ -86,12 +87,12 @@ Agent::Agent(AgentConfig config)
       notifier_(std::make_unique<alerts::Notifier>(alerts::Notifier::Options{
           config_.alerting.alertmanager_url, config_.alerting.webhook_url})) {}
 
-std::string Agent::service_name(const std::string& comm) const {
+const std::string& Agent::service_name(const std::string& comm) const {
     const auto it = config_.service_names.find(comm);
     return it == config_.service_names.end() ? comm : it->second;
 }
 
-std::string Agent::service_key(std::uint32_t pid, const std::string& comm) {
+const std::string& Agent::service_key(std::uint32_t pid, const std::string& comm) {
     return identities_.key_for(pid, service_name(comm));
 }
 
@@ -359,7 +360,10 @@ void Agent::consume_loop() {
         const std::int64_t collected = capture_->collect();
         {
             std::lock_guard lock(mutex_);
-            if (collected >= 0) capture_->release(static_cast<std::uint64_t>(collected));
+            if (collected >= 0) {
+                drain_clock_ = std::chrono::nanoseconds(collected);
+                capture_->release(static_cast<std::uint64_t>(collected));
+            }
             tracker_.end_drain();
         }
         if (now() - last_expiry > std::chrono::seconds(10)) {
@@ -379,6 +383,7 @@ void Agent::consume_loop() {
     }
     if (capture_) {
         std::lock_guard lock(mutex_);
+        drain_clock_ = now();
         capture_->flush();
         tracker_.end_all_closed();
     }

@@ -1,11 +1,15 @@
 #include "aggregate/http_metrics.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace loupe::aggregate {
 
-std::string status_label(int status) {
-    return status >= 100 && status <= 999 ? std::to_string(status) : std::string("none");
+std::string_view status_label(int status, std::array<char, 3>& digits) {
+    if (status < 100 || status > 999) return "none";
+    digits = {static_cast<char>('0' + status / 100), static_cast<char>('0' + status / 10 % 10),
+              static_cast<char>('0' + status % 10)};
+    return {digits.data(), digits.size()};
 }
 
 bool is_error_status(HttpSide side, const std::string& status) {
@@ -17,30 +21,25 @@ bool is_error_status(HttpSide side, const std::string& status) {
 HttpMetricsStore::HttpMetricsStore(HttpStoreLimits limits) : limits_(limits) {}
 
 void HttpMetricsStore::record(const HttpObservation& obs, std::chrono::nanoseconds now) {
-    HttpSeriesKey key{obs.side,
-                      obs.service,
-                      obs.method,
-                      normalizer_.normalize(obs.path),
-                      status_label(obs.status),
-                      obs.server_address,
-                      obs.server_port ? std::to_string(obs.server_port) : std::string()};
-    // Per-service route cap: the routes beyond it share one overflow route.
-    auto& routes = routes_by_service_[key.service];
-    if (!routes.contains(key.route)) {
-        if (routes.size() >= limits_.max_routes_per_service) {
-            key.route = kOverflowRoute;
-            ++routes_overflowed_;
-        } else {
-            routes.insert(key.route);
-        }
+    // Runs for every exchange: an existing series is found from views, with no string built but
+    // the route.
+    const std::string route = normalizer_.normalize(obs.path);
+    std::array<char, 3> status_digits{};
+    std::array<char, 5> port_digits{};
+    std::string_view port;
+    if (obs.server_port) {
+        const auto end = std::to_chars(port_digits.data(), port_digits.data() + port_digits.size(),
+                                       obs.server_port)
+                             .ptr;
+        port = {port_digits.data(), static_cast<std::size_t>(end - port_digits.data())};
     }
+    const HttpSeriesKeyView key{
+        obs.side,           obs.service, obs.method, route, status_label(obs.status, status_digits),
+        obs.server_address, port};
     auto it = series_.find(key);
     if (it == series_.end()) {
-        if (series_.size() >= limits_.max_series) {
-            ++series_dropped_;
-            return;
-        }
-        it = series_.try_emplace(std::move(key)).first;
+        it = add_series(key);
+        if (it == series_.end()) return;
     }
     HttpSeries& s = it->second;
     s.window.insert(obs.duration_ns, now);
@@ -51,6 +50,26 @@ void HttpMetricsStore::record(const HttpObservation& obs, std::chrono::nanosecon
     ++s.count;
     s.sum_ns += obs.duration_ns;
     s.last_update = now;
+}
+
+HttpSeriesMap::iterator HttpMetricsStore::add_series(HttpSeriesKeyView key) {
+    // Per-service route cap: the routes beyond it share one overflow route. (A series that
+    // exists has a route admitted when it was created: record() found it without this check.)
+    auto& routes = routes_by_service_[std::string(key.service)];
+    if (!routes.contains(std::string(key.route))) {
+        if (routes.size() >= limits_.max_routes_per_service) {
+            key.route = kOverflowRoute;
+            ++routes_overflowed_;
+            if (const auto it = series_.find(key); it != series_.end()) return it;
+        } else {
+            routes.emplace(key.route);
+        }
+    }
+    if (series_.size() >= limits_.max_series) {
+        ++series_dropped_;
+        return series_.end();
+    }
+    return series_.try_emplace(key.owned()).first;
 }
 
 std::size_t HttpMetricsStore::expire_idle(std::chrono::nanoseconds now) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -27,9 +28,35 @@ struct HttpSeriesKey {
     std::string server_address;  // client side only
     std::string server_port;     // client side only
     auto tie() const {
-        return std::tie(side, service, method, route, status, server_address, server_port);
+        return std::make_tuple(side, std::string_view(service), std::string_view(method),
+                               std::string_view(route), std::string_view(status),
+                               std::string_view(server_address), std::string_view(server_port));
     }
     bool operator<(const HttpSeriesKey& o) const { return tie() < o.tie(); }
+};
+
+// The same fields, not owned: finds an existing series without building an HttpSeriesKey.
+struct HttpSeriesKeyView {
+    HttpSide side = HttpSide::kServer;
+    std::string_view service, method, route, status, server_address, server_port;
+    auto tie() const {
+        return std::make_tuple(side, service, method, route, status, server_address, server_port);
+    }
+    HttpSeriesKey owned() const {
+        return {side,
+                std::string(service),
+                std::string(method),
+                std::string(route),
+                std::string(status),
+                std::string(server_address),
+                std::string(server_port)};
+    }
+};
+
+// Orders keys and views alike (a transparent comparator: std::map::find takes a view).
+struct HttpSeriesOrder {
+    using is_transparent = void;
+    bool operator()(const auto& a, const auto& b) const { return a.tie() < b.tie(); }
 };
 
 // Upper bounds (ns) of the exported histogram: the OpenTelemetry HTTP duration buckets.
@@ -46,14 +73,18 @@ struct HttpSeries {
     std::chrono::nanoseconds last_update{0};
 };
 
+using HttpSeriesMap = std::map<HttpSeriesKey, HttpSeries, HttpSeriesOrder>;
+
+// One finished exchange. The views point into the pipeline's own state: valid only during the
+// call that hands the observation over (the store copies what it keeps, once per new series).
 struct HttpObservation {
     HttpSide side = HttpSide::kServer;
     std::uint32_t tgid = 0;  // the process, for its identity (see attribution/)
-    std::string service;
-    std::string method;
-    std::string path;  // raw path (no query); normalised here
-    int status = 0;    // 0 = no response
-    std::string server_address;
+    std::string_view service;
+    std::string_view method;
+    std::string_view path;  // raw path (no query); normalised here
+    int status = 0;         // 0 = no response
+    std::string_view server_address;
     std::uint16_t server_port = 0;
     std::uint64_t duration_ns = 0;
 };
@@ -75,22 +106,27 @@ class HttpMetricsStore {
     // Drops series idle for longer than limits.idle_expiry. Returns how many were removed.
     std::size_t expire_idle(std::chrono::nanoseconds now);
 
-    const std::map<HttpSeriesKey, HttpSeries>& series() const { return series_; }
+    const HttpSeriesMap& series() const { return series_; }
     std::uint64_t series_dropped() const { return series_dropped_; }
     std::uint64_t routes_overflowed() const { return routes_overflowed_; }
     std::size_t memory_bytes() const;
 
   private:
+    // The series of a key not seen yet: created, or the overflow route's when its service has
+    // too many routes; series_.end() when the series cap is reached.
+    HttpSeriesMap::iterator add_series(HttpSeriesKeyView key);
+
     HttpStoreLimits limits_;
     RouteNormalizer normalizer_;
-    std::map<HttpSeriesKey, HttpSeries> series_;
+    HttpSeriesMap series_;
     std::unordered_map<std::string, std::unordered_set<std::string>> routes_by_service_;
     std::uint64_t series_dropped_ = 0;
     std::uint64_t routes_overflowed_ = 0;
 };
 
-// Label value for a status code: "none" when the connection closed without a response.
-std::string status_label(int status);
+// Label value for a status code, written into `digits`: "none" when the connection closed
+// without a response.
+std::string_view status_label(int status, std::array<char, 3>& digits);
 // Whether a status counts as an error: 5xx for servers; 4xx, 5xx and no response for clients;
 // no response for servers too (the request got no answer).
 bool is_error_status(HttpSide side, const std::string& status);

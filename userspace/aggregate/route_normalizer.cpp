@@ -1,18 +1,19 @@
 #include "aggregate/route_normalizer.h"
 
-#include <cctype>
+#include <algorithm>
 
 namespace loupe::aggregate {
 namespace {
 
-bool is_hex(char c) {
-    return std::isxdigit(static_cast<unsigned char>(c)) != 0;
-}
+// ASCII classes without the C library's locale-aware calls (this runs for every path byte).
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 bool is_alpha(char c) {
-    return std::isalpha(static_cast<unsigned char>(c)) != 0;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_hex(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 bool is_uuid(std::string_view s) {

@@ -68,7 +68,7 @@ std::string ServiceIdentities::resolve(const Process& process) {
     return key;
 }
 
-std::string ServiceIdentities::key_for(std::uint32_t pid, const std::string& name) {
+const std::string& ServiceIdentities::key_for(std::uint32_t pid, const std::string& name) {
     auto [it, inserted] = processes_.try_emplace(pid);
     Process& process = it->second;
     if (inserted) {

@@ -37,7 +37,8 @@ class ServiceIdentities {
                                std::shared_ptr<const CgroupLimitReader> limits = nullptr);
 
     // The key of the service process `pid` (whose configured name is `name`) belongs to.
-    std::string key_for(std::uint32_t pid, const std::string& name);
+    // (The reference is valid until the next call that changes the identities.)
+    const std::string& key_for(std::uint32_t pid, const std::string& name);
     // Labels of a key, starting with service_name; null for a plain process name.
     const Labels* labels_of(const std::string& key) const;
     // service_name of a key (the key itself outside containers).

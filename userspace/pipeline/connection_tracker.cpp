@@ -131,7 +131,7 @@ void ConnectionTracker::emit(Connection& conn, std::vector<http1::Exchange>& exc
             obs.server_port = conn.peer_port;
         }
         obs.duration_ns = ex.end_ns >= ex.start_ns ? ex.end_ns - ex.start_ns : 0;
-        sink_(std::move(obs));
+        sink_(obs);
     }
     exchanges.clear();
 }

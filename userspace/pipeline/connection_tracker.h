@@ -36,7 +36,8 @@ struct PipelineCounters {
 
 class ConnectionTracker {
   public:
-    using Sink = std::function<void(aggregate::HttpObservation)>;
+    // Gets each finished exchange; its views are valid during the call only.
+    using Sink = std::function<void(const aggregate::HttpObservation&)>;
     // Where a process's name comes from when its open event was missed (/proc/PID/comm in the
     // agent).
     using CommLookup = std::function<std::string(std::uint32_t tgid)>;
