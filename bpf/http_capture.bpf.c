@@ -234,6 +234,8 @@ static __always_inline void *batch_reserve(struct loupe_cpu_batch *b, __u32 max_
 }
 
 // This CPU's batch timer fires on this CPU once the caller has left its batch: sends the batch.
+// (A CPU taken offline hands its timers to another CPU, whose batch this then sends: the offline
+// CPU's batch waits until the CPU is back, or until user space reads it at shutdown.)
 static int send_batch_on_timer(void *map, __u32 *key, struct batch_timer *t)
 {
     __u32 zero = 0;
