@@ -19,6 +19,19 @@ namespace loupe::aggregate {
 
 enum class HttpSide : std::uint8_t { kServer, kClient };
 
+struct HttpSeriesKey;
+
+// A series key's fields, not owned: finds an existing series without building an HttpSeriesKey,
+// and is the one place that orders keys (HttpSeriesKey::tie goes through it).
+struct HttpSeriesKeyView {
+    HttpSide side = HttpSide::kServer;
+    std::string_view service, method, route, status, server_address, server_port;
+    auto tie() const {
+        return std::make_tuple(side, service, method, route, status, server_address, server_port);
+    }
+    HttpSeriesKey owned() const;
+};
+
 struct HttpSeriesKey {
     HttpSide side = HttpSide::kServer;
     std::string service;
@@ -27,31 +40,22 @@ struct HttpSeriesKey {
     std::string status;          // "200", ..., or "none" (closed without a response)
     std::string server_address;  // client side only
     std::string server_port;     // client side only
-    auto tie() const {
-        return std::make_tuple(side, std::string_view(service), std::string_view(method),
-                               std::string_view(route), std::string_view(status),
-                               std::string_view(server_address), std::string_view(server_port));
+    HttpSeriesKeyView view() const {
+        return {side, service, method, route, status, server_address, server_port};
     }
+    auto tie() const { return view().tie(); }
     bool operator<(const HttpSeriesKey& o) const { return tie() < o.tie(); }
 };
 
-// The same fields, not owned: finds an existing series without building an HttpSeriesKey.
-struct HttpSeriesKeyView {
-    HttpSide side = HttpSide::kServer;
-    std::string_view service, method, route, status, server_address, server_port;
-    auto tie() const {
-        return std::make_tuple(side, service, method, route, status, server_address, server_port);
-    }
-    HttpSeriesKey owned() const {
-        return {side,
-                std::string(service),
-                std::string(method),
-                std::string(route),
-                std::string(status),
-                std::string(server_address),
-                std::string(server_port)};
-    }
-};
+inline HttpSeriesKey HttpSeriesKeyView::owned() const {
+    return {side,
+            std::string(service),
+            std::string(method),
+            std::string(route),
+            std::string(status),
+            std::string(server_address),
+            std::string(server_port)};
+}
 
 // Orders keys and views alike (a transparent comparator: std::map::find takes a view).
 struct HttpSeriesOrder {
