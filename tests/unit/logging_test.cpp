@@ -26,5 +26,21 @@ TEST(Logging, ParsesFormatsAndLevels) {
     EXPECT_FALSE(parse_log_level("loud"));
 }
 
+TEST(Logging, LibbpfMessagesKeepTheEndOfAVerifierLog) {
+    EXPECT_EQ(tidy_libbpf_message("libbpf: prog 'x': failed to load: -22\n"),
+              "prog 'x': failed to load: -22");
+    std::string log = "prog 'x': -- BEGIN PROG LOAD LOG --\n";
+    for (int i = 0; i < 20000; ++i)
+        log += "12: (85) call bpf_something#1 ; R0=scalar()\n";
+    log +=
+        "program of this type cannot use helper bpf_ktime_get_coarse_ns#160\n-- END PROG LOAD LOG "
+        "--\n";
+    const std::string kept = tidy_libbpf_message(log);
+    EXPECT_LT(kept.size(), 9000u);
+    EXPECT_TRUE(kept.starts_with("prog 'x': -- BEGIN PROG LOAD LOG --\n[... "));
+    EXPECT_TRUE(
+        kept.ends_with("cannot use helper bpf_ktime_get_coarse_ns#160\n-- END PROG LOAD LOG --"));
+}
+
 }  // namespace
 }  // namespace loupe::util

@@ -1,10 +1,13 @@
 #include "util/logging.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include <bpf/libbpf.h>
 #include <nlohmann/json.hpp>
@@ -18,13 +21,15 @@ namespace {
 std::atomic<int> g_quiet_depth{0};
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
-    char buffer[1024];
-    int n = std::vsnprintf(buffer, sizeof(buffer), format, args);
+    va_list measure;
+    va_copy(measure, args);
+    const int n = std::vsnprintf(nullptr, 0, format, measure);
+    va_end(measure);
     if (n < 0) return n;
-    std::string_view text(buffer,
-                          std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(buffer) - 1));
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-        text.remove_suffix(1);
+    std::string formatted(static_cast<std::size_t>(n) + 1, '\0');
+    std::vsnprintf(formatted.data(), formatted.size(), format, args);
+    formatted.resize(static_cast<std::size_t>(n));
+    const std::string text = tidy_libbpf_message(formatted);
     spdlog::level::level_enum mapped = spdlog::level::debug;
     if (level == LIBBPF_WARN)
         mapped = g_quiet_depth.load() > 0 ? spdlog::level::debug : spdlog::level::warn;
@@ -95,6 +100,20 @@ QuietLibbpf::QuietLibbpf() {
 }
 QuietLibbpf::~QuietLibbpf() {
     --g_quiet_depth;
+}
+
+std::string tidy_libbpf_message(std::string_view text) {
+    // A rejected program's verifier log runs to megabytes, and the reason for the rejection is at
+    // its end.
+    constexpr std::size_t kTailBytes = 8192;
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+        text.remove_suffix(1);
+    if (text.starts_with("libbpf: ")) text.remove_prefix(8);  // the log line names libbpf already
+    if (text.size() <= 2 * kTailBytes) return std::string(text);
+    const std::size_t first_line = std::min(text.find('\n'), std::size_t{512});
+    return std::string(text.substr(0, first_line)) + "\n[... " +
+           std::to_string(text.size() - first_line - kTailBytes) + " bytes left out ...]\n" +
+           std::string(text.substr(text.size() - kTailBytes));
 }
 
 std::string json_escape(std::string_view text) {

@@ -28,6 +28,10 @@ class QuietLibbpf {
     QuietLibbpf& operator=(const QuietLibbpf&) = delete;
 };
 
+// A libbpf message as logged: without trailing newlines and libbpf's own prefix, and for a long
+// one (a verifier log) its first line and its last 8 KiB, where a rejection's reason is.
+std::string tidy_libbpf_message(std::string_view text);
+
 // JSON string escaping for the JSON log format (exposed for tests).
 std::string json_escape(std::string_view text);
 
