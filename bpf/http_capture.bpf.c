@@ -53,7 +53,7 @@ struct conn_state {
     __u8 role;        // enum loupe_conn_role, learnt from the TCP state changes
     __u8 undecided_events;
     __u8 closed;      // close event sent
-    __u8 reserved[4];
+    __u32 write_seq;  // the TCP write_seq its last write left (write_time)
     // The per-process accounting's state of this socket (process_stats.bpf.h): kept here so that
     // one storage lookup per read or write serves both.
     struct socket_accounting accounting;
@@ -301,7 +301,10 @@ static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, 
     b->last_entry = used;
     b->out.bytes = used + sizeof(*entry) + ((size + 7) & ~7U);
     b->out.events += 1;
-    if (!batch_events || now - b->first_ns >= BATCH_MAX_AGE_NS || !batch_timer_armed(b))
+    // Signed: a write's time (write_time) can precede events put in the batch by a task that ran
+    // on this CPU while the writer was preempted between its sending and this hook.
+    if (!batch_events || (__s64)(now - b->first_ns) >= (__s64)BATCH_MAX_AGE_NS ||
+        !batch_timer_armed(b))
         batch_flush(b);
 }
 
@@ -500,6 +503,30 @@ static __always_inline bool classify_syscall(__u64 nr, __u8 *syscall, __u8 *vect
 }
 #undef SYSCALL_CASE
 
+// When a write on `state`'s connection `sk` ended, for its event. The TCP stack's clock
+// reading, tcp_clock_cache, when this write queued bytes and every byte queued has been sent:
+// the sending (tcp_write_xmit) refreshed it after the bytes were queued, so during this write.
+// The clock otherwise: bytes held back (autocorking, Nagle, TCP_CORK, congestion or receive
+// window) or queued above TCP (a kTLS record kept open), where the cache may be older. A clock
+// read costs ~70 ns on the development VM (pvclock), and nginx makes two writes per request.
+static __always_inline __u64 write_time(struct sock *sk, struct conn_state *state)
+{
+    // Verifier: a helper call, not a cast, so that no nullable pointer outlives this function
+    // (carried through socket_data, it doubled the states the verifier explores).
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+    if (!tp)
+        return bpf_ktime_get_ns();
+    __u32 write_seq = tp->write_seq;
+    bool queued = write_seq != state->write_seq;
+    state->write_seq = write_seq;
+    if (queued && tp->snd_nxt == write_seq) {
+        __u64 cached = tp->tcp_clock_cache;
+        if (cached)
+            return cached;
+    }
+    return bpf_ktime_get_ns();
+}
+
 // One read or write of `ret` bytes on `sk` by the current thread. `transmit`: a write.
 static __always_inline void socket_data(struct sock *sk, int ret, int flags, bool transmit)
 {
@@ -518,7 +545,6 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     bool trace = selected && tgid != self_tgid && sk->sk_protocol == IPPROTO_TCP;
     if (!account && !trace)
         return;
-    __u64 now = bpf_ktime_get_ns();
     // The connection's state, created at its first traced I/O; one lookup serves the accounting
     // and the capture.
     struct conn_state *state = NULL;
@@ -528,9 +554,10 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
             count_drop(LOUPE_DROP_CONN_TABLE_FULL);
     }
     if (account)
-        account_socket_io(sk, ret, transmit, tgid, task, now, state ? &state->accounting : NULL);
+        account_socket_io(sk, ret, transmit, tgid, task, state ? &state->accounting : NULL);
     if (!state || state->kind == CONN_NOT_HTTP)
         return;
+    __u64 now = transmit ? write_time(sk, state) : bpf_ktime_get_ns();
     if (task->flags & PF_IO_WORKER)
         return; // io_uring workers: no syscall of the process behind them
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);

@@ -167,14 +167,14 @@ static __always_inline void record_socket_owner(struct sock *sk, __u32 tgid,
     bpf_map_update_elem(&sock_owners, &key, &fresh, BPF_NOEXIST);
 }
 
-// One socket read or write of `ret` > 0 bytes on an IPv4/IPv6 socket at `now_ns`, by `task` (not
-// a kernel thread) of the accounted process `tgid`: its bytes, an RTT sample, and the socket's
-// owner. Socket I/O runs in the owning process's context: remember the owner for softirq events.
+// One socket read or write of `ret` > 0 bytes on an IPv4/IPv6 socket, by `task` (not a kernel
+// thread) of the accounted process `tgid`: its bytes, an RTT sample, and the socket's owner.
+// Socket I/O runs in the owning process's context: remember the owner for softirq events.
 // `acct`: the socket's accounting state when the caller keeps one (NULL: sample the RTT and look
 // the owner up at every call). Fields of the trusted tp_btf arguments are read with plain loads,
 // not a helper call each (this runs at every socket read and write of every process).
 static __always_inline void account_socket_io(struct sock *sk, int ret, bool transmit, __u32 tgid,
-                                              struct task_struct *task, __u64 now_ns,
+                                              struct task_struct *task,
                                               struct socket_accounting *acct)
 {
     struct loupe_proc_stats *stats = stats_of(tgid, task);
@@ -186,7 +186,10 @@ static __always_inline void account_socket_io(struct sock *sk, int ret, bool tra
         return;
     // RTT: the socket's smoothed RTT (srtt_us holds microseconds << 3). tcp_probe would give one
     // sample per received segment but fires for every ACK on the host: measured at ~1 us of CPU
-    // per nginx request, the largest single cost of loupe.
+    // per nginx request, the largest single cost of loupe. Samples are spaced by the TCP stack's
+    // last clock reading on this socket: a clock read of our own costs ~70 ns on a VM, and this
+    // needs no precision (bpf_ktime_get_coarse_ns is barred from tracing programs).
+    __u64 now_ns = tp->tcp_clock_cache;
     if (!acct || now_ns - acct->rtt_sampled_ns >= RTT_SAMPLE_INTERVAL_NS) {
         __u64 srtt_us = tp->srtt_us >> 3;
         if (srtt_us) {

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -176,6 +179,86 @@ int data_events_of_quiet_process(const CaptureOptions& options, long exchanges, 
     EXPECT_EQ(capture->drops().nested, 0u);
     timer_error = capture->batch_timer_error();
     return data_events;
+}
+
+// A write's event carries when it happened: the TCP stack's own clock reading when the write was
+// sent at once, the clock when TCP held its bytes back (here with TCP_CORK). Either way the
+// timestamp lies between CLOCK_MONOTONIC read by the writer just before and just after write().
+TEST(HttpCapture, WriteTimestampsLieWithinTheWrite) {
+    if (::geteuid() != 0) {
+        if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
+        GTEST_SKIP() << "needs root";
+    }
+    constexpr int kWrites = 40;  // every other one corked
+    int windows[2];
+    ASSERT_EQ(::pipe(windows), 0);
+    std::map<int, std::uint64_t> stamped;  // write number -> its event's timestamp
+    pid_t child = -1;
+    std::string error;
+    auto capture = HttpCapture::start(
+        CaptureOptions{},
+        [&](std::span<const std::uint8_t> record) {
+            const DecodedEvent event = decode_event(record);
+            const auto* data = std::get_if<DataSegment>(&event);
+            if (!data || static_cast<pid_t>(data->event->header.conn.tgid) != child ||
+                data->event->direction != LOUPE_DIR_EGRESS)
+                return;
+            const std::string head(data->head().begin(), data->head().end());
+            if (head.rfind("GET /w/", 0) == 0)
+                stamped[std::atoi(head.c_str() + 7)] = data->event->header.timestamp_ns;
+        },
+        error);
+    ASSERT_TRUE(capture) << error;
+
+    child = fork();
+    if (child == 0) {
+        const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(addr);
+        if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+            ::listen(listener, 1) != 0 ||
+            ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+            _exit(1);
+        const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (::connect(client, reinterpret_cast<sockaddr*>(&addr), len) != 0) _exit(1);
+        const int server = ::accept(listener, nullptr, nullptr);
+        char buffer[256];
+        for (int i = 0; i < kWrites; ++i) {
+            const int cork = i % 2;
+            ::setsockopt(client, IPPROTO_TCP, TCP_CORK, &cork, sizeof(cork));
+            const std::string request = "GET /w/" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+            timespec before{}, after{};
+            ::clock_gettime(CLOCK_MONOTONIC, &before);
+            if (::write(client, request.data(), request.size()) <= 0) _exit(1);
+            ::clock_gettime(CLOCK_MONOTONIC, &after);
+            const std::uint64_t window[2] = {
+                static_cast<std::uint64_t>(before.tv_sec) * 1000000000 + before.tv_nsec,
+                static_cast<std::uint64_t>(after.tv_sec) * 1000000000 + after.tv_nsec};
+            if (::write(windows[1], window, sizeof(window)) != sizeof(window)) _exit(1);
+            const int uncork = 0;  // sends a corked request
+            ::setsockopt(client, IPPROTO_TCP, TCP_CORK, &uncork, sizeof(uncork));
+            if (::read(server, buffer, sizeof(buffer)) <= 0) _exit(1);
+        }
+        _exit(0);
+    }
+    ::close(windows[1]);
+    int status = -1;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = 0; i < 10; ++i) {
+        capture->wait(50);
+        capture->drain();
+    }
+    for (int i = 0; i < kWrites; ++i) {
+        std::uint64_t window[2] = {0, 0};
+        ASSERT_EQ(::read(windows[0], window, sizeof(window)), static_cast<ssize_t>(sizeof(window)));
+        ASSERT_TRUE(stamped.count(i)) << "no event for write " << i;
+        EXPECT_GE(stamped[i], window[0]) << "write " << i << (i % 2 ? " (corked)" : "");
+        EXPECT_LE(stamped[i], window[1]) << "write " << i << (i % 2 ? " (corked)" : "");
+    }
+    ::close(windows[0]);
 }
 
 TEST(HttpCapture, BatchedEventsOfAProcessThatWentQuietArrive) {
