@@ -117,12 +117,8 @@ TEST(HttpCapture, SeesRequestAndResponseOfOtherProcesses) {
     EXPECT_EQ(drops.recursion_misses, 0u);  // read from the kernel's program info
 }
 
-// A child process that exchanges keep-alive HTTP/1.1 requests and responses with itself over
-// loopback, as fast as it can: `exchanges` of them (each one write and one read on either side)
-// and then it sleeps until killed, or without end when exchanges is 0.
-pid_t spawn_http_ping_pong(long exchanges = 0) {
-    const pid_t pid = fork();
-    if (pid != 0) return pid;
+// In a forked child: a TCP connection over loopback, both ends (exits the child on failure).
+void connect_over_loopback(int& client, int& server) {
     const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -132,9 +128,19 @@ pid_t spawn_http_ping_pong(long exchanges = 0) {
         ::listen(listener, 1) != 0 ||
         ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
         _exit(1);
-    const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    client = ::socket(AF_INET, SOCK_STREAM, 0);
     if (::connect(client, reinterpret_cast<sockaddr*>(&addr), len) != 0) _exit(1);
-    const int server = ::accept(listener, nullptr, nullptr);
+    server = ::accept(listener, nullptr, nullptr);
+}
+
+// A child process that exchanges keep-alive HTTP/1.1 requests and responses with itself over
+// loopback, as fast as it can: `exchanges` of them (each one write and one read on either side)
+// and then it sleeps until killed, or without end when exchanges is 0.
+pid_t spawn_http_ping_pong(long exchanges = 0) {
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    int client = -1, server = -1;
+    connect_over_loopback(client, server);
     const std::string request = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
     const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     char buffer[256];
@@ -212,18 +218,8 @@ TEST(HttpCapture, WriteTimestampsLieWithinTheWrite) {
 
     child = fork();
     if (child == 0) {
-        const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(addr);
-        if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-            ::listen(listener, 1) != 0 ||
-            ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-            _exit(1);
-        const int client = ::socket(AF_INET, SOCK_STREAM, 0);
-        if (::connect(client, reinterpret_cast<sockaddr*>(&addr), len) != 0) _exit(1);
-        const int server = ::accept(listener, nullptr, nullptr);
+        int client = -1, server = -1;
+        connect_over_loopback(client, server);
         char buffer[256];
         for (int i = 0; i < kWrites; ++i) {
             const int cork = i % 2;
