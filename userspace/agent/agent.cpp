@@ -335,6 +335,23 @@ void Agent::reload() {
                  config_.config_path);
 }
 
+void Agent::set_hooks_paused(bool paused) {
+    std::lock_guard lock(mutex_);
+    if (paused == hooks_paused_) return;
+    if (capture_) capture_->set_paused(paused);
+    if (resource_capture_) resource_capture_->set_paused(paused);
+    hooks_paused_ = paused;
+    if (paused) {
+        spdlog::warn(
+            "SIGUSR1: kernel hooks detached; requests, socket, disk, run-queue and TCP "
+            "figures stop until SIGUSR2");
+    } else {
+        spdlog::info("SIGUSR2: kernel hooks attached again: {} HTTP, {} resource",
+                     capture_ ? capture_->attached_hooks().size() : 0,
+                     resource_capture_ ? resource_capture_->attached_hooks().size() : 0);
+    }
+}
+
 void Agent::consume_loop() {
     // Wake-ups are batched in the kernel: it wakes this thread each time a CPU sent an eighth of
     // its ring, and the timeout drains whatever is there at least every 100 ms: under load, one
@@ -415,7 +432,8 @@ std::string Agent::render_metrics() {
         &alert_engine_,
         notifier_->counters(),
         &identities_,
-        pod_metadata_ ? std::optional(pod_metadata_->status()) : std::nullopt};
+        pod_metadata_ ? std::optional(pod_metadata_->status()) : std::nullopt,
+        hooks_paused_};
     return exporter::render_prometheus(view);
 }
 
@@ -557,6 +575,7 @@ void Agent::register_routes() {
                     body["resource_hooks_missing"] = resource_capture_->missing_hooks();
                 }
                 body["hooks_disabled"] = config_.disabled_hooks;
+                body["hooks_paused"] = hooks_paused_;
             }
             std::lock_guard lock(features_mutex_);
             if (features_) {
@@ -664,11 +683,18 @@ int Agent::run() {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     if (!start()) return 2;
     int signal_number = 0;
-    while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP)
-        reload();
+    while (sigwait(&signals, &signal_number) == 0 && signal_number != SIGTERM &&
+           signal_number != SIGINT) {
+        if (signal_number == SIGHUP)
+            reload();
+        else
+            set_hooks_paused(signal_number == SIGUSR1);
+    }
     spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
     stop();
     return 0;

@@ -59,6 +59,10 @@ class Agent {
     void alert_loop();
     // Re-reads the config file (SIGHUP): new alert rules, or the old ones kept when it is invalid.
     void reload();
+    // SIGUSR1 detaches the kernel hooks, SIGUSR2 attaches them again: sheds loupe's cost on a
+    // node in trouble without losing its state, and lets tools/bench/ measure its overhead in
+    // alternating phases seconds apart (restarting the agent takes several seconds of CPU).
+    void set_hooks_paused(bool paused);
     const std::string& service_name(const std::string& comm) const;
     // The identity key of a process (see attribution/service_identities.h); under mutex_. Valid
     // until the identities change (use it at once).
@@ -116,6 +120,7 @@ class Agent {
     std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> last_sent_;
     std::thread alert_thread_;
     bool batch_timer_refused_ = false;  // and warned about (consume_loop's thread only)
+    bool hooks_paused_ = false;         // guarded by mutex_
 
     std::atomic<bool> running_{true};
     // The periodic threads sleep on this until their next round or until stopping: polling

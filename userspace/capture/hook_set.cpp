@@ -40,20 +40,23 @@ void HookSet::select(bpf_object* obj, const std::vector<std::string>& disabled) 
         }
         if (!present) {
             bpf_program__set_autoload(prog, false);
-            missing_.push_back(name);
+            absent_.push_back(name);
         } else if (hook_disabled(disabled, name)) {
             bpf_program__set_autoload(prog, false);
             disabled_.push_back(name);
         }
     }
     btf__free(vmlinux);
+    missing_ = absent_;
 }
 
 void HookSet::attach(bpf_object* obj) {
+    missing_ = absent_;
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, obj) {
         if (!bpf_program__autoload(prog)) continue;
         const std::string name = hook_name(prog);
+        if (std::find(attached_.begin(), attached_.end(), name) != attached_.end()) continue;
         BpfLinkPtr link(bpf_program__attach(prog));
         if (!link) {
             spdlog::warn("cannot attach {}: {}", name, std::strerror(errno));
@@ -62,7 +65,17 @@ void HookSet::attach(bpf_object* obj) {
         }
         links_.push_back(std::move(link));
         attached_.push_back(name);
-        program_fds_.push_back(bpf_program__fd(prog));
+        const int fd = bpf_program__fd(prog);
+        if (std::find(program_fds_.begin(), program_fds_.end(), fd) == program_fds_.end())
+            program_fds_.push_back(fd);
+    }
+}
+
+void HookSet::detach(const std::string& keep) {
+    for (std::size_t i = links_.size(); i-- > 0;) {
+        if (!keep.empty() && attached_[i] == keep) continue;
+        links_.erase(links_.begin() + static_cast<std::ptrdiff_t>(i));
+        attached_.erase(attached_.begin() + static_cast<std::ptrdiff_t>(i));
     }
 }
 

@@ -37,11 +37,12 @@ class HookSet {
     // these) is not loaded and is listed as missing, so one absent hook does not fail the whole
     // object; one the user disabled is not loaded either, and is listed as disabled.
     void select(bpf_object* obj, const std::vector<std::string>& disabled);
-    // After it loaded: attaches every loaded program; one the kernel refuses is logged and listed
-    // as missing.
+    // After it loaded: attaches every loaded program not attached yet (all of them at first, the
+    // detached ones when a pause ends); one the kernel refuses is logged and listed as missing.
     void attach(bpf_object* obj);
-    // Detaches every program (before the maps and ring buffers they write to go away).
-    void detach() { links_.clear(); }
+    // Detaches every program: before the maps and ring buffers they write to go away, or to pause
+    // (the programs stay loaded and their maps keep what they hold). `keep`: a hook left attached.
+    void detach(const std::string& keep = {});
 
     // Runs of the attached programs the kernel skipped because the same program was already
     // running on that CPU (interrupted by an interrupt that hit its hook again): each is an event
@@ -54,10 +55,11 @@ class HookSet {
     const std::vector<std::string>& disabled() const { return disabled_; }
 
   private:
-    std::vector<BpfLinkPtr> links_;
-    std::vector<int> program_fds_;  // of the attached programs; owned by the object
+    std::vector<BpfLinkPtr> links_;  // in step with attached_
     std::vector<std::string> attached_;
-    std::vector<std::string> missing_;
+    std::vector<int> program_fds_;      // of the programs ever attached; owned by the object
+    std::vector<std::string> missing_;  // absent_, and the ones the kernel refused to attach
+    std::vector<std::string> absent_;   // hooks this kernel lacks (select)
     std::vector<std::string> disabled_;
 };
 

@@ -27,6 +27,13 @@ void HttpCapture::SkeletonDeleter::operator()(http_capture* skel) const noexcept
     http_capture__destroy(skel);
 }
 
+void HttpCapture::set_paused(bool paused) {
+    if (paused)
+        hooks_.detach();
+    else
+        hooks_.attach(skel_->obj);
+}
+
 HttpCapture::~HttpCapture() {
     // Links first: no program may run into a ring buffer that is being freed.
     hooks_.detach();

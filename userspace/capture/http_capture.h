@@ -76,6 +76,9 @@ class HttpCapture {
 
     // Replaces the set of traced processes (used when filter_tgids is on).
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
+    // Detaches the hooks (paused) or attaches them again. The rings and batches keep draining;
+    // connections carry on from their next request line.
+    void set_paused(bool paused);
 
     DropCounters drops() const;
     // Why the kernel refused the timers that send the event batches (a negative errno), after

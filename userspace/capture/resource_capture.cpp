@@ -18,6 +18,15 @@ void ResourceCapture::SkeletonDeleter::operator()(::resources* skel) const noexc
     resources__destroy(skel);
 }
 
+void ResourceCapture::set_paused(bool paused) {
+    // The exit hook stays: it frees the per-process state of processes that exit meanwhile, and
+    // runs once per process, not per event.
+    if (paused)
+        hooks_.detach("sched_process_exit");
+    else
+        hooks_.attach(skel_->obj);
+}
+
 ResourceCapture::~ResourceCapture() {
     hooks_.detach();
     ring_.reset();

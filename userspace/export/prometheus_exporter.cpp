@@ -394,6 +394,10 @@ std::string render_prometheus(const MetricsView& view) {
     add_gauge(families, "loupe_resident_memory_bytes", "Resident memory of the loupe agent.",
               view.resident_memory_bytes);
     add_gauge(families, "loupe_build_info", "Build information.", 1.0, {{"version", kVersion}});
+    add_gauge(families, "loupe_hooks_paused",
+              "1 while the agent's kernel hooks are detached (SIGUSR1, until SIGUSR2): no requests "
+              "or hook-based resource figures are seen meanwhile.",
+              view.hooks_paused ? 1.0 : 0.0);
     if (view.services) add_resource_families(families, view);
     if (view.identities)
         add_gauge(families, "loupe_service_identities",

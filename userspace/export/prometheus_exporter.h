@@ -38,6 +38,7 @@ struct MetricsView {
     const attribution::ServiceIdentities* identities = nullptr;
     // The pod list source, when running in Kubernetes.
     std::optional<attribution::PodMetadataStatus> pod_metadata;
+    bool hooks_paused = false;  // SIGUSR1: hooks detached until SIGUSR2
 };
 
 std::string render_prometheus(const MetricsView& view);
