@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""End-to-end overhead measured in short alternating phases: nginx serving its default page to one
+long `wrk -t2 -c50` run, with one agent whose kernel hooks are detached (SIGUSR1) and attached
+again (SIGUSR2) every phase. Throughput of each phase comes from nginx's access log; each pair
+of adjacent phases gives a ratio (with / without). Prints every pair, the median ratio with its
+95 % confidence interval, and the ratio of the median rates.
+
+Why: restarting an agent between runs (overhead.py) puts ~35 s between the runs of a pair, and on
+a shared VM the host's speed drifts by more than loupe's cost within that time. Here the two
+sides of a pair are seconds apart, and there are ten times as many pairs. What it leaves out:
+the idle agent process stays up in the phases without hooks (~0.3 % of one core here, its /proc
+scans and timers), and the process exit hook stays attached (it fires once per process).
+
+    sudo python3 tools/bench/overhead_paused.py [--minutes 5] [--phase 2] [--all-processes]
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
+from loupe_e2e import Agent, Nginx  # noqa: E402
+
+
+def set_paused(agent, paused):
+    agent.proc.send_signal(signal.SIGUSR1 if paused else signal.SIGUSR2)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with urllib.request.urlopen(agent.url("/api/v1/agent"), timeout=5) as r:
+            if json.load(r)["hooks_paused"] == paused:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"the agent did not report hooks_paused={paused}")
+
+
+class LogCounter:
+    """Requests nginx logged since the last call (one line each), read incrementally."""
+
+    def __init__(self, path):
+        self.f = open(path, "rb")
+        self.f.seek(0, os.SEEK_END)
+
+    def lines(self):
+        n = 0
+        while chunk := self.f.read(1 << 20):
+            n += chunk.count(b"\n")
+        return n
+
+
+def median_ci(values):
+    """The median and a distribution-free 95 % confidence interval for it (order statistics)."""
+    v = sorted(values)
+    n = len(v)
+    k = max(0, math.floor(n / 2 - 1.96 * math.sqrt(n) / 2))
+    return statistics.median(v), v[k], v[n - 1 - k]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=5)
+    ap.add_argument("--phase", type=float, default=2.0, help="seconds measured in each phase")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds left out after each switch (attaching a hook patches kernel text on every CPU)")
+    ap.add_argument("--path", default="/")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--all-processes", action="store_true",
+                    help="trace every process (the agent's default) instead of --comm nginx")
+    ap.add_argument("--agent-arg", action="append", default=[])
+    args = ap.parse_args()
+    nginx = Nginx(workers=args.workers)
+    agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
+    wrk = None
+    rows = []
+    try:
+        agent.settle(1.0)
+        total = int(args.minutes * 60 + 30)
+        wrk = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{total}s", nginx.url(args.path)],
+                               stdout=subprocess.DEVNULL)
+        time.sleep(2)  # warm-up
+        counter = LogCounter(f"{nginx.work}/access.log")
+        end = time.time() + args.minutes * 60
+        pair = 0
+        while time.time() < end and wrk.poll() is None:
+            # ABBA order: a drift of the host's speed within a pair weighs on both sides alike.
+            order = (True, False) if pair % 2 == 0 else (False, True)
+            rate = {}
+            for paused in order:
+                set_paused(agent, paused)
+                time.sleep(args.settle)
+                counter.lines()
+                t0 = time.monotonic()
+                time.sleep(args.phase)
+                n = counter.lines()
+                rate[paused] = n / (time.monotonic() - t0)
+            pair += 1
+            rows.append((rate[True], rate[False]))
+            print(f"pair {pair}: without {rate[True]:.0f} req/s, with {rate[False]:.0f} req/s, "
+                  f"ratio {rate[False] / rate[True]:.3f}", flush=True)
+        set_paused(agent, False)
+    finally:
+        if wrk and wrk.poll() is None:
+            wrk.terminate()
+            wrk.wait()
+        agent.stop()
+        nginx.stop()
+    ratios = [on / off for off, on in rows]
+    med, lo, hi = median_ci(ratios)
+    print(f"median ratio over {len(rows)} pairs: {med:.3f} (95 % CI {lo:.3f}-{hi:.3f}); "
+          f"median with / median without: {statistics.median(r[1] for r in rows) / statistics.median(r[0] for r in rows):.3f}; "
+          f"mean {statistics.mean(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
