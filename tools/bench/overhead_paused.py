@@ -9,7 +9,8 @@ Why: restarting an agent between runs (overhead.py) puts ~35 s between the runs 
 a shared VM the host's speed drifts by more than loupe's cost within that time. Here the two
 sides of a pair are seconds apart, and there are ten times as many pairs. What it leaves out:
 the idle agent process stays up in the phases without hooks (~0.3 % of one core here, its /proc
-scans and timers), and the process exit hook stays attached (it fires once per process).
+scans and timers), and the hooks of process exits and TCP state changes stay attached (they fire
+once per process or connection state change; wrk's connections stay open).
 
     sudo python3 tools/bench/overhead_paused.py [--minutes 5] [--phase 2] [--all-processes]
 """

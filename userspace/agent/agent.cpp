@@ -343,8 +343,8 @@ void Agent::set_hooks_paused(bool paused) {
     hooks_paused_ = paused;
     if (paused) {
         spdlog::warn(
-            "SIGUSR1: kernel hooks detached; requests, socket, disk, run-queue and TCP "
-            "figures stop until SIGUSR2");
+            "SIGUSR1: kernel hooks detached but process exits and TCP state changes; requests, "
+            "socket bytes, disk, run-queue, retransmits and resets stop until SIGUSR2");
     } else {
         spdlog::info("SIGUSR2: kernel hooks attached again: {} HTTP, {} resource",
                      capture_ ? capture_->attached_hooks().size() : 0,

@@ -71,9 +71,9 @@ void HookSet::attach(bpf_object* obj) {
     }
 }
 
-void HookSet::detach(const std::string& keep) {
+void HookSet::detach(const std::vector<std::string>& keep) {
     for (std::size_t i = links_.size(); i-- > 0;) {
-        if (!keep.empty() && attached_[i] == keep) continue;
+        if (std::find(keep.begin(), keep.end(), attached_[i]) != keep.end()) continue;
         links_.erase(links_.begin() + static_cast<std::ptrdiff_t>(i));
         attached_.erase(attached_.begin() + static_cast<std::ptrdiff_t>(i));
     }

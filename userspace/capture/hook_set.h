@@ -41,8 +41,8 @@ class HookSet {
     // detached ones when a pause ends); one the kernel refuses is logged and listed as missing.
     void attach(bpf_object* obj);
     // Detaches every program: before the maps and ring buffers they write to go away, or to pause
-    // (the programs stay loaded and their maps keep what they hold). `keep`: a hook left attached.
-    void detach(const std::string& keep = {});
+    // (the programs stay loaded and their maps keep what they hold). `keep`: hooks left attached.
+    void detach(const std::vector<std::string>& keep = {});
 
     // Runs of the attached programs the kernel skipped because the same program was already
     // running on that CPU (interrupted by an interrupt that hit its hook again): each is an event

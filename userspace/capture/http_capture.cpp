@@ -28,8 +28,10 @@ void HttpCapture::SkeletonDeleter::operator()(http_capture* skel) const noexcept
 }
 
 void HttpCapture::set_paused(bool paused) {
+    // TCP state changes stay: a connection closed meanwhile must still end in user space (its
+    // pending request, a close-delimited response). They come once per connection state change.
     if (paused)
-        hooks_.detach();
+        hooks_.detach({"inet_sock_set_state"});
     else
         hooks_.attach(skel_->obj);
 }

@@ -76,8 +76,8 @@ class HttpCapture {
 
     // Replaces the set of traced processes (used when filter_tgids is on).
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
-    // Detaches the hooks (paused) or attaches them again. The rings and batches keep draining;
-    // connections carry on from their next request line.
+    // Detaches the socket read/write hooks (paused) or attaches them again. The rings and batches
+    // keep draining; connections carry on from their next request line.
     void set_paused(bool paused);
 
     DropCounters drops() const;

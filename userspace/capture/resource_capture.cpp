@@ -19,10 +19,11 @@ void ResourceCapture::SkeletonDeleter::operator()(::resources* skel) const noexc
 }
 
 void ResourceCapture::set_paused(bool paused) {
-    // The exit hook stays: it frees the per-process state of processes that exit meanwhile, and
-    // runs once per process, not per event.
+    // Process exits and TCP state changes stay: they free the per-process state of processes
+    // that exit meanwhile and keep the active connections right; they run once per process or
+    // connection state change, not per request.
     if (paused)
-        hooks_.detach("sched_process_exit");
+        hooks_.detach({"sched_process_exit", "inet_sock_set_state"});
     else
         hooks_.attach(skel_->obj);
 }

@@ -40,7 +40,7 @@ class ResourceCapture {
     ResourceCapture& operator=(const ResourceCapture&) = delete;
 
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
-    // Detaches the hooks (paused) but the process exit one, or attaches them again.
+    // Detaches the hooks but process exits and TCP state changes (paused), or attaches them again.
     void set_paused(bool paused);
     // Drains pending exit events (never blocks).
     int poll_exits();
