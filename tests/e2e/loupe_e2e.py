@@ -110,6 +110,17 @@ class Agent:
         status, body = http_get(self.url(path))
         return status, json.loads(body)
 
+    def set_hooks_paused(self, paused, timeout=10.0):
+        """SIGUSR1 (pause) or SIGUSR2 (resume), then waits until /api/v1/agent reports it; returns that body."""
+        self.proc.send_signal(signal.SIGUSR1 if paused else signal.SIGUSR2)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            _, body = self.api("/api/v1/agent")
+            if body["hooks_paused"] == paused:
+                return body
+            time.sleep(0.02)
+        fail(f"/api/v1/agent never showed hooks_paused={paused}")
+
     def settle(self, seconds=0.6):
         """Lets the agent drain its ring buffer (every 100 ms at most) and parse."""
         time.sleep(seconds)

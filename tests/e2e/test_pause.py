@@ -6,9 +6,7 @@ to end (the TCP state hooks stay), and the kernel's own link list (bpftool) agre
 agent reports."""
 import http.client
 import json
-import signal
 import subprocess
-import time
 
 from loupe_e2e import Agent, Nginx, fail, require_root, require_tools, select, server_counts
 
@@ -34,16 +32,6 @@ def http_links():
     return sum(1 for link in links if link.get("prog_id") in ids)
 
 
-def wait_paused(agent, paused):
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        _, body = agent.api("/api/v1/agent")
-        if body["hooks_paused"] == paused:
-            return body
-        time.sleep(0.05)
-    fail(f"/api/v1/agent never showed hooks_paused={paused}")
-
-
 def main():
     require_root()
     require_tools("curl", "bpftool")
@@ -58,8 +46,7 @@ def main():
         if http_links() != 2:
             fail(f"before the pause the kernel holds {http_links()} links of the HTTP programs, not 2")
 
-        agent.proc.send_signal(signal.SIGUSR1)
-        body = wait_paused(agent, True)
+        body = agent.set_hooks_paused(True)
         if (body["hooks_attached"] != ["inet_sock_set_state"] or
                 sorted(body["resource_hooks_attached"]) != ["inet_sock_set_state", "sched_process_exit"]):
             fail(f"paused, hooks still attached: {body['hooks_attached']} {body['resource_hooks_attached']}")
@@ -71,8 +58,7 @@ def main():
         keep_alive(conn, 3)
         closed_in_pause.close()
 
-        agent.proc.send_signal(signal.SIGUSR2)
-        body = wait_paused(agent, False)
+        body = agent.set_hooks_paused(False)
         if "sock_recv_length" not in body["hooks_attached"] or "sched_switch" not in body["resource_hooks_attached"]:
             fail(f"resumed, hooks not attached again: {body['hooks_attached']} {body['resource_hooks_attached']}")
         if http_links() != 2:

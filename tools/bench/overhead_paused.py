@@ -15,29 +15,15 @@ once per process or connection state change; wrk's connections stay open).
     sudo python3 tools/bench/overhead_paused.py [--minutes 5] [--phase 2] [--all-processes]
 """
 import argparse
-import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
 from loupe_e2e import Agent, Nginx  # noqa: E402
-
-
-def set_paused(agent, paused):
-    agent.proc.send_signal(signal.SIGUSR1 if paused else signal.SIGUSR2)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        with urllib.request.urlopen(agent.url("/api/v1/agent"), timeout=5) as r:
-            if json.load(r)["hooks_paused"] == paused:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"the agent did not report hooks_paused={paused}")
 
 
 class LogCounter:
@@ -92,7 +78,7 @@ def main():
             order = (True, False) if pair % 2 == 0 else (False, True)
             rate = {}
             for paused in order:
-                set_paused(agent, paused)
+                agent.set_hooks_paused(paused)
                 time.sleep(args.settle)
                 counter.lines()
                 t0 = time.monotonic()
@@ -103,7 +89,7 @@ def main():
             rows.append((rate[True], rate[False]))
             print(f"pair {pair}: without {rate[True]:.0f} req/s, with {rate[False]:.0f} req/s, "
                   f"ratio {rate[False] / rate[True]:.3f}", flush=True)
-        set_paused(agent, False)
+        agent.set_hooks_paused(False)
     finally:
         if wrk and wrk.poll() is None:
             wrk.terminate()
