@@ -37,7 +37,7 @@ class EventMerger {
     // Hands over everything held (shutdown).
     std::size_t release_all(const Handler& handler);
 
-    std::size_t held() const { return held_.size() + added_.size(); }
+    std::size_t held() const { return held_.size() - released_ + added_.size(); }
     // Bytes of record storage allocated (held records and at most one spare chunk).
     std::size_t storage_bytes() const;
 
@@ -62,15 +62,18 @@ class EventMerger {
     }
 
     Chunk& chunk_for(std::size_t size);
+    void sort_added();
     void merge_added();
     std::size_t release_until(std::uint64_t limit_ns, const Handler& handler);
     void recycle_chunks();
 
     std::uint64_t hold_back_ns_;
     std::uint64_t next_sequence_ = 0;
-    std::vector<Entry> held_;                     // sorted
+    std::vector<Entry> held_;  // sorted; the first released_ are gone
+    std::size_t released_ = 0;
     std::vector<Entry> added_;                    // since the last release, in arrival order
     std::vector<Entry> merged_;                   // scratch for merging, keeps its capacity
+    std::vector<std::size_t> run_ends_;           // scratch: where sort_added's runs end
     std::vector<std::unique_ptr<Chunk>> chunks_;  // the last one is being filled
     std::unique_ptr<Chunk> spare_;
 };
