@@ -7,7 +7,8 @@ of adjacent phases gives a ratio (with / without). Prints every pair, the median
 
 Why: restarting an agent between runs (overhead.py) puts ~35 s between the runs of a pair, and on
 a shared VM the host's speed drifts by more than loupe's cost within that time. Here the two
-sides of a pair are seconds apart, and there are ten times as many pairs. What it leaves out:
+sides of a pair are seconds apart, and there are ten times as many pairs. Also prints the agent
+process's CPU per request (phases with hooks) and the share of idle CPU time. What it leaves out:
 the idle agent process stays up in the phases without hooks (~0.3 % of one core here, its /proc
 scans and timers), and the hooks of process exits and TCP state changes stay attached (they fire
 once per process or connection state change; wrk's connections stay open).
@@ -40,6 +41,18 @@ class LogCounter:
         return n
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_seconds():
+    """Idle + iowait time of all CPUs so far (a phase with idle CPUs was not CPU-bound)."""
+    fields = open("/proc/stat").readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def median_ci(values):
     """The median and a distribution-free 95 % confidence interval for it (order statistics)."""
     v = sorted(values)
@@ -64,6 +77,8 @@ def main():
     agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
     wrk = None
     rows = []
+    agent_us = []  # the agent process's CPU per request, in phases with hooks
+    idle_share = []
     try:
         agent.settle(1.0)
         total = int(args.minutes * 60 + 30)
@@ -81,10 +96,14 @@ def main():
                 agent.set_hooks_paused(paused)
                 time.sleep(args.settle)
                 counter.lines()
-                t0 = time.monotonic()
+                t0, a0, i0 = time.monotonic(), cpu_seconds(agent.proc.pid), idle_seconds()
                 time.sleep(args.phase)
                 n = counter.lines()
-                rate[paused] = n / (time.monotonic() - t0)
+                elapsed = time.monotonic() - t0
+                rate[paused] = n / elapsed
+                idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
+                if not paused and n:
+                    agent_us.append((cpu_seconds(agent.proc.pid) - a0) * 1e6 / n)
             pair += 1
             rows.append((rate[True], rate[False]))
             print(f"pair {pair}: without {rate[True]:.0f} req/s, with {rate[False]:.0f} req/s, "
@@ -101,6 +120,10 @@ def main():
     print(f"median ratio over {len(rows)} pairs: {med:.3f} (95 % CI {lo:.3f}-{hi:.3f}); "
           f"median with / median without: {statistics.median(r[1] for r in rows) / statistics.median(r[0] for r in rows):.3f}; "
           f"mean {statistics.mean(ratios):.3f}")
+    # The agent's own share is steadier than throughput on a noisy host; idle CPUs mean the
+    # phases were not CPU-bound, and the ratio then says little about CPU cost.
+    print(f"agent CPU with hooks: median {statistics.median(agent_us):.2f} us a request; "
+          f"idle CPU share: median {statistics.median(idle_share):.3f}")
 
 
 if __name__ == "__main__":
