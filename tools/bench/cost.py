@@ -15,12 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import Agent, Nginx, select  # noqa: E402
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from loupe_e2e import Agent, Nginx, proc_cpu_seconds, select  # noqa: E402
 
 
 def prog_stats():
@@ -43,10 +38,10 @@ def main():
     # overhead.py: counted here, it was ~0.4 µs of every request of a 10 s run.
     time.sleep(1)
     try:
-        before, cpu0, t0 = prog_stats(), cpu_seconds(agent.proc.pid), time.time()
+        before, cpu0, t0 = prog_stats(), proc_cpu_seconds(agent.proc.pid), time.time()
         out = subprocess.run(["wrk", "-t2", "-c50", f"-d{args.seconds}s", nginx.url(args.path)],
                              capture_output=True, text=True, check=True).stdout
-        after, cpu1, t1 = prog_stats(), cpu_seconds(agent.proc.pid), time.time()
+        after, cpu1, t1 = prog_stats(), proc_cpu_seconds(agent.proc.pid), time.time()
         requests = int(re.search(r"(\d+) requests in", out).group(1))
     finally:
         subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])

@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import Agent, Nginx  # noqa: E402
+from loupe_e2e import CLK_TCK, Agent, Nginx, proc_cpu_seconds  # noqa: E402
 
 
 class LogCounter:
@@ -41,16 +41,10 @@ class LogCounter:
         return n
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def idle_seconds():
     """Idle + iowait time of all CPUs so far (a phase with idle CPUs was not CPU-bound)."""
     fields = open("/proc/stat").readline().split()
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[4]) + int(fields[5])) / CLK_TCK
 
 
 def median_ci(values):
@@ -96,14 +90,14 @@ def main():
                 agent.set_hooks_paused(paused)
                 time.sleep(args.settle)
                 counter.lines()
-                t0, a0, i0 = time.monotonic(), cpu_seconds(agent.proc.pid), idle_seconds()
+                t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent.proc.pid), idle_seconds()
                 time.sleep(args.phase)
                 n = counter.lines()
                 elapsed = time.monotonic() - t0
                 rate[paused] = n / elapsed
                 idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
                 if not paused and n:
-                    agent_us.append((cpu_seconds(agent.proc.pid) - a0) * 1e6 / n)
+                    agent_us.append((proc_cpu_seconds(agent.proc.pid) - a0) * 1e6 / n)
             pair += 1
             rows.append((rate[True], rate[False]))
             print(f"pair {pair}: without {rate[True]:.0f} req/s, with {rate[False]:.0f} req/s, "
