@@ -37,6 +37,18 @@ def require_tools(*tools):
         fail("missing tools: " + ", ".join(missing) + " (run tools/install-deps.sh)")
 
 
+def bpftool_json(*args, attempts=5):
+    """`bpftool -j ARGS` parsed. bpftool lists object ids, then opens each: one created or freed
+    in between (the agent's start-up feature probes load and attach throwaway programs) makes it
+    fail with "can't get link by id ... Resource temporarily unavailable". Such a run is retried."""
+    for attempt in range(attempts):
+        run = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True)
+        if run.returncode == 0:
+            return json.loads(run.stdout)
+        time.sleep(0.1)
+    fail(f"bpftool {' '.join(args)} failed {attempts} times: {(run.stdout + run.stderr)[-300:]}")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,10 +5,9 @@ a keep-alive connection carries on after the pause, one closed during the pause 
 to end (the TCP state hooks stay), and the kernel's own link list (bpftool) agrees with what the
 agent reports."""
 import http.client
-import json
 import subprocess
 
-from loupe_e2e import Agent, Nginx, fail, require_root, require_tools, select, server_counts
+from loupe_e2e import Agent, Nginx, bpftool_json, fail, require_root, require_tools, select, server_counts
 
 
 def curl(port, n):
@@ -24,11 +23,8 @@ def keep_alive(conn, n):
 
 def http_links():
     """Links the kernel holds for the HTTP capture's programs (names cut at 15 characters)."""
-    progs = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
-                                      check=True).stdout)
-    ids = {p["id"] for p in progs if p.get("name", "").startswith("http_sock_")}
-    links = json.loads(subprocess.run(["bpftool", "link", "show", "-j"], capture_output=True, text=True,
-                                      check=True).stdout)
+    ids = {p["id"] for p in bpftool_json("prog", "show") if p.get("name", "").startswith("http_sock_")}
+    links = bpftool_json("link", "show")
     return sum(1 for link in links if link.get("prog_id") in ids)
 
 

@@ -7,7 +7,6 @@ program (per request and in total) and the agent's own CPU.
 """
 import argparse
 import collections
-import json
 import os
 import re
 import subprocess
@@ -15,11 +14,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import Agent, Nginx, proc_cpu_seconds, select  # noqa: E402
+from loupe_e2e import Agent, Nginx, bpftool_json, proc_cpu_seconds, select  # noqa: E402
 
 
 def prog_stats():
-    progs = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout)
+    progs = bpftool_json("prog", "show")
     return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in progs}
 
 
