@@ -532,17 +532,22 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
 {
     if (ret <= 0 || (flags & MSG_PEEK))
         return; // EAGAIN, EOF and errors carry no data; a peek is read again for real
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u32 tgid = pid_tgid >> 32;
+    // The process filter first: every socket read and write on the machine gets here, most of
+    // them from processes not traced. The ids are read from the task, which is needed anyway:
+    // one helper call fewer (perf_phases.py on nginx + wrk, --comm nginx: 0.09 µs a request
+    // less in wrk's untraced reads and writes, 0.1 less in nginx's).
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u32 tgid = task->tgid;
+    if (!tgid_selected(tgid))
+        return;
+    __u64 pid_tgid = ((__u64)tgid << 32) | (__u32)task->pid;
     __u16 family = sk->__sk_common.skc_family;
     if (family != AF_INET && family != AF_INET6)
         return;
-    struct task_struct *task = bpf_get_current_task_btf();
     if (task->flags & PF_KTHREAD)
         return; // in-kernel socket users (NFS, iSCSI, writeback) are not services
-    bool selected = tgid_selected(tgid);
-    bool account = account_sockets && selected; // loupe's own sockets too
-    bool trace = selected && tgid != self_tgid && sk->sk_protocol == IPPROTO_TCP;
+    bool account = account_sockets; // loupe's own sockets too
+    bool trace = tgid != self_tgid && sk->sk_protocol == IPPROTO_TCP;
     if (!account && !trace)
         return;
     // The connection's state, created at its first traced I/O; one lookup serves the accounting
