@@ -41,6 +41,8 @@ struct loupe_doctor_event {
 #define LOUPE_BATCH_BYTES 4096
 /* Words of the traced_tgids bitmap: one bit per possible tgid (PID_MAX_LIMIT, 4 Mi on 64 bits). */
 #define LOUPE_TGID_BITMAP_WORDS (4194304 / 64)
+/* --comm names the kernel itself selects new processes by (traced_tgids.bpf.h), at most. */
+#define LOUPE_SELECT_COMMS 8
 
 enum loupe_event_kind {
     LOUPE_EVENT_CONN_OPEN = 1,

@@ -5,6 +5,7 @@
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 #include "loupe_abi.h"
 
 // Set by user space before load: when false every process is selected and the map is not read.
@@ -27,6 +28,49 @@ static __always_inline bool tgid_selected(__u32 tgid)
     __u32 word = tgid / 64;
     __u64 *bits = bpf_map_lookup_elem(&traced_tgids, &word);
     return bits && ((*bits >> (tgid % 64)) & 1);
+}
+
+// --comm names (NUL-padded, select_comm_count of them), set by user space before load: a process
+// that takes one of these names (exec) or is born with it (fork) is selected at once by the two
+// programs below, not at user space's next /proc scan, up to a second later: a short-lived
+// process (a curl, a cron job) would be gone by then, its requests and resources never seen.
+// Every BPF object that filters processes includes these programs for its own bitmap; user space
+// loads them only when it filters by name alone. Names are compared as two words: the kernel
+// pads task->comm with zeros after the name (strscpy_pad), user space pads these.
+const volatile __u64 select_comms[LOUPE_SELECT_COMMS][2] = {};
+const volatile __u32 select_comm_count = 0;
+
+static __always_inline void select_if_named(struct task_struct *task)
+{
+    __u64 name[2];
+    __builtin_memcpy(name, task->comm, sizeof(name));
+    bool named = false;
+#pragma unroll
+    for (int i = 0; i < LOUPE_SELECT_COMMS; i++) {
+        if (i < select_comm_count && name[0] == select_comms[i][0] && name[1] == select_comms[i][1])
+            named = true;
+    }
+    if (!named)
+        return;
+    __u32 tgid = task->tgid;
+    __u32 word = tgid / 64;
+    __u64 *bits = bpf_map_lookup_elem(&traced_tgids, &word);
+    if (bits)
+        __sync_fetch_and_or(bits, 1ULL << (tgid % 64)); // user space writes the same words
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(select_on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+    select_if_named(task); // the new program's name is already in task->comm
+    return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(select_on_fork, struct task_struct *parent, struct task_struct *child)
+{
+    select_if_named(child); // born with its parent's name (a thread: its process's bit again)
+    return 0;
 }
 
 #endif /* LOUPE_BPF_TRACED_TGIDS_BPF_H */

@@ -4,7 +4,18 @@ import os
 import subprocess
 import tempfile
 
-from loupe_e2e import LOUPE, Agent, Nginx, fail, free_port, require_root, select, server_counts, wait_port
+from loupe_e2e import (LOUPE, Agent, Nginx, Workload, fail, free_port, require_root, select, server_counts,
+                       wait_port)
+
+# One request to nginx, then exit: a process that lives ~50 ms, between two of the agent's /proc
+# scans (a second apart).
+SHORT_CLIENT = r"""
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+conn.request("GET", "/ok")
+print(conn.getresponse().status, flush=True)
+"""
+SHORT_RUNS = 5
 
 
 def python_server():
@@ -59,6 +70,23 @@ def main():
             fail(f"--comm python3: python3 not counted: {server_counts(samples, 'python3')}")
         if '"level":"debug"' not in logs:
             fail("LOUPE_LOG_LEVEL=debug from the environment was ignored")
+
+        # --comm selects a process started later from its exec on (in the kernel), not from the
+        # next /proc scan: short-lived clients are all seen.
+        agent = Agent("--comm", "loupe_shortcli")
+        for _ in range(SHORT_RUNS):
+            client = Workload("loupe_shortcli", SHORT_CLIENT, nginx.port)
+            if client.readline() != "200":
+                fail("the short-lived client got no 200")
+            client.reap()
+        agent.settle(1.0)
+        samples = agent.metrics()
+        agent.stop()
+        seen = sum(v for _, v in select(samples, "http_client_request_duration_seconds_count",
+                                        service_name="loupe_shortcli", http_response_status_code="200"))
+        print(f"short-lived clients: {seen:.0f} of {SHORT_RUNS} requests seen")
+        if seen != SHORT_RUNS:
+            fail(f"--comm: {seen:.0f} of {SHORT_RUNS} requests of short-lived processes seen")
     finally:
         py.terminate()
         py.wait()

@@ -155,8 +155,10 @@ bool Agent::start_capture() {
     capture::CaptureOptions options;
     options.ring_buffer_bytes = config_.ring_buffer_bytes;
     // --pid and --comm narrow capture in the kernel (traced_tgids, refreshed every second from
-    // /proc); --port is applied in user space.
+    // /proc, and by the kernel at each exec and fork of a process named by --comm); --port is
+    // applied in user space.
     options.filter_tgids = filtering_processes();
+    options.select_comms = kernel_selected_comms();
     options.disabled_hooks = config_.disabled_hooks;
     if (resource_capture_) options.process_stats_maps = resource_capture_->process_stats_maps();
     capture_ = capture::HttpCapture::start(
@@ -200,7 +202,7 @@ void Agent::start_resources() {
                                  std::string(exit.comm, strnlen(exit.comm, sizeof(exit.comm)))))
                 resource_tracker_.on_exit(exit);
         },
-        filtering_processes(), config_.disabled_hooks, resource_error_);
+        filtering_processes(), kernel_selected_comms(), config_.disabled_hooks, resource_error_);
     if (!resource_capture_) {
         // /proc still gives CPU, memory and disk bytes: degrade, do not stop.
         spdlog::warn(

@@ -77,6 +77,11 @@ class Agent {
     // feed the kernel-side filters of both captures, resources and attribution alike.
     std::vector<resources::ProcessSample> selected_processes() const;
     bool filtering_processes() const { return !config_.pids.empty() || !config_.comms.empty(); }
+    // The --comm names the kernel selects new processes by: none with --pid, which a new process
+    // cannot match (both flags must match).
+    std::vector<std::string> kernel_selected_comms() const {
+        return config_.pids.empty() ? config_.comms : std::vector<std::string>{};
+    }
     // --pid/--comm: both captures' kernel filters, from one /proc scan.
     void trace_only(const std::vector<std::uint32_t>& pids);
     void register_routes();

@@ -4,7 +4,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
+#include <string>
 #include <vector>
 
 #include <bpf/bpf.h>
@@ -68,6 +70,27 @@ inline void replace_tgid_bitmap(int map_fd, const std::vector<std::uint32_t>& cu
         if (tgid / 64 < LOUPE_TGID_BITMAP_WORDS) words[tgid / 64] |= __u64{1} << (tgid % 64);
     for (const auto& [word, bits] : words)
         bpf_map_update_elem(map_fd, &word, &bits, BPF_ANY);
+}
+
+// Before load, for a skeleton that includes traced_tgids.bpf.h: the names its programs select new
+// processes by at exec and fork. Loaded only with a name to match: not at all when `comms` is
+// empty, or longer than the kernel side holds (the /proc scan alone selects then).
+template <typename Skeleton>
+void set_select_comms(Skeleton& skel, const std::vector<std::string>& comms) {
+    // A process name is at most 15 bytes: a longer --comm matches nothing (in /proc either).
+    std::vector<std::string> names;
+    for (const auto& comm : comms)
+        if (comm.size() < sizeof(skel.rodata->select_comms[0])) names.push_back(comm);
+    const bool in_kernel = !names.empty() && comms.size() <= LOUPE_SELECT_COMMS;
+    bpf_program__set_autoload(skel.progs.select_on_exec, in_kernel);
+    bpf_program__set_autoload(skel.progs.select_on_fork, in_kernel);
+    if (!in_kernel) return;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        char name[sizeof(skel.rodata->select_comms[i])] = {};  // NUL-padded, as task->comm
+        std::memcpy(name, names[i].data(), names[i].size());
+        std::memcpy(const_cast<__u64*>(skel.rodata->select_comms[i]), name, sizeof(name));
+    }
+    skel.rodata->select_comm_count = static_cast<__u32>(names.size());
 }
 
 }  // namespace loupe::capture

@@ -26,6 +26,7 @@ void HookSet::select(bpf_object* obj, const std::vector<std::string>& disabled) 
     std::optional<TracefsStatus> tracefs;  // looked for (and mounted) only for a classic one
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, obj) {
+        if (!bpf_program__autoload(prog)) continue;  // left out by the caller
         const std::string section = bpf_program__section_name(prog);
         const std::string name = hook_name(prog);
         bool present = true;

@@ -22,6 +22,7 @@ struct CaptureOptions {
     // gets at least a page, even when that exceeds the budget).
     std::uint32_t ring_buffer_bytes = 4u << 20;
     bool filter_tgids = false;                // trace only the tgids given to set_traced_tgids()
+    std::vector<std::string> select_comms;    // names the kernel selects at exec/fork (bpf_maps.h)
     std::vector<std::string> disabled_hooks;  // not attached (see hook_set.h)
     // ResourceCapture::process_stats_maps(): when given, the socket programs also do the
     // per-process socket accounting, into those maps (one program per socket I/O, not two).

@@ -34,8 +34,8 @@ ResourceCapture::~ResourceCapture() {
 }
 
 std::unique_ptr<ResourceCapture> ResourceCapture::start(
-    ExitHandler on_exit, bool filter_tgids, const std::vector<std::string>& disabled_hooks,
-    std::string& error) {
+    ExitHandler on_exit, bool filter_tgids, const std::vector<std::string>& select_comms,
+    const std::vector<std::string>& disabled_hooks, std::string& error) {
     std::unique_ptr<ResourceCapture> capture(new ResourceCapture());
     capture->on_exit_ = std::move(on_exit);
     capture->skel_.reset(resources__open());
@@ -47,6 +47,7 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(
     skel.rodata->filter_tgids = filter_tgids;
     if (!filter_tgids)
         bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
+    set_select_comms(skel, filter_tgids ? select_comms : std::vector<std::string>{});
     capture->hooks_.select(skel.obj, disabled_hooks);
     if (int err = resources__load(&skel); err != 0) {
         error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);

@@ -31,8 +31,10 @@ class ResourceCapture {
     // nullptr with `error` set when the programs cannot load; hooks missing on this kernel are
     // skipped and listed in missing_hooks().
     // filter_tgids: account only the processes given to set_traced_tgids() in the hot hooks.
+    // select_comms: names the kernel adds to them at exec and fork (set_select_comms).
     // disabled_hooks: not attached (see hook_set.h).
     static std::unique_ptr<ResourceCapture> start(ExitHandler on_exit, bool filter_tgids,
+                                                  const std::vector<std::string>& select_comms,
                                                   const std::vector<std::string>& disabled_hooks,
                                                   std::string& error);
     ~ResourceCapture();
