@@ -19,26 +19,12 @@ import argparse
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import CLK_TCK, Agent, Nginx, proc_cpu_seconds  # noqa: E402
-
-
-class LogCounter:
-    """Requests nginx logged since the last call (one line each), read incrementally."""
-
-    def __init__(self, path):
-        self.f = open(path, "rb")
-        self.f.seek(0, os.SEEK_END)
-
-    def lines(self):
-        n = 0
-        while chunk := self.f.read(1 << 20):
-            n += chunk.count(b"\n")
-        return n
+from loupe_e2e import CLK_TCK, proc_cpu_seconds  # noqa: E402
+from paused_load import PausedLoad  # noqa: E402
 
 
 def idle_seconds():
@@ -67,48 +53,32 @@ def main():
                     help="trace every process (the agent's default) instead of --comm nginx")
     ap.add_argument("--agent-arg", action="append", default=[])
     args = ap.parse_args()
-    nginx = Nginx(workers=args.workers)
-    agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
-    wrk = None
     rows = []
     agent_us = []  # the agent process's CPU per request, in phases with hooks
     idle_share = []
-    try:
-        agent.settle(1.0)
-        total = int(args.minutes * 60 + 30)
-        wrk = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{total}s", nginx.url(args.path)],
-                               stdout=subprocess.DEVNULL)
-        time.sleep(2)  # warm-up
-        counter = LogCounter(f"{nginx.work}/access.log")
+    with PausedLoad(args.minutes * 60, path=args.path, workers=args.workers, agent_args=args.agent_arg,
+                    all_processes=args.all_processes) as load:
+        agent_pid = load.agent.proc.pid
         end = time.time() + args.minutes * 60
         pair = 0
-        while time.time() < end and wrk.poll() is None:
+        while time.time() < end and load.running():
             # ABBA order: a drift of the host's speed within a pair weighs on both sides alike.
             order = (True, False) if pair % 2 == 0 else (False, True)
             rate = {}
             for paused in order:
-                agent.set_hooks_paused(paused)
-                time.sleep(args.settle)
-                counter.lines()
-                t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent.proc.pid), idle_seconds()
+                load.switch(not paused, args.settle)
+                t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent_pid), idle_seconds()
                 time.sleep(args.phase)
-                n = counter.lines()
+                n = load.served()
                 elapsed = time.monotonic() - t0
                 rate[paused] = n / elapsed
                 idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
                 if not paused and n:
-                    agent_us.append((proc_cpu_seconds(agent.proc.pid) - a0) * 1e6 / n)
+                    agent_us.append((proc_cpu_seconds(agent_pid) - a0) * 1e6 / n)
             pair += 1
             rows.append((rate[True], rate[False]))
             print(f"pair {pair}: without {rate[True]:.0f} req/s, with {rate[False]:.0f} req/s, "
                   f"ratio {rate[False] / rate[True]:.3f}", flush=True)
-        agent.set_hooks_paused(False)
-    finally:
-        if wrk and wrk.poll() is None:
-            wrk.terminate()
-            wrk.wait()
-        agent.stop()
-        nginx.stop()
     ratios = [on / off for off, on in rows]
     med, lo, hi = median_ci(ratios)
     print(f"median ratio over {len(rows)} pairs: {med:.3f} (95 % CI {lo:.3f}-{hi:.3f}); "

@@ -29,10 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import Agent, Nginx  # noqa: E402
+sys.path.insert(0, os.path.dirname(__file__))
+from paused_load import PausedLoad  # noqa: E402
 
 SAMPLE_HZ = 2999  # not a multiple of the kernel's tick: samples do not lock onto its timers
 
@@ -59,42 +58,16 @@ def main():
     if not shutil.which("perf"):
         sys.exit("perf_phases.py needs perf (Debian: apt-get install linux-perf)")
     work = tempfile.mkdtemp(prefix="loupe-perf-phases-")
-    nginx = Nginx(workers=2)
-    agent = Agent("--comm", "nginx", *args.agent_arg)
-    wrk = None
     phases = []  # (with_hooks, requests, perf.data)
-    try:
-        agent.settle(1.0)
-        wrk = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{int(args.pairs * 2 * (args.phase + args.settle + 2) + 30)}s",
-                                nginx.url("/")], stdout=subprocess.DEVNULL)
-        time.sleep(2)  # warm-up
-        log = open(f"{nginx.work}/access.log", "rb")
-        log.seek(0, os.SEEK_END)
-
-        def logged():
-            n = 0
-            while chunk := log.read(1 << 20):
-                n += chunk.count(b"\n")
-            return n
-
+    with PausedLoad(args.pairs * 2 * (args.phase + args.settle + 2), agent_args=args.agent_arg) as load:
         for i in range(args.pairs * 2):
-            # ABBA order, as in overhead_paused.py
-            hooks = (i % 4) in (1, 2)
-            agent.set_hooks_paused(not hooks)
-            time.sleep(args.settle)
-            logged()
+            hooks = (i % 4) in (1, 2)  # ABBA order, as in overhead_paused.py
+            load.switch(hooks, args.settle)
             data = os.path.join(work, f"phase{i}.data")
             subprocess.run(["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "-o", data,
                             "--", "sleep", str(args.phase)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            phases.append((hooks, logged(), data))
-        agent.set_hooks_paused(False)
-    finally:
-        if wrk and wrk.poll() is None:
-            wrk.terminate()
-            wrk.wait()
-        agent.stop()
-        nginx.stop()
+            phases.append((hooks, load.served(), data))
 
     counts = [(hooks, requests, samples_by_symbol(data)) for hooks, requests, data in phases]
     shutil.rmtree(work, ignore_errors=True)

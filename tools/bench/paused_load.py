@@ -1,0 +1,60 @@
+"""The rig of overhead_paused.py and perf_phases.py: nginx serving one long `wrk -t2 -c50` run,
+with one agent whose kernel hooks are detached (SIGUSR1) and attached again (SIGUSR2) from phase
+to phase, and nginx's access log as the count of requests served."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
+from loupe_e2e import Agent, Nginx  # noqa: E402
+
+
+class PausedLoad:
+    """`with PausedLoad(seconds) as load:` starts nginx, the agent (`--comm nginx` unless
+    `all_processes`) and wrk for `seconds` plus a margin; `load.switch(hooks, settle)` sets the
+    hooks and waits `settle` seconds; `load.served()` is the number of requests logged since its
+    last call."""
+
+    def __init__(self, seconds, path="/", workers=2, agent_args=(), all_processes=False):
+        self.seconds, self.path, self.workers = seconds, path, workers
+        self.agent_args = list(agent_args) if all_processes else ["--comm", "nginx", *agent_args]
+        self.nginx = self.agent = self.wrk = self.log = None
+
+    def __enter__(self):
+        self.nginx = Nginx(workers=self.workers)
+        try:
+            self.agent = Agent(*self.agent_args)
+            self.agent.settle(1.0)
+            self.wrk = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{int(self.seconds + 30)}s",
+                                         self.nginx.url(self.path)], stdout=subprocess.DEVNULL)
+            time.sleep(2)  # warm-up
+            self.log = open(f"{self.nginx.work}/access.log", "rb")
+            self.log.seek(0, os.SEEK_END)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def running(self):
+        return self.wrk.poll() is None
+
+    def switch(self, hooks, settle):
+        self.agent.set_hooks_paused(not hooks)
+        time.sleep(settle)
+        self.served()
+
+    def served(self):
+        n = 0
+        while chunk := self.log.read(1 << 20):
+            n += chunk.count(b"\n")
+        return n
+
+    def __exit__(self, *exc):
+        if self.wrk and self.wrk.poll() is None:
+            self.wrk.terminate()
+            self.wrk.wait()
+        if self.agent:
+            self.agent.stop()
+        self.nginx.stop()
+        return False
