@@ -81,7 +81,7 @@ void set_select_comms(Skeleton& skel, const std::vector<std::string>& comms) {
     std::vector<std::string> names;
     for (const auto& comm : comms)
         if (comm.size() < sizeof(skel.rodata->select_comms[0])) names.push_back(comm);
-    const bool in_kernel = !names.empty() && comms.size() <= LOUPE_SELECT_COMMS;
+    const bool in_kernel = !names.empty() && names.size() <= LOUPE_SELECT_COMMS;
     bpf_program__set_autoload(skel.progs.select_on_exec, in_kernel);
     bpf_program__set_autoload(skel.progs.select_on_fork, in_kernel);
     if (!in_kernel) return;
