@@ -5,6 +5,7 @@ the numbers with an independent oracle (the server's own log)."""
 import atexit
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -47,6 +48,54 @@ def bpftool_json(*args, attempts=5):
             return json.loads(run.stdout)
         time.sleep(0.1)
     fail(f"bpftool {' '.join(args)} failed {attempts} times: {(run.stdout + run.stderr)[-300:]}")
+
+
+class NetnsPair:
+    """Two network namespaces for one test, `a` and `b` ({prefix}-X-a, {prefix}-X-b), with
+    addresses ip_a and ip_b in a 10.{subnet}.X.0/24 no interface here uses. The constructor only
+    picks X; create() adds the namespaces; remove() (also run at exit, so that a failing test
+    leaves none behind) deletes them."""
+
+    def __init__(self, prefix, subnet):
+        self.created = []
+        atexit.register(self.remove)
+        existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        addresses = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
+        for _ in range(100):
+            x = random.randint(1, 254)
+            if f"{prefix}-{x}-" not in existing and f"10.{subnet}.{x}." not in addresses:
+                break
+        else:
+            fail(f"no free 10.{subnet}.X.0/24 for the test's namespaces")
+        self.x = x
+        self.a, self.b = f"{prefix}-{x}-a", f"{prefix}-{x}-b"
+        self.ip_a, self.ip_b = f"10.{subnet}.{x}.1", f"10.{subnet}.{x}.2"
+
+    def create(self):
+        for ns in (self.a, self.b):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            self.created.append(ns)
+
+    def remove(self):
+        for ns in self.created:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+        self.created = []
+
+
+def net_counter(path, group, name, ns=None):
+    """A counter of /proc/net/snmp or /proc/net/netstat (a header line and a value line per group,
+    e.g. "Tcp:" "RetransSegs", "TcpExt:" "TCPAutoCorking") of network namespace `ns` (None: ours)."""
+    if ns:
+        text = subprocess.run(["ip", "netns", "exec", ns, "cat", path], check=True, capture_output=True,
+                              text=True).stdout
+    else:
+        with open(path) as f:
+            text = f.read()
+    lines = [line.split() for line in text.splitlines() if line.startswith(group)]
+    for header, values in zip(lines[::2], lines[1::2]):
+        if name in header:
+            return int(values[header.index(name)])
+    fail(f"no {group} {name} in {path}")
 
 
 def free_port():

@@ -15,11 +15,9 @@ Here the server's egress goes through a token bucket (tbf) slow enough to hold i
 The truth is 150 ms from the first byte read to the last byte written. With the TCP clock alone,
 loupe would measure ~50 ms. The test fails if the kernel did not autocork (TcpExtTCPAutoCorking in
 the server's namespace), because it would then prove nothing."""
-import atexit
-import random
 import subprocess
 
-from loupe_e2e import Agent, Workload, fail, metric_or, require_root, require_tools, select
+from loupe_e2e import Agent, NetnsPair, Workload, fail, metric_or, net_counter, require_root, require_tools, select
 
 PORT = 8080
 REQUESTS = 5
@@ -65,25 +63,13 @@ print("done", flush=True)
 """
 
 
-class VethLink:
+class VethLink(NetnsPair):
     """Namespaces A (server) and B (client) joined by a veth pair; A's egress through tbf."""
 
     def __init__(self):
-        self.created = []
-        atexit.register(self.remove)
-        existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        for _ in range(100):
-            x = random.randint(1, 254)
-            if f"loupe-ac-{x}-" not in existing:
-                break
-        else:
-            fail("no free namespace name for the test link")
-        self.a, self.b = f"loupe-ac-{x}-a", f"loupe-ac-{x}-b"
-        self.ip_a, self.ip_b = f"10.198.{x}.1", f"10.198.{x}.2"
-        dev_a, dev_b = f"loupeac{x}a", f"loupeac{x}b"
-        for ns in (self.a, self.b):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self.created.append(ns)
+        super().__init__("loupe-ac", 198)
+        self.create()
+        dev_a, dev_b = f"loupeac{self.x}a", f"loupeac{self.x}b"
         subprocess.run(["ip", "link", "add", dev_a, "netns", self.a, "type", "veth", "peer", "name", dev_b,
                         "netns", self.b], check=True)
         for ns, dev, ip in ((self.a, dev_a, self.ip_a), (self.b, dev_b, self.ip_b)):
@@ -97,17 +83,7 @@ class VethLink:
 
     def autocorked(self):
         """TcpExtTCPAutoCorking of namespace A."""
-        lines = subprocess.run(["ip", "netns", "exec", self.a, "cat", "/proc/net/netstat"], check=True,
-                               capture_output=True, text=True).stdout.splitlines()
-        for names, values in zip(lines[::2], lines[1::2]):
-            if names.startswith("TcpExt:"):
-                return int(dict(zip(names.split()[1:], values.split()[1:])).get("TCPAutoCorking", 0))
-        fail("no TcpExt line in /proc/net/netstat")
-
-    def remove(self):
-        for ns in self.created:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-        self.created = []
+        return net_counter("/proc/net/netstat", "TcpExt:", "TCPAutoCorking", self.a)
 
 
 def main():

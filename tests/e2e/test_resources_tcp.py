@@ -19,14 +19,12 @@ connects 3 times to a closed port. Checked:
 - RTT: the median of loupe_process_tcp_rtt_seconds{cli} is in the bucket (32.768 ms, 65.536 ms]
   (and the server's too, if it has samples), and its mean (_sum/_count) is at least 40 ms.
 The whole test is bounded (60 s) and the namespaces are always deleted."""
-import atexit
 import os
-import random
 import subprocess
 import time
 
-from loupe_e2e import Agent, Workload, fail, histogram, metric, metric_or, quantile_bucket, require_root, \
-    require_tools, time_limit
+from loupe_e2e import Agent, NetnsPair, Workload, fail, histogram, metric, metric_or, net_counter, quantile_bucket, \
+    require_root, require_tools, time_limit
 
 CONNECTIONS = 5
 PAYLOAD = 2_000_000
@@ -146,13 +144,7 @@ def netns(ns, *cmd, **kwargs):
 
 def retrans_segs(ns=None):
     """TcpRetransSegs of a network namespace (None: ours) from /proc/net/snmp."""
-    if ns:
-        text = netns(ns, "cat", "/proc/net/snmp").stdout
-    else:
-        with open("/proc/net/snmp") as f:
-            text = f.read()
-    header, values = [line.split() for line in text.splitlines() if line.startswith("Tcp:")]
-    return int(values[header.index("RetransSegs")])
+    return net_counter("/proc/net/snmp", "Tcp:", "RetransSegs", ns)
 
 
 def busy_sockets(ns):
@@ -161,30 +153,18 @@ def busy_sockets(ns):
     return [line for line in out.splitlines() if line and not line.startswith(("LISTEN", "TIME-WAIT"))]
 
 
-class Link:
+class Link(NetnsPair):
     """Namespaces A and B joined by two TUN devices and the lossy, slow wire between them."""
 
     def __init__(self, delay=0.020, loss=0.05):
-        self.created, self.wire = [], None
-        atexit.register(self.remove)
-        existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        addresses = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
-        for _ in range(100):
-            x = random.randint(1, 254)
-            if f"loupe-tcp-{x}-" not in existing and f"10.199.{x}." not in addresses:
-                break
-        else:
-            fail("no free 10.199.X.0/24 for the test link")
-        self.x = x
-        self.a, self.b = f"loupe-tcp-{x}-a", f"loupe-tcp-{x}-b"
-        self.ip_a, self.ip_b = f"10.199.{x}.1", f"10.199.{x}.2"
-        dev_a, dev_b = f"loupetun{x}a", f"loupetun{x}b"
+        self.wire = None
+        super().__init__("loupe-tcp", 199)
+        dev_a, dev_b = f"loupetun{self.x}a", f"loupetun{self.x}b"
         self.wire = Workload("loupe_wire", WIRE, dev_a, dev_b, delay, loss)
         if self.wire.readline() != "ready":
             fail("the wire did not create its devices")
+        self.create()
         for ns, dev, ip in ((self.a, dev_a, self.ip_a), (self.b, dev_b, self.ip_b)):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self.created.append(ns)
             for cmd in (["ip", "link", "set", dev, "netns", ns],
                         ["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev],
                         ["ip", "-n", ns, "link", "set", dev, "up"],
@@ -192,9 +172,7 @@ class Link:
                 subprocess.run(cmd, check=True)
 
     def remove(self):
-        for ns in self.created:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-        self.created = []
+        super().remove()
         if self.wire:
             self.wire.kill()
 
