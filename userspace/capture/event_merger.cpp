@@ -87,7 +87,7 @@ void EventMerger::merge_added() {
     if (added_.empty()) return;
     sort_added();
     // Released records are dropped from the front of held_ here, not at each release, and only
-    // when they are most of it: one move of the live records per few drains.
+    // when they are at least half of it: one move of the live records per few drains.
     if (released_ > 0 && released_ >= held_.size() / 2) {
         held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(released_));
         released_ = 0;
