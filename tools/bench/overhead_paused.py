@@ -14,8 +14,14 @@ scans and timers), and the hooks of process exits and TCP state changes stay att
 once per process or connection state change; wrk's connections stay open).
 
     sudo python3 tools/bench/overhead_paused.py [--minutes 5] [--phase 2] [--all-processes]
+
+With --reference SCRIPT.bt, each round has a third phase, with loupe's hooks detached and that
+bpftrace script running: how this host treats the target's reference (a script with two filtered
+per-syscall tracepoints kept ~0.98 of nginx's throughput on the machine the target was set on).
+bpftrace is a benchmark tool only (`apt-get install bpftrace`); loupe does not use it.
 """
 import argparse
+import itertools
 import math
 import os
 import statistics
@@ -24,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
 from loupe_e2e import CLK_TCK, proc_cpu_seconds  # noqa: E402
-from paused_load import PausedLoad  # noqa: E402
+from paused_load import PausedLoad, ReferenceTracer  # noqa: E402
 
 
 def idle_seconds():
@@ -52,43 +58,58 @@ def main():
     ap.add_argument("--all-processes", action="store_true",
                     help="trace every process (the agent's default) instead of --comm nginx")
     ap.add_argument("--agent-arg", action="append", default=[])
+    ap.add_argument("--reference", metavar="SCRIPT.bt",
+                    help="also measure phases running this bpftrace script instead of loupe's hooks "
+                         "(tools/bench/reference_two_tracepoints.bt: the target's reference)")
     args = ap.parse_args()
-    rows = []
+    reference = ReferenceTracer(args.reference) if args.reference else None
+    kinds = ["without", "loupe"] + (["reference"] if reference else [])
+    # Orders that put every kind in every position as often (ABBA for two kinds): a drift of the
+    # host's speed within a round weighs on all kinds alike.
+    orders = list(itertools.permutations(kinds)) if reference else [kinds, kinds[::-1]]
+    rounds = []  # per round, requests a second of each kind
     agent_us = []  # the agent process's CPU per request, in phases with hooks
     idle_share = []
     with PausedLoad(args.minutes * 60, path=args.path, workers=args.workers, agent_args=args.agent_arg,
                     all_processes=args.all_processes) as load:
         agent_pid = load.agent.proc.pid
         end = time.time() + args.minutes * 60
-        pair = 0
-        while time.time() < end and load.running():
-            # ABBA order: a drift of the host's speed within a pair weighs on both sides alike.
-            order = (True, False) if pair % 2 == 0 else (False, True)
-            rate = {}
-            for paused in order:
-                load.switch(not paused, args.settle)
-                t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent_pid), idle_seconds()
-                time.sleep(args.phase)
-                n = load.served()
-                elapsed = time.monotonic() - t0
-                rate[paused] = n / elapsed
-                idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
-                if not paused and n:
-                    agent_us.append((proc_cpu_seconds(agent_pid) - a0) * 1e6 / n)
-            pair += 1
-            rows.append((rate[True], rate[False]))
-            print(f"pair {pair}: without {rate[True]:.0f} req/s, with {rate[False]:.0f} req/s, "
-                  f"ratio {rate[False] / rate[True]:.3f}", flush=True)
-    ratios = [on / off for off, on in rows]
-    med, lo, hi = median_ci(ratios)
-    print(f"median ratio over {len(rows)} pairs: {med:.3f} (95 % CI {lo:.3f}-{hi:.3f}); "
-          f"median with / median without: {statistics.median(r[1] for r in rows) / statistics.median(r[0] for r in rows):.3f}; "
-          f"mean {statistics.mean(ratios):.3f}")
+        try:
+            while time.time() < end and load.running():
+                rate = {}
+                for kind in orders[len(rounds) % len(orders)]:
+                    if reference:
+                        reference.set(kind == "reference")
+                    load.switch(kind == "loupe", args.settle)
+                    t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent_pid), idle_seconds()
+                    time.sleep(args.phase)
+                    n = load.served()
+                    elapsed = time.monotonic() - t0
+                    rate[kind] = n / elapsed
+                    idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
+                    if kind == "loupe" and n:
+                        agent_us.append((proc_cpu_seconds(agent_pid) - a0) * 1e6 / n)
+                rounds.append(rate)
+                print(f"round {len(rounds)}: " + ", ".join(f"{k} {rate[k]:.0f} req/s" for k in kinds) +
+                      ", " + ", ".join(f"{k}/without {rate[k] / rate['without']:.3f}" for k in kinds[1:]),
+                      flush=True)
+        finally:
+            if reference:
+                reference.set(False)
+    for kind in kinds[1:]:
+        ratios = [r[kind] / r["without"] for r in rounds]
+        med, lo, hi = median_ci(ratios)
+        print(f"{kind}: median ratio over {len(rounds)} rounds: {med:.3f} (95 % CI {lo:.3f}-{hi:.3f}); "
+              f"median with / median without: "
+              f"{statistics.median(r[kind] for r in rounds) / statistics.median(r['without'] for r in rounds):.3f}; "
+              f"mean {statistics.mean(ratios):.3f}")
+    if reference:
+        med, lo, hi = median_ci([r["loupe"] / r["reference"] for r in rounds])
+        print(f"loupe/reference: median {med:.3f} (95 % CI {lo:.3f}-{hi:.3f})")
     # The agent's own share is steadier than throughput on a noisy host; idle CPUs mean the
     # phases were not CPU-bound, and the ratio then says little about CPU cost.
     print(f"agent CPU with hooks: median {statistics.median(agent_us):.2f} us a request; "
           f"idle CPU share: median {statistics.median(idle_share):.3f}")
-
 
 if __name__ == "__main__":
     main()

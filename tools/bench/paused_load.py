@@ -2,6 +2,7 @@
 with one agent whose kernel hooks are detached (SIGUSR1) and attached again (SIGUSR2) from phase
 to phase, and nginx's access log as the count of requests served."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -58,3 +59,29 @@ class PausedLoad:
             self.agent.stop()
         self.nginx.stop()
         return False
+
+
+class ReferenceTracer:
+    """A bpftrace script run only in the phases that want it: `set(True)` starts it and returns
+    once its probes are attached (the script prints "ready" in BEGIN), `set(False)` stops it (SIGINT) and waits for its exit, which
+    detaches them."""
+
+    def __init__(self, script):
+        self.script, self.proc = script, None
+
+    def set(self, on, timeout=30.0):
+        if on and self.proc is None:
+            self.proc = subprocess.Popen(["bpftrace", self.script], stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True)
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"bpftrace {self.script} exited before attaching")
+                if line.strip() == "ready":  # the script's BEGIN, run once every probe is attached
+                    return
+            raise RuntimeError(f"bpftrace {self.script} did not attach within {timeout} s")
+        if not on and self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.communicate(timeout=timeout)  # its maps, printed at exit: not needed
+            self.proc = None
