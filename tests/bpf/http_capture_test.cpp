@@ -310,5 +310,52 @@ TEST(HttpCapture, LosesNothingWhileStarting) {
     EXPECT_EQ(capture->drops().ringbuf_full, 0u);
 }
 
+// --comm's kernel side: a process that takes a selected name at exec is selected at once, a
+// set_traced_tgids() that does not know it yet (its /proc scan came earlier) leaves it selected
+// even when it changes the same bitmap word, and the process's exit unselects it.
+TEST(HttpCapture, ProcessFilterKeepsWhatTheKernelSelected) {
+    if (::geteuid() != 0) {
+        if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
+        GTEST_SKIP() << "needs root";
+    }
+    char dir[] = "/tmp/loupe-select-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string named = std::string(dir) + "/loupe_selt";  // exec gives it this name
+    ASSERT_EQ(::symlink("/bin/sleep", named.c_str()), 0);
+    CaptureOptions options;
+    options.filter_tgids = true;
+    options.select_comms = {"loupe_selt"};
+    std::string error;
+    auto capture = HttpCapture::start(
+        options, [](std::span<const std::uint8_t>) {}, error);
+    ASSERT_TRUE(capture) << error;
+
+    const pid_t child = spawn({named, "30"});
+    ASSERT_GT(child, 0);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!capture->selects(static_cast<std::uint32_t>(child)) &&
+           std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(capture->selects(static_cast<std::uint32_t>(child))) << "not selected at exec";
+
+    // A pid in the same 64-bit word of the bitmap: user space writes that word.
+    const auto neighbour = static_cast<std::uint32_t>(child % 64 == 0 ? child + 1 : child - 1);
+    capture->set_traced_tgids({neighbour});
+    EXPECT_TRUE(capture->selects(neighbour));
+    EXPECT_TRUE(capture->selects(static_cast<std::uint32_t>(child)))
+        << "user space's write undid the kernel's selection";
+    capture->set_traced_tgids({});
+    EXPECT_FALSE(capture->selects(neighbour));
+    EXPECT_TRUE(capture->selects(static_cast<std::uint32_t>(child)));
+
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);  // its exit (and the exit hook) came before this returns
+    EXPECT_FALSE(capture->selects(static_cast<std::uint32_t>(child)))
+        << "still selected after exit";
+    ::unlink(named.c_str());
+    ::rmdir(dir);
+}
+
 }  // namespace
 }  // namespace loupe::capture

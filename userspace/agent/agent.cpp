@@ -168,8 +168,7 @@ bool Agent::start_capture() {
         spdlog::error("HTTP capture unavailable: {}", capture_error_);
         return false;
     }
-    spdlog::info("HTTP capture attached to {} socket tracepoints",
-                 capture_->attached_hooks().size());
+    spdlog::info("HTTP capture attached to {} tracepoints", capture_->attached_hooks().size());
     return true;
 }
 

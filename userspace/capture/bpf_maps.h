@@ -1,11 +1,10 @@
-// Reading and writing BPF maps from user space: per-CPU counters, whole hash maps, the process
-// filter.
+// Reading and writing BPF maps from user space: per-CPU counters, whole hash maps, the names the
+// process filter selects in the kernel.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -59,22 +58,10 @@ void for_each_entry(int map_fd, std::size_t max_entries, Fn&& fn) {
     }
 }
 
-// Makes the traced_tgids bitmap (an array of u64 words, bit tgid % 64 of word tgid / 64) hold
-// exactly `wanted`, given that it held `current`: only the words that change are written.
-inline void replace_tgid_bitmap(int map_fd, const std::vector<std::uint32_t>& current,
-                                const std::vector<std::uint32_t>& wanted) {
-    std::map<__u32, __u64> words;
-    for (std::uint32_t tgid : current)
-        words.try_emplace(tgid / 64, 0);
-    for (std::uint32_t tgid : wanted)
-        if (tgid / 64 < LOUPE_TGID_BITMAP_WORDS) words[tgid / 64] |= __u64{1} << (tgid % 64);
-    for (const auto& [word, bits] : words)
-        bpf_map_update_elem(map_fd, &word, &bits, BPF_ANY);
-}
-
 // Before load, for a skeleton that includes traced_tgids.bpf.h: the names its programs select new
-// processes by at exec and fork. Loaded only with a name to match: not at all when `comms` is
-// empty, or longer than the kernel side holds (the /proc scan alone selects then).
+// processes by at exec and fork (and unselect them at exit). Loaded only with a name to match: not
+// at all when `comms` is empty, or longer than the kernel side holds (the /proc scan alone selects
+// then).
 template <typename Skeleton>
 void set_select_comms(Skeleton& skel, const std::vector<std::string>& comms) {
     // A process name is at most 15 bytes: a longer --comm matches nothing (in /proc either).
@@ -84,6 +71,7 @@ void set_select_comms(Skeleton& skel, const std::vector<std::string>& comms) {
     const bool in_kernel = !names.empty() && names.size() <= LOUPE_SELECT_COMMS;
     bpf_program__set_autoload(skel.progs.select_on_exec, in_kernel);
     bpf_program__set_autoload(skel.progs.select_on_fork, in_kernel);
+    bpf_program__set_autoload(skel.progs.unselect_on_exit, in_kernel);
     if (!in_kernel) return;
     for (std::size_t i = 0; i < names.size(); ++i) {
         char name[sizeof(skel.rodata->select_comms[i])] = {};  // NUL-padded, as task->comm

@@ -56,8 +56,8 @@ void HookSet::attach(bpf_object* obj) {
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, obj) {
         if (!bpf_program__autoload(prog)) continue;
+        if (std::find(linked_.begin(), linked_.end(), prog) != linked_.end()) continue;
         const std::string name = hook_name(prog);
-        if (std::find(attached_.begin(), attached_.end(), name) != attached_.end()) continue;
         BpfLinkPtr link(bpf_program__attach(prog));
         if (!link) {
             spdlog::warn("cannot attach {}: {}", name, std::strerror(errno));
@@ -65,6 +65,7 @@ void HookSet::attach(bpf_object* obj) {
             continue;
         }
         links_.push_back(std::move(link));
+        linked_.push_back(prog);
         attached_.push_back(name);
         const int fd = bpf_program__fd(prog);
         if (std::find(program_fds_.begin(), program_fds_.end(), fd) == program_fds_.end())
@@ -76,8 +77,16 @@ void HookSet::detach(const std::vector<std::string>& keep) {
     for (std::size_t i = links_.size(); i-- > 0;) {
         if (std::find(keep.begin(), keep.end(), attached_[i]) != keep.end()) continue;
         links_.erase(links_.begin() + static_cast<std::ptrdiff_t>(i));
+        linked_.erase(linked_.begin() + static_cast<std::ptrdiff_t>(i));
         attached_.erase(attached_.begin() + static_cast<std::ptrdiff_t>(i));
     }
+}
+
+std::vector<std::string> HookSet::attached() const {
+    std::vector<std::string> hooks;
+    for (const auto& name : attached_)
+        if (std::find(hooks.begin(), hooks.end(), name) == hooks.end()) hooks.push_back(name);
+    return hooks;
 }
 
 std::uint64_t HookSet::recursion_misses() const {

@@ -50,12 +50,14 @@ class HookSet {
     std::uint64_t recursion_misses() const;
 
     bool empty() const { return links_.empty(); }
-    const std::vector<std::string>& attached() const { return attached_; }
+    // The hooks with a program attached, each named once (a hook may have several programs).
+    std::vector<std::string> attached() const;
     const std::vector<std::string>& missing() const { return missing_; }
     const std::vector<std::string>& disabled() const { return disabled_; }
 
   private:
-    std::vector<BpfLinkPtr> links_;  // in step with attached_
+    std::vector<BpfLinkPtr> links_;           // in step with linked_ and attached_
+    std::vector<const bpf_program*> linked_;  // one hook may have several programs
     std::vector<std::string> attached_;
     std::vector<int> program_fds_;      // of the programs ever attached; owned by the object
     std::vector<std::string> missing_;  // absent_, and the ones the kernel refused to attach

@@ -115,6 +115,9 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
                 std::strerror(-err) + " (run with --log-level debug for the verifier log)";
         return nullptr;
     }
+    if (options.filter_tgids &&
+        !(capture->process_filter_ = TgidBitmap::map(bpf_map__fd(skel.maps.traced_tgids), error)))
+        return nullptr;
     // Rings before hooks: a hook that fires before its CPU's ring is in place loses the event
     // (counted as ringbuf_full: hundreds at each start under load, until this order).
     if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
@@ -226,8 +229,7 @@ int HttpCapture::wait(int timeout_ms) const {
 }
 
 void HttpCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
-    replace_tgid_bitmap(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
-    traced_tgids_ = tgids;
+    if (process_filter_) process_filter_->replace(tgids);
 }
 
 int HttpCapture::batch_timer_error() const {

@@ -12,6 +12,7 @@
 #include "capture/bpf_handles.h"
 #include "capture/event_merger.h"
 #include "capture/hook_set.h"
+#include "capture/tgid_bitmap.h"
 
 struct http_capture;  // generated skeleton
 
@@ -77,6 +78,11 @@ class HttpCapture {
 
     // Replaces the set of traced processes (used when filter_tgids is on).
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
+    // Whether the kernel side traces process `tgid` now: given to set_traced_tgids(), or
+    // selected by name at exec or fork (select_comms) and not exited since.
+    bool selects(std::uint32_t tgid) const {
+        return !process_filter_ || process_filter_->selected(tgid);
+    }
     // Detaches the socket read/write hooks (paused) or attaches them again. The rings and batches
     // keep draining; connections carry on from their next request line.
     void set_paused(bool paused);
@@ -85,7 +91,7 @@ class HttpCapture {
     // Why the kernel refused the timers that send the event batches (a negative errno), after
     // which every event is sent at once; 0 while it has not.
     int batch_timer_error() const;
-    const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
+    std::vector<std::string> attached_hooks() const { return hooks_.attached(); }
     const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
     const std::vector<std::string>& disabled_hooks() const { return hooks_.disabled(); }
 
@@ -110,7 +116,7 @@ class HttpCapture {
     // a few requests in about one run of five on this VM.)
     EventMerger merger_{40'000'000};
     RecordHandler handler_;
-    std::vector<std::uint32_t> traced_tgids_;
+    std::unique_ptr<TgidBitmap> process_filter_;  // with filter_tgids only
 };
 
 }  // namespace loupe::capture

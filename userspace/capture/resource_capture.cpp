@@ -53,6 +53,9 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(
         error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);
         return nullptr;
     }
+    if (filter_tgids &&
+        !(capture->process_filter_ = TgidBitmap::map(bpf_map__fd(skel.maps.traced_tgids), error)))
+        return nullptr;
     capture->hooks_.attach(skel.obj);
     capture->ring_.reset(ring_buffer__new(
         bpf_map__fd(skel.maps.exits), &ResourceCapture::on_exit_record, capture.get(), nullptr));
@@ -81,8 +84,7 @@ std::vector<std::pair<std::string, int>> ResourceCapture::process_stats_maps() c
 }
 
 void ResourceCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
-    replace_tgid_bitmap(bpf_map__fd(skel_->maps.traced_tgids), traced_tgids_, tgids);
-    traced_tgids_ = tgids;
+    if (process_filter_) process_filter_->replace(tgids);
 }
 
 int ResourceCapture::poll_exits() {

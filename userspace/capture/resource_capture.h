@@ -11,6 +11,7 @@
 
 #include "capture/bpf_handles.h"
 #include "capture/hook_set.h"
+#include "capture/tgid_bitmap.h"
 #include "loupe_abi.h"
 
 struct resources;  // generated skeleton
@@ -56,7 +57,7 @@ class ResourceCapture {
     // programs account socket bytes, RTT and owners into them.
     std::vector<std::pair<std::string, int>> process_stats_maps() const;
 
-    const std::vector<std::string>& attached_hooks() const { return hooks_.attached(); }
+    std::vector<std::string> attached_hooks() const { return hooks_.attached(); }
     const std::vector<std::string>& missing_hooks() const { return hooks_.missing(); }
     const std::vector<std::string>& disabled_hooks() const { return hooks_.disabled(); }
 
@@ -71,7 +72,7 @@ class ResourceCapture {
     HookSet hooks_;
     RingBufferPtr ring_;
     ExitHandler on_exit_;
-    std::vector<std::uint32_t> traced_tgids_;
+    std::unique_ptr<TgidBitmap> process_filter_;  // with filter_tgids only
 };
 
 }  // namespace loupe::capture
