@@ -83,5 +83,9 @@ class ReferenceTracer:
             raise RuntimeError(f"bpftrace {self.script} did not attach within {timeout} s")
         if not on and self.proc is not None:
             self.proc.send_signal(signal.SIGINT)
-            self.proc.communicate(timeout=timeout)  # its maps, printed at exit: not needed
+            try:
+                self.proc.communicate(timeout=timeout)  # its maps, printed at exit: not needed
+            except subprocess.TimeoutExpired:  # seen once in ~40 stops under load
+                self.proc.kill()
+                self.proc.communicate()
             self.proc = None

@@ -19,6 +19,10 @@ the gap between the total difference and the direct costs is the indirect cost (
 agent's thread taking turns with nginx's).
 
     sudo python3 tools/bench/perf_phases.py [--pairs 4] [--phase 6] [--agent-arg=...]
+
+With --reference SCRIPT.bt, loupe's hooks stay detached and the phases alternate between that
+bpftrace script running and not (see overhead_paused.py): the lines then say what the reference
+costs, "bpftrace-only" in place of "loupe-only".
 """
 import argparse
 import collections
@@ -31,7 +35,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from paused_load import PausedLoad  # noqa: E402
+from paused_load import PausedLoad, ReferenceTracer  # noqa: E402
 
 SAMPLE_HZ = 2999  # not a multiple of the kernel's tick: samples do not lock onto its timers
 
@@ -54,20 +58,30 @@ def main():
     ap.add_argument("--phase", type=float, default=6.0, help="seconds sampled in each phase")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds left out after each switch")
     ap.add_argument("--agent-arg", action="append", default=[])
+    ap.add_argument("--reference", metavar="SCRIPT.bt",
+                    help="measure this bpftrace script instead of loupe's hooks (which stay detached)")
     args = ap.parse_args()
     if not shutil.which("perf"):
         sys.exit("perf_phases.py needs perf (Debian: apt-get install linux-perf)")
     work = tempfile.mkdtemp(prefix="loupe-perf-phases-")
     phases = []  # (with_hooks, requests, perf.data)
-    with PausedLoad(args.pairs * 2 * (args.phase + args.settle + 2), agent_args=args.agent_arg) as load:
-        for i in range(args.pairs * 2):
-            hooks = (i % 4) in (1, 2)  # ABBA order, as in overhead_paused.py
-            load.switch(hooks, args.settle)
-            data = os.path.join(work, f"phase{i}.data")
-            subprocess.run(["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "-o", data,
-                            "--", "sleep", str(args.phase)], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            phases.append((hooks, load.served(), data))
+    reference = ReferenceTracer(args.reference) if args.reference else None
+    tracer = "bpftrace" if reference else "loupe"
+    with PausedLoad(args.pairs * 2 * (args.phase + args.settle + 4), agent_args=args.agent_arg) as load:
+        try:
+            for i in range(args.pairs * 2):
+                hooks = (i % 4) in (1, 2)  # ABBA order, as in overhead_paused.py
+                if reference:
+                    reference.set(hooks)
+                load.switch(hooks and not reference, args.settle)
+                data = os.path.join(work, f"phase{i}.data")
+                subprocess.run(["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "-o", data,
+                                "--", "sleep", str(args.phase)], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                phases.append((hooks, load.served(), data))
+        finally:
+            if reference:
+                reference.set(False)
 
     counts = [(hooks, requests, samples_by_symbol(data)) for hooks, requests, data in phases]
     shutil.rmtree(work, ignore_errors=True)
@@ -85,7 +99,7 @@ def main():
         if comm not in ("nginx", "wrk"):
             return "other processes"
         if key in loupe_only:
-            return f"{comm} loupe-only"
+            return f"{comm} {tracer}-only"
         return f"{comm} {'kernel' if kernel else 'user'}"
 
     per_phase = []  # (hooks, {line: us per request})
@@ -96,7 +110,7 @@ def main():
         lines["total"] = sum(lines.values())
         per_phase.append((hooks, lines, requests / args.phase))
 
-    order = ["nginx loupe-only", "nginx kernel", "nginx user", "wrk loupe-only", "wrk kernel", "wrk user",
+    order = [f"nginx {tracer}-only", "nginx kernel", "nginx user", f"wrk {tracer}-only", "wrk kernel", "wrk user",
              "agent (all)", "other processes", "total"]
     print("µs of CPU per request, median over the phases (with hooks / without / difference)")
     for name in order:
@@ -106,7 +120,7 @@ def main():
     ratios = [per_phase[i + 1][2] / per_phase[i][2] if per_phase[i + 1][0] else per_phase[i][2] / per_phase[i + 1][2]
               for i in range(0, len(per_phase) - 1, 2)]
     print(f"throughput ratio per pair: {' '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f}")
-    print("loupe-only kernel functions, µs per request with hooks (top 12):")
+    print(f"{tracer}-only kernel functions, µs per request with hooks (top 12):")
     requests_on = sum(r for h, r, _ in counts if h)
     top = sorted(((n, key) for key, n in with_total.items() if key in loupe_only), reverse=True)[:12]
     for n, (comm, symbol, _) in top:
