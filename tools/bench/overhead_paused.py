@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
 from loupe_e2e import CLK_TCK, proc_cpu_seconds  # noqa: E402
-from paused_load import PausedLoad, ReferenceTracer  # noqa: E402
+from paused_load import PausedLoad  # noqa: E402
 
 
 def idle_seconds():
@@ -62,40 +62,33 @@ def main():
                     help="also measure phases running this bpftrace script instead of loupe's hooks "
                          "(tools/bench/reference_two_tracepoints.bt: the target's reference)")
     args = ap.parse_args()
-    reference = ReferenceTracer(args.reference) if args.reference else None
-    kinds = ["without", "loupe"] + (["reference"] if reference else [])
+    kinds = ["without", "loupe"] + (["reference"] if args.reference else [])
     # Orders that put every kind in every position as often (ABBA for two kinds): a drift of the
     # host's speed within a round weighs on all kinds alike.
-    orders = list(itertools.permutations(kinds)) if reference else [kinds, kinds[::-1]]
+    orders = list(itertools.permutations(kinds)) if args.reference else [kinds, kinds[::-1]]
     rounds = []  # per round, requests a second of each kind
     agent_us = []  # the agent process's CPU per request, in phases with hooks
     idle_share = []
     with PausedLoad(args.minutes * 60, path=args.path, workers=args.workers, agent_args=args.agent_arg,
-                    all_processes=args.all_processes) as load:
+                    all_processes=args.all_processes, reference=args.reference) as load:
         agent_pid = load.agent.proc.pid
         end = time.time() + args.minutes * 60
-        try:
-            while time.time() < end and load.running():
-                rate = {}
-                for kind in orders[len(rounds) % len(orders)]:
-                    if reference:
-                        reference.set(kind == "reference")
-                    load.switch(kind == "loupe", args.settle)
-                    t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent_pid), idle_seconds()
-                    time.sleep(args.phase)
-                    n = load.served()
-                    elapsed = time.monotonic() - t0
-                    rate[kind] = n / elapsed
-                    idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
-                    if kind == "loupe" and n:
-                        agent_us.append((proc_cpu_seconds(agent_pid) - a0) * 1e6 / n)
-                rounds.append(rate)
-                print(f"round {len(rounds)}: " + ", ".join(f"{k} {rate[k]:.0f} req/s" for k in kinds) +
-                      ", " + ", ".join(f"{k}/without {rate[k] / rate['without']:.3f}" for k in kinds[1:]),
-                      flush=True)
-        finally:
-            if reference:
-                reference.set(False)
+        while time.time() < end and load.running():
+            rate = {}
+            for kind in orders[len(rounds) % len(orders)]:
+                load.switch(kind == "loupe", args.settle, reference=kind == "reference")
+                t0, a0, i0 = time.monotonic(), proc_cpu_seconds(agent_pid), idle_seconds()
+                time.sleep(args.phase)
+                n = load.served()
+                elapsed = time.monotonic() - t0
+                rate[kind] = n / elapsed
+                idle_share.append((idle_seconds() - i0) / (elapsed * os.cpu_count()))
+                if kind == "loupe" and n:
+                    agent_us.append((proc_cpu_seconds(agent_pid) - a0) * 1e6 / n)
+            rounds.append(rate)
+            print(f"round {len(rounds)}: " + ", ".join(f"{k} {rate[k]:.0f} req/s" for k in kinds) +
+                  ", " + ", ".join(f"{k}/without {rate[k] / rate['without']:.3f}" for k in kinds[1:]),
+                  flush=True)
     for kind in kinds[1:]:
         ratios = [r[kind] / r["without"] for r in rounds]
         med, lo, hi = median_ci(ratios)
@@ -103,7 +96,7 @@ def main():
               f"median with / median without: "
               f"{statistics.median(r[kind] for r in rounds) / statistics.median(r['without'] for r in rounds):.3f}; "
               f"mean {statistics.mean(ratios):.3f}")
-    if reference:
+    if args.reference:
         med, lo, hi = median_ci([r["loupe"] / r["reference"] for r in rounds])
         print(f"loupe/reference: median {med:.3f} (95 % CI {lo:.3f}-{hi:.3f})")
     # The agent's own share is steadier than throughput on a noisy host; idle CPUs mean the

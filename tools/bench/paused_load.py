@@ -15,11 +15,13 @@ class PausedLoad:
     """`with PausedLoad(seconds) as load:` starts nginx, the agent (`--comm nginx` unless
     `all_processes`) and wrk for `seconds` plus a margin; `load.switch(hooks, settle)` sets the
     hooks and waits `settle` seconds; `load.served()` is the number of requests logged since its
-    last call."""
+    last call. With `reference` (a bpftrace script), `load.switch(hooks, settle, reference=True)`
+    also runs that script until the next switch; the rig stops it on exit."""
 
-    def __init__(self, seconds, path="/", workers=2, agent_args=(), all_processes=False):
+    def __init__(self, seconds, path="/", workers=2, agent_args=(), all_processes=False, reference=None):
         self.seconds, self.path, self.workers = seconds, path, workers
         self.agent_args = list(agent_args) if all_processes else ["--comm", "nginx", *agent_args]
+        self.reference = ReferenceTracer(reference) if reference else None
         self.nginx = self.agent = self.wrk = self.log = None
 
     def __enter__(self):
@@ -40,7 +42,9 @@ class PausedLoad:
     def running(self):
         return self.wrk.poll() is None
 
-    def switch(self, hooks, settle):
+    def switch(self, hooks, settle, reference=False):
+        if self.reference:
+            self.reference.set(reference)
         self.agent.set_hooks_paused(not hooks)
         time.sleep(settle)
         self.served()
@@ -52,6 +56,8 @@ class PausedLoad:
         return n
 
     def __exit__(self, *exc):
+        if self.reference:
+            self.reference.set(False)
         if self.wrk and self.wrk.poll() is None:
             self.wrk.terminate()
             self.wrk.wait()

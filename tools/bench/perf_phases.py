@@ -35,7 +35,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from paused_load import PausedLoad, ReferenceTracer  # noqa: E402
+from paused_load import PausedLoad  # noqa: E402
 
 SAMPLE_HZ = 2999  # not a multiple of the kernel's tick: samples do not lock onto its timers
 
@@ -65,23 +65,17 @@ def main():
         sys.exit("perf_phases.py needs perf (Debian: apt-get install linux-perf)")
     work = tempfile.mkdtemp(prefix="loupe-perf-phases-")
     phases = []  # (with_hooks, requests, perf.data)
-    reference = ReferenceTracer(args.reference) if args.reference else None
-    tracer = "bpftrace" if reference else "loupe"
-    with PausedLoad(args.pairs * 2 * (args.phase + args.settle + 4), agent_args=args.agent_arg) as load:
-        try:
-            for i in range(args.pairs * 2):
-                hooks = (i % 4) in (1, 2)  # ABBA order, as in overhead_paused.py
-                if reference:
-                    reference.set(hooks)
-                load.switch(hooks and not reference, args.settle)
-                data = os.path.join(work, f"phase{i}.data")
-                subprocess.run(["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "-o", data,
-                                "--", "sleep", str(args.phase)], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                phases.append((hooks, load.served(), data))
-        finally:
-            if reference:
-                reference.set(False)
+    tracer = "bpftrace" if args.reference else "loupe"
+    with PausedLoad(args.pairs * 2 * (args.phase + args.settle + 4), agent_args=args.agent_arg,
+                    reference=args.reference) as load:
+        for i in range(args.pairs * 2):
+            on = (i % 4) in (1, 2)  # ABBA order, as in overhead_paused.py
+            load.switch(on and not args.reference, args.settle, reference=on and bool(args.reference))
+            data = os.path.join(work, f"phase{i}.data")
+            subprocess.run(["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "-o", data,
+                            "--", "sleep", str(args.phase)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            phases.append((on, load.served(), data))
 
     counts = [(hooks, requests, samples_by_symbol(data)) for hooks, requests, data in phases]
     shutil.rmtree(work, ignore_errors=True)
