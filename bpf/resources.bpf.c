@@ -88,7 +88,7 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_process_exit, struct task_struct *task)
 {
     // Only the last thread of the group finishes the process.
-    if (BPF_CORE_READ(task, signal, live.counter) != 0 || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+    if (!last_thread_exits(task) || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
         return 0;
     __u32 tgid = BPF_CORE_READ(task, tgid);
     struct loupe_proc_exit_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);

@@ -4,6 +4,7 @@
 #define LOUPE_BPF_TRACED_TGIDS_BPF_H
 
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "loupe_abi.h"
@@ -80,13 +81,20 @@ int BPF_PROG(select_on_fork, struct task_struct *parent, struct task_struct *chi
     return 0;
 }
 
+// At sched_process_exit: whether the exiting thread is its process's last (the kernel counts the
+// group's live threads down before this tracepoint).
+static __always_inline bool last_thread_exits(struct task_struct *task)
+{
+    return BPF_CORE_READ(task, signal, live.counter) == 0;
+}
+
 // A process selected at fork or exec may end before user space ever sees it in /proc: its bit
 // goes with it, so that a new process given its pid later is not traced by mistake.
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(unselect_on_exit, struct task_struct *task)
 {
-    if (task->signal->live.counter != 0)
-        return 0; // not the process's last thread
+    if (!last_thread_exits(task))
+        return 0;
     __u32 tgid = task->tgid;
     __u64 *bits = tgid_word(tgid);
     if (bits)

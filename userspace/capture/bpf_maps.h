@@ -81,4 +81,15 @@ void set_select_comms(Skeleton& skel, const std::vector<std::string>& comms) {
     skel.rodata->select_comm_count = static_cast<__u32>(names.size());
 }
 
+// Before load, for a skeleton that includes traced_tgids.bpf.h: whether its programs filter by
+// the bitmap (TgidBitmap maps it after load), and the names they select new processes by.
+template <typename Skeleton>
+void configure_process_filter(Skeleton& skel, bool filter_tgids,
+                              const std::vector<std::string>& select_comms) {
+    skel.rodata->filter_tgids = filter_tgids;
+    if (!filter_tgids)
+        bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
+    set_select_comms(skel, filter_tgids ? select_comms : std::vector<std::string>{});
+}
+
 }  // namespace loupe::capture

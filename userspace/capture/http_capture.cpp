@@ -88,11 +88,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     }
     http_capture& skel = *capture->skel_;
     skel.rodata->self_tgid = static_cast<__u32>(::getpid());
-    skel.rodata->filter_tgids = options.filter_tgids;
-    if (!options.filter_tgids)
-        bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
-    set_select_comms(skel,
-                     options.filter_tgids ? options.select_comms : std::vector<std::string>{});
+    configure_process_filter(skel, options.filter_tgids, options.select_comms);
     const int cpus = libbpf_num_possible_cpus();
     const std::uint32_t ring_bytes = per_cpu_ring_bytes(options.ring_buffer_bytes, cpus);
     if (cpus <= 0 || ring_bytes == 0) {

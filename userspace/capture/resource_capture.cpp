@@ -44,10 +44,7 @@ std::unique_ptr<ResourceCapture> ResourceCapture::start(
         return nullptr;
     }
     resources& skel = *capture->skel_;
-    skel.rodata->filter_tgids = filter_tgids;
-    if (!filter_tgids)
-        bpf_map__set_max_entries(skel.maps.traced_tgids, 1);  // never read: no 512 KiB
-    set_select_comms(skel, filter_tgids ? select_comms : std::vector<std::string>{});
+    configure_process_filter(skel, filter_tgids, select_comms);
     capture->hooks_.select(skel.obj, disabled_hooks);
     if (int err = resources__load(&skel); err != 0) {
         error = std::string("the kernel refused the resource programs: ") + std::strerror(-err);
