@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
-  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev prometheus-cpp-dev
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
   libyaml-cpp-dev libncurses-dev
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps

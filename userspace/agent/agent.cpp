@@ -443,8 +443,11 @@ std::string Agent::render_metrics() {
         notifier_->counters(),
         &identities_,
         pod_metadata_ ? std::optional(pod_metadata_->status()) : std::nullopt,
-        hooks_paused_};
-    return exporter::render_prometheus(view);
+        hooks_paused_,
+        last_metrics_bytes_};
+    std::string text = exporter::render_prometheus(view);
+    last_metrics_bytes_ = text.size();
+    return text;
 }
 
 void Agent::register_routes() {

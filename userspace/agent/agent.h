@@ -126,6 +126,7 @@ class Agent {
     std::thread alert_thread_;
     bool batch_timer_refused_ = false;  // and warned about (consume_loop's thread only)
     bool hooks_paused_ = false;         // guarded by mutex_
+    std::size_t last_metrics_bytes_ = 0;  // size of the last /metrics text; guarded by mutex_
 
     std::atomic<bool> running_{true};
     // The periodic threads sleep on this until their next round or until stopping: polling

@@ -38,7 +38,8 @@ struct MetricsView {
     const attribution::ServiceIdentities* identities = nullptr;
     // The pod list source, when running in Kubernetes.
     std::optional<attribution::PodMetadataStatus> pod_metadata;
-    bool hooks_paused = false;  // SIGUSR1: hooks detached until SIGUSR2
+    bool hooks_paused = false;       // SIGUSR1: hooks detached until SIGUSR2
+    std::size_t expected_bytes = 0;  // the previous exposition's size: reserved up front
 };
 
 std::string render_prometheus(const MetricsView& view);
