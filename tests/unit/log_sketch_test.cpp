@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -271,6 +272,79 @@ TEST(LogSketchMemory, BoundedWhateverTheInput) {
         s.insert(rng() >> (rng() % 64));
     EXPECT_LE(s.memory_bytes(), sizeof(LogSketch) + LogSketch::kMaxBuckets * sizeof(std::uint32_t));
     EXPECT_LE(LogSketch::kMaxBuckets * sizeof(std::uint32_t), 8192u);
+}
+
+// A capped sketch lowers its scale as its values spread, never holds more than its cap, and
+// keeps to the bound of the scale it ends at.
+TEST(LogSketchCapped, StaysWithinItsCapAndTheBoundOfItsScale) {
+    for (const auto& [low, high, want_scale] :
+         {std::tuple{1e-4, 4e-4, 6}, std::tuple{1e-4, 2e-3, 5}, std::tuple{1e-4, 5e-2, 4},
+          std::tuple{2e-5, 4.0, 3}, std::tuple{1e-7, 1e5, 2}}) {
+        std::mt19937_64 rng(10);
+        std::uniform_real_distribution<double> exponent(std::log(low), std::log(high));
+        LogSketch s(160);
+        std::vector<std::uint64_t> data;
+        for (int i = 0; i < 200'000; ++i) {
+            data.push_back(to_ns(std::exp(exponent(rng))));
+            s.insert(data.back());
+        }
+        EXPECT_LE(s.memory_bytes(), sizeof(LogSketch) + 160 * sizeof(std::uint32_t)) << high;
+        EXPECT_EQ(s.scale(), want_scale) << low << " " << high;
+        std::sort(data.begin(), data.end());
+        for (double q : kQuantiles) {
+            // Clamped values (outside 1 us - 1 h) are only promised as clamped.
+            const double exact = std::clamp(static_cast<double>(exact_quantile(data, q)),
+                                            static_cast<double>(LogSketch::kMinValueNs),
+                                            static_cast<double>(LogSketch::kMaxValueNs));
+            const double estimate =
+                std::clamp(s.quantile_ns(q), static_cast<double>(LogSketch::kMinValueNs),
+                           static_cast<double>(LogSketch::kMaxValueNs));
+            EXPECT_LE(std::abs(estimate - exact) / exact, s.error_bound() + 1e-9)
+                << high << " q=" << q;
+        }
+        EXPECT_EQ(s.count(), data.size());
+    }
+}
+
+TEST(LogSketchCapped, MergeTakesTheCoarserScaleAndLosesNothing) {
+    LogSketch narrow(160), wide(160), all(160);
+    for (std::uint64_t v = 100'000; v < 300'000; v += 1'000) {
+        narrow.insert(v);
+        all.insert(v);
+    }
+    for (std::uint64_t v = 10'000; v < 2'000'000'000; v = v * 11 / 10) {
+        wide.insert(v);
+        all.insert(v);
+    }
+    ASSERT_EQ(narrow.scale(), 6);
+    ASSERT_LT(wide.scale(), 6);
+    LogSketch merged(160);
+    merged.merge(narrow);
+    merged.merge(wide);
+    EXPECT_EQ(merged.scale(), wide.scale());
+    EXPECT_EQ(merged.count(), all.count());
+    EXPECT_EQ(merged.sum_ns(), all.sum_ns());
+    // Same scale, same buckets: the same sketch as inserting everything into one.
+    for (double q : kQuantiles)
+        EXPECT_EQ(merged.quantile_ns(q), all.quantile_ns(q)) << q;
+    // A finer sketch merged into a coarse one maps its buckets down.
+    LogSketch coarse_first(160);
+    coarse_first.merge(wide);
+    coarse_first.merge(narrow);
+    for (double q : kQuantiles)
+        EXPECT_EQ(coarse_first.quantile_ns(q), all.quantile_ns(q)) << q;
+}
+
+TEST(LogSketchCapped, ClearReturnsToTheFinestScale) {
+    LogSketch s(160);
+    s.insert(1'000);
+    s.insert(1'000'000'000);
+    ASSERT_LT(s.scale(), 6);
+    s.clear();
+    EXPECT_EQ(s.scale(), 6);
+    s.insert(5'000'000);
+    EXPECT_NEAR(s.quantile_ns(0.5), 5e6, 5e6 * LogSketch::relative_error());
+    EXPECT_LE(s.memory_bytes(), sizeof(LogSketch) + 160 * sizeof(std::uint32_t));
 }
 
 }  // namespace

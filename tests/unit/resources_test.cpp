@@ -147,6 +147,66 @@ TEST_F(Tracker, KernelCountersJoinTheirProcess) {
     EXPECT_EQ(s.active_connections, 3u);
 }
 
+// A name storm: processes that live between two samples, each under a new name, must not push
+// live services out, nor grow the tables past their cap.
+TEST(ResourceTrackerCaps, ExitedServicesCountAndLiveOnesComeFirst) {
+    ResourceTracker tracker([](std::uint32_t, const std::string& comm) { return comm; }, 3);
+    tracker.on_sample({proc(1, "web", 100)}, {}, {}, seconds(1));
+    for (std::uint32_t i = 0; i < 10; ++i)  // each exits before any sample sees it
+        tracker.on_exit(exit_event(100 + i, ("storm" + std::to_string(i)).c_str(), 10));
+    tracker.on_sample({proc(1, "web", 200)}, {}, {}, seconds(2));
+    // web, and two of the storm's services; the other 8 exits found no room.
+    EXPECT_EQ(tracker.services().size(), 3u);
+    EXPECT_TRUE(tracker.services().contains("web"));
+    EXPECT_EQ(tracker.services_dropped(), 8u);
+    // A new live service takes the place of the service that departed longest ago.
+    tracker.on_sample({proc(1, "web", 300), proc(2, "api", 50)}, {}, {}, seconds(3));
+    EXPECT_TRUE(tracker.services().contains("api"));
+    EXPECT_TRUE(tracker.services().contains("web"));
+    EXPECT_EQ(tracker.services().size(), 3u);
+    EXPECT_EQ(tracker.services_evicted(), 1u);
+    // With every place held by a live service, a new live one is refused (once), and admitted
+    // when one goes.
+    tracker.on_sample({proc(1, "web", 300), proc(2, "api", 50), proc(3, "db", 1)}, {}, {},
+                      seconds(4));
+    tracker.on_sample({proc(1, "web", 300), proc(2, "api", 50), proc(3, "db", 1), proc(4, "x", 1)},
+                      {}, {}, seconds(5));
+    EXPECT_FALSE(tracker.services().contains("x"));
+    EXPECT_EQ(tracker.services_refused(), 1u);
+    const auto dropped = tracker.services_dropped();
+    tracker.on_sample({proc(1, "web", 300), proc(2, "api", 50), proc(3, "db", 1), proc(4, "x", 1)},
+                      {}, {}, seconds(6));
+    EXPECT_EQ(tracker.services_dropped(), dropped);  // counted when refused, not every round
+    tracker.on_exit(exit_event(3, "db", 1));
+    tracker.on_sample({proc(1, "web", 300), proc(2, "api", 50), proc(4, "x", 1)}, {}, {},
+                      seconds(7));
+    EXPECT_TRUE(tracker.services().contains("x"));
+    EXPECT_FALSE(tracker.services().contains("db"));
+    EXPECT_EQ(tracker.services_refused(), 0u);
+}
+
+TEST(ResourceTrackerCaps, SharedBudgetMakesRoomForNewSeries) {
+    stats::SeriesBudget budget(3 * kSamplesPerService);
+    ResourceTracker tracker([](std::uint32_t, const std::string& comm) { return comm; }, 100, {},
+                            std::chrono::minutes(15), &budget);
+    budget.set_reclaimer([&](std::size_t samples) { return tracker.evict_departed(samples); });
+    tracker.on_sample({proc(1, "web", 1)}, {}, {}, seconds(1));
+    tracker.on_exit(exit_event(2, "gone1", 1));
+    tracker.on_exit(exit_event(3, "gone2", 1));
+    tracker.on_sample({proc(1, "web", 1)}, {}, {}, seconds(2));
+    EXPECT_EQ(budget.used(), 3 * kSamplesPerService);
+    // Another user of the budget (an HTTP series) gets room from the oldest departed service.
+    EXPECT_TRUE(budget.try_take(27));
+    EXPECT_EQ(tracker.services().size(), 2u);
+    EXPECT_TRUE(tracker.services().contains("web"));
+    EXPECT_EQ(tracker.services_evicted(), 1u);
+    // Expiry gives the budget back.
+    tracker.on_sample({}, {}, {}, seconds(2) + std::chrono::minutes(16));
+    tracker.on_sample({}, {}, {}, seconds(3) + std::chrono::minutes(32));
+    EXPECT_TRUE(tracker.services().empty());
+    EXPECT_EQ(budget.used(), 27u);
+}
+
 TEST(NodeTracker, UtilisationFromDeltas) {
     NodeTracker n;
     NodeSample a;

@@ -64,8 +64,10 @@ std::string iso_timestamp() {
 
 Agent::Agent(AgentConfig config)
     : config_(std::move(config)),
+      series_budget_(config_.max_series),
       store_(aggregate::HttpStoreLimits{config_.max_series, config_.max_routes_per_service,
-                                        std::chrono::minutes(15)}),
+                                        std::chrono::minutes(15)},
+             &series_budget_),
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
           [this](const aggregate::HttpObservation& obs) {
@@ -82,10 +84,16 @@ Agent::Agent(AgentConfig config)
           [this](const std::string& service) {
               const auto limits = identities_.limits_of(service);
               return resources::ResourceLimits{limits.cpu_cores, limits.memory_bytes};
-          }),
+          },
+          std::chrono::minutes(15), &series_budget_),
       alert_engine_(alerts::effective_rules(config_.alerting)),
       notifier_(std::make_unique<alerts::Notifier>(alerts::Notifier::Options{
-          config_.alerting.alertmanager_url, config_.alerting.webhook_url})) {}
+          config_.alerting.alertmanager_url, config_.alerting.webhook_url})) {
+    // A new HTTP series or a new live service may take the place of a service whose processes
+    // all exited: the services departed longest ago go first.
+    series_budget_.set_reclaimer(
+        [this](std::size_t samples) { return resource_tracker_.evict_departed(samples); });
+}
 
 const std::string& Agent::service_name(const std::string& comm) const {
     const auto it = config_.service_names.find(comm);
@@ -394,17 +402,23 @@ void Agent::consume_loop() {
             tracker_.end_drain();
         }
         if (now() - last_expiry > std::chrono::seconds(10)) {
-            std::lock_guard lock(mutex_);
-            store_.expire_idle(now());
-            // Identities live as long as a series, a service or an alert names them.
-            std::unordered_set<std::string> in_use;
-            for (const auto& [key, _] : store_.series())
-                in_use.insert(key.service);
-            for (const auto& [service, _] : resource_tracker_.services())
-                in_use.insert(service);
-            for (const auto& alert : alert_engine_.active())
-                in_use.insert(alert.service);
-            identities_.retain_keys(in_use);
+            {
+                std::lock_guard lock(mutex_);
+                store_.expire_idle(now());
+                // Identities live as long as a series, a service or an alert names them.
+                std::unordered_set<std::string> in_use;
+                for (const auto& [key, _] : store_.series())
+                    in_use.insert(key.service);
+                for (const auto& [service, _] : resource_tracker_.services())
+                    in_use.insert(service);
+                for (const auto& alert : alert_engine_.active())
+                    in_use.insert(alert.service);
+                identities_.retain_keys(in_use);
+            }
+            // Expired series, services and identities leave free chunks all over the heap:
+            // hand the pages back, so that RSS falls after a storm of names or paths is over.
+            // Outside the lock: it walks the heap.
+            ::malloc_trim(0);
             last_expiry = now();
         }
     }
@@ -444,7 +458,11 @@ std::string Agent::render_metrics() {
         &identities_,
         pod_metadata_ ? std::optional(pod_metadata_->status()) : std::nullopt,
         hooks_paused_,
-        last_metrics_bytes_};
+        last_metrics_bytes_,
+        &series_budget_,
+        resource_tracker_.services_dropped(),
+        resource_tracker_.services_evicted(),
+        resource_tracker_.services_refused()};
     std::string text = exporter::render_prometheus(view);
     last_metrics_bytes_ = text.size();
     return text;
@@ -606,6 +624,12 @@ void Agent::register_routes() {
 
 bool Agent::start() {
     started_ = now();
+    // A scrape's text (megabytes on a busy node) and the buffers of the HTTP server's threads
+    // come from mmap and go back to the system when freed: glibc otherwise raises its mmap
+    // threshold after the first such free and serves the next ones from the heap, which then
+    // keeps the peak. Two arenas: one per server thread would each keep their own peak.
+    ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    ::mallopt(M_ARENA_MAX, 2);
     std::string host;
     int port = 0;
     if (!parse_listen(config_.listen, host, port)) {

@@ -93,6 +93,8 @@ class Agent {
     std::chrono::nanoseconds started_{0};
 
     std::mutex mutex_;  // guards store_, tracker_ and their counters
+    // Shared by the HTTP series and the services' resource series; guarded by mutex_.
+    stats::SeriesBudget series_budget_;
     aggregate::HttpMetricsStore store_;
     // When the records being handed over were collected: the time their exchanges are recorded
     // at, one clock read a drain instead of one a request (clock_gettime was ~6 % of the agent's
@@ -124,8 +126,8 @@ class Agent {
     std::unique_ptr<alerts::Notifier> notifier_;
     std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> last_sent_;
     std::thread alert_thread_;
-    bool batch_timer_refused_ = false;  // and warned about (consume_loop's thread only)
-    bool hooks_paused_ = false;         // guarded by mutex_
+    bool batch_timer_refused_ = false;    // and warned about (consume_loop's thread only)
+    bool hooks_paused_ = false;           // guarded by mutex_
     std::size_t last_metrics_bytes_ = 0;  // size of the last /metrics text; guarded by mutex_
 
     std::atomic<bool> running_{true};

@@ -30,7 +30,9 @@ struct AgentConfig {
     std::vector<std::uint16_t> ports;
     std::uint32_t ring_buffer_bytes = 4u << 20;
     std::vector<std::string> disabled_hooks;  // hooks not attached, to shed their cost
-    std::size_t max_series = 10'000;
+    // Time series /metrics may export (samples; see stats/series_budget.h): set a Prometheus
+    // sample_limit a little above it.
+    std::size_t max_series = 100'000;
     std::size_t max_routes_per_service = 100;
     std::size_t max_connections = 65'536;
     std::map<std::string, std::string> service_names;  // comm -> service_name

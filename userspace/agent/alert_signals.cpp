@@ -4,32 +4,45 @@
 
 namespace loupe::agent {
 
+namespace {
+
+constexpr auto kHistory = std::chrono::minutes(5) + std::chrono::seconds(2);
+
+void append(std::deque<ResourceHistory::Point>& points, const ResourceHistory::Point& point) {
+    points.push_back(point);
+    while (point.at - points.front().at > kHistory)
+        points.pop_front();
+}
+
+}  // namespace
+
 void ResourceHistory::record(const std::map<std::string, resources::ServiceResources>& services,
                              const resources::NodeResources& node, std::chrono::nanoseconds at) {
-    Point p;
-    p.at = at;
+    // A service the tracker no longer holds has no current value: its history goes too.
+    std::erase_if(services_, [&](const auto& entry) { return !services.contains(entry.first); });
     for (const auto& [name, r] : services)
-        p.services[name] = {r.totals.cpu_ns, r.totals.io_read_bytes + r.totals.io_write_bytes};
-    p.node_busy_ticks = node.cpu_busy_ticks;
-    p.node_total_ticks = node.cpu_total_ticks;
-    p.node_disk_bytes = node.disk_bytes;
-    points_.push_back(std::move(p));
-    while (!points_.empty() &&
-           at - points_.front().at > std::chrono::minutes(5) + std::chrono::seconds(2))
-        points_.pop_front();
+        append(services_[name],
+               {at, r.totals.cpu_ns, r.totals.io_read_bytes + r.totals.io_write_bytes, 0});
+    append(node_, {at, node.cpu_busy_ticks, node.disk_bytes, node.cpu_total_ticks});
 }
 
 std::pair<const ResourceHistory::Point*, const ResourceHistory::Point*> ResourceHistory::span(
-    std::chrono::seconds window) const {
-    if (points_.size() < 2) return {nullptr, nullptr};
-    const Point& newest = points_.back();
-    const Point* oldest = &points_.front();
-    for (const auto& p : points_)
+    const std::string& service, std::chrono::seconds window) const {
+    const std::deque<Point>* points = &node_;
+    if (service != alerts::kNodeService) {
+        const auto it = services_.find(service);
+        if (it == services_.end()) return {nullptr, nullptr};
+        points = &it->second;
+    }
+    if (points->size() < 2) return {nullptr, nullptr};
+    const Point& newest = points->back();
+    const Point* oldest = &points->front();
+    for (const auto& p : *points)
         if (newest.at - p.at <= window) {
             oldest = &p;
             break;
         }
-    if (oldest == &newest) oldest = &points_[points_.size() - 2];
+    if (oldest == &newest) oldest = &(*points)[points->size() - 2];
     return {&newest, oldest};
 }
 
@@ -90,33 +103,23 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
         }
         case Signal::kCpuUtilization:
         case Signal::kDiskIoBytesRate: {
-            const auto [newest, oldest] = history_.span(window);
+            const auto [newest, oldest] = history_.span(service, window);
             if (!newest) return std::nullopt;
             const double dt = std::chrono::duration<double>(newest->at - oldest->at).count();
             if (dt <= 0) return std::nullopt;
+            const auto delta = [](std::uint64_t after, std::uint64_t before) {
+                return static_cast<double>(after - std::min(before, after));
+            };
             if (node) {
                 if (signal == Signal::kDiskIoBytesRate)
-                    return static_cast<double>(newest->node_disk_bytes - oldest->node_disk_bytes) /
-                           dt;
-                const auto total = newest->node_total_ticks - oldest->node_total_ticks;
-                return total ? static_cast<double>(newest->node_busy_ticks -
-                                                   oldest->node_busy_ticks) /
-                                   static_cast<double>(total)
+                    return delta(newest->disk_bytes, oldest->disk_bytes) / dt;
+                const auto total = newest->total_ticks - oldest->total_ticks;
+                return total ? delta(newest->cpu_ns, oldest->cpu_ns) / static_cast<double>(total)
                              : 0.0;
             }
-            const auto a = newest->services.find(service);
-            const auto b = oldest->services.find(service);
-            if (a == newest->services.end()) return std::nullopt;
-            const auto base = b == oldest->services.end()
-                                  ? std::pair<std::uint64_t, std::uint64_t>{0, 0}
-                                  : b->second;
             if (signal == Signal::kDiskIoBytesRate)
-                return static_cast<double>(a->second.second -
-                                           std::min(base.second, a->second.second)) /
-                       dt;
-            const double cores =
-                static_cast<double>(a->second.first - std::min(base.first, a->second.first)) / 1e9 /
-                dt;
+                return delta(newest->disk_bytes, oldest->disk_bytes) / dt;
+            const double cores = delta(newest->cpu_ns, oldest->cpu_ns) / 1e9 / dt;
             // Share of its container's CPU quota, else of the node's CPUs.
             const auto current = services_.find(service);
             const double capacity = current == services_.end()

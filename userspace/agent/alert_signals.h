@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <unordered_map>
 
 #include "aggregate/http_metrics.h"
 #include "alerts/alert_engine.h"
@@ -13,22 +14,27 @@
 
 namespace loupe::agent {
 
-// Cumulative counters sampled once a second, kept for the longest window (5 minutes).
+// Cumulative counters sampled once a second, kept for the longest window (5 minutes): per service
+// a queue of compact points (24 bytes each, ~7 KiB a service), only for the services the tracker
+// holds, so the history is bounded as they are.
 class ResourceHistory {
   public:
     struct Point {
         std::chrono::nanoseconds at{0};
-        std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>
-            services;  // cpu_ns, disk bytes
-        std::uint64_t node_busy_ticks = 0, node_total_ticks = 0, node_disk_bytes = 0;
+        std::uint64_t cpu_ns = 0, disk_bytes = 0;  // a service's; the node's busy ticks, bytes
+        std::uint64_t total_ticks = 0;             // the node's only
     };
     void record(const std::map<std::string, resources::ServiceResources>& services,
                 const resources::NodeResources& node, std::chrono::nanoseconds at);
-    // The newest point and the oldest one within `window` of it; null when fewer than two.
-    std::pair<const Point*, const Point*> span(std::chrono::seconds window) const;
+    // The newest point of a service (or of the node: kNodeService) and the oldest one within
+    // `window` of it; nulls when there are fewer than two.
+    std::pair<const Point*, const Point*> span(const std::string& service,
+                                               std::chrono::seconds window) const;
+    std::size_t services() const { return services_.size(); }
 
   private:
-    std::deque<Point> points_;
+    std::unordered_map<std::string, std::deque<Point>> services_;
+    std::deque<Point> node_;
 };
 
 class AgentSignals final : public alerts::SignalSource {

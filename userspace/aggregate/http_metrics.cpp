@@ -18,7 +18,12 @@ bool is_error_status(HttpSide side, const std::string& status) {
     return side == HttpSide::kServer ? status[0] == '5' : (status[0] == '4' || status[0] == '5');
 }
 
-HttpMetricsStore::HttpMetricsStore(HttpStoreLimits limits) : limits_(limits) {}
+HttpMetricsStore::HttpMetricsStore(HttpStoreLimits limits, stats::SeriesBudget* budget)
+    : limits_(limits),
+      own_budget_(budget ? nullptr
+                         : std::make_unique<stats::SeriesBudget>(limits.max_series *
+                                                                 kSamplesPerHttpSeries)),
+      budget_(budget ? budget : own_budget_.get()) {}
 
 void HttpMetricsStore::record(const HttpObservation& obs, std::chrono::nanoseconds now) {
     // Runs for every exchange: an existing series is found from views, with no string built but
@@ -65,7 +70,7 @@ HttpSeriesMap::iterator HttpMetricsStore::add_series(HttpSeriesKeyView key) {
             routes.emplace(key.route);
         }
     }
-    if (series_.size() >= limits_.max_series) {
+    if (!budget_->try_take(kSamplesPerHttpSeries)) {
         ++series_dropped_;
         return series_.end();
     }
@@ -77,6 +82,7 @@ std::size_t HttpMetricsStore::expire_idle(std::chrono::nanoseconds now) {
     for (auto it = series_.begin(); it != series_.end();) {
         if (now - it->second.last_update > limits_.idle_expiry) {
             it = series_.erase(it);
+            budget_->give_back(kSamplesPerHttpSeries);
             ++removed;
         } else {
             ++it;

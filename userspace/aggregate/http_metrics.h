@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -13,6 +14,7 @@
 #include <unordered_set>
 
 #include "aggregate/route_normalizer.h"
+#include "stats/series_budget.h"
 #include "stats/windowed_sketch.h"
 
 namespace loupe::aggregate {
@@ -93,8 +95,13 @@ struct HttpObservation {
     std::uint64_t duration_ns = 0;
 };
 
+// Samples one series puts in /metrics at most: the histogram's 14 bounds, +Inf, _sum and _count,
+// and per window (1m, 5m) three quantiles, _sum and _count. tests/unit checks it against the
+// exporter.
+inline constexpr std::size_t kSamplesPerHttpSeries = kDurationBoundsNs.size() + 3 + 2 * 5;
+
 struct HttpStoreLimits {
-    std::size_t max_series = 10'000;
+    std::size_t max_series = 10'000;  // used only without a shared budget
     std::size_t max_routes_per_service = 100;
     std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15);
 };
@@ -103,7 +110,9 @@ class HttpMetricsStore {
   public:
     static constexpr const char* kOverflowRoute = "/{overflow}";
 
-    explicit HttpMetricsStore(HttpStoreLimits limits = {});
+    // With `budget`, each new series takes kSamplesPerHttpSeries from it (shared with the other
+    // exported series) instead of counting against limits.max_series.
+    explicit HttpMetricsStore(HttpStoreLimits limits = {}, stats::SeriesBudget* budget = nullptr);
 
     // `now` is CLOCK_MONOTONIC, the same clock as the kernel's timestamps.
     void record(const HttpObservation& obs, std::chrono::nanoseconds now);
@@ -121,6 +130,8 @@ class HttpMetricsStore {
     HttpSeriesMap::iterator add_series(HttpSeriesKeyView key);
 
     HttpStoreLimits limits_;
+    std::unique_ptr<stats::SeriesBudget> own_budget_;
+    stats::SeriesBudget* budget_;
     RouteNormalizer normalizer_;
     HttpSeriesMap series_;
     std::unordered_map<std::string, std::unordered_set<std::string>> routes_by_service_;

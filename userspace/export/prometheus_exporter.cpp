@@ -339,7 +339,8 @@ std::string render_prometheus(const MetricsView& view) {
         {"exit_events_lost", view.kernel_counters.exit_events_lost},
         {"recursion_miss",
          view.kernel_drops.recursion_misses + view.kernel_counters.recursion_misses},
-        {"identity_limit", view.identities ? view.identities->identities_dropped() : 0}};
+        {"identity_limit", view.identities ? view.identities->identities_dropped() : 0},
+        {"service_limit", view.services_dropped}};
     for (const auto& [reason, value] : reasons)
         out.sample("loupe_events_dropped_total", {{"reason", reason}}, static_cast<double>(value));
     add_single(out, "loupe_http_exchanges_total", "counter",
@@ -355,6 +356,18 @@ std::string render_prometheus(const MetricsView& view) {
                "Requests whose route went to the overflow route because the per-service route cap "
                "was reached.",
                static_cast<double>(view.http.routes_overflowed()));
+    add_single(out, "loupe_services_evicted_total", "counter",
+               "Services whose processes had all exited, forgotten before their expiry to make "
+               "room for live services or new series.",
+               static_cast<double>(view.services_evicted));
+    add_single(out, "loupe_services_refused", "gauge",
+               "Live services without series for want of room (max_series or the service cap).",
+               static_cast<double>(view.services_refused));
+    if (view.series_budget)
+        add_single(out, "loupe_series_limit", "gauge",
+                   "Time series /metrics may export (max_series); HTTP series and services take "
+                   "their share when created.",
+                   static_cast<double>(view.series_budget->limit()));
     add_single(out, "loupe_connections_tracked", "gauge",
                "Connections with parser state in user space.",
                static_cast<double>(view.live_connections));

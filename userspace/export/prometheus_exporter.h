@@ -14,6 +14,7 @@
 #include "capture/resource_capture.h"
 #include "pipeline/connection_tracker.h"
 #include "resources/resource_tracker.h"
+#include "stats/series_budget.h"
 
 namespace loupe::exporter {
 
@@ -22,24 +23,30 @@ struct MetricsView {
     const aggregate::HttpMetricsStore& http;
     const pipeline::PipelineCounters& pipeline;
     std::size_t live_connections = 0;
-    capture::DropCounters kernel_drops;
+    capture::DropCounters kernel_drops{};
     std::chrono::nanoseconds now{0};  // CLOCK_MONOTONIC, for the windows
     double uptime_seconds = 0;
     double resident_memory_bytes = 0;
     // Resources (null when resource capture is unavailable or not sampled yet).
     const std::map<std::string, resources::ServiceResources>* services = nullptr;
     const resources::NodeResources* node = nullptr;
-    capture::NodeKernelCounters kernel_counters;
+    capture::NodeKernelCounters kernel_counters{};
     std::size_t proc_stats_entries = 0;
     // Alerts (null when not evaluated).
     const alerts::AlertEngine* alerts = nullptr;
-    alerts::NotifierCounters notifications;
+    alerts::NotifierCounters notifications{};
     // Container and pod labels of service keys (null: every key is a plain service_name).
     const attribution::ServiceIdentities* identities = nullptr;
     // The pod list source, when running in Kubernetes.
-    std::optional<attribution::PodMetadataStatus> pod_metadata;
+    std::optional<attribution::PodMetadataStatus> pod_metadata{};
     bool hooks_paused = false;       // SIGUSR1: hooks detached until SIGUSR2
     std::size_t expected_bytes = 0;  // the previous exposition's size: reserved up front
+    const stats::SeriesBudget* series_budget = nullptr;
+    // Per-service tables (see resources::ResourceTracker): live services refused a place, and
+    // places taken from services whose processes had all exited.
+    std::uint64_t services_dropped = 0;
+    std::uint64_t services_evicted = 0;
+    std::size_t services_refused = 0;
 };
 
 std::string render_prometheus(const MetricsView& view);

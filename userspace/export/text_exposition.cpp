@@ -52,7 +52,12 @@ void append_double(std::string& out, double value) {
         return;
     }
     char buf[32];
-    const auto end = std::to_chars(buf, buf + sizeof(buf), value).ptr;
+    // Counts print as integers ("100000", not the shorter "1e+05"); everything else in the
+    // shortest form that reads back as the same double.
+    const bool integral = std::abs(value) < 1e15 && value == std::trunc(value);
+    const auto end =
+        integral ? std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::fixed).ptr
+                 : std::to_chars(buf, buf + sizeof(buf), value).ptr;
     out.append(buf, end);
 }
 

@@ -67,11 +67,18 @@ void ResourceTotals::add_kernel(const loupe_proc_stats& s) {
 }
 
 ResourceTracker::ResourceTracker(ServiceOf service_of, std::size_t max_services, LimitsOf limits_of,
-                                 std::chrono::nanoseconds idle_expiry)
+                                 std::chrono::nanoseconds idle_expiry, stats::SeriesBudget* budget)
     : service_of_(std::move(service_of)),
       max_services_(max_services),
       limits_of_(std::move(limits_of)),
-      idle_expiry_(idle_expiry) {}
+      idle_expiry_(idle_expiry),
+      own_budget_(budget
+                      ? nullptr
+                      : std::make_unique<stats::SeriesBudget>(max_services * kSamplesPerService)),
+      budget_(budget ? budget : own_budget_.get()) {
+    if (own_budget_)
+        own_budget_->set_reclaimer([this](std::size_t samples) { return evict_departed(samples); });
+}
 
 double cpu_capacity_cores(const ServiceResources& service, const NodeResources& node) {
     return service.limits.cpu_cores > 0 ? service.limits.cpu_cores : node.cpus;
@@ -82,12 +89,52 @@ double memory_capacity_bytes(const ServiceResources& service, const NodeResource
                                            : static_cast<double>(node.mem_total_bytes);
 }
 
-ResourceTotals& ResourceTracker::departed_of(const std::string& service) {
-    return departed_[service];
+bool ResourceTracker::admit(const std::string& service, bool live) {
+    if (admitted_.contains(service)) return true;
+    if (admitted_.size() >= max_services_ &&
+        !(live && evict_departed(0) && admitted_.size() < max_services_))
+        return false;
+    if (!budget_->try_take(kSamplesPerService, live)) return false;
+    admitted_.insert(service);
+    refused_.erase(service);
+    return true;
+}
+
+void ResourceTracker::forget(const std::string& service) {
+    departed_.erase(service);
+    exited_count_.erase(service);
+    last_alive_.erase(service);
+    services_.erase(service);
+    if (admitted_.erase(service)) budget_->give_back(kSamplesPerService);
+}
+
+bool ResourceTracker::evict_departed(std::size_t samples) {
+    // Oldest departure first. samples == 0: make room for one more service under max_services.
+    std::vector<std::pair<std::chrono::nanoseconds, std::string>> candidates;
+    for (const auto& [service, since] : last_alive_)
+        if (admitted_.contains(service)) candidates.emplace_back(since, service);
+    std::sort(candidates.begin(), candidates.end());
+    std::size_t freed = 0;
+    for (const auto& [since, service] : candidates) {
+        if (samples == 0 ? freed > 0 : freed >= samples) break;
+        forget(service);
+        freed += kSamplesPerService;
+        ++services_evicted_;
+    }
+    return samples == 0 ? freed > 0 : freed >= samples;
+}
+
+ResourceTotals* ResourceTracker::departed_of(const std::string& service) {
+    if (!admit(service, false)) {
+        ++services_dropped_;
+        return nullptr;
+    }
+    return &departed_[service];
 }
 
 void ResourceTracker::rename(LiveProcess& process, const std::string& service) {
-    departed_of(process.service).add(process.totals.since(process.baseline));
+    if (auto* departed = departed_of(process.service))
+        departed->add(process.totals.since(process.baseline));
     process.baseline = process.totals;
     process.service = service;
 }
@@ -102,14 +149,16 @@ void ResourceTracker::on_exit(const loupe_proc_exit_event& e) {
     final_totals.io_write_bytes = e.io_write_bytes;
     if (e.has_stats) final_totals.add_kernel(e.stats);
     const auto live = live_.find(e.tgid);
+    ResourceTotals* departed = nullptr;
     if (live != live_.end()) {
         if (live->second.service != service) rename(live->second, service);
-        departed_of(service).add(final_totals.since(live->second.baseline));
+        if ((departed = departed_of(service)))
+            departed->add(final_totals.since(live->second.baseline));
         live_.erase(live);
-    } else {
-        departed_of(service).add(final_totals);
+    } else if ((departed = departed_of(service))) {
+        departed->add(final_totals);
     }
-    ++exited_count_[service];
+    if (departed) ++exited_count_[service];
     exited_this_round_.insert(e.tgid);
 }
 
@@ -137,10 +186,11 @@ void ResourceTracker::on_sample(
     }
     // Gone without an exit record (the ring buffer was full): keep what was last seen of it.
     for (auto& [pid, lp] : live_)
-        if (!next.contains(pid)) {
-            departed_of(lp.service).add(lp.totals.since(lp.baseline));
-            ++exited_count_[lp.service];
-        }
+        if (!next.contains(pid))
+            if (auto* departed = departed_of(lp.service)) {
+                departed->add(lp.totals.since(lp.baseline));
+                ++exited_count_[lp.service];
+            }
     live_ = std::move(next);
     exited_this_round_.clear();
 
@@ -148,21 +198,23 @@ void ResourceTracker::on_sample(
     std::unordered_set<std::string> alive;
     for (const auto& [pid, lp] : live_)
         alive.insert(lp.service);
-    for (auto it = departed_.begin(); it != departed_.end();) {
-        if (alive.contains(it->first)) {
-            last_alive_.erase(it->first);
-            ++it;
+    std::vector<std::string> expired;
+    for (const auto& service : admitted_) {
+        if (alive.contains(service)) {
+            last_alive_.erase(service);
             continue;
         }
-        const auto since = last_alive_.try_emplace(it->first, now).first;
-        if (now - since->second < idle_expiry_) {
-            ++it;
-            continue;
-        }
-        exited_count_.erase(it->first);
-        last_alive_.erase(since);
-        it = departed_.erase(it);
+        const auto since = last_alive_.try_emplace(service, now).first;
+        if (now - since->second >= idle_expiry_) expired.push_back(service);
     }
+    for (const auto& service : expired)
+        forget(service);
+    std::erase_if(refused_, [&](const std::string& s) { return !alive.contains(s); });
+    // Live services without a place get one if there is room, making room if need be.
+    for (const auto& service : alive)
+        if (!admitted_.contains(service) && !admit(service, true) &&
+            refused_.insert(service).second)
+            ++services_dropped_;
 
     std::map<std::string, ServiceResources> fresh;
     for (const auto& [service, totals] : departed_) {
@@ -171,10 +223,7 @@ void ResourceTracker::on_sample(
         s.exited = exited_count_[service];
     }
     for (const auto& [pid, lp] : live_) {
-        if (!fresh.contains(lp.service) && fresh.size() >= max_services_) {
-            ++services_dropped_;
-            continue;
-        }
+        if (!admitted_.contains(lp.service)) continue;
         auto& s = fresh[lp.service];
         s.totals.add(lp.totals.since(lp.baseline));
         s.rss_bytes += lp.rss_bytes;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -14,6 +15,7 @@
 
 #include "loupe_abi.h"
 #include "resources/procfs.h"
+#include "stats/series_budget.h"
 
 namespace loupe::resources {
 
@@ -72,6 +74,14 @@ struct ServiceResources {
     double tcp_retransmits_per_second = 0;
 };
 
+// Samples one service's resource series put in /metrics at most: CPU and memory (5), container
+// limits (4), four directional pairs (disk bytes, disk operations, network bytes, TCP resets),
+// four TCP connection events, active connections, retransmits, processes and exited processes,
+// and four log2 histograms (31 bounds, +Inf, _sum, _count). tests/unit checks it against the
+// exporter.
+inline constexpr std::size_t kSamplesPerService =
+    5 + 4 + 2 * 4 + 4 + 4 + 4 * (LOUPE_LOG2_BUCKETS - 1 + 3);
+
 class ResourceTracker {
   public:
     // The service a process belongs to, from its pid and current name.
@@ -79,9 +89,17 @@ class ResourceTracker {
     using LimitsOf = std::function<ResourceLimits(const std::string& service)>;
     // A service none of whose processes has lived for `idle_expiry` is forgotten (its series end),
     // as HTTP series are: pods come and go, and each has its own service.
+    //
+    // Every service held, with live processes or only exited ones, counts against `max_services`
+    // and takes kSamplesPerService from `budget` (its own, of max_services services, when null).
+    // A service with live processes comes first: to make room for it, the services whose
+    // processes all exited longest ago are evicted. A service that finds no room is refused (its
+    // processes are still followed, and it is admitted as soon as room appears); an exited
+    // process whose service finds no room loses its final totals. Both are counted.
     explicit ResourceTracker(ServiceOf service_of, std::size_t max_services = 5000,
                              LimitsOf limits_of = {},
-                             std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15));
+                             std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15),
+                             stats::SeriesBudget* budget = nullptr);
 
     // A process's final totals (from the kernel, at the exit of its last thread).
     void on_exit(const loupe_proc_exit_event& exit);
@@ -103,7 +121,16 @@ class ResourceTracker {
     // The live processes of a service (for /api/v1/services/{name}/processes).
     std::vector<ProcessView> processes_of(const std::string& service) const;
     std::size_t live_processes() const { return live_.size(); }
+    // Live services refused for want of room (each time one goes from held or new to refused),
+    // and exited processes whose totals found no room.
     std::uint64_t services_dropped() const { return services_dropped_; }
+    // Services without live processes evicted before their expiry to make room.
+    std::uint64_t services_evicted() const { return services_evicted_; }
+    // Live services without series right now.
+    std::size_t services_refused() const { return refused_.size(); }
+    // Evicts the services whose processes all exited longest ago until `samples` are free in
+    // the budget (the budget's reclaimer); whether that much was freed.
+    bool evict_departed(std::size_t samples);
 
   private:
     struct LiveProcess {
@@ -112,7 +139,12 @@ class ResourceTracker {
         ResourceTotals baseline;  // totals already charged to the names it had before
         std::uint64_t rss_bytes = 0;
     };
-    ResourceTotals& departed_of(const std::string& service);
+    // The totals of a service's exited processes; null when the service has no room (counted).
+    ResourceTotals* departed_of(const std::string& service);
+    // Gives `service` its place (see the constructor); `live` may evict services without
+    // processes to make room.
+    bool admit(const std::string& service, bool live);
+    void forget(const std::string& service);
     // A process whose name changed (exec after fork, prctl): what it did under the old name stays
     // with the old service, the rest goes to the new one.
     void rename(LiveProcess& process, const std::string& service);
@@ -128,7 +160,12 @@ class ResourceTracker {
     std::chrono::nanoseconds idle_expiry_;
     std::map<std::string, ServiceResources> services_;
     std::chrono::nanoseconds last_sample_{0};
+    std::unique_ptr<stats::SeriesBudget> own_budget_;
+    stats::SeriesBudget* budget_;
+    std::unordered_set<std::string> admitted_;  // services holding a place and budget
+    std::unordered_set<std::string> refused_;   // live services without one
     std::uint64_t services_dropped_ = 0;
+    std::uint64_t services_evicted_ = 0;
 };
 
 // Node-wide utilisation from two consecutive /proc samples.

@@ -18,7 +18,7 @@ std::vector<std::uint64_t> project_cumulative(const LogSketch& sketch,
     // pointer only moves forward.
     std::size_t bound = 0;
     sketch.for_each_bucket([&](int index, std::uint32_t count) {
-        const double value_seconds = LogSketch::bucket_representative(index) * 1e-9;
+        const double value_seconds = LogSketch::bucket_representative(index, sketch.scale()) * 1e-9;
         while (bound < upper_bounds_seconds.size() && upper_bounds_seconds[bound] < value_seconds)
             ++bound;
         cumulative[bound] += count;

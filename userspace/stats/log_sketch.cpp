@@ -65,21 +65,25 @@ const int LogSketch::kMaxIndex = LogSketch::bucket_index(LogSketch::kMaxValueNs)
 const std::size_t LogSketch::kMaxBuckets =
     static_cast<std::size_t>(LogSketch::kMaxIndex - LogSketch::kMinIndex + 1);
 
-double LogSketch::bucket_lower_bound(int index) noexcept {
-    return std::exp2(static_cast<double>(index) / kBucketsPerOctave);
+double LogSketch::bucket_lower_bound(int index, int scale) noexcept {
+    return std::exp2(std::ldexp(static_cast<double>(index), -scale));
 }
 
-double LogSketch::bucket_representative(int index) noexcept {
+double LogSketch::bucket_representative(int index, int scale) noexcept {
     // For edges L and U = gamma*L, 2LU/(L+U) is off by (gamma-1)/(gamma+1) from both.
-    const double lower = bucket_lower_bound(index);
-    const double upper = bucket_lower_bound(index + 1);
+    const double lower = bucket_lower_bound(index, scale);
+    const double upper = bucket_lower_bound(index + 1, scale);
     return 2.0 * lower * upper / (lower + upper);
 }
 
-double LogSketch::relative_error() noexcept {
-    const double gamma = std::exp2(1.0 / kBucketsPerOctave);
+double LogSketch::relative_error(int scale) noexcept {
+    const double gamma = std::exp2(std::ldexp(1.0, -scale));
     return (gamma - 1.0) / (gamma + 1.0);
 }
+
+LogSketch::LogSketch(std::size_t max_buckets) noexcept
+    : max_buckets_(
+          static_cast<std::uint16_t>(std::clamp<std::size_t>(max_buckets, 2, kMaxBuckets))) {}
 
 void LogSketch::insert(std::uint64_t value_ns) noexcept {
     ++count_;
@@ -93,11 +97,11 @@ void LogSketch::insert(std::uint64_t value_ns) noexcept {
         ++overflow_;
         value_ns = kMaxValueNs;
     }
-    const int index = bucket_index(value_ns);
-    auto slot = static_cast<std::size_t>(index - offset_);
+    const int fine_index = bucket_index(value_ns);
+    auto slot = static_cast<std::size_t>((fine_index >> shift()) - offset_);
     if (slot >= counts_.size()) [[unlikely]] {
-        ensure_covers(index, index);
-        slot = static_cast<std::size_t>(index - offset_);
+        ensure_covers(fine_index >> shift(), fine_index >> shift());
+        slot = static_cast<std::size_t>((fine_index >> shift()) - offset_);  // the scale may drop
     }
     counts_[slot] += counts_[slot] != ~std::uint32_t{0};
 }
@@ -112,27 +116,69 @@ void LogSketch::insert_seconds(double seconds) noexcept {
     insert(ns >= kLimit ? ~std::uint64_t{0} : static_cast<std::uint64_t>(std::llround(ns)));
 }
 
-void LogSketch::ensure_covers(int lo_index, int hi_index) {
-    if (counts_.empty()) {
-        // Start with some headroom on both sides: latencies of one series cluster, and this avoids
-        // a reallocation for each of the first few distinct buckets.
-        constexpr int kInitialHalfSpan = 8;
-        const int lo = std::max(kMinIndex, lo_index - kInitialHalfSpan);
-        const int hi = std::min(kMaxIndex, hi_index + kInitialHalfSpan);
-        offset_ = lo;
-        counts_.assign(static_cast<std::size_t>(hi - lo + 1), 0);
-        return;
+void LogSketch::downscale(int steps) noexcept {
+    if (steps <= 0) return;
+    scale_ = static_cast<std::int8_t>(scale_ - steps);
+    if (counts_.empty()) return;
+    // Bucket i at the old scale lies within bucket i >> steps at the new one (the edges of a
+    // coarser scale are a subset of the finer one's). Indices are positive (>= kMinIndex), so the
+    // shift floors. Targets never lie past their source: folding in place, left to right, is safe.
+    const int new_offset = offset_ >> steps;
+    const int new_last = (offset_ + static_cast<int>(counts_.size()) - 1) >> steps;
+    for (std::size_t i = 0; i < counts_.size(); ++i) {
+        const std::uint32_t count = counts_[i];
+        counts_[i] = 0;
+        std::uint32_t& target = counts_[static_cast<std::size_t>(
+            ((offset_ + static_cast<int>(i)) >> steps) - new_offset)];
+        std::uint32_t sum;
+        target = __builtin_add_overflow(target, count, &sum) ? ~std::uint32_t{0} : sum;
     }
-    const int cur_lo = offset_;
-    const int cur_hi = offset_ + static_cast<int>(counts_.size()) - 1;
-    if (lo_index >= cur_lo && hi_index <= cur_hi) return;
-    // Grow with some slack in the needed direction so a drifting series reallocates rarely; the
-    // slack is capped (half an octave) so a sketch holds little beyond the span it has seen.
-    const int slack = std::clamp(static_cast<int>(counts_.size()) / 4, 4, kBucketsPerOctave / 2);
-    const int new_lo = lo_index < cur_lo ? std::max(kMinIndex, lo_index - slack) : cur_lo;
-    const int new_hi = hi_index > cur_hi ? std::min(kMaxIndex, hi_index + slack) : cur_hi;
+    counts_.resize(static_cast<std::size_t>(new_last - new_offset + 1));
+    offset_ = new_offset;
+}
+
+void LogSketch::ensure_covers(int lo_index, int hi_index) {
+    if (!counts_.empty() && lo_index >= offset_ &&
+        hi_index <= offset_ + static_cast<int>(counts_.size()) - 1)
+        return;
+    // The span that must fit: the new indices and the buckets in use (not the array's slack).
+    int used_lo = lo_index, used_hi = hi_index;
+    for (std::size_t i = 0; i < counts_.size(); ++i)
+        if (counts_[i]) {
+            used_lo = std::min(used_lo, offset_ + static_cast<int>(i));
+            break;
+        }
+    for (std::size_t i = counts_.size(); i-- > 0;)
+        if (counts_[i]) {
+            used_hi = std::max(used_hi, offset_ + static_cast<int>(i));
+            break;
+        }
+    // The finest scale at which that span fits the cap.
+    int steps = 0;
+    while ((used_hi >> steps) - (used_lo >> steps) + 1 > max_buckets_)
+        ++steps;
+    if (steps) {
+        downscale(steps);
+        lo_index >>= steps;
+        hi_index >>= steps;
+        used_lo >>= steps;
+        used_hi >>= steps;
+    }
+    // Some slack beyond the span in use, so that a drifting series reallocates rarely: at first
+    // 8 buckets each side (latencies of one series cluster), later a quarter of the array, at
+    // most half an octave, and never past the cap.
+    const int min_index = kMinIndex >> shift(), max_index = kMaxIndex >> shift();
+    const int width = used_hi - used_lo + 1;
+    const int wanted_slack = counts_.empty() ? 8
+                                             : std::clamp(static_cast<int>(counts_.size()) / 4, 4,
+                                                          kBucketsPerOctave / 2);
+    const int slack = std::min(wanted_slack, (static_cast<int>(max_buckets_) - width) / 2);
+    const int new_lo = std::max(min_index, used_lo - slack);
+    const int new_hi = std::min(max_index, used_hi + slack);
     std::vector<std::uint32_t> grown(static_cast<std::size_t>(new_hi - new_lo + 1), 0);
-    std::copy(counts_.begin(), counts_.end(), grown.begin() + (cur_lo - new_lo));
+    for (std::size_t i = 0; i < counts_.size(); ++i)
+        if (counts_[i])
+            grown[static_cast<std::size_t>(offset_ + static_cast<int>(i) - new_lo)] = counts_[i];
     counts_ = std::move(grown);
     offset_ = new_lo;
 }
@@ -141,7 +187,8 @@ void LogSketch::merge(const LogSketch& other) noexcept {
     if (other.count_ == 0 && other.rejected_ == 0) return;
     rejected_ += other.rejected_;
     if (other.count_ == 0) return;
-    int lo = 0, hi = -1;
+    if (other.scale_ < scale_) downscale(scale_ - other.scale_);
+    int lo = 0, hi = -1;  // other's occupied buckets, at other's scale
     for (std::size_t i = 0; i < other.counts_.size(); ++i)
         if (other.counts_[i] != 0) {
             lo = other.offset_ + static_cast<int>(i);
@@ -153,11 +200,13 @@ void LogSketch::merge(const LogSketch& other) noexcept {
             break;
         }
     if (hi >= lo) {
-        ensure_covers(lo, hi);
+        ensure_covers(lo >> (other.scale_ - scale_), hi >> (other.scale_ - scale_));
+        const int steps = other.scale_ - scale_;  // after ensure_covers, which may lower mine
         for (int index = lo; index <= hi; ++index) {
-            std::uint32_t& mine = counts_[static_cast<std::size_t>(index - offset_)];
             const std::uint32_t theirs =
                 other.counts_[static_cast<std::size_t>(index - other.offset_)];
+            if (!theirs) continue;
+            std::uint32_t& mine = counts_[static_cast<std::size_t>((index >> steps) - offset_)];
             std::uint32_t sum;
             mine = __builtin_add_overflow(mine, theirs, &sum) ? ~std::uint32_t{0} : sum;
         }
@@ -171,7 +220,12 @@ void LogSketch::merge(const LogSketch& other) noexcept {
 }
 
 void LogSketch::clear() noexcept {
-    std::fill(counts_.begin(), counts_.end(), 0);
+    if (scale_ != kScale) {
+        counts_.clear();  // the offset meant another scale; the capacity stays
+        scale_ = kScale;
+    } else {
+        std::fill(counts_.begin(), counts_.end(), 0);
+    }
     count_ = sum_ns_ = max_ns_ = underflow_ = overflow_ = rejected_ = 0;
     min_ns_ = std::numeric_limits<std::uint64_t>::max();
 }
@@ -185,7 +239,7 @@ double LogSketch::quantile_ns(double q) const noexcept {
     for (std::size_t i = 0; i < counts_.size(); ++i) {
         seen += counts_[i];
         if (seen > rank) {
-            const double estimate = bucket_representative(offset_ + static_cast<int>(i));
+            const double estimate = bucket_representative(offset_ + static_cast<int>(i), scale_);
             return std::clamp(estimate, static_cast<double>(min_ns_), static_cast<double>(max_ns_));
         }
     }

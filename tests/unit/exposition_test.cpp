@@ -1,0 +1,99 @@
+#include <map>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "export/prometheus_exporter.h"
+#include "export/text_exposition.h"
+#include "util/utf8.h"
+
+namespace loupe::exporter {
+namespace {
+
+using std::chrono::seconds;
+
+TEST(Utf8, ValidTextPassesInvalidBytesBecomeReplacementCharacters) {
+    EXPECT_TRUE(util::is_valid_utf8("nginx"));
+    EXPECT_TRUE(util::is_valid_utf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));
+    EXPECT_FALSE(util::is_valid_utf8("\xff\xfe"));
+    EXPECT_FALSE(util::is_valid_utf8("\xC0\xAF"));          // overlong '/'
+    EXPECT_FALSE(util::is_valid_utf8("\xED\xA0\x80"));      // a surrogate
+    EXPECT_FALSE(util::is_valid_utf8("\xF4\x90\x80\x80"));  // past U+10FFFF
+    EXPECT_FALSE(util::is_valid_utf8("\xE2\x82"));          // truncated
+    EXPECT_EQ(util::valid_utf8("\xff\xfeloupe"), "\uFFFD\uFFFDloupe");
+    // One replacement per maximal invalid subpart: the truncated euro sign is one.
+    EXPECT_EQ(util::valid_utf8("a\xE2\x82z"), "a\uFFFDz");
+    EXPECT_EQ(util::valid_utf8("\xC3\xA9"), "\xC3\xA9");
+    for (int b = 0; b < 256; ++b) {
+        const std::string one(1, static_cast<char>(b));
+        EXPECT_TRUE(util::is_valid_utf8(util::valid_utf8(one))) << b;
+    }
+}
+
+TEST(TextExposition, LabelValuesAreEscapedAndValidUtf8) {
+    TextExposition out;
+    out.family("m", "gauge", "help with \\ and\nnewline");
+    out.sample("m", LabelSet{{"a", "q\"uote\\back\nline"}, {"b", "\xff\xfe\x1b]0;x\x07"}}, 1);
+    const std::string text = out.take();
+    EXPECT_NE(text.find("# HELP m help with \\\\ and\\nnewline\n"), std::string::npos) << text;
+    EXPECT_NE(text.find(R"(a="q\"uote\\back\nline")"), std::string::npos) << text;
+    EXPECT_NE(text.find("b=\"\uFFFD\uFFFD\x1b]0;x\x07\""), std::string::npos) << text;
+    EXPECT_TRUE(util::is_valid_utf8(text));
+}
+
+TEST(TextExposition, NumbersInTheirShortestExactForm) {
+    EXPECT_EQ(format_value(0.075), "0.075");
+    EXPECT_EQ(format_value(75'000'000 / 1e9), "0.075");
+    EXPECT_EQ(format_value(7.5), "7.5");
+    EXPECT_EQ(format_value(100000), "100000");
+    EXPECT_EQ(format_value(12345678901234.0), "12345678901234");
+    EXPECT_EQ(format_value(2e-6), "2e-06");
+    EXPECT_EQ(format_value(1.0 / 3), "0.3333333333333333");
+    EXPECT_EQ(format_value(std::numeric_limits<double>::infinity()), "+Inf");
+    EXPECT_EQ(format_value(std::nan("")), "NaN");
+}
+
+// The budget's per-series costs must be what the exporter really writes.
+TEST(PrometheusExporter, SamplesPerSeriesMatchTheBudgetsCosts) {
+    aggregate::HttpMetricsStore store;
+    aggregate::HttpObservation o;
+    o.service = "svc";
+    o.method = "GET";
+    o.path = "/a";
+    o.status = 200;
+    o.duration_ns = 20'000'000;
+    store.record(o, seconds(1000));
+    pipeline::PipelineCounters counters;
+    std::map<std::string, resources::ServiceResources> services;
+    auto& svc = services["svc"];
+    svc.limits = {0.5, 1 << 30};  // the limit families are only written for services with limits
+    resources::NodeResources node;
+    MetricsView view{.http = store, .pipeline = counters};
+    view.now = seconds(1000);
+    view.services = &services;
+    view.node = &node;
+    const std::string text = render_prometheus(view);
+    std::size_t http = 0, resource = 0;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty() || line[0] == '#') continue;
+        if (line.find("http_request_method=\"GET\"") != std::string::npos)
+            ++http;
+        else if (line.find("service_name=\"svc\"") != std::string::npos)
+            ++resource;
+    }
+    EXPECT_EQ(http, aggregate::kSamplesPerHttpSeries);
+    EXPECT_EQ(resource, resources::kSamplesPerService);
+    // loupe_series counts every sample, itself included.
+    std::size_t samples = 0;
+    std::istringstream again(text);
+    for (std::string line; std::getline(again, line);)
+        samples += !line.empty() && line[0] != '#';
+    EXPECT_NE(text.find("\nloupe_series " + std::to_string(samples) + "\n"), std::string::npos);
+    EXPECT_NE(text.find("le=\"0.075\""), std::string::npos);
+    EXPECT_EQ(text.find("0.07500000000000001"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loupe::exporter
