@@ -42,7 +42,7 @@ int print_once(AgentClient& client, const TopOptions& options) {
     }
     if (options.json) {
         // ensure_ascii: no byte of a name reaches the terminal raw; JSON readers decode \uXXXX.
-        std::cout << snap->raw.dump(2, ' ', true) << '\n';
+        std::cout << snap->raw.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << '\n';
         return 0;
     }
     PlainOptions plain;
@@ -66,7 +66,8 @@ int run_top(const TopOptions& options) {
     if (!client->alive() && !options.agent_given) {
         // No agent here: capture in-process, served on a private loopback port.
         if (::geteuid() != 0)
-            std::cerr << "loupe top: no agent at " << options.agent_url
+            std::cerr << "loupe top: no agent at "
+                      << util::terminal_safe(options.agent_url, util::charset_from_environment())
                       << " and capturing in-process needs root (or CAP_BPF + CAP_PERFMON)\n";
         agent::AgentConfig config;
         config.listen = "127.0.0.1:0";
