@@ -302,7 +302,7 @@ def main():
         wrk.wait()
         stopped = time.time()
         wait_for(lambda t: service_rows(t).get("nginx", ["", "", ""])[2] == "0.0", "nginx RPS 0.0 after the load",
-                 timeout=6)
+                 timeout=8)
         _, api = agent.api("/api/v1/services")
         rps_1m = [s for s in api["services"] if s["name"] == "nginx"][0]["server"]["rps"]
         if rps_1m <= 0:
@@ -332,6 +332,8 @@ def main():
                                timeout=30, check=True, env={**os.environ, "NO_COLOR": "1"}).stdout
         if "SERVICE" not in plain or "nginx" not in plain:
             fail("top without a terminal did not print a table:\n" + plain)
+        if not re.search(r"RPS: last 1\.\d s; ERR% and P50/P95/P99: last minute", plain):
+            fail("the table does not say what its RPS is measured over:\n" + plain)
         # An unreachable agent given explicitly: a clear error, no crash.
         r = subprocess.run([LOUPE, "top", "--once", "--agent", "http://127.0.0.1:1"], capture_output=True,
                            text=True, timeout=30)
