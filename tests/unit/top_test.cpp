@@ -227,6 +227,19 @@ TEST(TopRates, CounterResetStartsOver) {
     EXPECT_FALSE(rates.update("a", 40, at(2)));  // no time passed: no division by zero
 }
 
+TEST(TopRates, SpanIsTheLongestOfTheSnapshot) {
+    RateTracker rates(std::chrono::seconds(3));
+    for (int t = 0; t <= 4; ++t)
+        rates.update("old", 0, at(t));
+    rates.update("new", 0, at(4));
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 3.0);
+    rates.update("old", 0, at(5));
+    rates.update("new", 0, at(5));  // looks back 1 s only: the snapshot's span is still 3 s
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 3.0);
+    rates.update("newer", 0, at(6));  // a snapshot without any rate
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 0.0);
+}
+
 TEST(TopRates, KeysAreIndependentAndGoneOnesForgotten) {
     RateTracker rates(std::chrono::seconds(3));
     rates.update("a", 0, at(0));

@@ -1,9 +1,15 @@
 #include "cli/top/rates.h"
 
+#include <algorithm>
+
 namespace loupe::top {
 
 std::optional<double> RateTracker::update(const std::string& key, std::uint64_t total,
                                           Clock::time_point at) {
+    if (at != last_at_) {
+        last_at_ = at;
+        last_span_seconds_ = 0;
+    }
     auto& samples = history_[key];
     if (!samples.empty() && (total < samples.back().total || at <= samples.back().at))
         samples.clear();  // counter reset, or a clock that did not move: start over
@@ -14,7 +20,7 @@ std::optional<double> RateTracker::update(const std::string& key, std::uint64_t 
     if (samples.size() < 2) return std::nullopt;
     const auto& from = samples.front();
     const double seconds = std::chrono::duration<double>(at - from.at).count();
-    last_span_seconds_ = seconds;
+    last_span_seconds_ = std::max(last_span_seconds_, seconds);
     return static_cast<double>(total - from.total) / seconds;
 }
 

@@ -31,7 +31,9 @@ class RateTracker {
     // Forgets the keys not updated since `before` (services that are gone).
     void forget_older_than(Clock::time_point before);
 
-    // How far back the rates of the last update looked, in seconds (0 before any rate).
+    // How far back the rates of the last snapshot looked, in seconds: the longest of the rates
+    // computed at the last `at` (a key seen for the second time looks back one refresh only).
+    // 0 when none was.
     double last_span_seconds() const { return last_span_seconds_; }
 
     void clear() { history_.clear(); }
@@ -44,6 +46,7 @@ class RateTracker {
     std::chrono::milliseconds span_;
     std::unordered_map<std::string, std::deque<Sample>> history_;
     double last_span_seconds_ = 0;
+    Clock::time_point last_at_{};
 };
 
 // Sets the current `rps` of each row with HTTP traffic from its `requests_total`, and forgets the
