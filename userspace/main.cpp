@@ -11,6 +11,7 @@
 #include "cli/top/top_command.h"
 #include "doctor/doctor_command.h"
 #include "util/logging.h"
+#include "util/terminal_text.h"
 #include "util/version.h"
 
 namespace {
@@ -44,7 +45,10 @@ int main(int argc, char** argv) {
     const std::string config_path = find_config_path(argc, argv);
     if (!config_path.empty()) {
         if (auto error = loupe::agent::load_config_file(config_path, agent_config)) {
-            std::cerr << "loupe: invalid config: " << *error << '\n';
+            // The message can quote the file: printed safe.
+            std::cerr << "loupe: invalid config: "
+                      << loupe::util::terminal_safe(*error, loupe::util::charset_from_environment())
+                      << '\n';
             return 2;
         }
     }
@@ -199,7 +203,9 @@ int main(int argc, char** argv) {
     const auto level = loupe::util::parse_log_level(log_level);
     if (!format || !level) {
         std::cerr << "loupe: invalid "
-                  << (format ? "log level '" + log_level : "log format '" + log_format)
+                  << loupe::util::terminal_safe(
+                         format ? "log level '" + log_level : "log format '" + log_format,
+                         loupe::util::charset_from_environment())
                   << "' (from the config file or environment)\n";
         return 2;
     }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""`loupe top` as an on-call engineer uses it, inside tmux: nginx under wrk shows up with RPS and
-percentiles; sort, filter, drill-down, help, pause, resize and quit keys work; `--once --json`
-agrees with the agent's API."""
+"""`loupe top` as an on-call engineer uses it, inside tmux: nginx under wrk shows up with its
+current RPS (against nginx's access log) and percentiles; RPS falls to 0 within seconds of the load
+stopping; sort, filter, drill-down, help, pause, resize and quit keys work; `--once --json` agrees
+with the agent's API. Processes named with terminal escape sequences (any user can do it with
+prctl) are shown with placeholders: the window title and the screen stay loupe's."""
 import http.server
 import json
 import os
@@ -9,8 +11,9 @@ import re
 import shlex
 import subprocess
 import time
+import urllib.request
 
-from loupe_e2e import LOUPE, Agent, Nginx, fail, require_root, require_tools
+from loupe_e2e import LOUPE, Agent, Nginx, Workload, fail, require_root, require_tools
 
 SESSION = f"loupe-top-test-{os.getpid()}"
 
@@ -21,6 +24,10 @@ def tmux(*args, check=True):
 
 def screen():
     return tmux("capture-pane", "-p", "-t", SESSION).stdout
+
+
+def pane_title():
+    return tmux("display", "-p", "-t", SESSION, "#{pane_title}").stdout.rstrip("\n")
 
 
 def keys(*k):
@@ -53,21 +60,63 @@ def service_rows(text):
     return rows
 
 
+ESCAPE_SERVER = r"""
+import ctypes, http.server, sys
+name = bytes.fromhex(sys.argv[1])
+sys.stdin.readline()  # renamed only once Workload saw it start under its own name
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME: no privilege needed
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *a):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+TITLE_NAME = b"\x1b]0;pwned\x07x"  # OSC 0 ... BEL: sets the terminal window's title
+CLEAR_NAME = b"\x1b[2J\x1b[Hclr"    # clears the screen, cursor home
+SHOWN_NAMES = ["?]0;pwned?x", "?[2J?[Hclr"]  # each control character a '?'
+
+
 class FakeAgentApi:
     """The agent's /api/v1 shape with thousands of services, for the scale check of the view only:
-    spawning thousands of real services is out of reach of a 2-core test machine."""
+    spawning thousands of real services is out of reach of a 2-core test machine. Each service's
+    request counter grows at a rate that changes at every answer, so that sorting by RPS reorders
+    the rows at every refresh."""
 
     def __init__(self, services):
-        doc = {"services": [{"name": f"svc{i:05d}", "server": {"requests_total": i, "rps": i % 97, "error_ratio": 0.0,
-                                                              "p50_seconds": 0.001, "p95_seconds": 0.002,
-                                                              "p99_seconds": 0.003, "statuses": {"200": i}},
-                             "client": None, "resources": None} for i in range(services)]}
-        bodies = {"/api/v1/services": json.dumps(doc).encode(), "/api/v1/node": b'{"cpus": 2}',
-                  "/api/v1/agent": b'{"events_total": 1}', "/health/live": b"{}"}
+        totals = [0] * services
+        answers = [0]
+
+        def services_body():
+            answers[0] += 1
+            for i in range(services):
+                totals[i] += (i * 31 + answers[0] * 977) % 1000
+            doc = {"services": [{"name": f"svc{i:05d}", "server": {"requests_total": totals[i], "rps": i % 97,
+                                                                  "error_ratio": 0.0, "p50_seconds": 0.001,
+                                                                  "p95_seconds": 0.002, "p99_seconds": 0.003,
+                                                                  "statuses": {"200": i}},
+                                 "client": None, "resources": None} for i in range(services)]}
+            # An agent from before names were made valid UTF-8 sends a process name's raw bytes: top
+            # must still show the rest, with a placeholder per bad byte and no control character.
+            doc["services"].append({"name": "RAWNAME", "server": None, "client": None,
+                                    "resources": {"processes": 1}})
+            return json.dumps(doc).encode().replace(b"RAWNAME", b"zz\\u001b[2J\\u009b\xff\xfe\\u202eok")
+
+        bodies = {"/api/v1/node": b'{"cpus": 2}', "/api/v1/agent": b'{"events_total": 1}', "/health/live": b"{}"}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                body = bodies.get(self.path)
+                body = services_body() if self.path == "/api/v1/services" else bodies.get(self.path)
                 self.send_response(200 if body else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
@@ -83,15 +132,28 @@ class FakeAgentApi:
 
 
 def robustness():
-    """Thousands of services, End/Home scrolling, a tiny terminal, and the agent going away."""
+    """Thousands of services, End/Home scrolling, a tiny terminal, and the agent going away; a name
+    that is not UTF-8, in a UTF-8 terminal."""
     fake = FakeAgentApi(3000)
     tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "30",
-         f"{shlex.quote(LOUPE)} top --agent {fake.url} --interval 0.5")
-    wait_for(lambda t: "3000 services" in t, "3000 services")
+         f"LC_ALL=C.UTF-8 {shlex.quote(LOUPE)} top --agent {fake.url} --interval 0.5")
+    wait_for(lambda t: "3001 services" in t, "3001 services")
     keys("N", "End")
-    wait_for(lambda t: "svc02999" in t, "the last of 3000 services after End")
+    # The raw bytes \xff\xfe are one U+FFFD each; ESC, CSI (U+009B) and RLO (U+202E) one '?' each.
+    text = wait_for(lambda t: "zz?[2J?\ufffd\ufffd?ok" in t, "the name with invalid UTF-8 after End")
+    if "svc02999" not in text:
+        fail("the last svc row is not above the invalid name:\n" + text)
     keys("Home")
     wait_for(lambda t: "svc00000" in t, "the first service after Home")
+    # The cursor follows the service, not the row: select svc00002, sort by RPS (which reorders
+    # the rows at every refresh), let a few refreshes go by; Enter opens svc00002.
+    keys("Down", "Down", "R")
+    time.sleep(2.0)
+    keys("Enter")
+    text = wait_for(lambda t: "PID" in t, "the drill-down")
+    if not re.search(r"^svc00002: ", text, re.M):
+        fail("Enter opened another service than the selected svc00002:\n" + text)
+    keys("Escape")
     tmux("resize-window", "-t", SESSION, "-x", "20", "-y", "5")
     time.sleep(1.0)
     tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "30")
@@ -101,7 +163,64 @@ def robustness():
     if tmux("has-session", "-t", SESSION, check=False).returncode != 0:
         fail("loupe top exited when the agent went away")
     keys("q")
-    print("3000 services, scrolling, 20x5 terminal, agent gone -> 'disconnected, retrying': ok")
+    print("3000 services, invalid UTF-8 name, scrolling, 20x5 terminal, agent gone -> 'disconnected, retrying': ok")
+
+
+def hostile_names(agent):
+    """Two HTTP servers named with escape sequences, as any local user can name a process: the live
+    view, --once and --json print them with placeholders; the window title and the screen stay."""
+    servers = []
+    for comm, name in (("loupe_esc_osc", TITLE_NAME), ("loupe_esc_clr", CLEAR_NAME)):
+        server = Workload(comm, ESCAPE_SERVER, name.hex())
+        server.send("go")
+        servers.append((server, int(server.readline())))
+    for server, port in servers:
+        if server.comm_now() != {"loupe_esc_osc": TITLE_NAME, "loupe_esc_clr": CLEAR_NAME}[server.comm].decode():
+            fail(f"prctl did not rename {server.comm}: {server.comm_now()!r}")
+        for _ in range(20):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/x", timeout=5) as r:
+                r.read()
+    # Started after a second, so that the title read first is the one before loupe top.
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "40",
+         f"sleep 1; LC_ALL=C.UTF-8 exec {shlex.quote(LOUPE)} top --agent {agent.url('')} --interval 0.5")
+    title_before = pane_title()
+    wait_for(lambda t: all(n in service_rows(t) for n in SHOWN_NAMES), "both escape-named servers", timeout=15)
+    time.sleep(1.5)  # more refreshes: a raw ESC[2J would blank what ncurses believes is on screen
+    text = screen()
+    if "\x1b" in text or "\x07" in text:
+        fail("a raw control character reached the pane:\n" + text)
+    if "loupe top" not in text or "SERVICE" not in text or not all(n in service_rows(text) for n in SHOWN_NAMES):
+        fail("the screen lost loupe's header or rows (cleared by a name?):\n" + text)
+    title = pane_title()
+    if title != title_before or "pwned" in title:
+        fail(f"the pane title changed from {title_before!r} to {title!r}")
+    keys("q")
+    once = subprocess.run([LOUPE, "top", "--once", "--interval", "0.5", "--agent", agent.url("")],
+                          capture_output=True, timeout=30, check=True).stdout
+    if any((c < 0x20 and c != 0x0a) or c == 0x7f for c in once):
+        fail(f"--once printed a raw control character:\n{once!r}")
+    if not all(n.encode() in once for n in SHOWN_NAMES):
+        fail(f"--once lacks the placeholder names:\n{once.decode()}")
+    raw = subprocess.run([LOUPE, "top", "--json", "--agent", agent.url("")], capture_output=True, timeout=30,
+                         check=True).stdout
+    if any((c < 0x20 and c != 0x0a) or c >= 0x7f for c in raw):
+        fail("--json printed a raw control or non-ASCII byte")
+    names = {s["name"] for s in json.loads(raw)["services"]}
+    if TITLE_NAME.decode() not in names or CLEAR_NAME.decode() not in names:
+        fail(f"--json lost the names as the API has them: {sorted(names)}")
+    for server, _ in servers:
+        server.kill()
+    print(f"escape-named processes: shown as {SHOWN_NAMES}, title {title!r} kept, --once/--json clean: ok")
+
+
+def access_log_rate(nginx, seconds):
+    """Requests per second nginx logged over the next `seconds` (its log lines all have one length)."""
+    path = f"{nginx.work}/access.log"
+    with open(path) as f:
+        line_bytes = len(f.readline())
+    size, start = os.path.getsize(path), time.time()
+    time.sleep(seconds)
+    return (os.path.getsize(path) - size) / line_bytes / (time.time() - start)
 
 
 def main():
@@ -121,6 +240,12 @@ def main():
         text = wait_for(nginx_busy, "an nginx row with RPS > 0 and percentiles", timeout=15)
         row = service_rows(text)["nginx"]
         print(f"nginx row: RPS {row[2]}, P50 {row[4]}, P95 {row[5]}, P99 {row[6]}")
+        # RPS is the current rate: nginx's own log over the same ~3 s agrees.
+        logged = access_log_rate(nginx, 3.0)
+        shown = float(service_rows(screen())["nginx"][2])
+        if not 0.5 * logged <= shown <= 2 * logged:
+            fail(f"top shows {shown} req/s for nginx, its access log {logged:.0f} req/s")
+        print(f"RPS shown {shown:.0f}, nginx access log {logged:.0f} req/s: ok")
         if not re.search(r"cpu [\d.]+%\s+mem [\d.]+%\s+events/s \d+\s+drops \d+", text):
             fail("header lacks node cpu/mem, events/s, drops:\n" + text)
 
@@ -136,6 +261,9 @@ def main():
         text = wait_for(lambda t: "filter: nginx" in t, "the filter")
         if list(service_rows(text).keys()) != ["nginx"]:
             fail(f"filter 'nginx' shows other services: {list(service_rows(text).keys())}")
+        counted = re.search(r"(\d+) of (\d+) services", text)
+        if not counted or counted.group(1) != "1" or int(counted.group(2)) < 3:
+            fail("the header does not count the filtered services as '1 of N services':\n" + text)
 
         keys("Enter")
         text = wait_for(lambda t: "ROUTE" in t and "/ok" in t and "PID" in t, "nginx's routes and processes")
@@ -169,6 +297,18 @@ def main():
         if "nginx" not in text:
             fail("nginx row lost after resize:\n" + text)
 
+        # The load stops: RPS falls to 0 within seconds, while the 1-minute figure still counts it.
+        wrk.terminate()
+        wrk.wait()
+        stopped = time.time()
+        wait_for(lambda t: service_rows(t).get("nginx", ["", "", ""])[2] == "0.0", "nginx RPS 0.0 after the load",
+                 timeout=8)
+        _, api = agent.api("/api/v1/services")
+        rps_1m = [s for s in api["services"] if s["name"] == "nginx"][0]["server"]["rps"]
+        if rps_1m <= 0:
+            fail("the API's 1-minute rps is 0 already: the test proves nothing")
+        print(f"RPS 0.0 {time.time() - stopped:.1f} s after the load stopped (1-minute rps still {rps_1m:.0f}): ok")
+
         keys("q")
         time.sleep(0.5)
         if tmux("has-session", "-t", SESSION, check=False).returncode == 0:
@@ -177,8 +317,6 @@ def main():
         robustness()
 
         # Non-interactive: --once --json is the agent's own API documents.
-        wrk.terminate()
-        wrk.wait()
         agent.settle(1.0)
         once = subprocess.run([LOUPE, "top", "--once", "--json", "--agent", agent.url("")], capture_output=True,
                               text=True, timeout=30, check=True)
@@ -194,12 +332,15 @@ def main():
                                timeout=30, check=True, env={**os.environ, "NO_COLOR": "1"}).stdout
         if "SERVICE" not in plain or "nginx" not in plain:
             fail("top without a terminal did not print a table:\n" + plain)
+        if not re.search(r"RPS: last 1\.\d s; ERR% and P50/P95/P99: last minute", plain):
+            fail("the table does not say what its RPS is measured over:\n" + plain)
         # An unreachable agent given explicitly: a clear error, no crash.
         r = subprocess.run([LOUPE, "top", "--once", "--agent", "http://127.0.0.1:1"], capture_output=True,
                            text=True, timeout=30)
         if r.returncode == 0 or "cannot reach" not in r.stderr:
             fail(f"unreachable agent: rc={r.returncode} stderr={r.stderr!r}")
         print(f"--once --json agrees with the API ({top_nginx['requests_total']} requests): ok")
+        hostile_names(agent)
     finally:
         tmux("kill-session", "-t", SESSION, check=False)
         if wrk.poll() is None:

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
 #include "cli/top/columns.h"
+#include "cli/top/rates.h"
+#include "cli/top/selection.h"
 #include "cli/top/snapshot.h"
+#include "util/utf8.h"
 
 namespace loupe::top {
 namespace {
@@ -21,7 +24,9 @@ TEST(TopSnapshot, ParsesServicesAndPrefersServerSide) {
     const auto rows = parse_services(nlohmann::json::parse(kServices));
     ASSERT_EQ(rows.size(), 3u);
     EXPECT_EQ(rows[0].side, "server");
-    EXPECT_DOUBLE_EQ(rows[0].rps, 50.5);
+    EXPECT_DOUBLE_EQ(rows[0].rps_1m, 50.5);
+    EXPECT_EQ(rows[0].requests_total, 100u);
+    EXPECT_FALSE(rows[0].rps);  // the current rate needs a second snapshot
     EXPECT_DOUBLE_EQ(*rows[0].p95, 0.25);
     EXPECT_EQ(rows[0].processes, 3u);
     EXPECT_EQ(rows[1].side, "client");
@@ -51,8 +56,24 @@ TEST(TopColumns, Formatting) {
     EXPECT_EQ(pad("abcdef", 3, false), "abc");
 }
 
+TEST(TopSnapshot, WrongTypesAreIgnoredNotThrown) {
+    const auto rows = parse_services(nlohmann::json::parse(
+        R"([{"name": 7, "server": {"requests_total": -3, "rps": "x", "statuses": {"200": "y"}}},
+            "not an object", {"resources": {"processes": "many"}}])"));
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].name, "");
+    EXPECT_EQ(rows[0].requests_total, 0u);
+    const auto routes = parse_endpoints(nlohmann::json::parse(
+        R"([{"side": 1, "peers": [1, "10.0.0.1:80"], "statuses": {"200": "y", "404": 1}}])"));
+    ASSERT_EQ(routes.size(), 1u);
+    EXPECT_EQ(routes[0].peers, (std::vector<std::string>{"10.0.0.1:80"}));
+    EXPECT_EQ(routes[0].status_mix, "404:100%");
+}
+
 TEST(TopColumns, SortFilterAndHideHistory) {
     auto rows = parse_services(nlohmann::json::parse(kServices));
+    rows[0].rps = 10;
+    rows[1].rps = 1;
     const auto visible = filter_services(rows, "");
     EXPECT_EQ(visible.size(), 2u);  // "sleep" has no live process and no traffic
     EXPECT_EQ(filter_services(rows, "NGI").size(), 1u);
@@ -64,15 +85,271 @@ TEST(TopColumns, SortFilterAndHideHistory) {
     EXPECT_EQ(column_index("nope"), -1);
 }
 
+PlainOptions plain_options() {
+    PlainOptions options;
+    options.agent_url = "http://x";
+    options.thresholds = Thresholds{0.2, 0.01};
+    options.sort_column = column_index("RPS");
+    options.rps_span_seconds = 1.0;
+    return options;
+}
+
 TEST(TopColumns, PlainTableMarksThresholdsWithoutColour) {
     Snapshot snap;
     snap.services = parse_services(nlohmann::json::parse(kServices));
-    const std::string table =
-        render_plain(snap, "http://x", Thresholds{0.2, 0.01}, column_index("RPS"));
+    snap.services[0].rps = 12.34;
+    snap.services[1].rps = 1;
+    const std::string table = render_plain(snap, plain_options());
     EXPECT_NE(table.find("2.0%!"), std::string::npos) << table;     // error ratio over budget
     EXPECT_NE(table.find("250.0ms!"), std::string::npos) << table;  // p95 over SLO
     EXPECT_EQ(table.find("sleep"), std::string::npos);
     EXPECT_LT(table.find("nginx"), table.find("curl"));
+    // The current rate, not the API's 1-minute 50.5; and the windows are said.
+    EXPECT_NE(table.find(" 12.3 "), std::string::npos) << table;
+    EXPECT_EQ(table.find("50.5"), std::string::npos) << table;
+    EXPECT_NE(table.find("2 services  RPS: last 1.0 s; ERR% and P50/P95/P99: last minute"),
+              std::string::npos)
+        << table;
+}
+
+TEST(TopColumns, RpsFormatting) {
+    EXPECT_EQ(format_rps(std::nullopt), "-");
+    EXPECT_EQ(format_rps(0.0), "0.0");
+    EXPECT_EQ(format_rps(12.345), "12.3");
+    EXPECT_EQ(format_rps(26712.4), "26712");
+    EXPECT_EQ(windows_legend(0),
+              "RPS: from the next refresh on; ERR% and P50/P95/P99: last minute");
+    EXPECT_EQ(windows_legend(3.04), "RPS: last 3 s; ERR% and P50/P95/P99: last minute");
+}
+
+TEST(TopColumns, PlainTableNeverPrintsControlCharacters) {
+    Snapshot snap;
+    snap.services = parse_services(nlohmann::json::parse(kServices));
+    snap.services[0].name = "\x1b]0;pwned\x07x";
+    snap.services[1].name = "\x1b[2J\xff\xfe\xc2\x9b";
+    auto options = plain_options();
+    options.agent_url = "http://\x1b[2Jhost";
+    for (const auto charset : {util::TerminalCharset::kUtf8, util::TerminalCharset::kAscii}) {
+        options.charset = charset;
+        const std::string table = render_plain(snap, options);
+        for (const char c : table)
+            EXPECT_TRUE(c == '\n' || static_cast<unsigned char>(c) >= 0x20) << table;
+        EXPECT_EQ(table.find('\x7f'), std::string::npos);
+        EXPECT_TRUE(util::is_valid_utf8(table));
+        EXPECT_NE(table.find("?]0;pwned?x"), std::string::npos) << table;
+        EXPECT_NE(table.find("http://?[2Jhost"), std::string::npos) << table;
+    }
+    options.charset = util::TerminalCharset::kUtf8;
+    EXPECT_NE(render_plain(snap, options).find("?[2J\xEF\xBF\xBD\xEF\xBF\xBD?"), std::string::npos);
+    options.charset = util::TerminalCharset::kAscii;
+    EXPECT_NE(render_plain(snap, options).find("?[2J???"), std::string::npos);
+}
+
+TEST(TopColumns, PadCountsColumnsNotBytes) {
+    EXPECT_EQ(pad("caf\xC3\xA9", 6, false), "caf\xC3\xA9  ");
+    EXPECT_EQ(pad("caf\xC3\xA9s", 4, false), "caf\xC3\xA9");  // cut between characters
+    EXPECT_EQ(pad("\xC3\xA9", 3, true), "  \xC3\xA9");
+}
+
+TEST(TopColumns, ServicesCountSaysWhatTheFilterKept) {
+    EXPECT_EQ(services_count(17, 17, false), "17 services");
+    EXPECT_EQ(services_count(1, 1, false), "1 service");
+    EXPECT_EQ(services_count(3, 17, true), "3 of 17 services");
+    EXPECT_EQ(services_count(0, 17, true), "0 of 17 services");
+}
+
+// --- current rates ---
+
+using Clock = RateTracker::Clock;
+const Clock::time_point kT0{std::chrono::seconds(1000)};
+
+Clock::time_point at(double seconds) {
+    return kT0 +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+TEST(TopRates, FirstSampleHasNoRateThenDeltaOverTime) {
+    RateTracker rates(std::chrono::seconds(3));
+    EXPECT_FALSE(rates.update("a", 1000, at(0)));
+    const auto r = rates.update("a", 1500, at(0.5));
+    ASSERT_TRUE(r);
+    EXPECT_DOUBLE_EQ(*r, 1000.0);
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 0.5);
+}
+
+TEST(TopRates, LooksBackOverTheSpanNotTheMinute) {
+    // 26.7k req/s starting at t=0 after an idle minute: the API's 1-minute figure would be a
+    // twelfth of it 5 s in; the current rate is the rate.
+    RateTracker rates(std::chrono::seconds(3));
+    std::uint64_t total = 0;
+    std::optional<double> r;
+    for (int t = 0; t <= 5; ++t) {
+        r = rates.update("nginx", total, at(t));
+        total += 26700;
+    }
+    ASSERT_TRUE(r);
+    EXPECT_DOUBLE_EQ(*r, 26700.0);
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 3.0);
+    // The load stops: within the span the rate falls, after it the rate is 0.
+    total -= 26700;
+    r = rates.update("nginx", total, at(6));
+    EXPECT_NEAR(*r, 26700.0 * 2 / 3, 1e-6);
+    rates.update("nginx", total, at(7));
+    r = rates.update("nginx", total, at(8));
+    EXPECT_DOUBLE_EQ(*r, 0.0);
+}
+
+TEST(TopRates, SmoothsOverTheSpanWithFastRefreshes) {
+    RateTracker rates(std::chrono::seconds(3));
+    // 100 requests in one burst at t=1, refreshes every 0.5 s: the rate is spread over ~3 s
+    // instead of jumping to 200/s and back to 0.
+    std::optional<double> r;
+    for (int i = 0; i <= 6; ++i)
+        r = rates.update("a", i >= 2 ? 100 : 0, at(i * 0.5));
+    EXPECT_NEAR(*r, 100 / 3.0, 1e-6);
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 3.0);
+}
+
+TEST(TopRates, SlowRefreshesUseTheLastInterval) {
+    RateTracker rates(std::chrono::seconds(3));
+    rates.update("a", 0, at(0));
+    rates.update("a", 1000, at(10));
+    const auto r = rates.update("a", 1500, at(20));
+    EXPECT_DOUBLE_EQ(*r, 50.0);
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 10.0);
+}
+
+TEST(TopRates, CounterResetStartsOver) {
+    RateTracker rates(std::chrono::seconds(3));
+    rates.update("a", 5000, at(0));
+    EXPECT_FALSE(rates.update("a", 10, at(1)));  // the series was evicted, or a new agent
+    EXPECT_DOUBLE_EQ(*rates.update("a", 30, at(2)), 20.0);
+    EXPECT_FALSE(rates.update("a", 40, at(2)));  // no time passed: no division by zero
+}
+
+TEST(TopRates, SpanIsTheLongestOfTheSnapshot) {
+    RateTracker rates(std::chrono::seconds(3));
+    for (int t = 0; t <= 4; ++t)
+        rates.update("old", 0, at(t));
+    rates.update("new", 0, at(4));
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 3.0);
+    rates.update("old", 0, at(5));
+    rates.update("new", 0, at(5));  // looks back 1 s only: the snapshot's span is still 3 s
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 3.0);
+    rates.update("newer", 0, at(6));  // a snapshot without any rate
+    EXPECT_DOUBLE_EQ(rates.last_span_seconds(), 0.0);
+}
+
+TEST(TopRates, KeysAreIndependentAndGoneOnesForgotten) {
+    RateTracker rates(std::chrono::seconds(3));
+    rates.update("a", 0, at(0));
+    rates.update("b", 0, at(0));
+    EXPECT_DOUBLE_EQ(*rates.update("a", 10, at(1)), 10.0);
+    rates.forget_older_than(at(1));  // "b" was not in the last snapshot
+    EXPECT_FALSE(rates.update("b", 100, at(2)));
+}
+
+TEST(TopRates, ApplyRatesToServiceRows) {
+    RateTracker rates;
+    auto rows = parse_services(nlohmann::json::parse(kServices));
+    apply_rates(rows, rates, at(0));
+    EXPECT_FALSE(rows[0].rps);
+    rows = parse_services(nlohmann::json::parse(kServices));
+    rows[0].requests_total = 150;
+    apply_rates(rows, rates, at(1));
+    ASSERT_TRUE(rows[0].rps);
+    EXPECT_DOUBLE_EQ(*rows[0].rps, 50.0);
+    EXPECT_FALSE(rows[2].rps);  // no HTTP: no rate
+    // A client side and a server side of the same name are different counters.
+    auto swapped = parse_services(nlohmann::json::parse(kServices));
+    swapped[0].side = "client";
+    swapped[0].requests_total = 200;
+    apply_rates(swapped, rates, at(2));
+    EXPECT_FALSE(swapped[0].rps);
+}
+
+TEST(TopRates, ApplyRatesToRoutes) {
+    RateTracker rates;
+    auto routes = parse_endpoints(nlohmann::json::parse(
+        R"([{"side":"server","method":"GET","route":"/a","requests_total":10},
+            {"side":"server","method":"POST","route":"/a","requests_total":10}])"));
+    apply_rates(routes, rates, at(0));
+    routes[0].requests_total = 40;
+    apply_rates(routes, rates, at(2));
+    EXPECT_DOUBLE_EQ(*routes[0].rps, 15.0);
+    EXPECT_DOUBLE_EQ(*routes[1].rps, 0.0);
+}
+
+// --- selection ---
+
+std::vector<ServiceRow> rows_named(std::initializer_list<const char*> names) {
+    std::vector<ServiceRow> rows;
+    for (const char* name : names) {
+        ServiceRow row;
+        row.name = name;
+        rows.push_back(row);
+    }
+    return rows;
+}
+
+TEST(TopSelection, FollowsTheServiceAcrossResorts) {
+    Selection selection;
+    auto rows = rows_named({"api", "db", "web"});
+    EXPECT_EQ(selection.place(rows), 0);
+    selection.move(rows, 1);
+    EXPECT_EQ(selection.service(), "db");
+    // The next refresh sorts "db" to the top and "web" where "db" was: the cursor goes with db.
+    rows = rows_named({"db", "web", "api"});
+    EXPECT_EQ(selection.place(rows), 0);
+    EXPECT_EQ(selection.service(), "db");
+    selection.move(rows, 1);
+    EXPECT_EQ(selection.service(), "web");
+    rows = rows_named({"api", "db", "cache", "web"});
+    EXPECT_EQ(selection.place(rows), 3);
+}
+
+TEST(TopSelection, ResortUnderTheCursorThroughTheSortAndFilterCode) {
+    // As the view does it: sort by RPS, select the second row, then RPS changes re-sort.
+    auto rows = parse_services(nlohmann::json::parse(kServices));  // nginx, curl, sleep
+    rows[0].rps = 50;
+    rows[1].rps = 1;
+    Selection selection;
+    auto visible = filter_services(rows, "");
+    sort_services(visible, column_index("RPS"), true);
+    selection.place(visible);
+    selection.move(visible, 1);
+    ASSERT_EQ(selection.service(), "curl");
+    rows[1].rps = 500;  // curl now leads
+    visible = filter_services(rows, "");
+    sort_services(visible, column_index("RPS"), true);
+    const int index = selection.place(visible);
+    EXPECT_EQ(index, 0);
+    EXPECT_EQ(visible[static_cast<std::size_t>(index)].name, "curl");  // what Enter opens
+}
+
+TEST(TopSelection, GoneServiceHandsTheCursorToTheRowInItsPlace) {
+    Selection selection;
+    auto rows = rows_named({"a", "b", "c"});
+    selection.select_index(rows, 2);
+    EXPECT_EQ(selection.service(), "c");
+    rows = rows_named({"a", "b"});  // c exited
+    EXPECT_EQ(selection.place(rows), 1);
+    EXPECT_EQ(selection.service(), "b");
+    EXPECT_EQ(selection.place({}), -1);  // a filter that matches nothing
+    rows = rows_named({"x", "y"});
+    EXPECT_EQ(selection.place(rows), 0);
+    EXPECT_EQ(selection.service(), "x");
+}
+
+TEST(TopSelection, MovesAreClamped) {
+    Selection selection;
+    const auto rows = rows_named({"a", "b", "c"});
+    selection.move(rows, -5);
+    EXPECT_EQ(selection.service(), "a");
+    selection.move(rows, 100);
+    EXPECT_EQ(selection.service(), "c");
+    selection.select_index(rows, -1);
+    EXPECT_EQ(selection.service(), "a");
 }
 
 }  // namespace

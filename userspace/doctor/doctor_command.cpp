@@ -5,14 +5,19 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/terminal_text.h"
+
 namespace loupe::doctor {
 
 void print_text(const KernelReport& report, std::ostream& out) {
-    out << "loupe doctor: kernel " << report.kernel_release << "\n\n";
+    // Details quote the system (mount points, libbpf and kernel messages): made safe to print.
+    const auto charset = util::charset_from_environment();
+    const auto safe = [&](const std::string& text) { return util::terminal_safe(text, charset); };
+    out << "loupe doctor: kernel " << safe(report.kernel_release) << "\n\n";
     for (const auto& f : report.features) {
         out << fmt::format("  {:<9} {:<11} {}\n", f.available ? "[ok]" : "[missing]", f.id,
                            f.title);
-        out << fmt::format("  {:<21} {}\n", "", f.detail);
+        out << fmt::format("  {:<21} {}\n", "", safe(f.detail));
         if (!f.available)
             out << fmt::format("  {:<21} without it: {}{}\n", "", f.impact,
                                f.essential ? " (essential)" : "");
@@ -35,7 +40,8 @@ void print_json(const KernelReport& report, std::ostream& out) {
     const nlohmann::json doc = {{"kernel_release", report.kernel_release},
                                 {"usable", report.usable()},
                                 {"features", features}};
-    out << doc.dump(2) << '\n';
+    // ASCII only, and bytes that are not UTF-8 replaced rather than thrown about.
+    out << doc.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
 int run_doctor(bool json, std::ostream& out) {

@@ -1,8 +1,45 @@
 #include "cli/top/agent_client.h"
 
+#include <cctype>
+
 #include <httplib.h>
 
+#include "util/utf8.h"
+
 namespace loupe::top {
+namespace {
+
+// A service name in a URL path: pods' services are "<namespace>/<pod>/<container>", kept as path
+// segments (the agent's routes take them whole); anything else but unreserved bytes is escaped.
+std::string encode_path(const std::string& name) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const unsigned char c : name) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/' ||
+            c == '@') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 0xF];
+        }
+    }
+    return out;
+}
+
+// doc[key], or null when doc is not an object or lacks it (operator[] would throw or insert).
+nlohmann::json member(const nlohmann::json& doc, const char* key) {
+    if (!doc.is_object()) return nullptr;
+    const auto it = doc.find(key);
+    return it == doc.end() ? nlohmann::json(nullptr) : *it;
+}
+
+std::uint64_t counter(const nlohmann::json& doc, const char* key) {
+    const auto value = member(doc, key);
+    return value.is_number_unsigned() ? value.get<std::uint64_t>() : 0;
+}
+
+}  // namespace
 
 AgentClient::AgentClient(const std::string& base_url)
     : base_url_(base_url), client_(std::make_unique<httplib::Client>(base_url)) {
@@ -23,7 +60,12 @@ std::optional<nlohmann::json> AgentClient::get(const std::string& path, std::str
         error = base_url_ + path + " answered " + std::to_string(res->status);
         return std::nullopt;
     }
+    // An agent from before names were made valid UTF-8 can send a process name's raw bytes, which
+    // the JSON parser refuses: each invalid byte becomes U+FFFD instead (the terminal sanitizer
+    // replaces them the same way), so the rest of the answer is still shown.
     auto doc = nlohmann::json::parse(res->body, nullptr, false);
+    if (doc.is_discarded())
+        doc = nlohmann::json::parse(util::valid_utf8(res->body), nullptr, false);
     if (doc.is_discarded()) {
         error = base_url_ + path + " did not answer JSON";
         return std::nullopt;
@@ -42,15 +84,17 @@ std::optional<Snapshot> AgentClient::snapshot(std::string& error) {
     auto node = get("/api/v1/node", error);
     auto agent = get("/api/v1/agent", error);
     if (!node || !agent) return std::nullopt;
-    Snapshot snap;
-    snap.services = parse_services((*services)["services"]);
-    snap.node = parse_node(*node);
-    snap.agent.events_total = agent->value("events_total", std::uint64_t{0});
-    snap.agent.alerts_firing = agent->value("alerts_firing", std::uint64_t{0});
-    if (const auto drops = agent->find("kernel_drops"); drops != agent->end() && drops->is_object())
-        for (const auto& [_, v] : drops->items())
-            snap.agent.drops += v.get<std::uint64_t>();
     const auto at = std::chrono::steady_clock::now();
+    Snapshot snap;
+    const auto service_docs = member(*services, "services");
+    snap.services = parse_services(service_docs);
+    apply_rates(snap.services, service_rates_, at);
+    snap.node = parse_node(*node);
+    snap.agent.events_total = counter(*agent, "events_total");
+    snap.agent.alerts_firing = counter(*agent, "alerts_firing");
+    if (const auto drops = member(*agent, "kernel_drops"); drops.is_object())
+        for (const auto& [kind, _] : drops.items())
+            snap.agent.drops += counter(drops, kind.c_str());
     if (last_at_.time_since_epoch().count() != 0 && snap.agent.events_total >= last_events_) {
         const double dt = std::chrono::duration<double>(at - last_at_).count();
         if (dt > 0)
@@ -59,8 +103,28 @@ std::optional<Snapshot> AgentClient::snapshot(std::string& error) {
     }
     last_events_ = snap.agent.events_total;
     last_at_ = at;
-    snap.raw = {{"services", (*services)["services"]}, {"node", *node}, {"agent", *agent}};
+    snap.raw = {{"services", service_docs}, {"node", *node}, {"agent", *agent}};
     return snap;
+}
+
+std::optional<std::vector<RouteRow>> AgentClient::endpoints(const std::string& service,
+                                                            std::string& error) {
+    if (service != route_rates_service_) {
+        route_rates_.clear();
+        route_rates_service_ = service;
+    }
+    auto doc = get("/api/v1/services/" + encode_path(service) + "/endpoints", error);
+    if (!doc) return std::nullopt;
+    auto rows = parse_endpoints(member(*doc, "endpoints"));
+    apply_rates(rows, route_rates_, std::chrono::steady_clock::now());
+    return rows;
+}
+
+std::optional<std::vector<ProcessRow>> AgentClient::processes(const std::string& service,
+                                                              std::string& error) {
+    auto doc = get("/api/v1/services/" + encode_path(service) + "/processes", error);
+    if (!doc) return std::nullopt;
+    return parse_processes(member(*doc, "processes"));
 }
 
 }  // namespace loupe::top

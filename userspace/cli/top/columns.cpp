@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "util/terminal_text.h"
+
 namespace loupe::top {
 
 std::string format_bytes(double bytes) {
@@ -32,11 +34,16 @@ std::string format_percent(double ratio) {
     return fmt::format("{:.1f}%", ratio * 100);
 }
 
+std::string format_rps(const std::optional<double>& rps) {
+    if (!rps) return "-";
+    return *rps < 100 ? fmt::format("{:.1f}", *rps) : fmt::format("{:.0f}", *rps);
+}
+
 std::string pad(const std::string& text, int width, bool right) {
     const auto w = static_cast<std::size_t>(std::max(width, 0));
-    if (text.size() >= w) return text.substr(0, w);
-    return right ? std::string(w - text.size(), ' ') + text
-                 : text + std::string(w - text.size(), ' ');
+    const std::size_t columns = util::text_columns(text);
+    if (columns >= w) return std::string(util::truncate_to_columns(text, w));
+    return right ? std::string(w - columns, ' ') + text : text + std::string(w - columns, ' ');
 }
 
 const std::vector<Column>& service_columns() {
@@ -45,9 +52,8 @@ const std::vector<Column>& service_columns() {
         {"PROC", 5, true,
          [](const ServiceRow& r) { return r.has_resources ? std::to_string(r.processes) : "-"; },
          [](const ServiceRow& r) { return static_cast<double>(r.processes); }, nullptr},
-        {"RPS", 8, true,
-         [](const ServiceRow& r) { return r.has_http ? fmt::format("{:.1f}", r.rps) : "-"; },
-         [](const ServiceRow& r) { return r.rps; }, nullptr},
+        {"RPS", 8, true, [](const ServiceRow& r) { return format_rps(r.rps); },
+         [](const ServiceRow& r) { return r.rps.value_or(-1); }, nullptr},
         {"ERR%", 6, true,
          [](const ServiceRow& r) { return r.has_http ? format_percent(r.error_ratio) : "-"; },
          [](const ServiceRow& r) { return r.error_ratio; },
@@ -122,24 +128,45 @@ std::vector<ServiceRow> filter_services(const std::vector<ServiceRow>& rows,
     return out;
 }
 
-std::string render_plain(const Snapshot& snap, const std::string& agent_url,
-                         const Thresholds& thresholds, int sort_column) {
-    std::string out = fmt::format(
-        "loupe top - {}  cpu {}  mem {}  events/s {:.0f}  drops {}  alerts {}\n", agent_url,
-        format_percent(snap.node.cpu_utilization), format_percent(snap.node.memory_utilization),
-        snap.agent.events_per_second, snap.agent.drops, snap.agent.alerts_firing);
+std::string services_count(std::size_t shown, std::size_t all, bool filtered) {
+    const std::size_t n = filtered ? all : shown;
+    const char* noun = n == 1 ? "service" : "services";
+    return filtered ? fmt::format("{} of {} {}", shown, all, noun)
+                    : fmt::format("{} {}", shown, noun);
+}
+
+std::string windows_legend(double rps_span_seconds) {
+    std::string rps = "from the next refresh on";
+    if (rps_span_seconds >= 2)  // whole seconds: the span moves a little with each refresh
+        rps = fmt::format("last {:.0f} s", rps_span_seconds);
+    else if (rps_span_seconds > 0)
+        rps = fmt::format("last {:.1f} s", rps_span_seconds);
+    return fmt::format("RPS: {}; ERR% and P50/P95/P99: last minute", rps);
+}
+
+std::string render_plain(const Snapshot& snap, const PlainOptions& options) {
+    const auto safe = [&](const std::string& text) {
+        return util::terminal_safe(text, options.charset);
+    };
+    std::string out =
+        fmt::format("loupe top - {}  cpu {}  mem {}  events/s {:.0f}  drops {}  alerts {}\n",
+                    safe(options.agent_url), format_percent(snap.node.cpu_utilization),
+                    format_percent(snap.node.memory_utilization), snap.agent.events_per_second,
+                    snap.agent.drops, snap.agent.alerts_firing);
+    auto rows = filter_services(snap.services, "");
+    out += services_count(rows.size(), rows.size(), false) + "  " +
+           windows_legend(options.rps_span_seconds) + "\n";
     const auto& cols = service_columns();
     std::string header;
     for (const auto& c : cols)
         header += pad(c.title, c.width, c.numeric) + " ";
     out += header + "\n";
-    auto rows = filter_services(snap.services, "");
-    sort_services(rows, sort_column, true);
+    sort_services(rows, options.sort_column, true);
     for (const auto& r : rows) {
         std::string line;
         for (const auto& c : cols) {
-            std::string cell = c.text(r);
-            if (c.alarming && c.alarming(r, thresholds)) cell += "!";  // readable without colour
+            std::string cell = safe(c.text(r));
+            if (c.alarming && c.alarming(r, options.thresholds)) cell += "!";  // without colour
             line += pad(cell, c.width, c.numeric) + " ";
         }
         while (!line.empty() && line.back() == ' ')

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/top/snapshot.h"
+#include "util/terminal_text.h"
 
 namespace loupe::top {
 
@@ -38,10 +39,25 @@ std::string format_bytes(double bytes);
 std::string format_rate(double bytes_per_second);
 std::string format_seconds(const std::optional<double>& seconds);
 std::string format_percent(double ratio);
+std::string format_rps(const std::optional<double>& rps);  // "-" when not measured yet
+// `text` padded or cut to `width` columns (counted as util::text_columns does).
 std::string pad(const std::string& text, int width, bool right);
 
-// The plain-text table of `--once`: header line, column titles, one line per service.
-std::string render_plain(const Snapshot& snapshot, const std::string& agent_url,
-                         const Thresholds& thresholds, int sort_column);
+// "17 services"; with a filter on, "3 of 17 services".
+std::string services_count(std::size_t shown, std::size_t all, bool filtered);
+// What RPS and the other columns are measured over, for the header.
+std::string windows_legend(double rps_span_seconds);
+
+struct PlainOptions {
+    std::string agent_url;
+    Thresholds thresholds;
+    int sort_column = 0;
+    double rps_span_seconds = 0;  // what the rates were measured over (0: not measured)
+    util::TerminalCharset charset = util::TerminalCharset::kAscii;
+};
+
+// The plain-text table of `--once`: header lines, column titles, one line per service. Text from
+// the system goes through util::terminal_safe.
+std::string render_plain(const Snapshot& snapshot, const PlainOptions& options);
 
 }  // namespace loupe::top

@@ -11,6 +11,16 @@ double number(const nlohmann::json& j, const char* key) {
     return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
 }
 
+std::uint64_t counter(const nlohmann::json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
+std::string text(const nlohmann::json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 std::optional<double> maybe(const nlohmann::json& j, const char* key) {
     const auto it = j.find(key);
     if (it == j.end() || !it->is_number()) return std::nullopt;
@@ -22,6 +32,7 @@ std::string status_mix(const nlohmann::json& statuses) {
     double total = 0;
     std::vector<std::pair<double, std::string>> parts;
     for (const auto& [status, count] : statuses.items()) {
+        if (!count.is_number()) continue;
         total += count.get<double>();
         parts.emplace_back(count.get<double>(), status);
     }
@@ -41,7 +52,7 @@ std::vector<ServiceRow> parse_services(const nlohmann::json& services) {
     if (!services.is_array()) return rows;
     for (const auto& s : services) {
         ServiceRow row;
-        row.name = s.value("name", "");
+        row.name = text(s, "name");
         // A service that serves HTTP is judged by its server side; a pure client by its calls.
         const nlohmann::json* http = nullptr;
         if (s.contains("server") && s["server"].is_object()) {
@@ -53,7 +64,8 @@ std::vector<ServiceRow> parse_services(const nlohmann::json& services) {
         }
         if (http) {
             row.has_http = true;
-            row.rps = number(*http, "rps");
+            row.requests_total = counter(*http, "requests_total");
+            row.rps_1m = number(*http, "rps");
             row.error_ratio = number(*http, "error_ratio");
             row.p50 = maybe(*http, "p50_seconds");
             row.p95 = maybe(*http, "p95_seconds");
@@ -62,7 +74,7 @@ std::vector<ServiceRow> parse_services(const nlohmann::json& services) {
         if (s.contains("resources") && s["resources"].is_object()) {
             const auto& r = s["resources"];
             row.has_resources = true;
-            row.processes = static_cast<std::uint64_t>(number(r, "processes"));
+            row.processes = counter(r, "processes");
             row.cpu_cores = number(r, "cpu_cores");
             row.rss_bytes = number(r, "rss_bytes");
             row.disk_read_bps = number(r, "disk_read_bytes_per_second");
@@ -81,10 +93,11 @@ std::vector<RouteRow> parse_endpoints(const nlohmann::json& endpoints) {
     if (!endpoints.is_array()) return rows;
     for (const auto& e : endpoints) {
         RouteRow row;
-        row.side = e.value("side", "");
-        row.method = e.value("method", "");
-        row.route = e.value("route", "");
-        row.rps = number(e, "rps");
+        row.side = text(e, "side");
+        row.method = text(e, "method");
+        row.route = text(e, "route");
+        row.requests_total = counter(e, "requests_total");
+        row.rps_1m = number(e, "rps");
         row.error_ratio = number(e, "error_ratio");
         row.p50 = maybe(e, "p50_seconds");
         row.p95 = maybe(e, "p95_seconds");
@@ -92,7 +105,7 @@ std::vector<RouteRow> parse_endpoints(const nlohmann::json& endpoints) {
         row.status_mix = status_mix(e.value("statuses", nlohmann::json::object()));
         if (const auto p = e.find("peers"); p != e.end() && p->is_array())
             for (const auto& peer : *p)
-                row.peers.push_back(peer.get<std::string>());
+                if (peer.is_string()) row.peers.push_back(peer.get<std::string>());
         rows.push_back(std::move(row));
     }
     return rows;
@@ -102,8 +115,8 @@ std::vector<ProcessRow> parse_processes(const nlohmann::json& processes) {
     std::vector<ProcessRow> rows;
     if (!processes.is_array()) return rows;
     for (const auto& p : processes)
-        rows.push_back(
-            {p.value("pid", 0u), number(p, "cpu_seconds_total"), number(p, "rss_bytes")});
+        rows.push_back({static_cast<std::uint32_t>(counter(p, "pid")),
+                        number(p, "cpu_seconds_total"), number(p, "rss_bytes")});
     return rows;
 }
 

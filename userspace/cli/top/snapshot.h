@@ -13,8 +13,10 @@ struct ServiceRow {
     std::string name;
     bool has_http = false;  // server or client traffic seen
     std::string side;       // "server" when it serves HTTP, else "client"
-    double rps = 0;
-    double error_ratio = 0;
+    std::uint64_t requests_total = 0;
+    std::optional<double> rps;  // current: over the last few seconds (none on the first snapshot)
+    double rps_1m = 0;          // the API's 1-minute average
+    double error_ratio = 0;     // 1-minute window
     std::optional<double> p50, p95, p99;  // seconds, 1-minute window
     bool has_resources = false;
     std::uint64_t processes = 0;
@@ -27,7 +29,9 @@ struct ServiceRow {
 
 struct RouteRow {
     std::string side, method, route;
-    double rps = 0;
+    std::uint64_t requests_total = 0;
+    std::optional<double> rps;  // current, as ServiceRow's
+    double rps_1m = 0;
     double error_ratio = 0;
     std::optional<double> p50, p95, p99;
     std::string status_mix;          // "200:97% 404:3%"

@@ -12,6 +12,7 @@
 #include "agent/agent.h"
 #include "cli/top/agent_client.h"
 #include "cli/top/top_view.h"
+#include "util/terminal_text.h"
 
 namespace loupe::top {
 namespace {
@@ -30,21 +31,28 @@ int print_once(AgentClient& client, const TopOptions& options) {
     std::string error;
     auto snap = client.snapshot(error);
     if (snap && !options.json) {
-        // events/s is a rate: a second snapshot one interval later gives it.
+        // Request rates and events/s are measured between two snapshots one interval apart.
         std::this_thread::sleep_for(std::chrono::duration<double>(options.interval_seconds));
         snap = client.snapshot(error);
     }
     if (!snap) {
-        std::cerr << "loupe top: " << error << '\n';
+        std::cerr << "loupe top: " << util::terminal_safe(error, util::charset_from_environment())
+                  << '\n';
         return 1;
     }
     if (options.json) {
-        std::cout << snap->raw.dump(2) << '\n';
+        // ensure_ascii: no byte of a name reaches the terminal raw; JSON readers decode \uXXXX.
+        std::cout << snap->raw.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << '\n';
         return 0;
     }
+    PlainOptions plain;
+    plain.agent_url = client.base_url();
+    plain.thresholds = options.thresholds;
     const int column = column_index(options.sort);
-    std::cout << render_plain(*snap, client.base_url(), options.thresholds,
-                              column < 0 ? column_index("RPS") : column);
+    plain.sort_column = column < 0 ? column_index("RPS") : column;
+    plain.rps_span_seconds = client.rate_span_seconds();
+    plain.charset = util::charset_from_environment();
+    std::cout << render_plain(*snap, plain);
     return 0;
 }
 
@@ -58,7 +66,8 @@ int run_top(const TopOptions& options) {
     if (!client->alive() && !options.agent_given) {
         // No agent here: capture in-process, served on a private loopback port.
         if (::geteuid() != 0)
-            std::cerr << "loupe top: no agent at " << options.agent_url
+            std::cerr << "loupe top: no agent at "
+                      << util::terminal_safe(options.agent_url, util::charset_from_environment())
                       << " and capturing in-process needs root (or CAP_BPF + CAP_PERFMON)\n";
         agent::AgentConfig config;
         config.listen = "127.0.0.1:0";

@@ -1,33 +1,15 @@
 #include "cli/top/top_view.h"
 
+#include <locale.h>
 #include <ncurses.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 
 #include <fmt/format.h>
 
 namespace loupe::top {
 namespace {
-
-// A service name in a URL path: pods' services are "<namespace>/<pod>/<container>", kept as path
-// segments (the agent's routes take them whole); anything else but unreserved bytes is escaped.
-std::string encode_path(const std::string& name) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    for (const unsigned char c : name) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/' ||
-            c == '@') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-        }
-    }
-    return out;
-}
 
 constexpr int kAlarmPair = 1;
 constexpr int kGoodPair = 2;
@@ -38,10 +20,14 @@ constexpr int kKeyEscape = 27;
 TopView::TopView(AgentClient& client, ViewOptions options)
     : client_(client), options_(std::move(options)), sort_column_(column_index("RPS")) {}
 
+// Every character drawn goes through here: text from the system is made safe first.
 void TopView::put(int y, int x, const std::string& text, int width, int attrs) {
     if (width <= 0 || y < 0 || y >= LINES) return;
+    const std::string safe = util::terminal_safe(text, charset_);
+    const std::string_view visible =
+        util::truncate_to_columns(safe, static_cast<std::size_t>(width));
     if (attrs) attron(attrs);
-    mvaddnstr(y, x, text.c_str(), width);
+    mvaddnstr(y, x, visible.data(), static_cast<int>(visible.size()));
     if (attrs) attroff(attrs);
 }
 
@@ -61,14 +47,12 @@ void TopView::refresh_data() {
         error_ = error;  // keep showing the last data, flagged as stale
     }
     if (mode_ == Mode::kDetail && error_.empty()) {
-        const std::string base = "/api/v1/services/" + encode_path(detail_service_);
         routes_.clear();
         processes_.clear();
         std::string ignored;  // a service without HTTP or without live processes answers 404
-        if (auto e = client_.get(base + "/endpoints", ignored))
-            routes_ = parse_endpoints((*e)["endpoints"]);
-        if (auto p = client_.get(base + "/processes", ignored))
-            processes_ = parse_processes((*p)["processes"]);
+        if (auto routes = client_.endpoints(detail_service_, ignored)) routes_ = std::move(*routes);
+        if (auto processes = client_.processes(detail_service_, ignored))
+            processes_ = std::move(*processes);
     }
 }
 
@@ -80,8 +64,8 @@ void TopView::draw_header(int width) {
                                    snapshot_.agent.events_per_second, snapshot_.agent.drops);
     put(0, 0, line, width, A_BOLD);
     const std::string alerts = fmt::format("alerts {}", snapshot_.agent.alerts_firing);
-    const int x =
-        static_cast<int>(std::min<std::size_t>(line.size(), static_cast<std::size_t>(width)));
+    const int x = static_cast<int>(std::min<std::size_t>(
+        util::text_columns(util::terminal_safe(line, charset_)), static_cast<std::size_t>(width)));
     put(0, x, alerts, width - x,
         snapshot_.agent.alerts_firing
             ? (options_.color ? COLOR_PAIR(kAlarmPair) | A_BOLD : A_REVERSE)
@@ -92,10 +76,13 @@ void TopView::draw_header(int width) {
     else if (!have_snapshot_)
         status = "connecting...";
     else
-        status =
-            fmt::format("{} services{}{}{}", snapshot_.services.size(), paused_ ? "  [paused]" : "",
-                        filter_.empty() ? "" : "  filter: " + filter_,
-                        options_.note.empty() ? "" : "  " + options_.note);
+        status = fmt::format(
+            "{}{}{}  {}{}",
+            services_count(visible_rows().size(), filter_services(snapshot_.services, "").size(),
+                           !filter_.empty()),
+            paused_ ? "  [paused]" : "", filter_.empty() ? "" : "  filter: " + filter_,
+            windows_legend(client_.rate_span_seconds()),
+            options_.note.empty() ? "" : "  " + options_.note);
     put(1, 0, status, width,
         error_.empty() ? 0 : (options_.color ? COLOR_PAIR(kAlarmPair) | A_BOLD : A_REVERSE));
 }
@@ -113,17 +100,17 @@ void TopView::draw_services(int top, int height, int width) {
         put(top, x, std::string(static_cast<std::size_t>(width - x), ' '), width - x, A_REVERSE);
     const auto rows = visible_rows();
     const int body = height - 1;
-    selected_ = std::clamp(selected_, 0, std::max(0, static_cast<int>(rows.size()) - 1));
-    if (selected_ < scroll_) scroll_ = selected_;
-    if (selected_ >= scroll_ + body) scroll_ = selected_ - body + 1;
+    const int at = std::max(0, selection_.place(rows));
+    if (at < scroll_) scroll_ = at;
+    if (at >= scroll_ + body) scroll_ = at - body + 1;
     scroll_ = std::max(0, std::min(scroll_, std::max(0, static_cast<int>(rows.size()) - body)));
     for (int line = 0; line < body && scroll_ + line < static_cast<int>(rows.size()); ++line) {
         const auto& r = rows[static_cast<std::size_t>(scroll_ + line)];
-        const bool selected = scroll_ + line == selected_;
+        const bool selected = scroll_ + line == at;
         int cx = 0;
         for (const auto& c : cols) {
             if (cx >= width) break;
-            std::string cell = c.text(r);
+            std::string cell = util::terminal_safe(c.text(r), charset_);
             const bool alarm = c.alarming && c.alarming(r, options_.thresholds);
             if (alarm && !options_.color) cell += "!";
             int attrs = selected ? A_REVERSE : 0;
@@ -135,6 +122,7 @@ void TopView::draw_services(int top, int height, int width) {
 }
 
 void TopView::draw_detail(int top, int height, int width) {
+    const auto safe = [&](const std::string& text) { return util::terminal_safe(text, charset_); };
     const ServiceRow* row = nullptr;
     for (const auto& r : snapshot_.services)
         if (r.name == detail_service_) row = &r;
@@ -157,10 +145,13 @@ void TopView::draw_detail(int top, int height, int width) {
         const auto& r = routes_[static_cast<std::size_t>(i)];
         const bool alarm = (r.p95 && *r.p95 > options_.thresholds.p95_seconds) ||
                            r.error_ratio > options_.thresholds.error_ratio;
-        std::string line = fmt::format("{:<7}{:<8}{:<32}{:>8.1f}{:>7}{:>9}{:>9}{:>9}  {}", r.side,
-                                       r.method, pad(r.route, 31, false), r.rps,
-                                       format_percent(r.error_ratio), format_seconds(r.p50),
-                                       format_seconds(r.p95), format_seconds(r.p99), r.status_mix);
+        // Cells are made safe before padding, so that padding counts what is drawn.
+        std::string line = pad(safe(r.side), 7, false) + pad(safe(r.method), 8, false) +
+                           pad(safe(r.route), 31, false) + " " + pad(format_rps(r.rps), 8, true) +
+                           pad(format_percent(r.error_ratio), 7, true) +
+                           pad(format_seconds(r.p50), 9, true) +
+                           pad(format_seconds(r.p95), 9, true) +
+                           pad(format_seconds(r.p99), 9, true) + "  " + safe(r.status_mix);
         if (alarm && !options_.color) line += " !";
         put(y++, 0, line, width, alarm && options_.color ? COLOR_PAIR(kAlarmPair) : 0);
     }
@@ -177,7 +168,7 @@ void TopView::draw_detail(int top, int height, int width) {
         put(y++, 0, fmt::format("{:<24}{}", "CALLS TO (PEER)", "ROUTES"), width, A_REVERSE);
         for (const auto& [peer, called] : peers) {
             if (y >= top + height - 3) break;
-            put(y++, 0, fmt::format("{:<24}{}", peer, called), width);
+            put(y++, 0, pad(safe(peer), 23, false) + " " + called, width);
         }
     }
     ++y;
@@ -206,7 +197,9 @@ void TopView::draw_help(int top, int height, int width) {
         "  q                              quit",
         "",
         "Highlighted (or marked '!' without colour): p95 over the SLO, error rate over the budget.",
-        "Percentiles and rates are over the last minute; NO_COLOR disables colour.",
+        "RPS is the current rate: requests counted between refreshes over the last ~3 s (or one",
+        "refresh interval when longer); '-' until two refreshes were seen. ERR% and P50/P95/P99",
+        "are over the last minute. NO_COLOR disables colour.",
     };
     int y = top;
     for (const char* line : kHelp) {
@@ -237,9 +230,7 @@ void TopView::draw() {
 }
 
 void TopView::move_selection(int delta, int page) {
-    const int rows = static_cast<int>(visible_rows().size());
-    selected_ = std::clamp(selected_ + delta * (page ? std::max(1, LINES - 5) : 1), 0,
-                           std::max(0, rows - 1));
+    selection_.move(visible_rows(), delta * (page ? std::max(1, LINES - 5) : 1));
 }
 
 bool TopView::handle_key(int key) {
@@ -247,7 +238,6 @@ bool TopView::handle_key(int key) {
         if (key == '\n' || key == KEY_ENTER) {
             filter_ = filter_draft_;
             editing_filter_ = false;
-            selected_ = 0;
         } else if (key == kKeyEscape) {
             editing_filter_ = false;
         } else if (key == KEY_BACKSPACE || key == 127 || key == 8) {
@@ -294,12 +284,14 @@ bool TopView::handle_key(int key) {
             break;
         case KEY_HOME:
         case 'g':
-            selected_ = 0;
+            selection_.select_index(visible_rows(), 0);
             break;
         case KEY_END:
-        case 'G':
-            selected_ = std::max(0, static_cast<int>(visible_rows().size()) - 1);
+        case 'G': {
+            const auto rows = visible_rows();
+            selection_.select_index(rows, static_cast<int>(rows.size()) - 1);
             break;
+        }
         case '<':
             sort_column_ = (sort_column_ + columns - 1) % columns;
             break;
@@ -337,13 +329,11 @@ bool TopView::handle_key(int key) {
         case '\n':
         case KEY_ENTER:
         case KEY_RIGHT:
-            if (mode_ == Mode::kServices) {
-                const auto rows = visible_rows();
-                if (selected_ < static_cast<int>(rows.size())) {
-                    detail_service_ = rows[static_cast<std::size_t>(selected_)].name;
-                    mode_ = Mode::kDetail;
-                    refresh_data();
-                }
+            // The service highlighted, wherever the last refresh sorted it.
+            if (mode_ == Mode::kServices && selection_.place(visible_rows()) >= 0) {
+                detail_service_ = selection_.service();
+                mode_ = Mode::kDetail;
+                refresh_data();
             }
             break;
         case kKeyEscape:
@@ -362,6 +352,11 @@ bool TopView::handle_key(int key) {
 }
 
 int TopView::run() {
+    // ncurses draws UTF-8 only under a UTF-8 LC_CTYPE. Set for this thread alone: an in-process
+    // agent's threads keep the "C" locale they were written for.
+    const locale_t user = ::newlocale(LC_CTYPE_MASK, "", static_cast<locale_t>(0));
+    const locale_t before = user ? ::uselocale(user) : static_cast<locale_t>(0);
+    charset_ = util::charset_from_environment();
     initscr();
     cbreak();
     noecho();
@@ -390,6 +385,10 @@ int TopView::run() {
         if (key != ERR) running = handle_key(key);
     }
     endwin();
+    if (user) {
+        ::uselocale(before);
+        ::freelocale(user);
+    }
     return 0;
 }
 

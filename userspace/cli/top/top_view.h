@@ -7,6 +7,8 @@
 
 #include "cli/top/agent_client.h"
 #include "cli/top/columns.h"
+#include "cli/top/selection.h"
+#include "util/terminal_text.h"
 
 namespace loupe::top {
 
@@ -36,6 +38,7 @@ class TopView {
     bool handle_key(int key);  // false = quit
     void move_selection(int delta, int page);
     std::vector<ServiceRow> visible_rows() const;
+    // Draws `text` made safe (util::terminal_safe), cut to `width` columns.
     void put(int y, int x, const std::string& text, int width, int attrs = 0);
 
     AgentClient& client_;
@@ -50,13 +53,14 @@ class TopView {
     std::string filter_;
     bool editing_filter_ = false;
     std::string filter_draft_;
-    int selected_ = 0;
+    Selection selection_;
     int scroll_ = 0;
     bool paused_ = false;
     std::string detail_service_;
     std::vector<RouteRow> routes_;
     std::vector<ProcessRow> processes_;
     std::chrono::steady_clock::time_point next_refresh_{};
+    util::TerminalCharset charset_ = util::TerminalCharset::kAscii;
 };
 
 }  // namespace loupe::top
