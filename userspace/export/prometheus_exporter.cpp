@@ -97,7 +97,8 @@ void add_http_families(TextExposition& out, const MetricsView& view, ServiceLabe
                         "response byte read (kernel clock).");
     windows.family(windowed, "summary",
                    "Request duration over a sliding window (label window): quantiles from the "
-                   "sketch (0.54% relative error), exact _count and _sum of the window.");
+                   "sketch (0.54% to 4.3% relative error, wider spreads coarser), exact _count and "
+                   "_sum of the window.");
     const std::string windowed_sum = std::string(windowed) + "_sum";
     const std::string windowed_count = std::string(windowed) + "_count";
     stats::LogSketch merged;
