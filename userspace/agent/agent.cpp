@@ -60,6 +60,26 @@ std::string iso_timestamp() {
     return buf;
 }
 
+// The "error" of an error reply cpp-httplib made (a path no route takes, a malformed request).
+const char* error_text(int status) {
+    switch (status) {
+        case 400:
+            return "bad request";
+        case 404:
+            return "not found";
+        case 405:
+            return "method not allowed";
+        case 413:
+            return "payload too large";
+        case 414:
+            return "URI too long";
+        case 416:
+            return "range not satisfiable";
+        default:
+            return status >= 500 ? "internal error" : "bad request";
+    }
+}
+
 }  // namespace
 
 Agent::Agent(AgentConfig config)
@@ -151,8 +171,7 @@ Agent::~Agent() {
     stop();
     // start() may have failed half-way: no thread may outlive the object.
     request_stop();
-    if (server_) server_->stop();
-    if (server_thread_.joinable()) server_thread_.join();
+    if (endpoint_) endpoint_->close();
 }
 
 std::chrono::nanoseconds Agent::now() const {
@@ -469,19 +488,23 @@ std::string Agent::render_metrics() {
 }
 
 void Agent::register_routes() {
+    httplib::Server* const routing = &endpoint_->routes();
+    // Names come from processes (any user can set bytes like \xff\xfe with prctl) and from
+    // request paths: invalid UTF-8 is replaced, where dump() would throw and answer 500.
     auto json_reply = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
         res.status = status;
-        res.set_content(body.dump(), "application/json");
+        res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        "application/json");
     };
-    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    routing->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
         res.set_content(render_metrics(), "text/plain; version=0.0.4; charset=utf-8");
     });
     auto live = [this, json_reply](const httplib::Request&, httplib::Response& res) {
         json_reply(res, health_body("ok", nlohmann::json::object()));
     };
-    server_->Get("/health", live);
-    server_->Get("/health/live", live);
-    server_->Get(
+    routing->Get("/health", live);
+    routing->Get("/health/live", live);
+    routing->Get(
         "/health/ready", [this, json_reply](const httplib::Request&, httplib::Response& res) {
             const bool ready = ready_ && running_;
             std::string capture_state;
@@ -493,13 +516,13 @@ void Agent::register_routes() {
                                      {"shutting_down", !running_.load()}};
             json_reply(res, health_body(ready ? "ok" : "unavailable", checks), ready ? 200 : 503);
         });
-    server_->Get(
+    routing->Get(
         "/health/startup", [this, json_reply](const httplib::Request&, httplib::Response& res) {
             const bool done = started_up_;
             json_reply(res, health_body(done ? "ok" : "starting", nlohmann::json::object()),
                        done ? 200 : 503);
         });
-    server_->Get("/api/v1/services", [this, json_reply](const httplib::Request&,
+    routing->Get("/api/v1/services", [this, json_reply](const httplib::Request&,
                                                         httplib::Response& res) {
         std::lock_guard lock(mutex_);
         auto rows = api::services_view(
@@ -513,7 +536,7 @@ void Agent::register_routes() {
             }
         json_reply(res, {{"services", rows}});
     });
-    server_->Get(R"(/api/v1/services/(.+)/endpoints)",
+    routing->Get(R"(/api/v1/services/(.+)/endpoints)",
                  [this, json_reply](const httplib::Request& req, httplib::Response& res) {
                      std::lock_guard lock(mutex_);
                      auto rows = api::endpoints_view(store_, req.matches[1], now(), started_);
@@ -522,7 +545,7 @@ void Agent::register_routes() {
                      else
                          json_reply(res, {{"service", req.matches[1]}, {"endpoints", rows}});
                  });
-    server_->Get(
+    routing->Get(
         R"(/api/v1/services/(.+)/processes)",
         [this, json_reply](const httplib::Request& req, httplib::Response& res) {
             std::lock_guard lock(mutex_);
@@ -539,7 +562,7 @@ void Agent::register_routes() {
             json_reply(res, {{"service", req.matches[1]}, {"processes", rows}},
                        rows.empty() ? 404 : 200);
         });
-    server_->Get(
+    routing->Get(
         "/api/v1/alerts", [this, json_reply](const httplib::Request&, httplib::Response& res) {
             std::lock_guard lock(mutex_);
             nlohmann::json rows = nlohmann::json::array();
@@ -559,7 +582,7 @@ void Agent::register_routes() {
                                 {"annotations", a.annotations}});
             json_reply(res, {{"alerts", rows}, {"rules", alert_engine_.rules().size()}});
         });
-    server_->Get("/api/v1/node",
+    routing->Get("/api/v1/node",
                  [this, json_reply](const httplib::Request&, httplib::Response& res) {
                      std::lock_guard lock(mutex_);
                      const auto& n = node_tracker_.node();
@@ -571,12 +594,25 @@ void Agent::register_routes() {
                                       {"disk_busy", n.disk_busy},
                                       {"tcp_retransmits_total", n.tcp_retransmits}});
                  });
-    server_->Get(
+    routing->Get(
         "/api/v1/agent", [this, json_reply](const httplib::Request&, httplib::Response& res) {
             nlohmann::json body = {
                 {"version", kVersion},
                 {"uptime_seconds", std::chrono::duration<double>(now() - started_).count()},
                 {"listen", config_.listen}};
+            const HttpEndpointCounters http = endpoint_->counters();
+            body["http_endpoint"] = {{"connections_open", endpoint_->open_connections()},
+                                     {"max_connections", endpoint_->max_connections()},
+                                     {"connections_accepted", http.connections_accepted},
+                                     {"connections_evicted", http.connections_evicted},
+                                     {"connections_refused", http.connections_refused},
+                                     {"requests", http.requests},
+                                     {"requests_rejected", http.requests_rejected},
+                                     {"requests_overloaded", http.requests_overloaded},
+                                     {"request_timeouts", http.request_timeouts},
+                                     {"idle_timeouts", http.idle_timeouts},
+                                     {"write_timeouts", http.write_timeouts},
+                                     {"output_overflows", http.output_overflows}};
             {
                 std::lock_guard lock(mutex_);
                 const auto& c = tracker_.counters();
@@ -617,9 +653,24 @@ void Agent::register_routes() {
             }
             json_reply(res, body);
         });
-    server_->set_error_handler([json_reply](const httplib::Request&, httplib::Response& res) {
-        if (res.body.empty()) json_reply(res, {{"error", "not found"}}, res.status);
+    routing->set_error_handler([json_reply](const httplib::Request&, httplib::Response& res) {
+        if (res.body.empty()) json_reply(res, {{"error", error_text(res.status)}}, res.status);
     });
+    // A handler that throws is a bug in loupe: the client gets a plain 500, the log the cause
+    // (cpp-httplib would put the exception's text in a response header). The path is not
+    // logged: it may carry anything a client put there.
+    routing->set_exception_handler(
+        [json_reply](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "unknown exception";
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            spdlog::error("HTTP {} handler failed: {}", req.method, what);
+            json_reply(res, {{"error", "internal error"}}, 500);
+        });
 }
 
 bool Agent::start() {
@@ -636,21 +687,19 @@ bool Agent::start() {
         spdlog::error("invalid --listen '{}': expected HOST:PORT", config_.listen);
         return false;
     }
-    server_ = std::make_unique<httplib::Server>();
+    endpoint_ = std::make_unique<HttpEndpoint>();
     register_routes();
-    if (port == 0) {
-        // An ephemeral port (`loupe top` running capture in-process).
-        port = server_->bind_to_any_port(host);
-        if (port <= 0) {
-            spdlog::error("cannot listen on {}", host);
-            return false;
-        }
-        config_.listen = host + ":" + std::to_string(port);
-    } else if (!server_->bind_to_port(host, port)) {
-        spdlog::error("cannot listen on {}: address in use or not permitted", config_.listen);
+    std::string error;
+    if (!endpoint_->open(host, port, error)) {
+        spdlog::error("{}", error);
+        endpoint_.reset();
         return false;
     }
-    server_thread_ = std::thread([this] { server_->listen_after_bind(); });
+    // Port 0 (`loupe top` running capture in-process): the one the kernel picked.
+    if (port == 0)
+        config_.listen = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                         std::to_string(endpoint_->port());
+    endpoint_->start();
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
 
     start_pod_metadata();
@@ -695,7 +744,7 @@ bool Agent::request_stop() {
 }
 
 void Agent::stop() {
-    if (!server_ || !request_stop()) return;
+    if (!endpoint_ || !request_stop()) return;
     ready_ = false;
     if (consumer_.joinable()) consumer_.join();
     if (resource_thread_.joinable()) resource_thread_.join();
@@ -707,8 +756,7 @@ void Agent::stop() {
         capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready
         resource_capture_.reset();
     }
-    server_->stop();
-    if (server_thread_.joinable()) server_thread_.join();
+    endpoint_->close();
     spdlog::info("loupe agent stopped");
 }
 

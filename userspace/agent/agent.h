@@ -13,6 +13,7 @@
 
 #include "agent/agent_config.h"
 #include "agent/alert_signals.h"
+#include "agent/http_endpoint.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
 #include "attribution/pod_metadata_client.h"
@@ -24,10 +25,6 @@
 #include "pipeline/connection_tracker.h"
 #include "resources/procfs.h"
 #include "resources/resource_tracker.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace loupe::agent {
 
@@ -138,8 +135,7 @@ class Agent {
     std::atomic<bool> ready_{false};
     std::atomic<bool> started_up_{false};
     std::thread consumer_;
-    std::unique_ptr<httplib::Server> server_;
-    std::thread server_thread_;
+    std::unique_ptr<HttpEndpoint> endpoint_;
 
     std::mutex features_mutex_;
     std::unique_ptr<doctor::KernelReport> features_;
