@@ -11,10 +11,25 @@
 #include "cli/top/top_command.h"
 #include "doctor/doctor_command.h"
 #include "util/logging.h"
+#include "util/suggest.h"
 #include "util/terminal_text.h"
+#include "util/url.h"
 #include "util/version.h"
 
+extern char** environ;
+
 namespace {
+
+// A CLI11 check from a setting's check (agent_config.h): the same rule and words for the config
+// file, the environment and the flags.
+CLI::Validator setting_check(std::optional<std::string> (*check)(const std::string&)) {
+    return CLI::Validator(
+        [check](std::string& value) {
+            const auto problem = check(value);
+            return problem ? *problem + ", got '" + value + "'" : std::string();
+        },
+        "");
+}
 
 const char* env_or(const char* name, const char* fallback) {
     const char* value = std::getenv(name);
@@ -30,6 +45,98 @@ std::string find_config_path(int argc, char** argv) {
         if (arg.rfind("--config=", 0) == 0) return arg.substr(9);
     }
     return env_or("LOUPE_CONFIG", "");
+}
+
+// The flags `app` takes, as typed: "--listen", "-h".
+std::vector<std::string> flag_names(const CLI::App& app) {
+    std::vector<std::string> names;
+    for (const CLI::Option* option : app.get_options()) {
+        for (const auto& name : option->get_lnames())
+            names.push_back("--" + name);
+        for (const auto& name : option->get_snames())
+            names.push_back("-" + name);
+    }
+    return names;
+}
+
+// Whether `flag` ("--listen") was typed on the command line, alone or as --flag=value.
+bool typed(const std::string& flag, int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == flag ||
+            (arg.starts_with(flag) && arg.size() > flag.size() && arg[flag.size()] == '='))
+            return true;
+    }
+    return false;
+}
+
+// CLI11's message, made to say what the user can act on: the flag a mistyped one is near, the
+// command a mistyped one is near, the LOUPE_* variable a bad value came from.
+int report_parse_error(const CLI::App& app, const CLI::ParseError& error, int argc, char** argv) {
+    if (error.get_exit_code() == 0) return app.exit(error);  // --help, --version
+    const std::vector<CLI::App*> commands = app.get_subcommands();
+    const CLI::App* command = commands.empty() ? nullptr : commands.back();
+    const std::string prefix = command ? "loupe " + command->get_name() + ": " : "loupe: ";
+    std::vector<std::string> messages;
+    if (!command) {
+        std::vector<std::string> names;
+        for (const CLI::App* sub : app.get_subcommands({}))
+            names.push_back(sub->get_name());
+        for (int i = 1; i < argc; ++i)
+            if (argv[i][0] != '-') {
+                messages.push_back("unknown command '" + std::string(argv[i]) + "'" +
+                                   loupe::util::did_you_mean(argv[i], names));
+                break;
+            }
+    } else if (dynamic_cast<const CLI::ExtrasError*>(&error)) {
+        std::vector<std::string> known = flag_names(*command);
+        for (const auto& name : flag_names(app))
+            known.push_back(name);
+        for (int i = 1; i < argc; ++i) {
+            const std::string arg = argv[i];
+            if (arg.size() < 2 || arg[0] != '-') continue;
+            const std::string flag = arg.substr(0, arg.find('='));
+            if (std::find(known.begin(), known.end(), flag) != known.end()) continue;
+            messages.push_back("unknown flag " + flag + loupe::util::did_you_mean(flag, known));
+        }
+    } else if (const std::string what = error.what(); what.starts_with("--")) {
+        // "--max-series: expected ...": from LOUPE_MAX_SERIES when the flag was not typed.
+        const std::string flag = what.substr(0, what.find(':'));
+        const CLI::Option* option = command->get_option_no_throw(flag);
+        if (option && !option->get_envname().empty() && !typed(flag, argc, argv))
+            messages.push_back(option->get_envname() + what.substr(flag.size()) +
+                               " (from the environment)");
+        else
+            messages.push_back(what);
+    }
+    if (messages.empty()) return app.exit(error);
+    for (const auto& message : messages)
+        std::cerr << prefix
+                  << loupe::util::terminal_safe(message, loupe::util::charset_from_environment())
+                  << '\n';
+    std::cerr << "Run with --help for more information.\n";
+    return error.get_exit_code();
+}
+
+// A LOUPE_* variable loupe does not know but that is near one it does is most likely a typo
+// (LOUPE_LISEN): say so, since nothing else would. Others (a wrapper's own) pass silently.
+void warn_unknown_environment(const CLI::App& app) {
+    std::vector<std::string> known = {"CONFIG", "LOG_FORMAT", "LOG_LEVEL", "AGENT"};
+    for (const CLI::App* command : app.get_subcommands({}))
+        for (const CLI::Option* option : command->get_options())
+            if (option->get_envname().starts_with("LOUPE_"))
+                known.push_back(option->get_envname().substr(6));
+    for (char** entry = environ; *entry; ++entry) {
+        const std::string_view variable = *entry;
+        if (!variable.starts_with("LOUPE_")) continue;
+        const std::string name(variable.substr(6, variable.find('=') - 6));
+        if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        const auto near = loupe::util::near_names(name, known);
+        if (!near.empty())
+            std::cerr << "loupe: LOUPE_"
+                      << loupe::util::terminal_safe(name, loupe::util::charset_from_environment())
+                      << " is not a loupe setting (did you mean LOUPE_" << near.front() << "?)\n";
+    }
 }
 
 }  // namespace
@@ -87,6 +194,7 @@ int main(int argc, char** argv) {
         ->add_option("--listen", agent_config.listen,
                      "HOST:PORT of the HTTP endpoints (loopback by default)")
         ->envname("LOUPE_LISTEN")
+        ->check(setting_check(loupe::agent::check_listen))
         ->capture_default_str();
     agent
         ->add_option("--pid", agent_config.pids,
@@ -115,23 +223,28 @@ int main(int argc, char** argv) {
         ->add_option("--ring-buffer-bytes", agent_config.ring_buffer_bytes,
                      "Kernel-to-user ring buffer size, a power of two")
         ->envname("LOUPE_RING_BUFFER_BYTES")
+        ->check(setting_check(loupe::agent::check_ring_buffer_bytes))
         ->capture_default_str();
     agent
-        ->add_option("--max-series", agent_config.max_series,
-                     "Cap on the time series /metrics exports, counted as Prometheus counts them (an HTTP "
-                     "series takes 27, a service's resource series 161); new ones beyond it are "
-                     "dropped and counted")
+        ->add_option(
+            "--max-series", agent_config.max_series,
+            "Cap on the time series /metrics exports, counted as Prometheus counts them (an HTTP "
+            "series takes 27, a service's resource series 161); new ones beyond it are "
+            "dropped and counted")
         ->envname("LOUPE_MAX_SERIES")
+        ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
     agent
         ->add_option("--max-routes-per-service", agent_config.max_routes_per_service,
                      "Cap on distinct routes per service; the rest share the route /{overflow}")
         ->envname("LOUPE_MAX_ROUTES_PER_SERVICE")
+        ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
     agent
         ->add_option("--max-connections", agent_config.max_connections,
                      "Cap on connections tracked in user space")
         ->envname("LOUPE_MAX_CONNECTIONS")
+        ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
     agent
         ->add_option("--kubernetes", agent_config.kubernetes.mode,
@@ -148,7 +261,8 @@ int main(int argc, char** argv) {
         ->add_option("--k8s-pods-url", agent_config.kubernetes.pods_url,
                      "PodList URL (default: the in-cluster API server's pods of this node; the "
                      "kubelet's https://NODE_IP:10250/pods works too)")
-        ->envname("LOUPE_K8S_PODS_URL");
+        ->envname("LOUPE_K8S_PODS_URL")
+        ->check(setting_check(loupe::agent::check_url_or_empty));
     agent
         ->add_option("--k8s-token-file", agent_config.kubernetes.token_file,
                      "Bearer token sent with the pod list request")
@@ -163,6 +277,7 @@ int main(int argc, char** argv) {
         ->add_option("--k8s-refresh-seconds", agent_config.kubernetes.refresh_seconds,
                      "Pod list refresh interval (sooner when an unknown container appears)")
         ->envname("LOUPE_K8S_REFRESH_SECONDS")
+        ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
 
     loupe::top::TopOptions top_options;
@@ -195,18 +310,36 @@ int main(int argc, char** argv) {
                     "Highlight error ratios above this")
         ->capture_default_str();
 
-    CLI11_PARSE(app, argc, argv);
+    warn_unknown_environment(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        return report_parse_error(app, error, argc, argv);
+    }
     if (top->count("--agent")) top_options.agent_given = true;
+    if (top->parsed() && top_options.agent_given)
+        if (const auto problem = loupe::util::http_url_problem(top_options.agent_url)) {
+            std::cerr << "loupe top: " << (top->count("--agent") ? "--agent" : "LOUPE_AGENT")
+                      << ": " << *problem << ", got '"
+                      << loupe::util::terminal_safe(top_options.agent_url,
+                                                    loupe::util::charset_from_environment())
+                      << "'\n";
+            return 2;
+        }
 
-    // Values from the config file or the environment have not been through CLI11's checks.
+    // Values from the environment have not been through CLI11's checks (the config file's have
+    // been through its own).
     const auto format = loupe::util::parse_log_format(log_format);
     const auto level = loupe::util::parse_log_level(log_level);
     if (!format || !level) {
-        std::cerr << "loupe: invalid "
+        std::cerr << "loupe: "
                   << loupe::util::terminal_safe(
-                         format ? "log level '" + log_level : "log format '" + log_format,
+                         format ? "LOUPE_LOG_LEVEL: expected trace, debug, info, warn, error, "
+                                  "critical or off, got '" +
+                                      log_level
+                                : "LOUPE_LOG_FORMAT: expected text or json, got '" + log_format,
                          loupe::util::charset_from_environment())
-                  << "' (from the config file or environment)\n";
+                  << "' (from the environment)\n";
         return 2;
     }
     loupe::util::setup_logging(*format, *level);

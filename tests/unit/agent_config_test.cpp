@@ -1,5 +1,7 @@
 #include "agent/agent_config.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -7,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "capture/hook_set.h"
+#include "util/suggest.h"
+#include "util/url.h"
 
 namespace loupe::agent {
 namespace {
@@ -80,6 +84,173 @@ TEST(AgentConfig, ErrorsNameFileLineAndKey) {
     err = load_config_file("/nonexistent/loupe.yaml", c);
     ASSERT_TRUE(err);
     EXPECT_NE(err->find("cannot read"), std::string::npos);
+}
+
+// The error load_config_file gives for `yaml`, "" when it loads.
+std::string config_error(const std::string& yaml, std::string* path_out = nullptr) {
+    const auto path = write_temp(yaml);
+    AgentConfig c;
+    const auto error = load_config_file(path, c);
+    std::remove(path.c_str());
+    if (path_out) *path_out = path;
+    return error.value_or("");
+}
+
+TEST(AgentConfig, ValuesOutOfRangeStopWithFileLineAndWhatWasExpected) {
+    std::string path;
+    const auto page = std::to_string(::sysconf(_SC_PAGESIZE));
+    std::string error = config_error("listen: 127.0.0.1:1\nring_buffer_bytes: 3000\n", &path);
+    EXPECT_EQ(error,
+              path + ":2: invalid value for 'ring_buffer_bytes': expected a power of two from " +
+                  page + " (the page size) to 2147483648 bytes, such as 4194304, got '3000'");
+    EXPECT_NE(config_error("ring_buffer_bytes: 2048\n").find("expected a power of two"),
+              std::string::npos);
+    EXPECT_NE(config_error("ring_buffer_bytes: 4294967296\n").find("expected a power of two"),
+              std::string::npos);
+    EXPECT_EQ(config_error("ring_buffer_bytes: 1048576\n"), "");
+
+    error = config_error("max_series: 0\n", &path);
+    EXPECT_EQ(error,
+              path +
+                  ":1: invalid value for 'max_series': expected a whole number of at least 1, "
+                  "got '0'");
+    for (const char* key : {"max_routes_per_service", "max_connections", "k8s_refresh_seconds"})
+        EXPECT_NE(
+            config_error(std::string(key) + ": 0\n")
+                .find(":1: invalid value for '" + std::string(key) + "': expected a whole number"),
+            std::string::npos)
+            << key;
+    EXPECT_NE(config_error("max_series: -5\n").find("expected a whole number of at least 1"),
+              std::string::npos);
+
+    EXPECT_NE(config_error("listen: 9464\n")
+                  .find(":1: invalid value for 'listen': expected "
+                        "HOST:PORT"),
+              std::string::npos);
+    EXPECT_NE(config_error("k8s_pods_url: kubelet:10250/pods\n")
+                  .find("invalid value for 'k8s_pods_url': expected an http:// or https:// URL"),
+              std::string::npos);
+    EXPECT_NE(config_error("log_level: loud\n")
+                  .find(":1: invalid value for 'log_level': expected trace, debug, info, warn, "
+                        "error, critical or off, got 'loud'"),
+              std::string::npos);
+    EXPECT_NE(config_error("log_format: xml\n").find("expected text or json, got 'xml'"),
+              std::string::npos);
+}
+
+TEST(AgentConfig, BadConversionsSayWhatWasExpected) {
+    EXPECT_NE(config_error("\n\nmax_series: lots\n")
+                  .find(":3: invalid value for 'max_series': expected a whole number of at least "
+                        "1, got 'lots'"),
+              std::string::npos);
+    EXPECT_NE(config_error("port: [80, 70000]\n")
+                  .find(":1: invalid value for 'port': expected a port number (1-65535) or a list "
+                        "of them, got a list"),
+              std::string::npos);
+    EXPECT_NE(config_error("pid: {a: 1}\n")
+                  .find("'pid': expected a process id or a list of them, got a mapping"),
+              std::string::npos);
+    EXPECT_NE(config_error("service_names: [a, b]\n")
+                  .find("expected a mapping of process names to service names, got a list"),
+              std::string::npos);
+    EXPECT_NE(config_error("kubernetes: maybe\n").find("expected auto, on or off, got 'maybe'"),
+              std::string::npos);
+    EXPECT_NE(config_error("max_serie: 5\n")
+                  .find("unknown key 'max_serie' (did you mean "
+                        "max_series?)"),
+              std::string::npos);
+    // Alert rules: the field's type.
+    EXPECT_NE(config_error("alerting:\n  rules:\n    - name: A\n      signal: latency_p95\n"
+                           "      above: fast\n")
+                  .find(":5: invalid value for 'above': expected a number"),
+              std::string::npos);
+    EXPECT_NE(config_error("alerting:\n  default_rules: maybe\n")
+                  .find(":2: invalid value for 'default_rules': expected true or false"),
+              std::string::npos);
+}
+
+TEST(AgentConfig, AlertingUrlsAndRuleNamesAreChecked) {
+    std::string path;
+    std::string error = config_error("alerting:\n  alertmanager_url: \"not a url\"\n", &path);
+    EXPECT_EQ(error,
+              path +
+                  ":2: invalid value for 'alertmanager_url': expected an http:// or https:// "
+                  "URL such as http://HOST:PORT (without spaces or control characters), got "
+                  "'not a url'");
+    EXPECT_NE(config_error("alerting:\n  webhook_url: ftp://x/hook\n")
+                  .find(":2: invalid value for 'webhook_url': expected an http:// or https://"),
+              std::string::npos);
+    EXPECT_EQ(config_error("alerting:\n  webhook_url: \"\"\n  alertmanager_url: "
+                           "http://127.0.0.1:9093\n"),
+              "");
+    const std::string rule =
+        "    - name: SlowCheckout\n      signal: latency_p95\n      above: 0.5\n";
+    error = config_error("alerting:\n  rules:\n" + rule + rule, &path);
+    EXPECT_EQ(error, path + ":6: a second rule named 'SlowCheckout' (the first is at line 3)");
+}
+
+TEST(AgentConfig, UnreadableFilesSayWhy) {
+    AgentConfig c;
+    EXPECT_EQ(load_config_file("/nonexistent/loupe.yaml", c).value_or(""),
+              "/nonexistent/loupe.yaml: cannot read the config file: No such file or directory");
+    EXPECT_EQ(load_config_file("/tmp", c).value_or(""),
+              "/tmp: cannot read the config file: it is a directory, expected a YAML file");
+}
+
+TEST(AgentConfig, FlagAndEnvironmentChecksAgreeWithTheFile) {
+    EXPECT_FALSE(check_ring_buffer_bytes("4194304"));
+    EXPECT_TRUE(check_ring_buffer_bytes("3000"));
+    EXPECT_TRUE(check_ring_buffer_bytes("4M"));
+    EXPECT_FALSE(check_positive_count("1"));
+    EXPECT_TRUE(check_positive_count("0"));
+    EXPECT_TRUE(check_positive_count(""));
+    EXPECT_FALSE(check_listen("[::1]:0"));
+    EXPECT_TRUE(check_listen("localhost"));
+    EXPECT_FALSE(check_url_or_empty(""));
+    EXPECT_FALSE(check_url_or_empty("https://10.0.0.1:10250/pods"));
+    EXPECT_TRUE(check_url_or_empty("10.0.0.1:10250/pods"));
+}
+
+TEST(Urls, HttpUrlsAreCheckedPartByPart) {
+    for (const char* good : {"http://a", "http://127.0.0.1:9093", "https://am.monitoring.svc/x/y",
+                             "http://[::1]:9093/", "http://host:1/hook?x=y"})
+        EXPECT_FALSE(util::http_url_problem(good)) << good;
+    const std::pair<const char*, const char*> bad[] = {
+        {"not a url", "without spaces"},
+        {"alertmanager:9093", "such as http://HOST:PORT"},
+        {"http://", "no host"},
+        {"http://:9093", "no host"},
+        {"http://host:", "no port after ':'"},
+        {"http://host:99999", "from 1 to 65535"},
+        {"http://host:0", "from 1 to 65535"},
+        {"http://user:pw@host:9093", "no user or password"},
+        {"http://[::1", "unclosed '['"},
+        {"http://host\n", "control characters"},
+    };
+    for (const auto& [url, why] : bad) {
+        const auto problem = util::http_url_problem(url);
+        ASSERT_TRUE(problem) << url;
+        EXPECT_NE(problem->find(why), std::string::npos) << url << ": " << *problem;
+    }
+}
+
+TEST(Suggestions, NearFlagsAndNames) {
+    const std::vector<std::string> flags = {
+        "--listen",          "--pid",  "--port", "--comm", "--max-series",
+        "--max-connections", "--help", "-h"};
+    EXPECT_EQ(util::edit_distance("lisen", "listen"), 1u);
+    EXPECT_EQ(util::edit_distance("lsiten", "listen"), 1u);  // a swap is one edit
+    EXPECT_EQ(util::edit_distance("", "abc"), 3u);
+    EXPECT_EQ(util::did_you_mean("--lisen", flags), " (did you mean --listen?)");
+    EXPECT_EQ(util::did_you_mean("-listen", flags), " (did you mean --listen?)");
+    EXPECT_EQ(util::did_you_mean("--max-serie", flags), " (did you mean --max-series?)");
+    EXPECT_EQ(util::did_you_mean("--pod", flags), " (did you mean --pid?)");
+    EXPECT_EQ(util::did_you_mean("--ab", {"--abc", "--abd", "--xyz"}),
+              " (did you mean --abc or --abd?)");
+    EXPECT_EQ(util::did_you_mean("--verbose", flags), "");
+    EXPECT_EQ(util::did_you_mean("--x", flags), "");
+    EXPECT_EQ(util::near_names("agnet", {"agent", "top", "doctor"}),
+              (std::vector<std::string>{"agent"}));
 }
 
 TEST(AgentConfig, ParsesListen) {

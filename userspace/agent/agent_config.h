@@ -41,9 +41,21 @@ struct AgentConfig {
     std::string config_path;  // the file these came from, re-read on SIGHUP
 };
 
-// Loads a YAML config file over `config`. Returns an error naming the file, line and key when
-// the file is unreadable, malformed, has an unknown key or a value of the wrong type.
+// Loads a YAML config file over `config`. Returns an error naming the file, line and key, and
+// what was expected, when the file is unreadable, malformed, has an unknown key or a value of the
+// wrong type or out of range.
 std::optional<std::string> load_config_file(const std::string& path, AgentConfig& config);
+
+// Checks of a setting as text, the same for the config file, LOUPE_* variables and flags: nullopt
+// when valid, else what is expected ("expected ..."), to which the caller adds where and what
+// it got.
+std::optional<std::string> check_listen(const std::string& text);
+// A power of two of at least a page: the ring buffers the capture creates need one.
+std::optional<std::string> check_ring_buffer_bytes(const std::string& text);
+// The caps (max_series...): 0 would drop everything.
+std::optional<std::string> check_positive_count(const std::string& text);
+// An http:// or https:// URL, or empty (the setting's default).
+std::optional<std::string> check_url_or_empty(const std::string& text);
 
 // Splits "HOST:PORT" (IPv6 as "[::1]:9464"); port 0 means any free port. False when malformed.
 bool parse_listen(const std::string& listen, std::string& host, int& port);

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "util/url.h"
+
 namespace loupe::alerts {
 namespace {
 
@@ -33,6 +35,16 @@ Rule make(const char* name, std::optional<std::string> service, Signal signal, d
     r.summary = summary;
     r.description = description;
     return r;
+}
+
+// What a field's value must be, for a value that does not convert.
+const char* expected_value(const std::string& field) {
+    if (field == "above" || field == "below" || field == "hysteresis") return "a number";
+    if (field == "enabled" || field == "default_rules") return "true or false";
+    if (field == "labels") return "a mapping of label names to values";
+    if (field == "window" || field == "for" || field.ends_with("_interval"))
+        return "a duration such as 30s, 5m or 1h";
+    return "text";
 }
 
 }  // namespace
@@ -116,14 +128,24 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
         into = *d;
         return std::nullopt;
     };
+    std::string reading;                    // the field being read: what a bad conversion expected
+    std::map<std::string, int> rule_lines;  // name -> line of the rule
+    auto url = [&](const YAML::Node& v, std::string& into) -> std::optional<std::string> {
+        into = v.as<std::string>();
+        if (auto problem = into.empty() ? std::nullopt : util::http_url_problem(into))
+            return fmt::format("{}: invalid value for '{}': {}, got '{}'", where(v), reading,
+                               *problem, into);
+        return std::nullopt;
+    };
     try {
         for (const auto& entry : node) {
             const auto key = entry.first.as<std::string>();
             const YAML::Node& v = entry.second;
+            reading = key;
             if (key == "alertmanager_url") {
-                out.alertmanager_url = v.as<std::string>();
+                if (auto e = url(v, out.alertmanager_url)) return e;
             } else if (key == "webhook_url") {
-                out.webhook_url = v.as<std::string>();
+                if (auto e = url(v, out.webhook_url)) return e;
             } else if (key == "evaluation_interval") {
                 if (auto e = duration(v, "evaluation_interval", out.evaluation_interval)) return e;
             } else if (key == "resend_interval") {
@@ -138,6 +160,7 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                     for (const auto& field : item) {
                         const auto f = field.first.as<std::string>();
                         const YAML::Node& fv = field.second;
+                        reading = f;
                         if (f == "name")
                             rule.name = fv.as<std::string>();
                         else if (f == "service")
@@ -181,6 +204,11 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                                                f);
                     }
                     if (rule.name.empty()) return where(item) + ": a rule needs a 'name'";
+                    if (const auto [first, added] =
+                            rule_lines.emplace(rule.name, item.Mark().line + 1);
+                        !added)
+                        return fmt::format("{}: a second rule named '{}' (the first is at line {})",
+                                           where(item), rule.name, first->second);
                     const bool is_default_override = [&] {
                         for (const auto& d : default_rules())
                             if (d.name == rule.name) return true;
@@ -205,6 +233,9 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                 return fmt::format("{}: unknown alerting field '{}'", where(entry.first), key);
             }
         }
+    } catch (const YAML::BadConversion& e) {
+        return fmt::format("{}:{}: invalid value for '{}': expected {}", file, e.mark.line + 1,
+                           reading, expected_value(reading));
     } catch (const YAML::Exception& e) {
         return fmt::format("{}:{}: {}", file, e.mark.line + 1, e.msg);
     }

@@ -1,13 +1,73 @@
 #include "cli/top/agent_client.h"
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <memory>
 
 #include <httplib.h>
 
+#include "util/unique_fd.h"
+#include "util/url.h"
 #include "util/utf8.h"
 
 namespace loupe::top {
 namespace {
+
+constexpr auto kConnectTimeout = std::chrono::milliseconds(500);
+constexpr auto kReadTimeout = std::chrono::seconds(2);
+
+// Why connecting to the URL's host and port fails, with the system's words ("Connection
+// refused"): cpp-httplib only says "Connection". Tries again to find out.
+std::string connect_failure(const std::string& base_url) {
+    const std::string authority = util::split_url(base_url).first;
+    const auto scheme_end = authority.find("://");
+    std::string host =
+        scheme_end == std::string::npos ? authority : authority.substr(scheme_end + 3);
+    std::string port = authority.starts_with("https://") ? "443" : "80";
+    if (const auto colon = host.rfind(':');
+        colon != std::string::npos && host.find(']', colon) == std::string::npos) {
+        port = host.substr(colon + 1);
+        host = host.substr(0, colon);
+    }
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0)
+        return std::string("cannot resolve ") + host + ": " + ::gai_strerror(rc);
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
+    std::string failure = "the connection failed";
+    for (const addrinfo* a = found; a; a = a->ai_next) {
+        util::UniqueFd fd(
+            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
+        if (!fd.valid()) {
+            failure = std::strerror(errno);
+            continue;
+        }
+        int error = 0;
+        if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
+            error = errno;
+            if (error == EINPROGRESS) {
+                pollfd p{fd.get(), POLLOUT, 0};
+                if (::poll(&p, 1, static_cast<int>(kConnectTimeout.count())) == 0) {
+                    failure = "no answer within 0.5 s (connection timed out)";
+                    continue;
+                }
+                socklen_t length = sizeof(error);
+                ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+            }
+        }
+        if (error == 0) return "";  // it answers now
+        failure = std::strerror(error);
+    }
+    return failure;
+}
 
 // A service name in a URL path: pods' services are "<namespace>/<pod>/<container>", kept as path
 // segments (the agent's routes take them whole); anything else but unreserved bytes is escaped.
@@ -44,8 +104,8 @@ std::uint64_t counter(const nlohmann::json& doc, const char* key) {
 AgentClient::AgentClient(const std::string& base_url)
     : base_url_(base_url), client_(std::make_unique<httplib::Client>(base_url)) {
     // A stuck agent must not freeze the view: short timeouts, then "disconnected, retrying".
-    client_->set_connection_timeout(std::chrono::milliseconds(500));
-    client_->set_read_timeout(std::chrono::seconds(2));
+    client_->set_connection_timeout(kConnectTimeout);
+    client_->set_read_timeout(kReadTimeout);
 }
 
 AgentClient::~AgentClient() = default;
@@ -53,7 +113,14 @@ AgentClient::~AgentClient() = default;
 std::optional<nlohmann::json> AgentClient::get(const std::string& path, std::string& error) {
     const auto res = client_->Get(path);
     if (!res) {
-        error = "cannot reach " + base_url_ + " (" + httplib::to_string(res.error()) + ")";
+        std::string why;
+        if (res.error() == httplib::Error::Connection) why = connect_failure(base_url_);
+        if (res.error() == httplib::Error::ConnectionTimeout)
+            why = "no answer within 0.5 s (connection timed out)";
+        if (res.error() == httplib::Error::Read)
+            why = "connected, but no complete answer within 2 s";
+        if (why.empty()) why = httplib::to_string(res.error());
+        error = "cannot reach the agent at " + base_url_ + ": " + why;
         return std::nullopt;
     }
     if (res->status != 200) {
