@@ -82,10 +82,10 @@ int report_parse_error(const CLI::App& app, const CLI::ParseError& error, int ar
         std::vector<std::string> names;
         for (const CLI::App* sub : app.get_subcommands({}))
             names.push_back(sub->get_name());
-        for (int i = 1; i < argc; ++i)
-            if (argv[i][0] != '-') {
-                messages.push_back("unknown command '" + std::string(argv[i]) + "'" +
-                                   loupe::util::did_you_mean(argv[i], names));
+        for (const std::string& word : app.remaining())
+            if (!word.starts_with("-")) {
+                messages.push_back("unknown command '" + word + "'" +
+                                   loupe::util::did_you_mean(word, names));
                 break;
             }
     } else if (dynamic_cast<const CLI::ExtrasError*>(&error)) {
@@ -94,7 +94,7 @@ int report_parse_error(const CLI::App& app, const CLI::ParseError& error, int ar
             known.push_back(name);
         for (int i = 1; i < argc; ++i) {
             const std::string arg = argv[i];
-            if (arg.size() < 2 || arg[0] != '-') continue;
+            if (arg.size() < 2 || arg[0] != '-' || arg == "--") continue;
             const std::string flag = arg.substr(0, arg.find('='));
             if (std::find(known.begin(), known.end(), flag) != known.end()) continue;
             messages.push_back("unknown flag " + flag + loupe::util::did_you_mean(flag, known));
