@@ -200,7 +200,8 @@ int main(int argc, char** argv) {
         ->add_option("--pid", agent_config.pids,
                      "Trace only this process id (repeatable; filtered in the kernel)")
         ->envname("LOUPE_PID")
-        ->delimiter(',');
+        ->delimiter(',')
+        ->check(setting_check(loupe::agent::check_pid));
     agent
         ->add_option("--comm", agent_config.comms,
                      "Trace only processes with this name, as in /proc/PID/comm (repeatable; "
@@ -212,7 +213,8 @@ int main(int argc, char** argv) {
                      "Trace only connections on this port: local port of servers, remote port of "
                      "clients (repeatable)")
         ->envname("LOUPE_PORT")
-        ->delimiter(',');
+        ->delimiter(',')
+        ->check(setting_check(loupe::agent::check_port));
     agent
         ->add_option("--disable-hooks", agent_config.disabled_hooks,
                      "Do not attach these hooks, to shed their cost (names as /api/v1/agent lists "

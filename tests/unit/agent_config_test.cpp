@@ -144,11 +144,20 @@ TEST(AgentConfig, BadConversionsSayWhatWasExpected) {
                         "1, got 'lots'"),
               std::string::npos);
     EXPECT_NE(config_error("port: [80, 70000]\n")
-                  .find(":1: invalid value for 'port': expected a port number (1-65535) or a list "
-                        "of them, got a list"),
+                  .find(":1: invalid value in 'port': expected a port number (1-65535) or a list "
+                        "of them, got '70000'"),
+              std::string::npos);
+    EXPECT_NE(config_error("port:\n  - 80\n  - 0\n")
+                  .find(":3: invalid value in 'port': expected a port number (1-65535) or a list "
+                        "of them, got '0'"),
+              std::string::npos);
+    EXPECT_NE(config_error("pid: [1, x]\n")
+                  .find(":1: invalid value in 'pid': expected a process id or a list of them, got "
+                        "'x'"),
               std::string::npos);
     EXPECT_NE(config_error("pid: {a: 1}\n")
-                  .find("'pid': expected a process id or a list of them, got a mapping"),
+                  .find("'pid': expected a process id or a list of them, got 'not a single "
+                        "value'"),
               std::string::npos);
     EXPECT_NE(config_error("service_names: [a, b]\n")
                   .find("expected a mapping of process names to service names, got a list"),
@@ -201,6 +210,11 @@ TEST(AgentConfig, FlagAndEnvironmentChecksAgreeWithTheFile) {
     EXPECT_FALSE(check_ring_buffer_bytes("4194304"));
     EXPECT_TRUE(check_ring_buffer_bytes("3000"));
     EXPECT_TRUE(check_ring_buffer_bytes("4M"));
+    EXPECT_FALSE(check_port("443"));
+    EXPECT_TRUE(check_port("0"));
+    EXPECT_TRUE(check_port("65536"));
+    EXPECT_FALSE(check_pid("4194304"));
+    EXPECT_TRUE(check_pid("-1"));
     EXPECT_FALSE(check_positive_count("1"));
     EXPECT_TRUE(check_positive_count("0"));
     EXPECT_TRUE(check_positive_count(""));

@@ -19,14 +19,31 @@
 namespace loupe::agent {
 namespace {
 
+// An item of a list that is not valid: reported on its own line, as itself.
+struct BadListItem {
+    YAML::Mark mark;
+    std::string text;
+};
+
+// A scalar or a list of them; `check` (when given) applies to each item's text.
 template <typename T>
-std::vector<T> as_list(const YAML::Node& node) {
+std::vector<T> as_list(const YAML::Node& node,
+                       std::optional<std::string> (*check)(const std::string&) = nullptr) {
     std::vector<T> out;
+    auto add = [&](const YAML::Node& item) {
+        if (!item.IsScalar() || (check && check(item.Scalar())))
+            throw BadListItem{item.Mark(), item.IsScalar() ? item.Scalar() : "not a single value"};
+        try {
+            out.push_back(item.as<T>());
+        } catch (const YAML::Exception&) {
+            throw BadListItem{item.Mark(), item.Scalar()};
+        }
+    };
     if (node.IsSequence()) {
         for (const auto& item : node)
-            out.push_back(item.as<T>());
+            add(item);
     } else {
-        out.push_back(node.as<T>());
+        add(node);
     }
     return out;
 }
@@ -75,6 +92,18 @@ std::optional<std::string> check_ring_buffer_bytes(const std::string& text) {
     return fmt::format(
         "expected a power of two from {} (the page size) to 2147483648 bytes, such as 4194304",
         page);
+}
+
+std::optional<std::string> check_pid(const std::string& text) {
+    const auto value = parse_unsigned(text);
+    if (value && *value >= 1 && *value <= 0xffffffffu) return std::nullopt;
+    return "expected a process id (a whole number of at least 1)";
+}
+
+std::optional<std::string> check_port(const std::string& text) {
+    const auto value = parse_unsigned(text);
+    if (value && *value >= 1 && *value <= 65535) return std::nullopt;
+    return "expected a port number from 1 to 65535";
 }
 
 std::optional<std::string> check_positive_count(const std::string& text) {
@@ -128,13 +157,13 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
           }}},
         {"pid",
          {"a process id or a list of them",
-          [&](const YAML::Node& n) { config.pids = as_list<std::uint32_t>(n); }}},
+          [&](const YAML::Node& n) { config.pids = as_list<std::uint32_t>(n, check_pid); }}},
         {"comm",
          {"a process name or a list of them",
           [&](const YAML::Node& n) { config.comms = as_list<std::string>(n); }}},
         {"port",
          {"a port number (1-65535) or a list of them",
-          [&](const YAML::Node& n) { config.ports = as_list<std::uint16_t>(n); }}},
+          [&](const YAML::Node& n) { config.ports = as_list<std::uint16_t>(n, check_port); }}},
         {"disable_hooks",
          {"a hook name or a list of them",
           [&](const YAML::Node& n) { config.disabled_hooks = as_list<std::string>(n); }}},
@@ -213,6 +242,9 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
             setting.set(value);
         } catch (const YAML::Exception&) {
             return invalid("expected " + setting.expected);
+        } catch (const BadListItem& bad) {
+            return fmt::format("{}:{}: invalid value in '{}': expected {}, got '{}'", path,
+                               bad.mark.line + 1, key, setting.expected, bad.text);
         }
     }
     return std::nullopt;

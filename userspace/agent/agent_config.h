@@ -52,6 +52,9 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
 std::optional<std::string> check_listen(const std::string& text);
 // A power of two of at least a page: the ring buffers the capture creates need one.
 std::optional<std::string> check_ring_buffer_bytes(const std::string& text);
+// --pid and --port items: a process id; a port of 1-65535.
+std::optional<std::string> check_pid(const std::string& text);
+std::optional<std::string> check_port(const std::string& text);
 // The caps (max_series...): 0 would drop everything.
 std::optional<std::string> check_positive_count(const std::string& text);
 // An http:// or https:// URL, or empty (the setting's default).
