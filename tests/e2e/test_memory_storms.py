@@ -9,7 +9,8 @@
     - nginx, a live service, keeps its resource and HTTP series, its request count equal to its
       access log;
     - the services that found no room are counted;
-    - the agent's RSS stays under 128 MiB.
+    - the agent's RSS stays under 128 MiB;
+    - /api/v1/services still answers 200 with valid JSON.
 (b) A latency spread: an asyncio server answering 100 routes x 36 status codes after delays
     spread log-uniformly over 20 us - 2 s, then 8 scrapes: the agent's RSS grows by less than
     8 MiB from the first scrape to the last (scrapes do not accumulate memory) and stays under
@@ -181,6 +182,9 @@ def main():
         if refused + evicted <= 0:
             fail("6,000 names went through without one service refused or evicted: no cap?")
         print(f"services refused {refused:.0f}, evicted {evicted:.0f}", flush=True)
+        status, body = agent.api("/api/v1/services")  # names with \xff\xfe among them
+        if status != 200 or not body["services"]:
+            fail(f"/api/v1/services answered {status} after the name storm")
 
         # (b) a latency spread over thousands of series, scraped again and again.
         server = Workload("loupe_spread", SPREAD_SERVER)
