@@ -5,6 +5,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "kernel_defs.bpf.h"
 #include "loupe_abi.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -97,5 +98,33 @@ int probe_perf_event(struct bpf_perf_event_data *ctx)
 {
     if (from_target())
         count_hit(LOUPE_PROBE_PERF_EVENT);
+    return 0;
+}
+
+// The three tracepoints the HTTP capture is built on, with the signatures http_capture.bpf.c
+// uses. User space triggers them with a loopback TCP exchange of its own; only data actually moved
+// (ret > 0) and a real state change count, so a tracepoint that exists but never fires is missing.
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(probe_sock_send_length, struct sock *sk, int ret, int flags)
+{
+    if (from_target() && ret > 0)
+        count_hit(LOUPE_PROBE_SOCK_SEND_LENGTH);
+    return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(probe_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+    if (from_target() && ret > 0)
+        count_hit(LOUPE_PROBE_SOCK_RECV_LENGTH);
+    return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(probe_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+    // connect() moves the socket to SYN_SENT in the connecting process: ours.
+    if (from_target() && newstate == TCP_SYN_SENT)
+        count_hit(LOUPE_PROBE_INET_SOCK_SET_STATE);
     return 0;
 }

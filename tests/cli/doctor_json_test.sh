@@ -9,19 +9,34 @@ if [[ $(id -u) != 0 ]]; then
 fi
 json=$("$bin" doctor --json)
 python3 - "$json" <<'PY'
-import json, sys
+import json, os, sys
 doc = json.loads(sys.argv[1])
 ids = [f["id"] for f in doc["features"]]
-want = ["bpf", "btf", "tracefs", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "uprobe", "kprobe",
-        "fentry", "perf_event", "cgroup_v2", "sched_info"]
+want = ["bpf", "btf", "tracefs", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "sock_send_length",
+        "sock_recv_length", "inet_sock_set_state", "uprobe", "kprobe", "fentry", "perf_event", "cgroup_v2",
+        "sched_info"]
 assert sorted(ids) == sorted(want), ids
 assert doc["usable"] is True, doc
+# The verdict accounts for what the capture uses: complete exactly when none of those is missing.
+missing = [f["id"] for f in doc["features"] if f["degrades_capture"] and not f["available"]]
+assert doc["degraded_by"] == missing and doc["complete"] == (not missing), doc
+for hook in ("sock_send_length", "sock_recv_length", "inet_sock_set_state"):
+    f = next(f for f in doc["features"] if f["id"] == hook)
+    assert f["degrades_capture"] and not f["essential"], f
+    listed = any(os.path.exists(f"{tracefs}/events/sock/{hook}")
+                 for tracefs in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"))
+    assert f["available"] is listed, f
 for f in doc["features"]:
     assert isinstance(f["available"], bool) and f["detail"] and f["impact_if_missing"], f
 print("doctor --json ok:", ", ".join(f'{f["id"]}={"yes" if f["available"] else "no"}' for f in doc["features"]))
 PY
 text=$("$bin" doctor)
-grep -q "loupe can run on this kernel" <<<"$text"
+# The text verdict says the same as the JSON one.
+if [[ $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["complete"])' "$json") == True ]]; then
+    grep -q "loupe can run on this kernel, with everything it captures" <<<"$text"
+else
+    grep -q "loupe can run on this kernel, but captures less" <<<"$text"
+fi
 # JSON logs stay one valid object per line even for libbpf's messages.
 "$bin" --log-format json --log-level debug doctor >/dev/null 2>/tmp/loupe-doctor-log.$$
 python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' /tmp/loupe-doctor-log.$$

@@ -15,17 +15,26 @@ void print_text(const KernelReport& report, std::ostream& out) {
     const auto safe = [&](const std::string& text) { return util::terminal_safe(text, charset); };
     out << "loupe doctor: kernel " << safe(report.kernel_release) << "\n\n";
     for (const auto& f : report.features) {
-        out << fmt::format("  {:<9} {:<11} {}\n", f.available ? "[ok]" : "[missing]", f.id,
+        out << fmt::format("  {:<9} {:<19} {}\n", f.available ? "[ok]" : "[missing]", f.id,
                            f.title);
-        out << fmt::format("  {:<21} {}\n", "", safe(f.detail));
+        out << fmt::format("  {:<29} {}\n", "", safe(f.detail));
         if (!f.available)
-            out << fmt::format("  {:<21} without it: {}{}\n", "", f.impact,
+            out << fmt::format("  {:<29} without it: {}{}\n", "", f.impact,
                                f.essential ? " (essential)" : "");
     }
-    out << '\n'
-        << (report.usable()
-                ? "loupe can run on this kernel.\n"
-                : "loupe cannot capture on this kernel: an essential feature is missing.\n");
+    out << '\n';
+    if (!report.usable()) {
+        out << "loupe cannot capture on this kernel: an essential feature is missing.\n";
+        return;
+    }
+    const auto degraded = report.degraded();
+    if (degraded.empty()) {
+        out << "loupe can run on this kernel, with everything it captures.\n";
+        return;
+    }
+    out << "loupe can run on this kernel, but captures less: without\n";
+    for (const FeatureReport* f : degraded)
+        out << fmt::format("  - {}: {}\n", f->id, f->impact);
 }
 
 void print_json(const KernelReport& report, std::ostream& out) {
@@ -35,10 +44,16 @@ void print_json(const KernelReport& report, std::ostream& out) {
                             {"title", f.title},
                             {"available", f.available},
                             {"essential", f.essential},
+                            {"degrades_capture", f.degrades},
                             {"detail", f.detail},
                             {"impact_if_missing", f.impact}});
+    nlohmann::json missing = nlohmann::json::array();
+    for (const FeatureReport* f : report.degraded())
+        missing.push_back(f->id);
     const nlohmann::json doc = {{"kernel_release", report.kernel_release},
                                 {"usable", report.usable()},
+                                {"complete", report.usable() && missing.empty()},
+                                {"degraded_by", missing},
                                 {"features", features}};
     // ASCII only, and bytes that are not UTF-8 replaced rather than thrown about.
     out << doc.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << '\n';

@@ -1,6 +1,8 @@
 #include "doctor/kernel_features.h"
 
 #include <linux/perf_event.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -110,11 +112,13 @@ BpfLinkPtr attach_default(doctor_probes&, bpf_program* prog) {
     return BpfLinkPtr(bpf_program__attach(prog));
 }
 
-FeatureReport make(const char* id, const char* title, bool essential, const char* impact) {
+FeatureReport make(const char* id, const char* title, bool essential, const char* impact,
+                   bool degrades = false) {
     FeatureReport r;
     r.id = id;
     r.title = title;
     r.essential = essential;
+    r.degrades = degrades;
     r.impact = impact;
     return r;
 }
@@ -217,8 +221,8 @@ FeatureReport probe_raw_tp() {
 
 FeatureReport probe_tp_btf() {
     auto r = make("tp_btf", "BTF-typed tracepoints (tp_btf)", true,
-                  "everything but /proc figures: the HTTP capture (sock:sock_send_length, "
-                  "sock_recv_length, inet_sock_set_state) and the scheduler, block and TCP hooks");
+                  "everything but /proc figures: every hook of loupe (the socket tracepoints "
+                  "below, the scheduler, block and TCP hooks) is a typed tracepoint");
     const auto res = run_program_probe("probe_tp_btf", LOUPE_PROBE_TP_BTF, nullptr, attach_default,
                                        trigger_syscall);
     r.available = res.ok;
@@ -281,6 +285,53 @@ FeatureReport probe_fentry() {
                                        trigger_syscall);
     r.available = res.ok;
     r.detail = target + ": " + res.detail;
+    return r;
+}
+
+// One TCP exchange over loopback inside this process: connect() (SYN_SENT), a write and a read on
+// each side, then close. Errors are ignored: a probe that did not run reports it.
+void loopback_tcp_exchange() {
+    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (!listener.valid() || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        ::listen(listener.get(), 1) != 0 ||
+        ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+        return;
+    UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!client.valid() ||
+        ::connect(client.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0)
+        return;
+    UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!server.valid()) return;
+    char byte = 'x';
+    for (int fd : {client.get(), server.get()}) {
+        if (::send(fd, &byte, 1, MSG_NOSIGNAL) != 1) return;
+    }
+    for (int fd : {server.get(), client.get()}) {
+        if (::recv(fd, &byte, 1, 0) != 1) return;
+    }
+}
+
+// A socket tracepoint of the HTTP capture, probed as loupe attaches it (tp_btf), fired by a
+// loopback exchange of this process.
+FeatureReport probe_socket_tracepoint(const char* id, const char* program, loupe_doctor_probe probe,
+                                      const char* impact) {
+    auto r = make(id, (std::string("tracepoint sock:") + id).c_str(), false, impact, true);
+    const auto res =
+        run_program_probe(program, probe, nullptr, attach_default, loopback_tcp_exchange);
+    r.available = res.ok;
+    r.detail = "loopback TCP exchange: " + res.detail;
+    if (!res.ok) {
+        // Say whether the kernel has the tracepoint at all, or refused a program on it.
+        btf* vmlinux = btf__load_vmlinux_btf();
+        const std::string type = std::string("btf_trace_") + id;
+        if (vmlinux && btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) < 0)
+            r.detail += "; this kernel has no such tracepoint";
+        btf__free(vmlinux);
+    }
     return r;
 }
 
@@ -369,7 +420,7 @@ FeatureReport probe_cgroup_v2() {
 // all zeros, without them). This process has run, so a kept pcount is at least 1.
 FeatureReport probe_sched_info() {
     auto r = make("sched_info", "scheduler statistics (sched_info)", false,
-                  "loupe_process_runqueue_latency_seconds stays empty");
+                  "loupe_process_runqueue_latency_seconds stays empty", true);
     std::ifstream schedstat("/proc/self/schedstat");
     std::uint64_t run_ns = 0, wait_ns = 0, runs = 0;
     if (!(schedstat >> run_ns >> wait_ns >> runs)) {
@@ -383,6 +434,13 @@ FeatureReport probe_sched_info() {
 }
 
 }  // namespace
+
+std::vector<const FeatureReport*> KernelReport::degraded() const {
+    std::vector<const FeatureReport*> out;
+    for (const auto& f : features)
+        if (f.degrades && !f.available) out.push_back(&f);
+    return out;
+}
 
 const FeatureReport* KernelReport::find(const std::string& id) const {
     for (const auto& f : features)
@@ -416,6 +474,19 @@ KernelReport probe_kernel_features() {
     report.features.push_back(std::move(tracepoint));
     report.features.push_back(probe_raw_tp());
     report.features.push_back(probe_tp_btf());
+    report.features.push_back(probe_socket_tracepoint(
+        "sock_send_length", "probe_sock_send_length", LOUPE_PROBE_SOCK_SEND_LENGTH,
+        "HTTP metrics (requests and responses are read at socket writes and reads), per-process "
+        "socket bytes sent, TCP RTT samples"));
+    report.features.push_back(probe_socket_tracepoint(
+        "sock_recv_length", "probe_sock_recv_length", LOUPE_PROBE_SOCK_RECV_LENGTH,
+        "HTTP metrics (requests and responses are read at socket writes and reads), per-process "
+        "socket bytes received, TCP RTT samples"));
+    report.features.push_back(probe_socket_tracepoint(
+        "inet_sock_set_state", "probe_inet_sock_set_state", LOUPE_PROBE_INET_SOCK_SET_STATE,
+        "connection roles and closes: HTTP client/server sides, responses delimited by a close "
+        "and requests never answered; TCP connections opened/accepted/closed/failed, active "
+        "connections and their durations"));
     report.features.push_back(probe_uprobe());
     report.features.push_back(probe_kprobe());
     report.features.push_back(probe_fentry());

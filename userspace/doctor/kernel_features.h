@@ -14,6 +14,7 @@ struct FeatureReport {
     std::string detail;      // what was found, or why it failed (errno text)
     std::string impact;      // what loupe loses without it
     bool essential = false;  // loupe cannot capture anything without it
+    bool degrades = false;   // loupe runs without it, but captures less (the verdict says what)
 };
 
 struct KernelReport {
@@ -25,6 +26,8 @@ struct KernelReport {
     // True when loupe can capture at all: BPF, BTF, the ring buffer and at least one way to hook
     // syscalls (tracepoint, raw_tp or tp_btf).
     bool usable() const;
+    // The features loupe's capture uses today that are missing: loupe runs, without their figures.
+    std::vector<const FeatureReport*> degraded() const;
 };
 
 // Runs every probe; never throws for a missing feature, only reports it.
