@@ -2,12 +2,21 @@
 #include <chrono>
 #include <map>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <yaml-cpp/yaml.h>
 
 #include "agent/alert_signals.h"
 #include "alerts/alert_engine.h"
 #include "alerts/alert_rules.h"
+#include "alerts/notifier.h"
 
 namespace loupe::alerts {
 namespace {
@@ -16,9 +25,10 @@ using std::chrono::minutes;
 using std::chrono::seconds;
 
 struct FakeSignals : SignalSource {
-    std::map<std::string, double> values;  // service -> value (any signal)
+    std::map<std::string, double> values;          // service -> value (any signal)
+    std::vector<std::string> listed_without_data;  // services listed, with no value
     std::vector<std::string> services() const override {
-        std::vector<std::string> out;
+        std::vector<std::string> out = listed_without_data;
         for (const auto& [s, _] : values)
             out.push_back(s);
         return out;
@@ -126,14 +136,132 @@ TEST(AlertEngine, BelowRulesAndMissingData) {
     r.signal = Signal::kRequestRate;
     r.below = 1.0;
     r.service = "checkout";
+    r.no_data = NoData::kResolve;
     AlertEngine engine({r});
     FakeSignals sig;
     Clock clock;
     EXPECT_TRUE(engine.evaluate(sig, clock.now).empty());  // no data: nothing fires
     sig.values["checkout"] = 0.5;
     EXPECT_EQ(engine.evaluate(sig, clock.now)[0].to, AlertState::kFiring);
-    sig.values.erase("checkout");  // the data went away: resolves
-    EXPECT_EQ(engine.evaluate(sig, clock.now)[0].to, AlertState::kInactive);
+    sig.values.erase("checkout");  // the data went away: `no_data: resolve` resolves at once
+    const auto t = engine.evaluate(sig, clock.now);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].to, AlertState::kInactive);
+    EXPECT_EQ(t[0].cause, TransitionCause::kNoData);
+}
+
+// The issue's case: a firing alert whose service stops sending traffic. By default it stays
+// firing for no_data_resolve_after, then resolves saying "no data", never the stale value.
+TEST(AlertEngine, NoDataKeepsAFiringAlertThenResolvesAfterTheConfiguredTime) {
+    Rule r = latency_rule(seconds(0));
+    r.no_data_resolve_after = minutes(10);
+    AlertEngine engine({r});
+    FakeSignals sig;
+    Clock clock;
+    sig.values["checkout"] = 0.5;
+    ASSERT_EQ(engine.evaluate(sig, clock.now)[0].to, AlertState::kFiring);
+    const auto last_data = clock.now;
+    // The service is still listed (its processes run) but no request is in the window.
+    sig.values.erase("checkout");
+    sig.listed_without_data = {"checkout"};
+    for (int i = 0; i < 119; ++i) {  // 9 min 55 s without data: still firing, no transition
+        clock.advance(seconds(5));
+        ASSERT_TRUE(engine.evaluate(sig, clock.now).empty()) << i;
+    }
+    ASSERT_EQ(engine.firing_count(), 1u);
+    const auto kept = engine.active();
+    ASSERT_EQ(kept.size(), 1u);
+    EXPECT_TRUE(kept[0].no_data);
+    EXPECT_EQ(kept[0].last_data_at, last_data);
+    EXPECT_EQ(kept[0].annotations.at("summary"), "p95 of checkout is 0.500s (over 0.200)");
+    clock.advance(seconds(5));  // 10 minutes since the last evaluation with data
+    const auto t = engine.evaluate(sig, clock.now);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].from, AlertState::kFiring);
+    EXPECT_EQ(t[0].to, AlertState::kInactive);
+    EXPECT_EQ(t[0].cause, TransitionCause::kNoData);
+    EXPECT_EQ(t[0].alert.resolved_at, clock.now);
+    EXPECT_EQ(describe(t[0]),
+              "alert HighLatencyP95 for checkout: firing -> resolved (no data for 600s, "
+              "threshold 0.2)");
+    EXPECT_EQ(engine.firing_count(), 0u);
+    EXPECT_TRUE(engine.active().empty());
+}
+
+TEST(AlertEngine, NoDataAlsoCoversAServiceTheSourceNoLongerLists) {
+    Rule r = latency_rule(seconds(0));
+    r.no_data_resolve_after = minutes(1);
+    AlertEngine engine({r});
+    FakeSignals sig;
+    Clock clock;
+    sig.values["gone"] = 0.5;
+    engine.evaluate(sig, clock.now);
+    sig.values.clear();  // not even listed: its processes exited, its series expired
+    clock.advance(seconds(30));
+    EXPECT_TRUE(engine.evaluate(sig, clock.now).empty());
+    EXPECT_EQ(engine.firing_count(), 1u);
+    clock.advance(seconds(30));
+    const auto t = engine.evaluate(sig, clock.now);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].cause, TransitionCause::kNoData);
+    EXPECT_EQ(t[0].alert.service, "gone");
+}
+
+TEST(AlertEngine, DataComingBackDuringNoDataDecidesAsUsual) {
+    AlertEngine engine({latency_rule(seconds(0))});
+    FakeSignals sig;
+    Clock clock;
+    sig.values["a"] = 0.5;
+    engine.evaluate(sig, clock.now);
+    sig.values.erase("a");
+    clock.advance(minutes(3));
+    EXPECT_TRUE(engine.evaluate(sig, clock.now).empty());
+    sig.values["a"] = 0.18;  // back, and below the band: resolves with this value
+    clock.advance(seconds(5));
+    const auto t = engine.evaluate(sig, clock.now);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].cause, TransitionCause::kValue);
+    EXPECT_FALSE(t[0].alert.no_data);
+    EXPECT_EQ(describe(t[0]),
+              "alert HighLatencyP95 for a: firing -> resolved (value 0.18, threshold 0.2)");
+}
+
+TEST(AlertEngine, PendingWithoutDataGoesBackToInactive) {
+    AlertEngine engine({latency_rule(minutes(5))});
+    FakeSignals sig;
+    Clock clock;
+    sig.values["a"] = 0.5;
+    ASSERT_EQ(engine.evaluate(sig, clock.now)[0].to, AlertState::kPending);
+    sig.values.erase("a");
+    clock.advance(seconds(5));
+    const auto t = engine.evaluate(sig, clock.now);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].to, AlertState::kInactive);
+    EXPECT_EQ(describe(t[0]),
+              "alert HighLatencyP95 for a: pending -> inactive (no data, threshold 0.2)");
+    // Data again: the `for` clock starts over.
+    sig.values["a"] = 0.5;
+    clock.advance(seconds(5));
+    engine.evaluate(sig, clock.now);
+    clock.advance(minutes(4));
+    EXPECT_TRUE(engine.evaluate(sig, clock.now).empty());
+    EXPECT_EQ(engine.pending_count(), 1u);
+}
+
+TEST(AlertEngine, TransitionsLogTheValueAtTheTransition) {
+    AlertEngine engine({latency_rule(seconds(10))});
+    FakeSignals sig;
+    Clock clock;
+    sig.values["a"] = 0.3;
+    EXPECT_EQ(describe(engine.evaluate(sig, clock.now)[0]),
+              "alert HighLatencyP95 for a: inactive -> pending (value 0.3, threshold 0.2)");
+    sig.values["a"] = 0.45;
+    clock.advance(seconds(10));
+    EXPECT_EQ(describe(engine.evaluate(sig, clock.now)[0]),
+              "alert HighLatencyP95 for a: pending -> firing (value 0.45, threshold 0.2)");
+    engine.replace_rules({});
+    EXPECT_EQ(describe(engine.evaluate(sig, clock.now)[0]),
+              "alert HighLatencyP95 for a: firing -> resolved (rule removed)");
 }
 
 TEST(AlertEngine, HundredsOfRulesAndServices) {
@@ -251,6 +379,39 @@ TEST(AlertRules, BadConfigNamesFileLineAndField) {
               std::string::npos);
 }
 
+TEST(AlertRules, NoDataOptions) {
+    AlertingConfig c;
+    ASSERT_FALSE(parse_alerting(YAML::Load(R"(
+rules:
+  - {name: A, signal: latency_p95, above: 1, no_data: resolve}
+  - {name: B, signal: latency_p95, above: 1, no_data: keep, no_data_resolve_after: 30m}
+  - {name: C, signal: latency_p95, above: 1}
+)"),
+                                "f", c));
+    ASSERT_EQ(c.rules.size(), 3u);
+    EXPECT_EQ(c.rules[0].no_data, NoData::kResolve);
+    EXPECT_EQ(c.rules[1].no_data, NoData::kKeep);
+    EXPECT_EQ(c.rules[1].no_data_resolve_after, minutes(30));
+    EXPECT_EQ(c.rules[2].no_data, NoData::kKeep);  // the default: keep for 10 minutes
+    EXPECT_EQ(c.rules[2].no_data_resolve_after, minutes(10));
+    auto error_of = [](const char* yaml) {
+        AlertingConfig bad;
+        return parse_alerting(YAML::Load(yaml), "alerts.yaml", bad).value_or("");
+    };
+    EXPECT_EQ(error_of("rules:\n  - name: A\n    signal: latency_p95\n    above: 1\n"
+                       "    no_data: forget\n"),
+              "alerts.yaml:5: invalid 'no_data': 'forget' (use keep or resolve)");
+    EXPECT_EQ(error_of("rules:\n  - name: A\n    signal: latency_p95\n    above: 1\n"
+                       "    no_data_resolve_after: soon\n"),
+              "alerts.yaml:5: invalid duration for 'no_data_resolve_after': 'soon' (use e.g. "
+              "30s, 5m, 1h)");
+    EXPECT_NE(error_of("rules:\n  - name: A\n    signal: latency_p95\n    above: 1\n"
+                       "    no_data: resolve\n    no_data_resolve_after: 5m\n")
+                  .find("alerts.yaml:2: rule 'A': 'no_data_resolve_after' applies to 'no_data: "
+                        "keep' only"),
+              std::string::npos);
+}
+
 TEST(AlertRules, Durations) {
     EXPECT_EQ(parse_duration("30s"), seconds(30));
     EXPECT_EQ(parse_duration("5m"), minutes(5));
@@ -287,6 +448,112 @@ TEST(AgentSignals, UtilizationIsOfTheContainerLimitsElseOfTheNode) {
     EXPECT_DOUBLE_EQ(*signals.value(Signal::kCpuUtilization, "shop/checkout-1/app", minutes(5)),
                      0.4 / 0.5);
     EXPECT_DOUBLE_EQ(*signals.value(Signal::kCpuUtilization, "nginx", minutes(5)), 0.4 / 16);
+}
+
+// "No data" is told apart from a value: no request in the window is no latency and no error
+// ratio, but a request rate of 0 for a service that serves HTTP; a service with no process left
+// has no CPU or memory utilization.
+TEST(AgentSignals, NoDataIsToldApartFromAValue) {
+    resources::NodeResources node;
+    node.cpus = 4;
+    node.mem_total_bytes = 16ull << 30;
+    std::map<std::string, resources::ServiceResources> services;
+    services["web"].processes = 1;
+    services["exited"].processes = 0;
+    agent::ResourceHistory history;
+    history.record(services, node, std::chrono::seconds(100));
+    services["exited"].totals.cpu_ns = 1'000'000'000;
+    history.record(services, node, std::chrono::seconds(160));
+    aggregate::HttpMetricsStore http;
+    aggregate::HttpObservation o;
+    o.service = "web";
+    o.method = "GET";
+    o.path = "/";
+    o.status = 200;
+    o.duration_ns = 1'000'000;
+    http.record(o, std::chrono::seconds(100));
+    // 60 s later: the request is in a 5m window, not in a 30s one.
+    const agent::AgentSignals signals(http, services, node, history, std::chrono::seconds(160));
+    EXPECT_DOUBLE_EQ(*signals.value(Signal::kRequestRate, "web", minutes(5)), 1.0 / 300);
+    EXPECT_NEAR(*signals.value(Signal::kLatencyP95, "web", minutes(5)), 1e-3, 1e-5);
+    EXPECT_EQ(signals.value(Signal::kRequestRate, "web", seconds(30)), 0.0);
+    EXPECT_FALSE(signals.value(Signal::kLatencyP95, "web", seconds(30)));
+    EXPECT_FALSE(signals.value(Signal::kErrorRatio, "web", seconds(30)));
+    EXPECT_FALSE(signals.value(Signal::kRequestRate, "never-served", seconds(30)));
+    EXPECT_FALSE(signals.value(Signal::kCpuUtilization, "exited", minutes(1)));
+    EXPECT_FALSE(signals.value(Signal::kMemoryUtilization, "exited", minutes(1)));
+    EXPECT_EQ(signals.value(Signal::kCpuUtilization, "web", minutes(1)), 0.0);
+}
+
+// A webhook that accepts connections (the kernel completes them: a listen backlog nobody reads)
+// and never answers must not delay Alertmanager, a real HTTP server here: it gets every document
+// at once, while the stuck receiver's failures and drops are counted on its own.
+TEST(Notifier, AStuckReceiverDoesNotDelayTheOther) {
+    const int stuck = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(stuck, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    ASSERT_EQ(::bind(stuck, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    ASSERT_EQ(::listen(stuck, 64), 0);
+    ASSERT_EQ(::getsockname(stuck, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    const int stuck_port = ntohs(addr.sin_port);
+
+    httplib::Server alertmanager;
+    std::atomic<int> received{0};
+    alertmanager.Post("/api/v2/alerts", [&](const httplib::Request& req, httplib::Response& res) {
+        if (nlohmann::json::parse(req.body).size() == 1) ++received;
+        res.status = 200;
+    });
+    const int am_port = alertmanager.bind_to_any_port("127.0.0.1");
+    std::thread server([&] { alertmanager.listen_after_bind(); });
+    while (!alertmanager.is_running())
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+    Notifier::Options options;
+    options.alertmanager_url = "http://127.0.0.1:" + std::to_string(am_port);
+    options.webhook_url = "http://127.0.0.1:" + std::to_string(stuck_port) + "/hook?token=x";
+    options.max_queue = 4;
+    options.max_attempts = 2;
+    options.first_backoff = std::chrono::milliseconds(50);
+    options.io_timeout = std::chrono::milliseconds(1000);
+    auto notifier = std::make_unique<Notifier>(options);
+    const auto started = std::chrono::steady_clock::now();
+    constexpr int kDocuments = 12;
+    for (int i = 0; i < kDocuments; ++i) {
+        notifier->enqueue(nlohmann::json::array({{{"labels", {{"n", i}}}}}));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    while (received < kDocuments &&
+           std::chrono::steady_clock::now() - started < std::chrono::seconds(5))
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Every document reached Alertmanager as it was queued, not behind the stuck receiver's
+    // 1 s timeouts.
+    EXPECT_EQ(received, kDocuments);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
+    while (notifier->counters()[1].failed_attempts == 0 &&
+           std::chrono::steady_clock::now() - started < std::chrono::seconds(5))
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a stuck attempt times out
+    const auto counters = notifier->counters();
+    ASSERT_EQ(counters.size(), 2u);
+    EXPECT_EQ(counters[0].receiver, "alertmanager");
+    EXPECT_EQ(counters[0].sent, static_cast<std::uint64_t>(kDocuments));
+    EXPECT_EQ(counters[0].failed_attempts, 0u);
+    EXPECT_EQ(counters[0].dropped, 0u);
+    EXPECT_EQ(counters[1].receiver, "webhook");
+    EXPECT_EQ(counters[1].sent, 0u);
+    EXPECT_GE(counters[1].failed_attempts, 1u);
+    // 12 documents, one in flight, at most 4 waiting: the oldest of the others were dropped.
+    EXPECT_GE(counters[1].dropped, static_cast<std::uint64_t>(kDocuments - 1 - 4));
+    EXPECT_LE(counters[1].queued, 4u);
+    // Stopping does not wait for the stuck request's timeout.
+    const auto stopping = std::chrono::steady_clock::now();
+    notifier.reset();
+    EXPECT_LT(std::chrono::steady_clock::now() - stopping, std::chrono::milliseconds(500));
+    alertmanager.stop();
+    server.join();
+    ::close(stuck);
 }
 
 }  // namespace

@@ -328,13 +328,7 @@ void Agent::alert_loop() {
             }
         }
         for (const auto& t : transitions) {
-            spdlog::info(
-                "alert {} for {}: {} -> {} (value {:.4g}, threshold {:.4g})", t.alert.rule,
-                t.alert.service, alerts::state_name(t.from),
-                t.to == alerts::AlertState::kInactive && t.from == alerts::AlertState::kFiring
-                    ? "resolved"
-                    : alerts::state_name(t.to),
-                t.alert.value, t.alert.threshold);
+            spdlog::info("{}", alerts::describe(t));
             if (t.from == alerts::AlertState::kFiring && t.to == alerts::AlertState::kInactive) {
                 to_send.push_back(t.alert);  // resolved: endsAt = now
                 std::lock_guard lock(mutex_);

@@ -74,14 +74,20 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
             // Server side: how the service answers its callers.
             stats::LogSketch merged, scratch;
             std::uint64_t errors = 0;
+            bool serves_http = false;
             for (const auto& [key, series] : http_.series()) {
                 if (key.side != aggregate::HttpSide::kServer || (!node && key.service != service))
                     continue;
+                serves_http = true;
                 series.window.window(window, now_, scratch);
                 merged.merge(scratch);
                 if (aggregate::is_error_status(key.side, key.status)) errors += scratch.count();
             }
-            if (merged.empty()) return std::nullopt;
+            // No request in the window: no latency or error ratio to speak of (no data), but a
+            // rate of 0 for a service that has served HTTP (its series are kept 15 minutes).
+            if (merged.empty())
+                return signal == Signal::kRequestRate && serves_http ? std::optional(0.0)
+                                                                     : std::nullopt;
             if (signal == Signal::kErrorRatio)
                 return static_cast<double>(errors) / static_cast<double>(merged.count());
             if (signal == Signal::kRequestRate)
@@ -114,17 +120,17 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
                 if (signal == Signal::kDiskIoBytesRate)
                     return delta(newest->disk_bytes, oldest->disk_bytes) / dt;
                 const auto total = newest->total_ticks - oldest->total_ticks;
-                return total ? delta(newest->cpu_ns, oldest->cpu_ns) / static_cast<double>(total)
-                             : 0.0;
+                if (!total) return std::nullopt;  // /proc/stat did not move: nothing measured
+                return delta(newest->cpu_ns, oldest->cpu_ns) / static_cast<double>(total);
             }
+            // A service with no process left has no utilization (no data), not one of 0.
+            const auto current = services_.find(service);
+            if (current == services_.end() || current->second.processes == 0) return std::nullopt;
             if (signal == Signal::kDiskIoBytesRate)
                 return delta(newest->disk_bytes, oldest->disk_bytes) / dt;
             const double cores = delta(newest->cpu_ns, oldest->cpu_ns) / 1e9 / dt;
             // Share of its container's CPU quota, else of the node's CPUs.
-            const auto current = services_.find(service);
-            const double capacity = current == services_.end()
-                                        ? static_cast<double>(node_.cpus)
-                                        : resources::cpu_capacity_cores(current->second, node_);
+            const double capacity = resources::cpu_capacity_cores(current->second, node_);
             return capacity > 0 ? cores / capacity : std::optional<double>{};
         }
     }

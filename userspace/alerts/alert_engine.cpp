@@ -64,18 +64,23 @@ void AlertEngine::replace_rules(std::vector<Rule> rules) {
 std::vector<Transition> AlertEngine::evaluate(const SignalSource& source,
                                               WallClock::time_point now) {
     std::vector<Transition> transitions;
-    std::set<std::pair<std::string, std::string>> seen;
+    std::set<std::string> rule_names;
     const auto services = source.services();
     for (const Rule& rule : rules_) {
-        std::vector<std::string> targets;
+        rule_names.insert(rule.name);
+        std::set<std::string> targets;
         if (rule.service)
-            targets.push_back(*rule.service);
+            targets.insert(*rule.service);
         else
             for (const auto& s : services)
-                if (s != kNodeService) targets.push_back(s);
+                if (s != kNodeService) targets.insert(s);
+        // An alert of a service the source no longer lists (its traffic and processes gone) is
+        // evaluated too: without data, as the rule says.
+        for (auto it = alerts_.lower_bound({rule.name, ""});
+             it != alerts_.end() && it->first.first == rule.name; ++it)
+            targets.insert(it->first.second);
         for (const auto& service : targets) {
             const auto key = std::make_pair(rule.name, service);
-            seen.insert(key);
             const std::optional<double> value = source.value(rule.signal, service, rule.window);
             auto it = alerts_.find(key);
             if (it == alerts_.end()) {
@@ -91,7 +96,11 @@ std::vector<Transition> AlertEngine::evaluate(const SignalSource& source,
             a.labels["alertname"] = rule.name;
             a.labels["service_name"] = service;
             a.labels["severity"] = rule.severity;
-            if (value) a.value = *value;
+            a.no_data = !value;
+            if (value) {
+                a.value = *value;
+                a.last_data_at = now;
+            }
             // Entering needs the threshold crossed; staying firing only needs the value short of
             // the hysteresis band on the way back.
             const double h = rule.hysteresis;
@@ -108,43 +117,74 @@ std::vector<Transition> AlertEngine::evaluate(const SignalSource& source,
                     }
                     break;
                 case AlertState::kPending:
+                    // `for` needs the condition seen to hold at every evaluation.
                     if (!breach)
                         a.state = AlertState::kInactive;
                     else if (now - a.active_since >= rule.for_duration)
                         a.state = AlertState::kFiring;
                     break;
                 case AlertState::kFiring:
-                    if (!holding) {
+                    if (value ? !holding
+                              : rule.no_data == NoData::kResolve ||
+                                    now - a.last_data_at >= rule.no_data_resolve_after) {
                         a.state = AlertState::kInactive;
                         a.resolved_at = now;
                     }
                     break;
             }
             if (a.state == AlertState::kFiring && from != AlertState::kFiring) a.fired_at = now;
-            a.annotations["summary"] = expand_template(rule.summary, a);
-            a.annotations["description"] = expand_template(rule.description, a);
-            if (a.state != from) transitions.push_back({a, from, a.state});
+            // Without data the annotations keep the last value they showed.
+            if (value) {
+                a.annotations["summary"] = expand_template(rule.summary, a);
+                a.annotations["description"] = expand_template(rule.description, a);
+            }
+            if (a.state != from)
+                transitions.push_back(
+                    {a, from, a.state, value ? TransitionCause::kValue : TransitionCause::kNoData});
         }
     }
-    // Alerts whose rule or service is gone: a firing one resolves, the rest are forgotten.
+    // Inactive alerts are not kept; those of a rule that is gone resolve if firing.
     for (auto it = alerts_.begin(); it != alerts_.end();) {
-        if (seen.contains(it->first) && !(it->second.state == AlertState::kInactive)) {
+        const bool rule_kept = rule_names.contains(it->first.first);
+        if (rule_kept && it->second.state != AlertState::kInactive) {
             ++it;
             continue;
         }
-        if (seen.contains(it->first)) {  // inactive: nothing to keep
-            it = alerts_.erase(it);
-            continue;
-        }
-        if (it->second.state == AlertState::kFiring) {
+        if (!rule_kept && it->second.state == AlertState::kFiring) {
             const AlertState from = it->second.state;
             it->second.state = AlertState::kInactive;
             it->second.resolved_at = now;
-            transitions.push_back({it->second, from, AlertState::kInactive});
+            transitions.push_back(
+                {it->second, from, AlertState::kInactive, TransitionCause::kRuleRemoved});
         }
         it = alerts_.erase(it);
     }
     return transitions;
+}
+
+std::string describe(const Transition& t) {
+    const bool resolved = t.from == AlertState::kFiring && t.to == AlertState::kInactive;
+    std::string why;
+    switch (t.cause) {
+        case TransitionCause::kValue:
+            why = fmt::format("value {:.4g}, threshold {:.4g}", t.alert.value, t.alert.threshold);
+            break;
+        case TransitionCause::kNoData:
+            if (resolved)
+                why = fmt::format("no data for {}s, threshold {:.4g}",
+                                  std::chrono::duration_cast<std::chrono::seconds>(
+                                      t.alert.resolved_at - t.alert.last_data_at)
+                                      .count(),
+                                  t.alert.threshold);
+            else
+                why = fmt::format("no data, threshold {:.4g}", t.alert.threshold);
+            break;
+        case TransitionCause::kRuleRemoved:
+            why = "rule removed";
+            break;
+    }
+    return fmt::format("alert {} for {}: {} -> {} ({})", t.alert.rule, t.alert.service,
+                       state_name(t.from), resolved ? "resolved" : state_name(t.to), why);
 }
 
 std::vector<Alert> AlertEngine::active() const {

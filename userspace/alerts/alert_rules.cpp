@@ -156,6 +156,7 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                 if (!v.IsSequence()) return where(v) + ": 'rules' must be a list";
                 for (const auto& item : v) {
                     Rule rule;
+                    bool resolve_after_given = false;
                     if (!item.IsMap()) return where(item) + ": a rule must be a mapping";
                     for (const auto& field : item) {
                         const auto f = field.first.as<std::string>();
@@ -199,7 +200,22 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                             rule.hysteresis = fv.as<double>();
                         else if (f == "enabled")
                             rule.enabled = fv.as<bool>();
-                        else
+                        else if (f == "no_data") {
+                            const auto mode = fv.as<std::string>();
+                            if (mode == "keep")
+                                rule.no_data = NoData::kKeep;
+                            else if (mode == "resolve")
+                                rule.no_data = NoData::kResolve;
+                            else
+                                return fmt::format(
+                                    "{}: invalid 'no_data': '{}' (use keep or resolve)", where(fv),
+                                    mode);
+                        } else if (f == "no_data_resolve_after") {
+                            if (auto e = duration(fv, "no_data_resolve_after",
+                                                  rule.no_data_resolve_after))
+                                return e;
+                            resolve_after_given = true;
+                        } else
                             return fmt::format("{}: unknown rule field '{}'", where(field.first),
                                                f);
                     }
@@ -224,6 +240,11 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                     if (rule.hysteresis < 0 || rule.hysteresis >= 1)
                         return fmt::format("{}: rule '{}': 'hysteresis' must be in [0, 1)",
                                            where(item), rule.name);
+                    if (resolve_after_given && rule.no_data == NoData::kResolve)
+                        return fmt::format(
+                            "{}: rule '{}': 'no_data_resolve_after' applies to 'no_data: keep' "
+                            "only ('resolve' resolves at the first evaluation without data)",
+                            where(item), rule.name);
                     if (rule.window > std::chrono::minutes(5))
                         return fmt::format("{}: rule '{}': 'window' can be at most 5m", where(item),
                                            rule.name);

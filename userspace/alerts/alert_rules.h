@@ -29,6 +29,8 @@ enum class Signal {
 std::optional<Signal> parse_signal(std::string_view name);
 const char* signal_name(Signal signal);
 
+enum class NoData { kKeep, kResolve };
+
 // The reserved service name for node-wide rules.
 inline constexpr const char* kNodeService = "node";
 
@@ -48,6 +50,11 @@ struct Rule {
     // so a value hovering at the threshold does not flap.
     double hysteresis = 0.05;
     bool enabled = true;
+    // A firing alert whose signal has no data (no request in the window, no process left): kept
+    // firing for no_data_resolve_after since the last evaluation with data, then resolved; or
+    // resolved at once. A pending alert without data goes back to inactive either way.
+    NoData no_data = NoData::kKeep;
+    std::chrono::seconds no_data_resolve_after{600};
 
     double threshold() const { return above ? *above : below.value_or(0); }
 };

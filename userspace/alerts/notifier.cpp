@@ -1,5 +1,10 @@
 #include "alerts/notifier.h"
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
@@ -7,97 +12,143 @@
 
 namespace loupe::alerts {
 
-Notifier::Notifier(Options options) : options_(std::move(options)) {
-    if (enabled()) thread_ = std::thread([this] { run(); });
-}
-
-Notifier::~Notifier() {
-    stopping_ = true;
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
-
-void Notifier::enqueue(nlohmann::json alerts) {
-    if (!enabled() || alerts.empty()) return;
-    {
-        std::lock_guard lock(mutex_);
-        if (queue_.size() >= options_.max_queue) {
-            queue_.pop_front();  // the newest state matters most
-            ++counters_.dropped;
-        }
-        queue_.push_back(std::move(alerts));
+// One receiver: its queue, its thread, its counters. Documents are shared between receivers
+// (serialised once) and sent in the order they were queued.
+class Notifier::Receiver {
+  public:
+    Receiver(std::string name, const std::string& url, std::string path, const Options& options)
+        : options_(options) {
+        counters_.receiver = std::move(name);
+        auto [base, url_path] = util::split_url(url);
+        base_ = std::move(base);
+        path_ = path.empty() ? std::move(url_path) : std::move(path);
+        thread_ = std::thread([this] { run(); });
     }
-    wake_.notify_one();
-}
 
-NotifierCounters Notifier::counters() const {
-    std::lock_guard lock(mutex_);
-    return counters_;
-}
-
-std::size_t Notifier::queued() const {
-    std::lock_guard lock(mutex_);
-    return queue_.size();
-}
-
-bool Notifier::post(const std::string& base, const std::string& path, const std::string& body) {
-    httplib::Client client(base);
-    client.set_connection_timeout(options_.timeout);
-    client.set_read_timeout(options_.timeout);
-    client.set_write_timeout(options_.timeout);
-    const auto res = client.Post(path, body, "application/json");
-    return res && res->status >= 200 && res->status < 300;
-}
-
-void Notifier::run() {
-    while (!stopping_) {
-        nlohmann::json doc;
+    ~Receiver() {
         {
-            std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-            if (stopping_) return;
-            doc = std::move(queue_.front());
-            queue_.pop_front();
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+            // A request in flight would otherwise hold the agent's exit for its timeouts.
+            if (in_flight_) in_flight_->stop();
         }
-        const std::string body = doc.dump();
-        struct Target {
-            std::string base, path;
-        };
-        std::vector<Target> targets;
-        if (!options_.alertmanager_url.empty()) {
-            auto [base, prefix] = util::split_url(options_.alertmanager_url);
-            targets.push_back({base, (prefix == "/" ? "" : prefix) + "/api/v2/alerts"});
+        wake_.notify_all();
+        thread_.join();
+    }
+
+    void enqueue(const std::shared_ptr<const std::string>& body) {
+        {
+            std::lock_guard lock(mutex_);
+            if (queue_.size() >= options_.max_queue) {
+                queue_.pop_front();  // the newest state matters most
+                ++counters_.dropped;
+            }
+            queue_.push_back(body);
         }
-        if (!options_.webhook_url.empty()) {
-            auto [base, path] = util::split_url(options_.webhook_url);
-            targets.push_back({base, path});
+        wake_.notify_one();
+    }
+
+    ReceiverCounters counters() const {
+        std::lock_guard lock(mutex_);
+        ReceiverCounters out = counters_;
+        out.queued = queue_.size();
+        return out;
+    }
+
+  private:
+    bool post(const std::string& body) {
+        httplib::Client client(base_);
+        client.set_connection_timeout(options_.connect_timeout);
+        client.set_read_timeout(options_.io_timeout);
+        client.set_write_timeout(options_.io_timeout);
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) return false;
+            in_flight_ = &client;
         }
-        for (const auto& target : targets) {
+        const auto res = client.Post(path_, body, "application/json");
+        std::lock_guard lock(mutex_);
+        in_flight_ = nullptr;
+        return res && res->status >= 200 && res->status < 300;
+    }
+
+    void run() {
+        while (true) {
+            std::shared_ptr<const std::string> body;
+            {
+                std::unique_lock lock(mutex_);
+                wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+                if (stopping_) return;
+                body = std::move(queue_.front());
+                queue_.pop_front();
+            }
             auto backoff = options_.first_backoff;
             bool delivered = false;
-            for (int attempt = 1; attempt <= options_.max_attempts && !stopping_; ++attempt) {
-                if (post(target.base, target.path, body)) {
+            for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+                if (post(*body)) {
                     delivered = true;
                     break;
                 }
-                {
-                    std::lock_guard lock(mutex_);
-                    ++counters_.failed_attempts;
-                }
-                spdlog::warn("alert delivery to {}{} failed (attempt {}/{}), retrying in {} ms",
-                             target.base, target.path, attempt, options_.max_attempts,
-                             backoff.count());
                 std::unique_lock lock(mutex_);
-                wake_.wait_for(lock, backoff, [this] { return stopping_.load(); });
+                if (stopping_) return;
+                ++counters_.failed_attempts;
+                if (attempt == options_.max_attempts) break;
+                // The URL's path and query are left out: a webhook URL may carry a token.
+                spdlog::warn("alert delivery to {} ({}) failed (attempt {}/{}), retrying in {} ms",
+                             counters_.receiver, base_, attempt, options_.max_attempts,
+                             backoff.count());
+                wake_.wait_for(lock, backoff, [this] { return stopping_; });
+                if (stopping_) return;
                 backoff = std::min(backoff * 2, options_.max_backoff);
             }
             std::lock_guard lock(mutex_);
-            if (delivered)
+            if (delivered) {
                 ++counters_.sent;
-            else
+            } else {
                 ++counters_.dropped;
+                spdlog::warn("alert delivery to {} ({}) failed {} times: document dropped",
+                             counters_.receiver, base_, options_.max_attempts);
+            }
         }
     }
+
+    const Options& options_;
+    std::string base_, path_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::shared_ptr<const std::string>> queue_;
+    ReceiverCounters counters_;
+    bool stopping_ = false;
+    httplib::Client* in_flight_ = nullptr;  // the request being sent, for stop()
+    std::thread thread_;
+};
+
+Notifier::Notifier(Options options) : options_(std::move(options)) {
+    if (!options_.alertmanager_url.empty()) {
+        const auto prefix = util::split_url(options_.alertmanager_url).second;
+        receivers_.push_back(
+            std::make_unique<Receiver>("alertmanager", options_.alertmanager_url,
+                                       (prefix == "/" ? "" : prefix) + "/api/v2/alerts", options_));
+    }
+    if (!options_.webhook_url.empty())
+        receivers_.push_back(
+            std::make_unique<Receiver>("webhook", options_.webhook_url, "", options_));
+}
+
+Notifier::~Notifier() = default;
+
+void Notifier::enqueue(const nlohmann::json& alerts) {
+    if (receivers_.empty() || alerts.empty()) return;
+    const auto body = std::make_shared<const std::string>(alerts.dump());
+    for (auto& receiver : receivers_)
+        receiver->enqueue(body);
+}
+
+NotifierCounters Notifier::counters() const {
+    NotifierCounters out;
+    for (const auto& receiver : receivers_)
+        out.push_back(receiver->counters());
+    return out;
 }
 
 }  // namespace loupe::alerts

@@ -1,37 +1,42 @@
-// Delivers alert notifications to Alertmanager (API v2) and a generic JSON webhook, from its own
-// thread: retries with exponential back-off, a bounded queue (the oldest goes first when full),
-// never blocking the evaluation.
+// Delivers alert notifications to Alertmanager (API v2) and a generic JSON webhook. Each receiver
+// has its own bounded queue and its own sender thread, so a receiver that hangs or fails delays
+// only its own deliveries: retries with exponential back-off, connect/read/write timeouts, the
+// oldest document dropped (and counted) when a queue is full, never blocking the evaluation.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace loupe::alerts {
 
-struct NotifierCounters {
+struct ReceiverCounters {
+    std::string receiver;  // "alertmanager" or "webhook"
     std::uint64_t sent = 0;
     std::uint64_t failed_attempts = 0;
-    std::uint64_t dropped = 0;  // queue full, or every retry failed
+    std::uint64_t dropped = 0;  // queue full, or every attempt failed
+    std::size_t queued = 0;
 };
+// One entry per configured receiver.
+using NotifierCounters = std::vector<ReceiverCounters>;
 
 class Notifier {
   public:
     struct Options {
         std::string alertmanager_url;  // base URL; POST {url}/api/v2/alerts
         std::string webhook_url;       // full URL; POST the same document
-        std::size_t max_queue = 256;
+        std::size_t max_queue = 64;    // documents waiting per receiver
         int max_attempts = 5;
         std::chrono::milliseconds first_backoff{500};
         std::chrono::milliseconds max_backoff{8000};
-        std::chrono::milliseconds timeout{2000};
+        std::chrono::milliseconds connect_timeout{2000};
+        // Each read and each write of a request: a receiver that accepts the connection and never
+        // answers fails the attempt after this long.
+        std::chrono::milliseconds io_timeout{2000};
     };
 
     explicit Notifier(Options options);
@@ -39,25 +44,15 @@ class Notifier {
     Notifier(const Notifier&) = delete;
     Notifier& operator=(const Notifier&) = delete;
 
-    bool enabled() const {
-        return !options_.alertmanager_url.empty() || !options_.webhook_url.empty();
-    }
-    // Queues one Alertmanager document (an array of alerts); never blocks.
-    void enqueue(nlohmann::json alerts);
+    bool enabled() const { return !receivers_.empty(); }
+    // Queues one Alertmanager document (an array of alerts) for every receiver; never blocks.
+    void enqueue(const nlohmann::json& alerts);
     NotifierCounters counters() const;
-    std::size_t queued() const;
 
   private:
-    void run();
-    bool post(const std::string& url, const std::string& path, const std::string& body);
-
-    Options options_;
-    mutable std::mutex mutex_;
-    std::condition_variable wake_;
-    std::deque<nlohmann::json> queue_;
-    NotifierCounters counters_;
-    std::atomic<bool> stopping_{false};
-    std::thread thread_;
+    class Receiver;
+    Options options_;  // before receivers_: they read it until they stop
+    std::vector<std::unique_ptr<Receiver>> receivers_;
 };
 
 }  // namespace loupe::alerts

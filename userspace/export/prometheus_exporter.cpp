@@ -302,15 +302,18 @@ void add_alert_families(TextExposition& out, const MetricsView& view, ServiceLab
     add_single(out, "loupe_alert_rules", "gauge", "Alert rules the agent evaluates.",
                static_cast<double>(view.alerts->rules().size()));
     out.family("loupe_alert_notifications_total", "counter",
-               "Alert notifications: sent, failed attempts (retried), dropped (queue full or "
-               "retries exhausted).");
-    const std::pair<const char*, std::uint64_t> results[] = {
-        {"sent", view.notifications.sent},
-        {"failed_attempt", view.notifications.failed_attempts},
-        {"dropped", view.notifications.dropped}};
-    for (const auto& [result, value] : results)
-        out.sample("loupe_alert_notifications_total", {{"result", result}},
-                   static_cast<double>(value));
+               "Alert notifications per receiver: sent, failed attempts (retried), dropped (queue "
+               "full or retries exhausted).");
+    for (const auto& receiver : view.notifications) {
+        const std::pair<const char*, std::uint64_t> results[] = {
+            {"sent", receiver.sent},
+            {"failed_attempt", receiver.failed_attempts},
+            {"dropped", receiver.dropped}};
+        for (const auto& [result, value] : results)
+            out.sample("loupe_alert_notifications_total",
+                       {{"receiver", receiver.receiver}, {"result", result}},
+                       static_cast<double>(value));
+    }
 }
 
 }  // namespace
