@@ -60,19 +60,62 @@ TEST(HttpMetricsStore, StatusLabelsAndErrors) {
     EXPECT_TRUE(is_error_status(HttpSide::kServer, "none"));
 }
 
-TEST(HttpMetricsStore, RouteCapSendsTheRestToOverflow) {
-    HttpMetricsStore store(HttpStoreLimits{1000, 3, minutes(15)});
-    for (const char* p : {"/a", "/b", "/c", "/d", "/e", "/a"})
-        store.record(obs(p), seconds(1));
+std::map<std::string, std::uint64_t> counts_by_route(const HttpMetricsStore& store) {
     std::map<std::string, std::uint64_t> by_route;
     for (const auto& [k, s] : store.series())
         by_route[k.route] += s.count;
+    return by_route;
+}
+
+TEST(HttpMetricsStore, RouteCapSendsTheRestToOverflow) {
+    HttpMetricsStore store(HttpStoreLimits{1000, 3, minutes(15)});
+    // /a and /b fill the half of the budget given at once; /c, /d, /e are seen once each.
+    for (const char* p : {"/a", "/b", "/c", "/d", "/e", "/a"})
+        store.record(obs(p), seconds(1));
+    auto by_route = counts_by_route(store);
     EXPECT_EQ(by_route["/a"], 2u);
-    EXPECT_EQ(by_route[HttpMetricsStore::kOverflowRoute], 2u);
-    EXPECT_EQ(store.routes_overflowed(), 2u);
+    EXPECT_EQ(by_route[HttpMetricsStore::kOverflowRoute], 3u);
+    EXPECT_EQ(store.routes_overflowed(), 3u);
+    // Over the cap, a route seen again still goes to the overflow route.
+    for (const char* p : {"/d", "/f", "/f", "/g"})
+        store.record(obs(p), seconds(1));
+    by_route = counts_by_route(store);
+    EXPECT_EQ(by_route["/d"], 1u);  // its second request: the third route
+    EXPECT_EQ(by_route.count("/f"), 0u);
+    EXPECT_EQ(by_route[HttpMetricsStore::kOverflowRoute], 6u);
+    EXPECT_EQ(store.routes_overflowed(), 6u);
     // Another service has its own budget.
     store.record(obs("/d", 200, 1'000'000, "other"), seconds(1));
-    EXPECT_EQ(store.routes_overflowed(), 2u);
+    EXPECT_EQ(store.routes_overflowed(), 6u);
+}
+
+// The first half of a service's route budget goes to the first routes seen; the rest to routes
+// seen at least twice, so a burst of one-off paths cannot take the budget from the service's real
+// routes. Every request stays counted: before its promotion, under the overflow route.
+TEST(HttpMetricsStore, PastHalfTheBudgetARouteNeedsASecondRequest) {
+    HttpMetricsStore store(HttpStoreLimits{1000, 10, minutes(15)});
+    std::uint64_t requests = 0;
+    auto record = [&](const std::string& path, int times = 1) {
+        for (int i = 0; i < times; ++i, ++requests)
+            store.record(obs(path), seconds(1));
+    };
+    for (const char* p : {"/scan1", "/scan2", "/scan3", "/scan4", "/scan5"})
+        record(p);  // a scanner arrives first: takes the first half (5 routes)
+    for (int i = 0; i < 40; ++i)
+        record("/probe-" + std::string(1, static_cast<char>('a' + i % 26)) + std::to_string(i));
+    record("/checkout", 30);  // the service's real routes, seen many times
+    record("/cart", 12);
+    auto by_route = counts_by_route(store);
+    EXPECT_EQ(by_route["/scan1"], 1u);
+    EXPECT_EQ(by_route["/checkout"], 29u);  // the first request of each went to the overflow
+    EXPECT_EQ(by_route["/cart"], 11u);
+    EXPECT_EQ(by_route.size(), 5u + 2u + 1u);  // no probe got a series
+    EXPECT_EQ(by_route[HttpMetricsStore::kOverflowRoute], 40u + 2u);
+    std::uint64_t total = 0;
+    for (const auto& [route, count] : by_route)
+        total += count;
+    EXPECT_EQ(total, requests);
+    EXPECT_EQ(store.routes_overflowed(), 42u);
 }
 
 TEST(HttpMetricsStore, SeriesCapDropsAndCounts) {

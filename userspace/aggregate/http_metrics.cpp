@@ -57,12 +57,26 @@ void HttpMetricsStore::record(const HttpObservation& obs, std::chrono::nanosecon
     s.last_update = now;
 }
 
+bool HttpMetricsStore::seen_before(std::string_view service, std::string_view route,
+                                   std::size_t routes_admitted) {
+    const std::size_t admitted_at_once =
+        limits_.max_routes_per_service - limits_.max_routes_per_service / 2;
+    if (routes_admitted < admitted_at_once) return true;
+    auto& seen = routes_seen_once_[std::string(service)];
+    const std::size_t hash = std::hash<std::string_view>{}(route);
+    if (seen.erase(hash)) return true;
+    if (seen.size() >= limits_.max_routes_per_service) seen.clear();
+    seen.insert(hash);
+    return false;
+}
+
 HttpSeriesMap::iterator HttpMetricsStore::add_series(HttpSeriesKeyView key) {
     // Per-service route cap: the routes beyond it share one overflow route. (A series that
     // exists has a route admitted when it was created: record() found it without this check.)
     auto& routes = routes_by_service_[std::string(key.service)];
     if (!routes.contains(std::string(key.route))) {
-        if (routes.size() >= limits_.max_routes_per_service) {
+        if (routes.size() >= limits_.max_routes_per_service ||
+            !seen_before(key.service, key.route, routes.size())) {
             key.route = kOverflowRoute;
             ++routes_overflowed_;
             if (const auto it = series_.find(key); it != series_.end()) return it;
@@ -91,6 +105,7 @@ std::size_t HttpMetricsStore::expire_idle(std::chrono::nanoseconds now) {
     if (removed) {
         // Rebuild the route sets so expired routes free their slot under the cap.
         routes_by_service_.clear();
+        routes_seen_once_.clear();
         for (const auto& [key, _] : series_)
             if (key.route != kOverflowRoute) routes_by_service_[key.service].insert(key.route);
     }

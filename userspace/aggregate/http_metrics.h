@@ -128,6 +128,8 @@ class HttpMetricsStore {
     // The series of a key not seen yet: created, or the overflow route's when its service has
     // too many routes; series_.end() when the series cap is reached.
     HttpSeriesMap::iterator add_series(HttpSeriesKeyView key);
+    // Whether a route new to its service may have its own series now (see routes_seen_once_).
+    bool seen_before(std::string_view service, std::string_view route, std::size_t routes_admitted);
 
     HttpStoreLimits limits_;
     std::unique_ptr<stats::SeriesBudget> own_budget_;
@@ -135,6 +137,11 @@ class HttpMetricsStore {
     RouteNormalizer normalizer_;
     HttpSeriesMap series_;
     std::unordered_map<std::string, std::unordered_set<std::string>> routes_by_service_;
+    // Past half its route budget, a service's new route gets a series at its second request: the
+    // first one is counted under the overflow route and its hash kept here (at most
+    // max_routes_per_service per service, forgotten all at once when full), so one-off paths
+    // (scanners, typos) cannot take the rest of the budget.
+    std::unordered_map<std::string, std::unordered_set<std::size_t>> routes_seen_once_;
     std::uint64_t series_dropped_ = 0;
     std::uint64_t routes_overflowed_ = 0;
 };
