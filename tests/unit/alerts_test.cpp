@@ -7,10 +7,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
 #include "agent/alert_signals.h"
@@ -554,6 +557,42 @@ TEST(Notifier, AStuckReceiverDoesNotDelayTheOther) {
     alertmanager.stop();
     server.join();
     ::close(stuck);
+}
+
+// A receiver's URL may carry credentials or a token: its failures are logged with the receiver's
+// name and scheme://host:port only.
+TEST(Notifier, FailuresAreLoggedWithoutTheUrlsSecrets) {
+    std::ostringstream captured;
+    const auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+    {
+        Notifier::Options options;
+        options.alertmanager_url = "http://am:s3cr3t-password@127.0.0.1:1/s3cr3t-prefix";
+        options.webhook_url = "http://127.0.0.1:1/hook/s3cr3t-path?token=s3cr3t-query";
+        options.max_attempts = 2;
+        options.first_backoff = std::chrono::milliseconds(1);
+        Notifier notifier(options);
+        notifier.enqueue(nlohmann::json::array({{{"labels", {{"alertname", "X"}}}}}));
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while ((notifier.counters()[0].dropped == 0 || notifier.counters()[1].dropped == 0) &&
+               std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        for (const auto& receiver : notifier.counters()) {
+            EXPECT_EQ(receiver.dropped, 1u) << receiver.receiver;
+            EXPECT_EQ(receiver.failed_attempts, 2u) << receiver.receiver;
+        }
+    }
+    spdlog::set_default_logger(previous);
+    const std::string logged = captured.str();
+    EXPECT_NE(logged.find("alert delivery to webhook (http://127.0.0.1:1) failed (attempt 1/2)"),
+              std::string::npos)
+        << logged;
+    EXPECT_NE(logged.find("alert delivery to alertmanager (http://127.0.0.1:1) failed 2 times: "
+                          "document dropped"),
+              std::string::npos)
+        << logged;
+    EXPECT_EQ(logged.find("s3cr3t"), std::string::npos) << logged;
 }
 
 }  // namespace

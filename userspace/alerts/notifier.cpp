@@ -22,17 +22,27 @@ class Notifier::Receiver {
         auto [base, url_path] = util::split_url(url);
         base_ = std::move(base);
         path_ = path.empty() ? std::move(url_path) : std::move(path);
+        // Logged as scheme://host:port: no path or query, no user:password@ (a URL may carry a
+        // token in any of them).
+        shown_ = base_;
+        if (const auto scheme = shown_.find("://"), at = shown_.rfind('@');
+            scheme != std::string::npos && at != std::string::npos && at > scheme)
+            shown_.erase(scheme + 3, at + 1 - (scheme + 3));
         thread_ = std::thread([this] { run(); });
     }
 
     ~Receiver() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-            // A request in flight would otherwise hold the agent's exit for its timeouts.
-            if (in_flight_) in_flight_->stop();
-        }
+        std::unique_lock lock(mutex_);
+        stopping_ = true;
         wake_.notify_all();
+        // A request in flight would otherwise hold the agent's exit for its timeouts. stop() only
+        // interrupts a request whose connection is made: it is repeated until the thread ends (a
+        // connection being made takes at most connect_timeout).
+        while (!finished_) {
+            if (in_flight_) in_flight_->stop();
+            wake_.wait_for(lock, std::chrono::milliseconds(10), [this] { return finished_; });
+        }
+        lock.unlock();
         thread_.join();
     }
 
@@ -73,6 +83,13 @@ class Notifier::Receiver {
     }
 
     void run() {
+        send_all();
+        std::lock_guard lock(mutex_);
+        finished_ = true;
+        wake_.notify_all();
+    }
+
+    void send_all() {
         while (true) {
             std::shared_ptr<const std::string> body;
             {
@@ -93,9 +110,8 @@ class Notifier::Receiver {
                 if (stopping_) return;
                 ++counters_.failed_attempts;
                 if (attempt == options_.max_attempts) break;
-                // The URL's path and query are left out: a webhook URL may carry a token.
                 spdlog::warn("alert delivery to {} ({}) failed (attempt {}/{}), retrying in {} ms",
-                             counters_.receiver, base_, attempt, options_.max_attempts,
+                             counters_.receiver, shown_, attempt, options_.max_attempts,
                              backoff.count());
                 wake_.wait_for(lock, backoff, [this] { return stopping_; });
                 if (stopping_) return;
@@ -107,18 +123,19 @@ class Notifier::Receiver {
             } else {
                 ++counters_.dropped;
                 spdlog::warn("alert delivery to {} ({}) failed {} times: document dropped",
-                             counters_.receiver, base_, options_.max_attempts);
+                             counters_.receiver, shown_, options_.max_attempts);
             }
         }
     }
 
     const Options& options_;
-    std::string base_, path_;
+    std::string base_, path_, shown_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::shared_ptr<const std::string>> queue_;
     ReceiverCounters counters_;
     bool stopping_ = false;
+    bool finished_ = false;                 // the thread is done with every request
     httplib::Client* in_flight_ = nullptr;  // the request being sent, for stop()
     std::thread thread_;
 };
