@@ -195,7 +195,8 @@ def main():
         stop.clear()
         slow = threading.Thread(target=drive, args=(server_port, "/slow", stop))
         slow.start()
-        wait(lambda: select(agent.metrics(), "loupe_alert_notifications_total", result="failed_attempt")[0][1] >= 2,
+        wait(lambda: select(agent.metrics(), "loupe_alert_notifications_total", receiver="alertmanager",
+                            result="failed_attempt")[0][1] >= 2,
              "no failed delivery attempt counted while Alertmanager is down", 40)
         stop.set()
         slow.join()

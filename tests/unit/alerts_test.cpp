@@ -559,6 +559,18 @@ TEST(Notifier, AStuckReceiverDoesNotDelayTheOther) {
     ::close(stuck);
 }
 
+TEST(Notifier, CountersOfBothReceiversExistEvenUnconfigured) {
+    Notifier::Options options;
+    options.webhook_url = "http://127.0.0.1:1/hook";
+    const Notifier notifier(options);
+    const auto counters = notifier.counters();
+    ASSERT_EQ(counters.size(), 2u);
+    EXPECT_EQ(counters[0].receiver, "alertmanager");
+    EXPECT_EQ(counters[1].receiver, "webhook");
+    EXPECT_EQ(counters[0].sent + counters[0].failed_attempts + counters[0].dropped, 0u);
+    EXPECT_TRUE(Notifier(Notifier::Options{}).counters().size() == 2u);
+}
+
 // A receiver's URL may carry credentials or a token: its failures are logged with the receiver's
 // name and scheme://host:port only.
 TEST(Notifier, FailuresAreLoggedWithoutTheUrlsSecrets) {

@@ -1,5 +1,6 @@
 #include "alerts/notifier.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -57,6 +58,8 @@ class Notifier::Receiver {
         }
         wake_.notify_one();
     }
+
+    const std::string& name() const { return counters_.receiver; }  // set once, at start
 
     ReceiverCounters counters() const {
         std::lock_guard lock(mutex_);
@@ -163,8 +166,11 @@ void Notifier::enqueue(const nlohmann::json& alerts) {
 
 NotifierCounters Notifier::counters() const {
     NotifierCounters out;
-    for (const auto& receiver : receivers_)
-        out.push_back(receiver->counters());
+    for (const char* name : {"alertmanager", "webhook"}) {
+        const auto it = std::find_if(receivers_.begin(), receivers_.end(),
+                                     [&](const auto& r) { return r->name() == name; });
+        out.push_back(it != receivers_.end() ? (*it)->counters() : ReceiverCounters{name});
+    }
     return out;
 }
 

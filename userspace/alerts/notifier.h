@@ -21,7 +21,8 @@ struct ReceiverCounters {
     std::uint64_t dropped = 0;  // queue full, or every attempt failed
     std::size_t queued = 0;
 };
-// One entry per configured receiver.
+// Alertmanager's, then the webhook's; zeros for one that is not configured (the series exist
+// from the start, as Prometheus counters with known labels should).
 using NotifierCounters = std::vector<ReceiverCounters>;
 
 class Notifier {
