@@ -17,6 +17,7 @@
 #include "api/service_views.h"
 #include "capture/hook_set.h"
 #include "export/prometheus_exporter.h"
+#include "util/terminal_text.h"
 #include "util/version.h"
 
 namespace loupe::agent {
@@ -328,7 +329,9 @@ void Agent::alert_loop() {
             }
         }
         for (const auto& t : transitions) {
-            spdlog::info("{}", alerts::describe(t));
+            // Service names are any bytes a process chose: no escape sequence reaches a log
+            // someone tails on a terminal.
+            spdlog::info("{}", util::terminal_safe(alerts::describe(t)));
             if (t.from == alerts::AlertState::kFiring && t.to == alerts::AlertState::kInactive) {
                 to_send.push_back(t.alert);  // resolved: endsAt = now
                 std::lock_guard lock(mutex_);
@@ -566,7 +569,10 @@ void Agent::register_routes() {
                 rows.push_back({{"name", a.rule},
                                 {"service_name", a.service},
                                 {"state", alerts::state_name(a.state)},
-                                {"value", a.value},
+                                // A stale value is not shown as current.
+                                {"value", a.no_data ? nlohmann::json(nullptr)
+                                                    : nlohmann::json(a.value)},
+                                {"no_data", a.no_data},
                                 {"threshold", a.threshold},
                                 {"active_since", alerts::iso8601(a.active_since)},
                                 {"fired_at", a.state == alerts::AlertState::kFiring

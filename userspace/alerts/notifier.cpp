@@ -159,7 +159,9 @@ Notifier::~Notifier() = default;
 
 void Notifier::enqueue(const nlohmann::json& alerts) {
     if (receivers_.empty() || alerts.empty()) return;
-    const auto body = std::make_shared<const std::string>(alerts.dump());
+    // Replace, not throw: a label may carry a process name that is not UTF-8.
+    const auto body = std::make_shared<const std::string>(
+        alerts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     for (auto& receiver : receivers_)
         receiver->enqueue(body);
 }
