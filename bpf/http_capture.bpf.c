@@ -339,6 +339,7 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
                                         __s32 fd, __u64 generation, __u64 timestamp_ns)
 {
     h->kind = kind;
+    h->protocol = LOUPE_PROTOCOL_UNKNOWN;
     h->reserved0 = 0;
     h->tid = (__u32)pid_tgid;
     h->timestamp_ns = timestamp_ns;

@@ -47,6 +47,15 @@ struct loupe_doctor_event {
 /* --comm names the kernel itself selects new processes by (traced_tgids.bpf.h), at most. */
 #define LOUPE_SELECT_COMMS 8
 
+/* The protocol a connection's bytes were classified as (in the kernel, from their first bytes;
+ * user space confirms). The value of protocols::Protocol. */
+enum loupe_protocol {
+    LOUPE_PROTOCOL_UNKNOWN = 0,
+    LOUPE_PROTOCOL_HTTP1 = 1,
+    LOUPE_PROTOCOL_REDIS = 2,
+    LOUPE_PROTOCOL_COUNT,
+};
+
 enum loupe_event_kind {
     LOUPE_EVENT_CONN_OPEN = 1,
     LOUPE_EVENT_DATA = 2,
@@ -98,8 +107,9 @@ struct loupe_conn_ref {
 };
 
 struct loupe_event_header {
-    __u16 kind; /* enum loupe_event_kind */
-    __u16 reserved0;
+    __u16 kind;    /* enum loupe_event_kind */
+    __u8 protocol; /* enum loupe_protocol of the connection when the event was made */
+    __u8 reserved0;
     __u32 tid;
     __u64 timestamp_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
     struct loupe_conn_ref conn;
