@@ -24,7 +24,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::uint64_t latest = 0;
     std::vector<std::uint64_t> durations;
     pipeline::ConnectionTracker tracker(
-        {}, 8, [&](const aggregate::HttpObservation& obs) { durations.push_back(obs.duration_ns); },
+        {}, 8,
+        [&](const protocols::Request& r, const pipeline::ConnectionTracker::Origin&) {
+            durations.push_back(r.end_ns >= r.start_ns ? r.end_ns - r.start_ns : 0);
+        },
         [](std::uint32_t) { return std::string("fuzz"); });
     capture::for_each_batched_event(record, [&](std::span<const std::uint8_t> event) {
         if (event.data() < record.data() || event.data() + event.size() > record.data() + size)

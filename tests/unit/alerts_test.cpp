@@ -443,7 +443,7 @@ TEST(AgentSignals, UtilizationIsOfTheContainerLimitsElseOfTheNode) {
     pod.totals.cpu_ns = 60'000'000'000;  // 0.4 cores over 150 s
     host.totals.cpu_ns = 60'000'000'000;
     history.record(services, node, std::chrono::seconds(250));
-    const aggregate::HttpMetricsStore http;
+    const aggregate::RequestMetricsStore http;
     const agent::AgentSignals signals(http, services, node, history, std::chrono::seconds(250));
     EXPECT_DOUBLE_EQ(*signals.value(Signal::kMemoryUtilization, "shop/checkout-1/app", minutes(5)),
                      0.5);
@@ -467,14 +467,15 @@ TEST(AgentSignals, NoDataIsToldApartFromAValue) {
     history.record(services, node, std::chrono::seconds(100));
     services["exited"].totals.cpu_ns = 1'000'000'000;
     history.record(services, node, std::chrono::seconds(160));
-    aggregate::HttpMetricsStore http;
-    aggregate::HttpObservation o;
-    o.service = "web";
-    o.method = "GET";
-    o.path = "/";
-    o.status = 200;
-    o.duration_ns = 1'000'000;
-    http.record(o, std::chrono::seconds(100));
+    aggregate::RequestMetricsStore http;
+    protocols::Request r;
+    r.protocol = protocols::Protocol::kHttp1;
+    r.side = protocols::Side::kServer;
+    r.operation = "GET";
+    r.target = "/";
+    r.status = 200;
+    r.end_ns = 1'000'000;
+    http.record(r, {"web"}, std::chrono::seconds(100));
     // 60 s later: the request is in a 5m window, not in a 30s one.
     const agent::AgentSignals signals(http, services, node, history, std::chrono::seconds(160));
     EXPECT_DOUBLE_EQ(*signals.value(Signal::kRequestRate, "web", minutes(5)), 1.0 / 300);

@@ -61,7 +61,7 @@ const std::string kResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 // What the sink got, owned: an observation's views are valid during the call only.
 struct Seen {
-    aggregate::HttpSide side;
+    protocols::Side side;
     std::string service;
     std::string method;
     std::string path;
@@ -82,10 +82,10 @@ struct Fixture : ::testing::Test {
     ConnectionTracker make(Selection sel = {}) {
         return ConnectionTracker(
             std::move(sel), 4,
-            [this](const aggregate::HttpObservation& o) {
-                seen.push_back({o.side, std::string(o.service), std::string(o.method),
-                                std::string(o.path), o.status, std::string(o.server_address),
-                                o.server_port, o.duration_ns});
+            [this](const protocols::Request& r, const ConnectionTracker::Origin& o) {
+                seen.push_back({r.side, std::string(o.service), std::string(r.operation),
+                                std::string(r.target), r.status, std::string(o.server_address),
+                                o.server_port, r.end_ns - r.start_ns});
             },
             [](std::uint32_t) { return std::string("from-proc"); });
     }
@@ -98,7 +98,7 @@ TEST_F(Fixture, ServerExchangeWithKernelTimestamps) {
     t.on_record(data_rec(3, 100, 51'000, LOUPE_DIR_EGRESS, kResponse));
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].service, "srv");
-    EXPECT_EQ(seen[0].side, aggregate::HttpSide::kServer);
+    EXPECT_EQ(seen[0].side, protocols::Side::kServer);
     EXPECT_EQ(seen[0].duration_ns, 50'000u);
     EXPECT_EQ(seen[0].status, 200);
 }
@@ -136,7 +136,7 @@ TEST_F(Fixture, ClientSideCarriesServerAddress) {
     t.on_record(data_rec(4, 100, 1'000, LOUPE_DIR_EGRESS, kRequest));
     t.on_record(data_rec(4, 100, 9'000, LOUPE_DIR_INGRESS, kResponse));
     ASSERT_EQ(seen.size(), 1u);
-    EXPECT_EQ(seen[0].side, aggregate::HttpSide::kClient);
+    EXPECT_EQ(seen[0].side, protocols::Side::kClient);
     EXPECT_EQ(seen[0].server_address, "10.1.2.3");
     EXPECT_EQ(seen[0].server_port, 8080);
 }

@@ -6,6 +6,7 @@
 
 #include "export/prometheus_exporter.h"
 #include "export/text_exposition.h"
+#include "protocols/registry.h"
 #include "util/utf8.h"
 
 namespace loupe::exporter {
@@ -56,20 +57,21 @@ TEST(TextExposition, NumbersInTheirShortestExactForm) {
 
 // The budget's per-series costs must be what the exporter really writes.
 TEST(PrometheusExporter, SamplesPerSeriesMatchTheBudgetsCosts) {
-    aggregate::HttpMetricsStore store;
-    aggregate::HttpObservation o;
-    o.service = "svc";
-    o.method = "GET";
-    o.path = "/a";
-    o.status = 200;
-    o.duration_ns = 20'000'000;
-    store.record(o, seconds(1000));
+    aggregate::RequestMetricsStore store;
+    protocols::Request r;
+    r.protocol = protocols::Protocol::kHttp1;
+    r.side = protocols::Side::kServer;
+    r.operation = "GET";
+    r.target = "/a";
+    r.status = 200;
+    r.end_ns = 20'000'000;
+    store.record(r, {"svc"}, seconds(1000));
     pipeline::PipelineCounters counters;
     std::map<std::string, resources::ServiceResources> services;
     auto& svc = services["svc"];
     svc.limits = {0.5, 1 << 30};  // the limit families are only written for services with limits
     resources::NodeResources node;
-    MetricsView view{.http = store, .pipeline = counters};
+    MetricsView view{.requests = store, .pipeline = counters};
     view.now = seconds(1000);
     view.services = &services;
     view.node = &node;
@@ -83,7 +85,8 @@ TEST(PrometheusExporter, SamplesPerSeriesMatchTheBudgetsCosts) {
         else if (line.find("service_name=\"svc\"") != std::string::npos)
             ++resource;
     }
-    EXPECT_EQ(http, aggregate::kSamplesPerHttpSeries);
+    EXPECT_EQ(http,
+              protocols::find_protocol(protocols::Protocol::kHttp1)->metrics->samples_per_series());
     EXPECT_EQ(resource, resources::kSamplesPerService);
     // loupe_series counts every sample, itself included.
     std::size_t samples = 0;

@@ -1,11 +1,11 @@
-#include "aggregate/route_normalizer.h"
+#include "protocols/http1/route_normalizer.h"
 
 #include <random>
 #include <string>
 
 #include <gtest/gtest.h>
 
-namespace loupe::aggregate {
+namespace loupe::http1 {
 namespace {
 
 TEST(RouteNormalizer, ReplacesIdLikeSegments) {
@@ -170,4 +170,4 @@ TEST(RouteNormalizer, RandomTokensAreCaught) {
 }
 
 }  // namespace
-}  // namespace loupe::aggregate
+}  // namespace loupe::http1

@@ -8,7 +8,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "aggregate/http_metrics.h"
+#include "aggregate/request_metrics.h"
 #include "capture/event_merger.h"
 #include "loupe_abi.h"
 #include "pipeline/connection_tracker.h"
@@ -53,10 +53,14 @@ void BM_PipelineHttpServer(benchmark::State& state) {
     // the capture joined the sendfile to the header write (two events an exchange, not three).
     const bool joined = state.range(0) == 1;
     const int kConns = 64;
-    loupe::aggregate::HttpMetricsStore store;
+    loupe::aggregate::RequestMetricsStore store;
     std::chrono::nanoseconds now{std::chrono::seconds(1000)};
     loupe::pipeline::ConnectionTracker tracker(
-        {}, 100'000, [&](const loupe::aggregate::HttpObservation& obs) { store.record(obs, now); },
+        {}, 100'000,
+        [&](const loupe::protocols::Request& r,
+            const loupe::pipeline::ConnectionTracker::Origin& o) {
+            store.record(r, {o.service, o.server_address, o.server_port}, now);
+        },
         [](std::uint32_t) { return std::string("nginx"); });
     for (int c = 0; c < kConns; ++c)
         tracker.on_record(open_record(100, c));

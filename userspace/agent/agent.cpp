@@ -86,15 +86,16 @@ const char* error_text(int status) {
 Agent::Agent(AgentConfig config)
     : config_(std::move(config)),
       series_budget_(config_.max_series),
-      store_(aggregate::HttpStoreLimits{config_.max_series, config_.max_routes_per_service,
-                                        std::chrono::minutes(15)},
+      store_(aggregate::StoreLimits{config_.max_series, config_.max_routes_per_service,
+                                    std::chrono::minutes(15)},
              &series_budget_),
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
-          [this](const aggregate::HttpObservation& obs) {
-              aggregate::HttpObservation keyed = obs;
-              keyed.service = service_key(obs.tgid, std::string(obs.service));
-              store_.record(keyed, drain_clock_);
+          [this](const protocols::Request& request, const pipeline::ConnectionTracker::Origin& at) {
+              const aggregate::RequestContext context{
+                  service_key(at.tgid, std::string(at.service)), at.server_address,
+                  at.server_port};
+              store_.record(request, context, drain_clock_);
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
       identities_(attribution::ServiceIdentities::read_proc_cgroup, 20'000,

@@ -18,7 +18,7 @@
 #include "alerts/notifier.h"
 #include "attribution/pod_metadata_client.h"
 #include "attribution/service_identities.h"
-#include "aggregate/http_metrics.h"
+#include "aggregate/request_metrics.h"
 #include "capture/http_capture.h"
 #include "capture/resource_capture.h"
 #include "doctor/kernel_features.h"
@@ -92,7 +92,7 @@ class Agent {
     std::mutex mutex_;  // guards store_, tracker_ and their counters
     // Shared by the HTTP series and the services' resource series; guarded by mutex_.
     stats::SeriesBudget series_budget_;
-    aggregate::HttpMetricsStore store_;
+    aggregate::RequestMetricsStore store_;
     // When the records being handed over were collected: the time their exchanges are recorded
     // at, one clock read a drain instead of one a request (clock_gettime was ~6 % of the agent's
     // CPU under nginx + wrk on this VM's kvm-clock). Guarded by mutex_.

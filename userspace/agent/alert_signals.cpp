@@ -46,15 +46,15 @@ std::pair<const ResourceHistory::Point*, const ResourceHistory::Point*> Resource
     return {&newest, oldest};
 }
 
-AgentSignals::AgentSignals(const aggregate::HttpMetricsStore& http,
+AgentSignals::AgentSignals(const aggregate::RequestMetricsStore& requests,
                            const std::map<std::string, resources::ServiceResources>& services,
                            const resources::NodeResources& node, const ResourceHistory& history,
                            std::chrono::nanoseconds now)
-    : http_(http), services_(services), node_(node), history_(history), now_(now) {}
+    : requests_(requests), services_(services), node_(node), history_(history), now_(now) {}
 
 std::vector<std::string> AgentSignals::services() const {
     std::set<std::string> names;
-    for (const auto& [key, _] : http_.series())
+    for (const auto& [key, _] : requests_.series())
         names.insert(key.service);
     for (const auto& [name, r] : services_)
         if (r.processes > 0) names.insert(name);
@@ -71,17 +71,18 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
         case Signal::kLatencyP99:
         case Signal::kErrorRatio:
         case Signal::kRequestRate: {
-            // Server side: how the service answers its callers.
+            // HTTP, server side: how the service answers its callers.
             stats::LogSketch merged, scratch;
             std::uint64_t errors = 0;
             bool serves_http = false;
-            for (const auto& [key, series] : http_.series()) {
-                if (key.side != aggregate::HttpSide::kServer || (!node && key.service != service))
+            for (const auto& [key, series] : requests_.series()) {
+                if (key.protocol != protocols::Protocol::kHttp1 ||
+                    key.side != protocols::Side::kServer || (!node && key.service != service))
                     continue;
                 serves_http = true;
                 series.window.window(window, now_, scratch);
                 merged.merge(scratch);
-                if (aggregate::is_error_status(key.side, key.status)) errors += scratch.count();
+                if (aggregate::is_error(key)) errors += scratch.count();
             }
             // No request in the window: no latency or error ratio to speak of (no data), but a
             // rate of 0 for a service that has served HTTP (its series are kept 15 minutes).

@@ -8,7 +8,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "aggregate/http_metrics.h"
+#include "aggregate/request_metrics.h"
 #include "alerts/alert_engine.h"
 #include "resources/resource_tracker.h"
 
@@ -39,7 +39,7 @@ class ResourceHistory {
 
 class AgentSignals final : public alerts::SignalSource {
   public:
-    AgentSignals(const aggregate::HttpMetricsStore& http,
+    AgentSignals(const aggregate::RequestMetricsStore& requests,
                  const std::map<std::string, resources::ServiceResources>& services,
                  const resources::NodeResources& node, const ResourceHistory& history,
                  std::chrono::nanoseconds now);
@@ -49,7 +49,7 @@ class AgentSignals final : public alerts::SignalSource {
                                 std::chrono::seconds window) const override;
 
   private:
-    const aggregate::HttpMetricsStore& http_;
+    const aggregate::RequestMetricsStore& requests_;
     const std::map<std::string, resources::ServiceResources>& services_;
     const resources::NodeResources& node_;
     const ResourceHistory& history_;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "export/text_exposition.h"
+#include "protocols/registry.h"
 #include "util/version.h"
 
 namespace loupe::exporter {
@@ -18,15 +19,6 @@ struct Window {
 constexpr Window kWindows[] = {{"1m", std::chrono::minutes(1)}, {"5m", std::chrono::minutes(5)}};
 constexpr std::pair<const char*, double> kQuantiles[] = {
     {"0.5", 0.5}, {"0.95", 0.95}, {"0.99", 0.99}};  // label, q
-
-// The `le` bounds of the exported HTTP histograms, in seconds. Divided, not multiplied by 1e-9:
-// 75'000'000 * 1e-9 is 0.07500000000000001, 75'000'000 / 1e9 is the double nearest 0.075.
-const std::array<double, aggregate::kDurationBoundsNs.size()> kHttpBoundsSeconds = [] {
-    std::array<double, aggregate::kDurationBoundsNs.size()> out{};
-    for (std::size_t i = 0; i < out.size(); ++i)
-        out[i] = static_cast<double>(aggregate::kDurationBoundsNs[i]) / 1e9;
-    return out;
-}();
 
 // Bucket i of a kernel log2 histogram counts [2^i, 2^(i+1)) us: its upper bound is 2^(i+1) us.
 const std::array<double, LOUPE_LOG2_BUCKETS - 1> kLog2BoundsSeconds = [] {
@@ -64,13 +56,17 @@ class ServiceLabels {
     std::unordered_map<std::string, LabelSet> cache_;
 };
 
-LabelSet http_labels(ServiceLabels& services, const aggregate::HttpSeriesKey& key) {
+// A series' labels: its service's, then what its protocol's spec names (constants, key fields;
+// empty error labels left out).
+LabelSet series_labels(ServiceLabels& services, const aggregate::SeriesKey& key,
+                       const protocols::FamilySpec& family) {
     LabelSet labels = services.of(key.service);
-    labels.add("http_request_method", key.method)
-        .add("http_route", key.route)
-        .add("http_response_status_code", key.status);
-    if (key.side == aggregate::HttpSide::kClient)
-        labels.add("server_address", key.server_address).add("server_port", key.server_port);
+    for (const auto& l : family.labels) {
+        const std::string_view value =
+            l.field == protocols::KeyField::kConstant ? l.constant : key.field(l.field);
+        if (l.omit_empty && value.empty()) continue;
+        labels.add(l.name, value);
+    }
     return labels;
 }
 
@@ -80,49 +76,59 @@ void add_single(TextExposition& out, const char* name, const char* type, const c
     out.sample(name, labels, value);
 }
 
-void add_http_families(TextExposition& out, const MetricsView& view, ServiceLabels& services,
-                       aggregate::HttpSide side) {
-    const bool server = side == aggregate::HttpSide::kServer;
-    const char* histogram =
-        server ? "http_server_request_duration_seconds" : "http_client_request_duration_seconds";
-    const char* windowed = server ? "loupe_http_server_request_duration_window_seconds"
-                                  : "loupe_http_client_request_duration_window_seconds";
-    // Labels are rendered once per series and used by both families: the windowed samples go to
-    // a second buffer appended after the histograms.
-    TextExposition windows;
-    out.family(histogram, "histogram",
-               server ? "Duration of HTTP server requests: first request byte read to last "
-                        "response byte written (kernel clock)."
-                      : "Duration of HTTP client requests: first request byte written to last "
-                        "response byte read (kernel clock).");
-    windows.family(windowed, "summary",
-                   "Request duration over a sliding window (label window): quantiles from the "
-                   "sketch (0.54% to 4.3% relative error, wider spreads coarser), exact _count and "
-                   "_sum of the window.");
-    const std::string windowed_sum = std::string(windowed) + "_sum";
-    const std::string windowed_count = std::string(windowed) + "_count";
+// The histogram and windowed summary of one protocol's side, and its cache lookups when it has
+// them.
+void add_request_families(TextExposition& out, const MetricsView& view, ServiceLabels& services,
+                          const protocols::ProtocolInfo& protocol, protocols::Side side) {
+    const protocols::MetricSpec& spec = *protocol.metrics;
+    const protocols::FamilySpec& family = spec.family(side);
+    // The `le` bounds in seconds. Divided, not multiplied by 1e-9: 75'000'000 * 1e-9 is
+    // 0.07500000000000001, 75'000'000 / 1e9 is the double nearest 0.075.
+    std::array<double, aggregate::kMaxBounds> bounds{};
+    const std::size_t bound_count = std::min(spec.bounds_ns.size(), bounds.size());
+    for (std::size_t i = 0; i < bound_count; ++i)
+        bounds[i] = static_cast<double>(spec.bounds_ns[i]) / 1e9;
+    // Labels are rendered once per series and used by every family: the windowed samples and
+    // the cache lookups go to buffers of their own, appended after the histograms.
+    TextExposition windows, cache;
+    out.family(family.histogram, "histogram", family.histogram_help);
+    windows.family(family.window, "summary", family.window_help);
+    if (!family.cache_lookups.empty())
+        cache.family(family.cache_lookups, "counter",
+                     "Cache lookups answered by the service's read commands, by result (a nil "
+                     "reply is a miss).");
+    const std::string windowed_sum = std::string(family.window) + "_sum";
+    const std::string windowed_count = std::string(family.window) + "_count";
     stats::LogSketch merged;
-    std::array<std::uint64_t, aggregate::kDurationBoundsNs.size()> cumulative{};
-    for (const auto& [key, series] : view.http.series()) {
-        if (key.side != side) continue;
-        const LabelSet labels = http_labels(services, key);
+    std::array<std::uint64_t, aggregate::kMaxBounds> cumulative{};
+    for (const auto& [key, series] : view.requests.series()) {
+        if (key.protocol != protocol.id || key.side != side) continue;
+        const LabelSet labels = series_labels(services, key, family);
         std::uint64_t running = 0;
-        for (std::size_t i = 0; i < cumulative.size(); ++i)
+        for (std::size_t i = 0; i < bound_count; ++i)
             cumulative[i] = running += series.buckets[i];
-        out.histogram(histogram, labels, kHttpBoundsSeconds, cumulative, series.count,
+        out.histogram(family.histogram, labels, std::span(bounds).first(bound_count),
+                      std::span(cumulative).first(bound_count), series.count,
                       seconds(series.sum_ns));
         for (const auto& w : kWindows) {
             series.window.window(w.span, view.now, merged);
             if (merged.empty()) continue;
             for (const auto& [qlabel, q] : kQuantiles)
-                windows.sample(windowed, labels, merged.quantile_ns(q) / 1e9,
+                windows.sample(family.window, labels, merged.quantile_ns(q) / 1e9,
                                {{"window", w.label}, {"quantile", qlabel}});
             windows.sample(windowed_sum, labels, seconds(merged.sum_ns()), {{"window", w.label}});
             windows.sample(windowed_count, labels, static_cast<double>(merged.count()),
                            {{"window", w.label}});
         }
+        if (!family.cache_lookups.empty() && series.cache_hits + series.cache_misses > 0) {
+            cache.sample(family.cache_lookups, labels, static_cast<double>(series.cache_hits),
+                         {{"result", "hit"}});
+            cache.sample(family.cache_lookups, labels, static_cast<double>(series.cache_misses),
+                         {{"result", "miss"}});
+        }
     }
     out.append(std::move(windows));
+    if (!family.cache_lookups.empty()) out.append(std::move(cache));
 }
 
 void add_resource_families(TextExposition& out, const MetricsView& view, ServiceLabels& labels) {
@@ -323,10 +329,14 @@ std::string render_prometheus(const MetricsView& view) {
     // The previous scrape's size is the best guess of this one's: one allocation, no regrowth.
     out.reserve(view.expected_bytes);
     ServiceLabels labels(view.identities);
-    add_http_families(out, view, labels, aggregate::HttpSide::kServer);
-    add_http_families(out, view, labels, aggregate::HttpSide::kClient);
+    for (const auto& protocol : protocols::all_protocols())
+        for (const auto side : {protocols::Side::kServer, protocols::Side::kClient})
+            add_request_families(out, view, labels, protocol, side);
 
     const auto& p = view.pipeline;
+    std::uint64_t pending_dropped = 0;
+    for (const auto& c : p.protocols)
+        pending_dropped += c.parser.dropped_requests;
     add_single(out, "loupe_events_total", "counter", "Events received from the kernel.",
                static_cast<double>(p.events));
     out.family("loupe_events_dropped_total", "counter", "Events or state lost, by reason.");
@@ -336,9 +346,9 @@ std::string render_prometheus(const MetricsView& view) {
         {"conn_table_full", view.kernel_drops.conn_table_full},
         {"nested", view.kernel_drops.nested},
         {"malformed", p.malformed_events},
-        {"series_limit", view.http.series_dropped()},
+        {"series_limit", view.requests.series_dropped()},
         {"connections_evicted", p.connections_evicted},
-        {"pending_request_limit", p.dropped_requests},
+        {"pending_request_limit", pending_dropped},
         {"proc_stats_full", view.kernel_counters.proc_stats_full},
         {"exit_events_lost", view.kernel_counters.exit_events_lost},
         {"recursion_miss",
@@ -347,19 +357,39 @@ std::string render_prometheus(const MetricsView& view) {
         {"service_limit", view.services_dropped}};
     for (const auto& [reason, value] : reasons)
         out.sample("loupe_events_dropped_total", {{"reason", reason}}, static_cast<double>(value));
-    add_single(out, "loupe_http_exchanges_total", "counter",
-               "HTTP request/response exchanges matched.", static_cast<double>(p.exchanges));
-    add_single(out, "loupe_http_unparsed_segments_total", "counter",
-               "Reads/writes on HTTP connections that did not parse as HTTP/1.x (garbage, binary, "
-               "truncated).",
-               static_cast<double>(p.unparsed_segments));
-    add_single(out, "loupe_http_unmatched_responses_total", "counter",
-               "HTTP responses without a pending request.",
-               static_cast<double>(p.unmatched_responses));
-    add_single(out, "loupe_http_route_overflow_total", "counter",
-               "Requests whose route went to the overflow route because the per-service route cap "
-               "was reached.",
-               static_cast<double>(view.http.routes_overflowed()));
+    // Per protocol, under the names HTTP has always had: loupe_http_exchanges_total, ...
+    for (const auto& protocol : protocols::all_protocols()) {
+        const auto& c = p.protocols[static_cast<std::size_t>(protocol.id) % p.protocols.size()];
+        const std::string prefix = "loupe_" + std::string(protocol.metrics->system);
+        auto counter = [&](const char* suffix, const std::string& help, std::uint64_t value) {
+            const std::string name = prefix + suffix;
+            out.family(name, "counter", help);
+            out.sample(name, {}, static_cast<double>(value));
+        };
+        const std::string what(protocol.metrics->system);
+        counter("_exchanges_total", what + " requests matched with their responses.", c.requests);
+        counter("_unparsed_segments_total",
+                "Reads/writes on " + what +
+                    " connections where a message had to start but none did (garbage, another "
+                    "protocol, truncated).",
+                c.parser.unparsed_segments);
+        counter("_unmatched_responses_total", what + " responses without a pending request.",
+                c.parser.unmatched_responses);
+        counter("_desyncs_total",
+                what +
+                    " message boundaries lost in bytes the capture did not copy (the stream "
+                    "resynchronised at the next message).",
+                c.parser.desyncs);
+        counter(protocol.metrics->capped == protocols::KeyField::kTarget
+                    ? "_route_overflow_total"
+                    : "_operation_overflow_total",
+                "Requests that went to " + std::string(protocol.metrics->overflow) +
+                    " because the per-service cap was reached.",
+                view.requests.overflowed(protocol.id));
+        if (protocol.metrics->database)
+            counter("_pushes_total", what + " messages the server pushed (no reply to a command).",
+                    c.parser.pushes);
+    }
     add_single(out, "loupe_services_evicted_total", "counter",
                "Services whose processes had all exited, forgotten before their expiry to make "
                "room for live services or new series.",

@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "aggregate/http_metrics.h"
+#include "aggregate/request_metrics.h"
 #include "capture/http_capture.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
@@ -20,7 +20,7 @@ namespace loupe::exporter {
 
 // A consistent view of everything exported, taken under the agent's lock.
 struct MetricsView {
-    const aggregate::HttpMetricsStore& http;
+    const aggregate::RequestMetricsStore& requests;
     const pipeline::PipelineCounters& pipeline;
     std::size_t live_connections = 0;
     capture::DropCounters kernel_drops{};

@@ -4,7 +4,35 @@
 
 #include <algorithm>
 
+#include "protocols/registry.h"
+
 namespace loupe::pipeline {
+
+using protocols::Protocol;
+using protocols::Side;
+
+// Counts every request of a connection and hands those of a selected one to the sink.
+class ConnectionTracker::Emitter final : public protocols::RequestSink {
+  public:
+    Emitter(ConnectionTracker& tracker, const Connection& conn) : tracker_(tracker), conn_(conn) {}
+    void on_request(const protocols::Request& request) override {
+        ++tracker_.counters_.exchanges;
+        ++tracker_.counters_
+              .protocols[static_cast<std::size_t>(request.protocol) % LOUPE_PROTOCOL_COUNT]
+              .requests;
+        if (!conn_.selected) return;
+        Origin origin{conn_.tgid, conn_.service, {}, 0};
+        if (request.side == Side::kClient) {
+            origin.server_address = conn_.peer_address;
+            origin.server_port = conn_.peer_port;
+        }
+        tracker_.sink_(request, origin);
+    }
+
+  private:
+    ConnectionTracker& tracker_;
+    const Connection& conn_;
+};
 
 std::string format_address(std::uint8_t family, const std::uint8_t* addr) {
     char text[INET6_ADDRSTRLEN] = {};
@@ -43,7 +71,7 @@ void ConnectionTracker::on_record(std::span<const std::uint8_t> record) {
     on_event(capture::decode_event(record));
 }
 
-ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref, http1::Role role,
+ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref, Side side,
                                                        std::string service, std::uint64_t now_ns) {
     const std::uint64_t key = key_of(ref.tgid, ref.fd);
     auto it = conns_.find(key);
@@ -54,29 +82,38 @@ ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref
         evict_one();
     }
     ++counters_.connections_opened;
-    Connection& conn = conns_
-                           .try_emplace(key, Connection{ref.generation,
-                                                        ref.tgid,
-                                                        std::move(service),
-                                                        true,
-                                                        {},
-                                                        0,
-                                                        0,
-                                                        now_ns,
-                                                        0,
-                                                        0,
-                                                        http1::Http1Connection(role),
-                                                        {}})
-                           .first->second;
+    Connection& conn = conns_[key];
+    conn.generation = ref.generation;
+    conn.tgid = ref.tgid;
+    conn.service = std::move(service);
+    conn.last_seen_ns = now_ns;
+    conn.side_hint = side;
     return conn;
+}
+
+protocols::ConnectionParser* ConnectionTracker::parser_for(Connection& conn, Protocol protocol) {
+    // Data the kernel had not classified yet (it sends a connection's first few reads and writes
+    // before it gives up on one that is no protocol it knows) goes to the parser the connection
+    // has, else to HTTP/1's, which counts what is no HTTP as unparsed.
+    if (protocol == Protocol::kUnknown) protocol = conn.parser ? conn.protocol : Protocol::kHttp1;
+    if (conn.parser && conn.protocol == protocol) return conn.parser.get();
+    const auto* info = protocols::find_protocol(protocol);
+    if (!info || !info->make_parser) return nullptr;
+    if (conn.parser) account_stats(conn);  // what the old parser counted stays counted
+    conn.parser = info->make_parser(conn.side_hint);
+    conn.protocol = protocol;
+    conn.reported = {};
+    return conn.parser.get();
 }
 
 void ConnectionTracker::finish(std::unordered_map<std::uint64_t, Connection>::iterator it,
                                std::uint64_t at_ns) {
-    scratch_.clear();
-    it->second.parser.on_close(std::max(at_ns, it->second.last_seen_ns), scratch_);
-    emit(it->second, scratch_);
-    account_stats(it->second);
+    Connection& conn = it->second;
+    if (conn.parser) {
+        Emitter emitter(*this, conn);
+        conn.parser->on_close(std::max(at_ns, conn.last_seen_ns), emitter);
+        account_stats(conn);
+    }
     conns_.erase(it);
 }
 
@@ -107,52 +144,35 @@ void ConnectionTracker::evict_one() {
 }
 
 void ConnectionTracker::account_stats(Connection& conn) {
-    const auto& now = conn.parser.stats();
-    counters_.unparsed_segments += now.unparsed_segments - conn.reported.unparsed_segments;
-    counters_.unmatched_responses += now.unmatched_responses - conn.reported.unmatched_responses;
-    counters_.dropped_requests += now.dropped_requests - conn.reported.dropped_requests;
+    if (!conn.parser) return;
+    const auto& now = conn.parser->stats();
+    auto& into =
+        counters_.protocols[static_cast<std::size_t>(conn.protocol) % LOUPE_PROTOCOL_COUNT].parser;
+    into.unparsed_segments += now.unparsed_segments - conn.reported.unparsed_segments;
+    into.unmatched_responses += now.unmatched_responses - conn.reported.unmatched_responses;
+    into.dropped_requests += now.dropped_requests - conn.reported.dropped_requests;
+    into.desyncs += now.desyncs - conn.reported.desyncs;
+    into.pushes += now.pushes - conn.reported.pushes;
     conn.reported = now;
-}
-
-void ConnectionTracker::emit(Connection& conn, std::vector<http1::Exchange>& exchanges) {
-    for (const auto& ex : exchanges) {
-        ++counters_.exchanges;
-        if (!conn.selected) continue;
-        aggregate::HttpObservation obs;
-        obs.side = ex.role == http1::Role::kClient ? aggregate::HttpSide::kClient
-                                                   : aggregate::HttpSide::kServer;
-        obs.tgid = conn.tgid;
-        obs.service = conn.service;
-        obs.method = ex.method;
-        obs.path = ex.path;
-        obs.status = ex.status;
-        if (obs.side == aggregate::HttpSide::kClient) {
-            obs.server_address = conn.peer_address;
-            obs.server_port = conn.peer_port;
-        }
-        obs.duration_ns = ex.end_ns >= ex.start_ns ? ex.end_ns - ex.start_ns : 0;
-        sink_(obs);
-    }
-    exchanges.clear();
 }
 
 void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
     ++counters_.events;
     if (const auto* open_ev = std::get_if<capture::ConnOpen>(&event)) {
         const auto& e = *open_ev->event;
-        const http1::Role role = e.role == LOUPE_ROLE_SERVER   ? http1::Role::kServer
-                                 : e.role == LOUPE_ROLE_CLIENT ? http1::Role::kClient
-                                                               : http1::Role::kUnknown;
+        const Side role = e.role == LOUPE_ROLE_SERVER   ? Side::kServer
+                          : e.role == LOUPE_ROLE_CLIENT ? Side::kClient
+                                                        : Side::kUnknown;
         Connection& conn =
             open(e.header.conn, role, std::string(open_ev->comm()), e.header.timestamp_ns);
         conn.peer_address = format_address(e.family, e.remote_addr);
         conn.peer_port = e.remote_port;
         conn.local_port = e.local_port;
         // Role unknown: a selected port may be either end.
-        const std::uint16_t port = role == http1::Role::kClient ? e.remote_port : e.local_port;
-        conn.selected = selected(e.header.conn.tgid, conn.service, port) ||
-                        (role == http1::Role::kUnknown &&
-                         selected(e.header.conn.tgid, conn.service, e.remote_port));
+        const std::uint16_t port = role == Side::kClient ? e.remote_port : e.local_port;
+        conn.selected =
+            selected(e.header.conn.tgid, conn.service, port) ||
+            (role == Side::kUnknown && selected(e.header.conn.tgid, conn.service, e.remote_port));
         return;
     }
     if (const auto* data = std::get_if<capture::DataSegment>(&event)) {
@@ -170,24 +190,25 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
         if (!conn) {
             // Open event missed (ring buffer full): track it anyway; addresses stay unknown.
             std::string comm = comm_lookup_ ? comm_lookup_(e.header.conn.tgid) : std::string();
-            conn =
-                &open(e.header.conn, http1::Role::kUnknown, std::move(comm), e.header.timestamp_ns);
+            conn = &open(e.header.conn, Side::kUnknown, std::move(comm), e.header.timestamp_ns);
             conn->selected =
                 selection_.ports.empty() && selected(e.header.conn.tgid, conn->service, 0);
         }
         conn->last_seen_ns = e.header.timestamp_ns;
-        http1::Segment segment;
-        segment.direction = e.direction == LOUPE_DIR_EGRESS ? http1::Direction::kEgress
-                                                            : http1::Direction::kIngress;
+        protocols::ConnectionParser* parser =
+            parser_for(*conn, static_cast<Protocol>(e.header.protocol));
+        if (!parser) return;
+        protocols::Segment segment;
+        segment.direction = e.direction == LOUPE_DIR_EGRESS ? protocols::Direction::kEgress
+                                                            : protocols::Direction::kIngress;
         segment.timestamp_ns = e.header.timestamp_ns;
         segment.first_timestamp_ns =
             e.header.timestamp_ns - std::min<std::uint64_t>(e.spread_ns, e.header.timestamp_ns);
         segment.length = e.length;
         segment.head = data->head();
         if (e.length > e.head_len) segment.tail = data->tail();
-        scratch_.clear();
-        conn->parser.on_segment(segment, scratch_);
-        emit(*conn, scratch_);
+        Emitter emitter(*this, *conn);
+        parser->on_segment(segment, emitter);
         account_stats(*conn);
         return;
     }

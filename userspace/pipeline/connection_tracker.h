@@ -1,5 +1,6 @@
-// Turns decoded capture events into HTTP observations: one parser per live connection, keyed by
-// (tgid, fd) and checked against the connection's generation.
+// Turns decoded capture events into requests: one protocol parser per live connection (made from
+// the registry by the protocol the kernel classified it as), keyed by (tgid, fd) and checked
+// against the connection's generation.
 #pragma once
 
 #include <chrono>
@@ -9,9 +10,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "aggregate/http_metrics.h"
+#include <array>
+#include <memory>
+
 #include "capture/event_decoder.h"
-#include "protocols/http1/http1_parser.h"
+#include "protocols/protocol.h"
 
 namespace loupe::pipeline {
 
@@ -22,13 +25,17 @@ struct Selection {
     std::vector<std::uint16_t> ports;  // local port of a server connection, remote of a client
 };
 
+// Per protocol (index: protocols::Protocol).
+struct ProtocolCounters {
+    std::uint64_t requests = 0;  // requests/operations reported (selected or not)
+    protocols::ParserStats parser;
+};
+
 struct PipelineCounters {
     std::uint64_t events = 0;
     std::uint64_t malformed_events = 0;
-    std::uint64_t exchanges = 0;
-    std::uint64_t unparsed_segments = 0;
-    std::uint64_t unmatched_responses = 0;
-    std::uint64_t dropped_requests = 0;
+    std::uint64_t exchanges = 0;  // requests of every protocol
+    std::array<ProtocolCounters, LOUPE_PROTOCOL_COUNT> protocols{};
     std::uint64_t stale_generation_events = 0;  // data for a generation we no longer track
     std::uint64_t connections_evicted = 0;      // table full: the least recently used went
     std::uint64_t connections_opened = 0;
@@ -36,8 +43,16 @@ struct PipelineCounters {
 
 class ConnectionTracker {
   public:
-    // Gets each finished exchange; its views are valid during the call only.
-    using Sink = std::function<void(const aggregate::HttpObservation&)>;
+    // Where a request happened: the process, its service name (comm) and, for client-side
+    // requests, the server called.
+    struct Origin {
+        std::uint32_t tgid = 0;
+        std::string_view service;
+        std::string_view server_address;
+        std::uint16_t server_port = 0;
+    };
+    // Gets each finished request of a selected connection; views valid during the call only.
+    using Sink = std::function<void(const protocols::Request&, const Origin&)>;
     // Where a process's name comes from when its open event was missed (/proc/PID/comm in the
     // agent).
     using CommLookup = std::function<std::string(std::uint32_t tgid)>;
@@ -70,16 +85,21 @@ class ConnectionTracker {
         std::uint64_t last_seen_ns = 0;
         std::uint64_t closed_ns = 0;  // close event seen: ends at the next end_drain()
         std::uint64_t closed_in_drain = 0;
-        http1::Http1Connection parser;
-        http1::ParserStats reported{};  // parser stats already added to counters_
+        protocols::Side side_hint = protocols::Side::kUnknown;
+        protocols::Protocol protocol = protocols::Protocol::kUnknown;  // of `parser`
+        std::unique_ptr<protocols::ConnectionParser> parser;           // made at its first data
+        protocols::ParserStats reported{};  // parser stats already added to counters_
     };
+    class Emitter;
     static std::uint64_t key_of(std::uint32_t tgid, std::int32_t fd) {
         return (std::uint64_t{tgid} << 32) | static_cast<std::uint32_t>(fd);
     }
 
-    Connection& open(const loupe_conn_ref& ref, http1::Role role, std::string service,
+    Connection& open(const loupe_conn_ref& ref, protocols::Side side, std::string service,
                      std::uint64_t now_ns);
-    void emit(Connection& conn, std::vector<http1::Exchange>& exchanges);
+    // The connection's parser for data of `protocol` (a newly classified connection gets one of
+    // its protocol); null when no parser is registered for it.
+    protocols::ConnectionParser* parser_for(Connection& conn, protocols::Protocol protocol);
     void account_stats(Connection& conn);
     bool selected(std::uint32_t tgid, const std::string& comm, std::uint16_t port) const;
     void evict_one();
@@ -93,7 +113,6 @@ class ConnectionTracker {
     std::unordered_map<std::uint64_t, Connection> conns_;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> closing_;  // (key, generation)
     std::uint64_t drain_ = 0;
-    std::vector<http1::Exchange> scratch_;
     PipelineCounters counters_;
 };
 

@@ -8,27 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "protocols/protocol.h"
+
 namespace loupe::http1 {
 
-// As seen from the traced process: ingress = it read the bytes, egress = it wrote them.
-enum class Direction : std::uint8_t { kIngress, kEgress };
-// Server: the process accepted requests (reads requests, writes responses).
-// Client: the process sent requests (writes requests, reads responses).
-enum class Role : std::uint8_t { kUnknown, kServer, kClient };
-
-// One syscall's worth of data on one connection.
-struct Segment {
-    Direction direction = Direction::kIngress;
-    std::uint64_t timestamp_ns = 0;  // syscall exit, CLOCK_MONOTONIC
-    // Earlier than timestamp_ns when the capture joined several writes into one segment (a
-    // sendfile after the write of the headers): when the first one moved its bytes. A message
-    // that starts in the segment starts then; one that ends in it ends at timestamp_ns. 0: the
-    // same as timestamp_ns.
-    std::uint64_t first_timestamp_ns = 0;
-    std::uint64_t length = 0;            // bytes the syscall moved; may exceed head.size()
-    std::span<const std::uint8_t> head;  // first bytes of the data (empty for sendfile)
-    std::span<const std::uint8_t> tail;  // last bytes when length > head.size(), else empty
-};
+// The pipeline's types (protocols/protocol.h): a connection's side is its role here.
+using protocols::Direction;
+using protocols::Segment;
+using Role = protocols::Side;
 
 struct Exchange {
     Role role = Role::kUnknown;

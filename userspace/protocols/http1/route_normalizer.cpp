@@ -1,10 +1,10 @@
-#include "aggregate/route_normalizer.h"
+#include "protocols/http1/route_normalizer.h"
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
 
-namespace loupe::aggregate {
+namespace loupe::http1 {
 namespace {
 
 // ASCII classes without the C library's locale-aware calls (this runs for every path byte).
@@ -247,4 +247,4 @@ std::string RouteNormalizer::normalize(std::string_view path) const {
     return route;
 }
 
-}  // namespace loupe::aggregate
+}  // namespace loupe::http1

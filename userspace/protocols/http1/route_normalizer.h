@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace loupe::aggregate {
+namespace loupe::http1 {
 
 // "/users/12345/orders/9f8e7d6c-..." -> "/users/{id}/orders/{id}". Per segment:
 // - matrix parameters are dropped: everything from ';' ("/cart;jsessionid=X" -> "/cart");
@@ -30,4 +30,4 @@ class RouteNormalizer {
     static bool looks_random(std::string_view segment);
 };
 
-}  // namespace loupe::aggregate
+}  // namespace loupe::http1

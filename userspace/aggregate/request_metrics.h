@@ -1,0 +1,172 @@
+// Aggregation of every protocol's requests into bounded series: exact counters and cumulative
+// `le` buckets for Prometheus, windowed sketches for p50/p95/p99 over 1 and 5 minutes. A series
+// is keyed by protocol and side, and what each protocol's MetricSpec says its labels are.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "protocols/metric_spec.h"
+#include "protocols/protocol.h"
+#include "stats/series_budget.h"
+#include "stats/windowed_sketch.h"
+
+namespace loupe::aggregate {
+
+using protocols::Protocol;
+using protocols::Side;
+
+struct SeriesKey;
+
+// A series key's fields, not owned: finds an existing series without building a SeriesKey, and
+// is the one place that orders keys (SeriesKey::tie goes through it).
+struct SeriesKeyView {
+    Protocol protocol = Protocol::kUnknown;
+    Side side = Side::kServer;
+    std::string_view service, operation, target, status, db_namespace, server_address, server_port;
+    auto tie() const {
+        return std::make_tuple(protocol, side, service, operation, target, status, db_namespace,
+                               server_address, server_port);
+    }
+    SeriesKey owned() const;
+    std::string_view field(protocols::KeyField f) const;
+};
+
+struct SeriesKey {
+    Protocol protocol = Protocol::kUnknown;
+    Side side = Side::kServer;
+    std::string service;
+    std::string operation;       // HTTP method; database operation name
+    std::string target;          // HTTP route; empty for databases
+    std::string status;          // HTTP "200" or "none"; a database's error prefix, or empty
+    std::string db_namespace;    // databases: the database (Redis: its number)
+    std::string server_address;  // client side only
+    std::string server_port;     // client side only
+    SeriesKeyView view() const {
+        return {protocol, side,         service,        operation,  target,
+                status,   db_namespace, server_address, server_port};
+    }
+    auto tie() const { return view().tie(); }
+    bool operator<(const SeriesKey& o) const { return tie() < o.tie(); }
+    std::string_view field(protocols::KeyField f) const { return view().field(f); }
+};
+
+inline SeriesKey SeriesKeyView::owned() const {
+    return {protocol,
+            side,
+            std::string(service),
+            std::string(operation),
+            std::string(target),
+            std::string(status),
+            std::string(db_namespace),
+            std::string(server_address),
+            std::string(server_port)};
+}
+
+// Orders keys and views alike (a transparent comparator: std::map::find takes a view).
+struct SeriesOrder {
+    using is_transparent = void;
+    bool operator()(const auto& a, const auto& b) const { return a.tie() < b.tie(); }
+};
+
+inline constexpr std::size_t kMaxBounds = 16;
+
+// Cache hits and misses over the last 5 minutes in 10-second slices, for windowed hit ratios
+// (480 bytes; only series that saw a cache lookup have one).
+class CacheWindow {
+  public:
+    void add(std::uint32_t hits, std::uint32_t misses, std::chrono::nanoseconds now) noexcept;
+    // Hits and misses in the slices covering `span` ending at `now` (as WindowedSketch counts).
+    std::pair<std::uint64_t, std::uint64_t> window(std::chrono::nanoseconds span,
+                                                   std::chrono::nanoseconds now) const noexcept;
+
+  private:
+    static constexpr std::int64_t kSliceNs = 10'000'000'000;
+    struct Slice {
+        std::int64_t epoch = -1;
+        std::uint32_t hits = 0, misses = 0;
+    };
+    std::array<Slice, 30> slices_{};
+};
+
+struct Series {
+    stats::WindowedSketch window;
+    std::array<std::uint64_t, kMaxBounds> buckets{};  // non-cumulative, exact; the spec's bounds
+    std::uint64_t count = 0;
+    std::uint64_t sum_ns = 0;
+    std::uint64_t cache_hits = 0;  // since the series began
+    std::uint64_t cache_misses = 0;
+    std::unique_ptr<CacheWindow> cache_window;
+    std::chrono::nanoseconds last_update{0};
+};
+
+using SeriesMap = std::map<SeriesKey, Series, SeriesOrder>;
+
+// Where a request happened, beside the request itself. Views valid during record() only.
+struct RequestContext {
+    std::string_view service{};         // the identity key of the process (attribution/)
+    std::string_view server_address{};  // the peer, for client-side requests
+    std::uint16_t server_port{0};
+};
+
+struct StoreLimits {
+    std::size_t max_series = 10'000;  // used only without a shared budget
+    // Values of each protocol's capped dimension (HTTP routes, command names) per service.
+    std::size_t max_targets_per_service = 100;
+    std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15);
+};
+
+// The metric spec of a protocol (its registry entry); null for a protocol not registered.
+const protocols::MetricSpec* metric_spec(Protocol protocol);
+
+class RequestMetricsStore {
+  public:
+    // With `budget`, each new series takes its spec's samples_per_series() from it (shared with
+    // the other exported series) instead of counting against limits.max_series.
+    explicit RequestMetricsStore(StoreLimits limits = {}, stats::SeriesBudget* budget = nullptr);
+
+    // `now` is CLOCK_MONOTONIC, the same clock as the kernel's timestamps.
+    void record(const protocols::Request& request, const RequestContext& context,
+                std::chrono::nanoseconds now);
+    // Drops series idle for longer than limits.idle_expiry. Returns how many were removed.
+    std::size_t expire_idle(std::chrono::nanoseconds now);
+
+    const SeriesMap& series() const { return series_; }
+    std::uint64_t series_dropped() const { return series_dropped_; }
+    // Requests whose capped dimension went to the overflow value, by protocol.
+    std::uint64_t overflowed(Protocol protocol) const;
+    std::size_t memory_bytes() const;
+
+  private:
+    // The series of a key not seen yet: created, or the overflow value's when its service has
+    // too many; series_.end() when the series budget is spent.
+    SeriesMap::iterator add_series(SeriesKeyView key, const protocols::MetricSpec& spec);
+    // Past half its budget of the capped dimension, a service's new value gets a series of its
+    // own only from its second request (the first goes to the overflow value), so that one-off
+    // values (scanners, random URLs) do not take the budget first.
+    bool seen_before(const std::string& cap_key, std::string_view value, std::size_t admitted);
+
+    StoreLimits limits_;
+    std::unique_ptr<stats::SeriesBudget> own_budget_;
+    stats::SeriesBudget* budget_;
+    SeriesMap series_;
+    // By "<protocol>/<service>": the values of the capped dimension admitted, and the hashes of
+    // those seen once (bounded).
+    std::unordered_map<std::string, std::unordered_set<std::string>> capped_values_;
+    std::unordered_map<std::string, std::unordered_set<std::size_t>> seen_once_;
+    std::uint64_t series_dropped_ = 0;
+    std::array<std::uint64_t, LOUPE_PROTOCOL_COUNT> overflowed_{};
+};
+
+// Whether a series counts as failed, by its protocol's rule.
+bool is_error(const SeriesKey& key);
+
+}  // namespace loupe::aggregate
