@@ -99,6 +99,39 @@ std::optional<double> AgentSignals::value(alerts::Signal signal, const std::stri
                                                              : 0.99;
             return merged.quantile_ns(q) * 1e-9;
         }
+        case Signal::kDbLatencyP50:
+        case Signal::kDbLatencyP95:
+        case Signal::kDbLatencyP99:
+        case Signal::kDbErrorRatio:
+        case Signal::kCacheHitRatio: {
+            // Every database protocol, both sides: an application's calls, a database server's
+            // own operations.
+            stats::LogSketch merged, scratch;
+            std::uint64_t errors = 0, hits = 0, misses = 0;
+            for (const auto& [key, series] : requests_.series()) {
+                const auto* spec = aggregate::metric_spec(key.protocol);
+                if (!spec || !spec->database || (!node && key.service != service)) continue;
+                series.window.window(window, now_, scratch);
+                merged.merge(scratch);
+                if (aggregate::is_error(key)) errors += scratch.count();
+                if (series.cache_window) {
+                    const auto [h, m] = series.cache_window->window(window, now_);
+                    hits += h;
+                    misses += m;
+                }
+            }
+            if (signal == Signal::kCacheHitRatio)
+                return hits + misses ? std::optional(static_cast<double>(hits) /
+                                                     static_cast<double>(hits + misses))
+                                     : std::nullopt;
+            if (merged.empty()) return std::nullopt;
+            if (signal == Signal::kDbErrorRatio)
+                return static_cast<double>(errors) / static_cast<double>(merged.count());
+            const double q = signal == Signal::kDbLatencyP50   ? 0.5
+                             : signal == Signal::kDbLatencyP95 ? 0.95
+                                                               : 0.99;
+            return merged.quantile_ns(q) * 1e-9;
+        }
         case Signal::kMemoryUtilization: {
             if (!node_.mem_total_bytes) return std::nullopt;
             if (node) return node_.mem_utilization;

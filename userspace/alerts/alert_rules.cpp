@@ -20,6 +20,11 @@ constexpr std::pair<const char*, Signal> kSignals[] = {
     {"cpu_utilization", Signal::kCpuUtilization},
     {"memory_utilization", Signal::kMemoryUtilization},
     {"disk_io_bytes_rate", Signal::kDiskIoBytesRate},
+    {"db_latency_p50", Signal::kDbLatencyP50},
+    {"db_latency_p95", Signal::kDbLatencyP95},
+    {"db_latency_p99", Signal::kDbLatencyP99},
+    {"db_error_ratio", Signal::kDbErrorRatio},
+    {"cache_hit_ratio", Signal::kCacheHitRatio},
 };
 
 Rule make(const char* name, std::optional<std::string> service, Signal signal, double above,
@@ -92,6 +97,14 @@ std::vector<Rule> default_rules() {
         make("LoupeHighDiskIo", std::nullopt, Signal::kDiskIoBytesRate, 100.0 * 1024 * 1024,
              "warning", "{{ $labels.service_name }} does {{ $value }} bytes/s of disk I/O",
              "Disk I/O of {{ $labels.service_name }} has been above {{ $threshold }} bytes/s for 5 "
+             "minutes."),
+        make("LoupeHighDbLatencyP95", std::nullopt, Signal::kDbLatencyP95, 0.05, "warning",
+             "p95 of the database operations of {{ $labels.service_name }} is {{ $value }}s",
+             "p95 database operation latency over 5 minutes has been above {{ $threshold }}s for "
+             "5 minutes."),
+        make("LoupeHighDbErrorRate", std::nullopt, Signal::kDbErrorRatio, 0.01, "warning",
+             "{{ $labels.service_name }}: {{ $value }} of its database operations fail",
+             "The database error ratio over 5 minutes has been above {{ $threshold }} for 5 "
              "minutes."),
         make("LoupeNodeHighCpu", std::string(kNodeService), Signal::kCpuUtilization, 0.75,
              "warning", "node CPU utilization is {{ $value }}",
@@ -171,10 +184,10 @@ std::optional<std::string> parse_alerting(const YAML::Node& node, const std::str
                             if (!s)
                                 return fmt::format(
                                     "{}: unknown signal '{}' (latency_p50, latency_p95, "
-                                    "latency_p99, "
-                                    "error_ratio, request_rate, cpu_utilization, "
-                                    "memory_utilization, "
-                                    "disk_io_bytes_rate)",
+                                    "latency_p99, error_ratio, request_rate, cpu_utilization, "
+                                    "memory_utilization, disk_io_bytes_rate, db_latency_p50, "
+                                    "db_latency_p95, db_latency_p99, db_error_ratio, "
+                                    "cache_hit_ratio)",
                                     where(fv), fv.as<std::string>());
                             rule.signal = *s;
                         } else if (f == "window") {

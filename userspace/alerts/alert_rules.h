@@ -24,6 +24,13 @@ enum class Signal {
     kCpuUtilization,
     kMemoryUtilization,
     kDiskIoBytesRate,
+    // A service's database and cache calls (client side) or, for a database server, the
+    // operations it serves: every protocol whose MetricSpec says `database`.
+    kDbLatencyP50,
+    kDbLatencyP95,
+    kDbLatencyP99,
+    kDbErrorRatio,
+    kCacheHitRatio,  // hits / (hits + misses) of cache lookups (Redis read commands)
 };
 
 std::optional<Signal> parse_signal(std::string_view name);
