@@ -347,7 +347,15 @@ int main(int argc, char** argv) {
     loupe::util::setup_logging(*format, *level);
 
     if (doctor->parsed()) return loupe::doctor::run_doctor(doctor_json, std::cout);
-    if (top->parsed()) return loupe::top::run_top(top_options);
+    if (top->parsed())
+        return loupe::top::run_top(top_options, []() -> std::optional<loupe::top::LocalAgent> {
+            loupe::agent::AgentConfig config;
+            config.listen = "127.0.0.1:0";
+            auto local = std::make_shared<loupe::agent::Agent>(config);
+            if (!local->start()) return std::nullopt;
+            return loupe::top::LocalAgent{"http://" + local->listen_address(),
+                                          [local] { local->stop(); }};
+        });
     if (agent->parsed()) {
         agent_config.log_format = log_format;
         agent_config.log_level = log_level;

@@ -9,7 +9,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "agent/agent.h"
 #include "cli/top/agent_client.h"
 #include "cli/top/top_view.h"
 #include "util/terminal_text.h"
@@ -58,26 +57,24 @@ int print_once(AgentClient& client, const TopOptions& options) {
 
 }  // namespace
 
-int run_top(const TopOptions& options) {
+int run_top(const TopOptions& options, const LocalAgentStarter& start_local) {
     auto client = std::make_unique<AgentClient>(options.agent_url);
-    std::unique_ptr<agent::Agent> local;
+    std::optional<LocalAgent> local;
     std::string note;
     const bool interactive = !options.once && !options.json && ::isatty(STDOUT_FILENO);
-    if (!client->alive() && !options.agent_given) {
+    if (!client->alive() && !options.agent_given && start_local) {
         // No agent here: capture in-process, served on a private loopback port.
         if (::geteuid() != 0)
             std::cerr << "loupe top: no agent at "
                       << util::terminal_safe(options.agent_url, util::charset_from_environment())
                       << " and capturing in-process needs root (or CAP_BPF + CAP_PERFMON)\n";
-        agent::AgentConfig config;
-        config.listen = "127.0.0.1:0";
         if (interactive) spdlog::set_level(spdlog::level::off);  // logs would tear the screen
-        local = std::make_unique<agent::Agent>(config);
-        if (!local->start()) {
+        local = start_local();
+        if (!local) {
             std::cerr << "loupe top: cannot start in-process capture\n";
             return 1;
         }
-        client = std::make_unique<AgentClient>("http://" + local->listen_address());
+        client = std::make_unique<AgentClient>(local->url);
         note = "(no agent at " + options.agent_url + ": capturing in-process)";
         wait_for_first_data(*client);
     }
@@ -93,7 +90,7 @@ int run_top(const TopOptions& options) {
         view.note = note;
         status = TopView(*client, view).run();
     }
-    if (local) local->stop();
+    if (local && local->stop) local->stop();
     return status;
 }
 

@@ -1,6 +1,8 @@
 // `loupe top`: the live view an on-call engineer opens first.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "cli/top/columns.h"
@@ -18,7 +20,16 @@ struct TopOptions {
     Thresholds thresholds;
 };
 
+// Capture in this process, for when no agent answers: its URL and what stops it. The agent sits
+// above the CLI, so main.cpp provides it.
+struct LocalAgent {
+    std::string url;
+    std::function<void()> stop;
+};
+// Starts a local agent on a private loopback port; nullopt when it cannot.
+using LocalAgentStarter = std::function<std::optional<LocalAgent>()>;
+
 // Returns the process exit status.
-int run_top(const TopOptions& options);
+int run_top(const TopOptions& options, const LocalAgentStarter& start_local = {});
 
 }  // namespace loupe::top
