@@ -14,7 +14,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
-#include "api/service_views.h"
+#include "api/routes.h"
 #include "capture/hook_set.h"
 #include "export/prometheus_exporter.h"
 #include "util/terminal_text.h"
@@ -51,36 +51,6 @@ std::vector<std::uint32_t> pids_of(const std::vector<resources::ProcessSample>& 
     return pids;
 }
 
-std::string iso_timestamp() {
-    const auto now = std::chrono::system_clock::now();
-    const std::time_t t = std::chrono::system_clock::to_time_t(now);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
-// The "error" of an error reply cpp-httplib made (a path no route takes, a malformed request).
-const char* error_text(int status) {
-    switch (status) {
-        case 400:
-            return "bad request";
-        case 404:
-            return "not found";
-        case 405:
-            return "method not allowed";
-        case 413:
-            return "payload too large";
-        case 414:
-            return "URI too long";
-        case 416:
-            return "range not satisfiable";
-        default:
-            return status >= 500 ? "internal error" : "bad request";
-    }
-}
-
 }  // namespace
 
 Agent::Agent(AgentConfig config)
@@ -92,9 +62,8 @@ Agent::Agent(AgentConfig config)
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
           [this](const protocols::Request& request, const pipeline::ConnectionTracker::Origin& at) {
-              const aggregate::RequestContext context{
-                  service_key(at.tgid, std::string(at.service)), at.server_address,
-                  at.server_port};
+              const aggregate::RequestContext context{service_key(at.tgid, std::string(at.service)),
+                                                      at.server_address, at.server_port};
               store_.record(request, context, drain_clock_);
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
@@ -447,15 +416,7 @@ void Agent::consume_loop() {
     }
 }
 
-nlohmann::json Agent::health_body(const char* status, nlohmann::json checks) const {
-    return {{"status", status},
-            {"timestamp", iso_timestamp()},
-            {"uptime", std::chrono::duration<double>(now() - started_).count()},
-            {"version", kVersion},
-            {"checks", std::move(checks)}};
-}
-
-std::string Agent::render_metrics() {
+std::string Agent::metrics_text() {
     std::lock_guard lock(mutex_);
     const auto at = now();
     const exporter::MetricsView view{
@@ -485,193 +446,90 @@ std::string Agent::render_metrics() {
     return text;
 }
 
-void Agent::register_routes() {
-    httplib::Server* const routing = &endpoint_->routes();
-    // Names come from processes (any user can set bytes like \xff\xfe with prctl) and from
-    // request paths: invalid UTF-8 is replaced, where dump() would throw and answer 500.
-    auto json_reply = [](httplib::Response& res, const nlohmann::json& body, int status = 200) {
-        res.status = status;
-        res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        "application/json");
-    };
-    routing->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-        res.set_content(render_metrics(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    auto live = [this, json_reply](const httplib::Request&, httplib::Response& res) {
-        json_reply(res, health_body("ok", nlohmann::json::object()));
-    };
-    routing->Get("/health", live);
-    routing->Get("/health/live", live);
-    routing->Get(
-        "/health/ready", [this, json_reply](const httplib::Request&, httplib::Response& res) {
-            const bool ready = ready_ && running_;
-            std::string capture_state;
-            {
-                std::lock_guard lock(mutex_);
-                capture_state = capture_ ? "attached" : "unavailable: " + capture_error_;
-            }
-            nlohmann::json checks = {{"http_capture", capture_state},
-                                     {"shutting_down", !running_.load()}};
-            json_reply(res, health_body(ready ? "ok" : "unavailable", checks), ready ? 200 : 503);
-        });
-    routing->Get(
-        "/health/startup", [this, json_reply](const httplib::Request&, httplib::Response& res) {
-            const bool done = started_up_;
-            json_reply(res, health_body(done ? "ok" : "starting", nlohmann::json::object()),
-                       done ? 200 : 503);
-        });
-    routing->Get("/api/v1/services", [this, json_reply](const httplib::Request&,
-                                                        httplib::Response& res) {
+void Agent::read(const std::function<void(const api::StateView&)>& fn) {
+    std::lock_guard lock(mutex_);
+    const api::StateView view{store_,
+                              resource_tracker_,
+                              resources_sampled_,
+                              node_tracker_.node(),
+                              alert_engine_,
+                              identities_,
+                              now(),
+                              started_};
+    fn(view);
+}
+
+api::Readiness Agent::readiness() {
+    api::Readiness r;
+    r.ready = ready_ && running_;
+    r.started_up = started_up_;
+    r.shutting_down = !running_;
+    std::lock_guard lock(mutex_);
+    r.capture = capture_ ? "attached" : "unavailable: " + capture_error_;
+    return r;
+}
+
+double Agent::uptime_seconds() {
+    return std::chrono::duration<double>(now() - started_).count();
+}
+
+nlohmann::json Agent::agent_status() {
+    nlohmann::json body = {
+        {"version", kVersion},
+        {"uptime_seconds", std::chrono::duration<double>(now() - started_).count()},
+        {"listen", config_.listen}};
+    const HttpEndpointCounters http = endpoint_->counters();
+    body["http_endpoint"] = {{"connections_open", endpoint_->open_connections()},
+                             {"max_connections", endpoint_->max_connections()},
+                             {"connections_accepted", http.connections_accepted},
+                             {"connections_evicted", http.connections_evicted},
+                             {"connections_refused", http.connections_refused},
+                             {"requests", http.requests},
+                             {"requests_rejected", http.requests_rejected},
+                             {"requests_overloaded", http.requests_overloaded},
+                             {"request_timeouts", http.request_timeouts},
+                             {"idle_timeouts", http.idle_timeouts},
+                             {"write_timeouts", http.write_timeouts},
+                             {"output_overflows", http.output_overflows}};
+    {
         std::lock_guard lock(mutex_);
-        auto rows = api::services_view(
-            store_, resources_sampled_ ? &resource_tracker_.services() : nullptr, now(), started_);
-        // A pod's or container's service: the labels its metrics carry (service_name, k8s_*).
-        for (auto& row : rows)
-            if (const auto* labels = identities_.labels_of(row["name"].get<std::string>())) {
-                row["labels"] = nlohmann::json::object();
-                for (const auto& [name, value] : *labels)
-                    row["labels"][name] = value;
-            }
-        json_reply(res, {{"services", rows}});
-    });
-    routing->Get(R"(/api/v1/services/(.+)/endpoints)",
-                 [this, json_reply](const httplib::Request& req, httplib::Response& res) {
-                     std::lock_guard lock(mutex_);
-                     auto rows = api::endpoints_view(store_, req.matches[1], now(), started_);
-                     if (rows.is_null())
-                         json_reply(res, {{"error", "unknown service"}}, 404);
-                     else
-                         json_reply(res, {{"service", req.matches[1]}, {"endpoints", rows}});
-                 });
-    routing->Get(
-        R"(/api/v1/services/(.+)/processes)",
-        [this, json_reply](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard lock(mutex_);
-            nlohmann::json rows = nlohmann::json::array();
-            for (const auto& p : resource_tracker_.processes_of(req.matches[1]))
-                rows.push_back({{"pid", p.pid},
-                                {"cpu_seconds_total", static_cast<double>(p.totals.cpu_ns) * 1e-9},
-                                {"rss_bytes", p.rss_bytes},
-                                {"disk_read_bytes_total", p.totals.io_read_bytes},
-                                {"disk_write_bytes_total", p.totals.io_write_bytes},
-                                {"net_tx_bytes_total", p.totals.net_tx_bytes},
-                                {"net_rx_bytes_total", p.totals.net_rx_bytes},
-                                {"tcp_retransmits_total", p.totals.tcp_retransmits}});
-            json_reply(res, {{"service", req.matches[1]}, {"processes", rows}},
-                       rows.empty() ? 404 : 200);
-        });
-    routing->Get(
-        "/api/v1/alerts", [this, json_reply](const httplib::Request&, httplib::Response& res) {
-            std::lock_guard lock(mutex_);
-            nlohmann::json rows = nlohmann::json::array();
-            auto active = alert_engine_.active();
-            attribute_alerts(active);
-            for (const auto& a : active)
-                rows.push_back({{"name", a.rule},
-                                {"service_name", a.service},
-                                {"state", alerts::state_name(a.state)},
-                                // A stale value is not shown as current.
-                                {"value", a.no_data ? nlohmann::json(nullptr)
-                                                    : nlohmann::json(a.value)},
-                                {"no_data", a.no_data},
-                                {"threshold", a.threshold},
-                                {"active_since", alerts::iso8601(a.active_since)},
-                                {"fired_at", a.state == alerts::AlertState::kFiring
-                                                 ? nlohmann::json(alerts::iso8601(a.fired_at))
-                                                 : nlohmann::json(nullptr)},
-                                {"labels", a.labels},
-                                {"annotations", a.annotations}});
-            json_reply(res, {{"alerts", rows}, {"rules", alert_engine_.rules().size()}});
-        });
-    routing->Get("/api/v1/node",
-                 [this, json_reply](const httplib::Request&, httplib::Response& res) {
-                     std::lock_guard lock(mutex_);
-                     const auto& n = node_tracker_.node();
-                     json_reply(res, {{"cpus", n.cpus},
-                                      {"cpu_utilization", n.cpu_utilization},
-                                      {"memory_total_bytes", n.mem_total_bytes},
-                                      {"memory_used_bytes", n.mem_used_bytes},
-                                      {"memory_utilization", n.mem_utilization},
-                                      {"disk_busy", n.disk_busy},
-                                      {"tcp_retransmits_total", n.tcp_retransmits}});
-                 });
-    routing->Get(
-        "/api/v1/agent", [this, json_reply](const httplib::Request&, httplib::Response& res) {
-            nlohmann::json body = {
-                {"version", kVersion},
-                {"uptime_seconds", std::chrono::duration<double>(now() - started_).count()},
-                {"listen", config_.listen}};
-            const HttpEndpointCounters http = endpoint_->counters();
-            body["http_endpoint"] = {{"connections_open", endpoint_->open_connections()},
-                                     {"max_connections", endpoint_->max_connections()},
-                                     {"connections_accepted", http.connections_accepted},
-                                     {"connections_evicted", http.connections_evicted},
-                                     {"connections_refused", http.connections_refused},
-                                     {"requests", http.requests},
-                                     {"requests_rejected", http.requests_rejected},
-                                     {"requests_overloaded", http.requests_overloaded},
-                                     {"request_timeouts", http.request_timeouts},
-                                     {"idle_timeouts", http.idle_timeouts},
-                                     {"write_timeouts", http.write_timeouts},
-                                     {"output_overflows", http.output_overflows}};
-            {
-                std::lock_guard lock(mutex_);
-                const auto& c = tracker_.counters();
-                body["events_total"] = c.events;
-                body["exchanges_total"] = c.exchanges;
-                body["connections_tracked"] = tracker_.live_connections();
-                body["series"] = store_.series().size();
-                body["alerts_firing"] = alert_engine_.firing_count();
-                body["alerts_pending"] = alert_engine_.pending_count();
-                if (capture_) {
-                    const auto d = capture_->drops();
-                    body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
-                                            {"unsupported_syscall", d.unsupported_syscall},
-                                            {"conn_table_full", d.conn_table_full},
-                                            {"nested", d.nested},
-                                            {"recursion_miss", d.recursion_misses}};
-                    const int timer_error = capture_->batch_timer_error();
-                    body["event_batches"] =
-                        timer_error == 0 ? std::string("per-CPU, sent by timer")
-                                         : "off: the kernel refused the batch timers (" +
-                                               std::string(std::strerror(-timer_error)) + ")";
-                    body["hooks_attached"] = capture_->attached_hooks();
-                    body["hooks_missing"] = capture_->missing_hooks();
-                }
-                if (resource_capture_) {
-                    body["resource_hooks_attached"] = resource_capture_->attached_hooks();
-                    body["resource_hooks_missing"] = resource_capture_->missing_hooks();
-                }
-                body["hooks_disabled"] = config_.disabled_hooks;
-                body["hooks_paused"] = hooks_paused_;
-            }
-            std::lock_guard lock(features_mutex_);
-            if (features_) {
-                nlohmann::json features = nlohmann::json::object();
-                for (const auto& f : features_->features)
-                    features[f.id] = f.available;
-                body["kernel_features"] = features;
-            }
-            json_reply(res, body);
-        });
-    routing->set_error_handler([json_reply](const httplib::Request&, httplib::Response& res) {
-        if (res.body.empty()) json_reply(res, {{"error", error_text(res.status)}}, res.status);
-    });
-    // A handler that throws is a bug in loupe: the client gets a plain 500, the log the cause
-    // (cpp-httplib would put the exception's text in a response header). The path is not
-    // logged: it may carry anything a client put there.
-    routing->set_exception_handler(
-        [json_reply](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-            std::string what = "unknown exception";
-            try {
-                std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                what = e.what();
-            } catch (...) {
-            }
-            spdlog::error("HTTP {} handler failed: {}", req.method, what);
-            json_reply(res, {{"error", "internal error"}}, 500);
-        });
+        const auto& c = tracker_.counters();
+        body["events_total"] = c.events;
+        body["exchanges_total"] = c.exchanges;
+        body["connections_tracked"] = tracker_.live_connections();
+        body["series"] = store_.series().size();
+        body["alerts_firing"] = alert_engine_.firing_count();
+        body["alerts_pending"] = alert_engine_.pending_count();
+        if (capture_) {
+            const auto d = capture_->drops();
+            body["kernel_drops"] = {{"ringbuf_full", d.ringbuf_full},
+                                    {"unsupported_syscall", d.unsupported_syscall},
+                                    {"conn_table_full", d.conn_table_full},
+                                    {"nested", d.nested},
+                                    {"recursion_miss", d.recursion_misses}};
+            const int timer_error = capture_->batch_timer_error();
+            body["event_batches"] = timer_error == 0
+                                        ? std::string("per-CPU, sent by timer")
+                                        : "off: the kernel refused the batch timers (" +
+                                              std::string(std::strerror(-timer_error)) + ")";
+            body["hooks_attached"] = capture_->attached_hooks();
+            body["hooks_missing"] = capture_->missing_hooks();
+        }
+        if (resource_capture_) {
+            body["resource_hooks_attached"] = resource_capture_->attached_hooks();
+            body["resource_hooks_missing"] = resource_capture_->missing_hooks();
+        }
+        body["hooks_disabled"] = config_.disabled_hooks;
+        body["hooks_paused"] = hooks_paused_;
+    }
+    std::lock_guard lock(features_mutex_);
+    if (features_) {
+        nlohmann::json features = nlohmann::json::object();
+        for (const auto& f : features_->features)
+            features[f.id] = f.available;
+        body["kernel_features"] = features;
+    }
+    return body;
 }
 
 bool Agent::start() {
@@ -689,7 +547,7 @@ bool Agent::start() {
         return false;
     }
     endpoint_ = std::make_unique<HttpEndpoint>();
-    register_routes();
+    api::register_routes(endpoint_->routes(), *this);
     std::string error;
     if (!endpoint_->open(host, port, error)) {
         spdlog::error("{}", error);

@@ -13,6 +13,7 @@
 
 #include "agent/agent_config.h"
 #include "agent/alert_signals.h"
+#include "api/routes.h"
 #include "agent/http_endpoint.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
@@ -28,7 +29,7 @@
 
 namespace loupe::agent {
 
-class Agent {
+class Agent final : private api::AgentSource {
   public:
     explicit Agent(AgentConfig config);
     ~Agent();
@@ -81,9 +82,12 @@ class Agent {
     }
     // --pid/--comm: both captures' kernel filters, from one /proc scan.
     void trace_only(const std::vector<std::uint32_t>& pids);
-    void register_routes();
-    nlohmann::json health_body(const char* status, nlohmann::json checks) const;
-    std::string render_metrics();
+    // api::AgentSource: what the HTTP handlers (api/routes.cpp) read.
+    void read(const std::function<void(const api::StateView&)>& fn) override;
+    std::string metrics_text() override;
+    nlohmann::json agent_status() override;
+    api::Readiness readiness() override;
+    double uptime_seconds() override;
     std::chrono::nanoseconds now() const;
 
     AgentConfig config_;
