@@ -1,5 +1,6 @@
 #include "export/prometheus_exporter.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <unordered_map>
@@ -76,18 +77,14 @@ void add_single(TextExposition& out, const char* name, const char* type, const c
     out.sample(name, labels, value);
 }
 
-// The histogram and windowed summary of one protocol's side, and its cache lookups when it has
-// them.
+// The histogram and windowed summary of one family of requests, and its cache lookups when it has
+// them. Protocols may share a family (every database's db_client_operation_duration_seconds,
+// told apart by db_system_name): its header is written once, with every protocol's series.
 void add_request_families(TextExposition& out, const MetricsView& view, ServiceLabels& services,
-                          const protocols::ProtocolInfo& protocol, protocols::Side side) {
-    const protocols::MetricSpec& spec = *protocol.metrics;
-    const protocols::FamilySpec& family = spec.family(side);
-    // The `le` bounds in seconds. Divided, not multiplied by 1e-9: 75'000'000 * 1e-9 is
-    // 0.07500000000000001, 75'000'000 / 1e9 is the double nearest 0.075.
-    std::array<double, aggregate::kMaxBounds> bounds{};
-    const std::size_t bound_count = std::min(spec.bounds_ns.size(), bounds.size());
-    for (std::size_t i = 0; i < bound_count; ++i)
-        bounds[i] = static_cast<double>(spec.bounds_ns[i]) / 1e9;
+                          std::span<const protocols::ProtocolInfo* const> members,
+                          protocols::Side side) {
+    const protocols::MetricSpec& first = *members.front()->metrics;
+    const protocols::FamilySpec& family = first.family(side);
     // Labels are rendered once per series and used by every family: the windowed samples and
     // the cache lookups go to buffers of their own, appended after the histograms.
     TextExposition windows, cache;
@@ -101,34 +98,65 @@ void add_request_families(TextExposition& out, const MetricsView& view, ServiceL
     const std::string windowed_count = std::string(family.window) + "_count";
     stats::LogSketch merged;
     std::array<std::uint64_t, aggregate::kMaxBounds> cumulative{};
-    for (const auto& [key, series] : view.requests.series()) {
-        if (key.protocol != protocol.id || key.side != side) continue;
-        const LabelSet labels = series_labels(services, key, family);
-        std::uint64_t running = 0;
+    std::array<double, aggregate::kMaxBounds> bounds{};
+    for (const auto* protocol : members) {
+        const protocols::MetricSpec& spec = *protocol->metrics;
+        const protocols::FamilySpec& own = spec.family(side);
+        // The `le` bounds in seconds. Divided, not multiplied by 1e-9: 75'000'000 * 1e-9 is
+        // 0.07500000000000001, 75'000'000 / 1e9 is the double nearest 0.075.
+        const std::size_t bound_count = std::min(spec.bounds_ns.size(), bounds.size());
         for (std::size_t i = 0; i < bound_count; ++i)
-            cumulative[i] = running += series.buckets[i];
-        out.histogram(family.histogram, labels, std::span(bounds).first(bound_count),
-                      std::span(cumulative).first(bound_count), series.count,
-                      seconds(series.sum_ns));
-        for (const auto& w : kWindows) {
-            series.window.window(w.span, view.now, merged);
-            if (merged.empty()) continue;
-            for (const auto& [qlabel, q] : kQuantiles)
-                windows.sample(family.window, labels, merged.quantile_ns(q) / 1e9,
-                               {{"window", w.label}, {"quantile", qlabel}});
-            windows.sample(windowed_sum, labels, seconds(merged.sum_ns()), {{"window", w.label}});
-            windows.sample(windowed_count, labels, static_cast<double>(merged.count()),
-                           {{"window", w.label}});
-        }
-        if (!family.cache_lookups.empty() && series.cache_hits + series.cache_misses > 0) {
-            cache.sample(family.cache_lookups, labels, static_cast<double>(series.cache_hits),
-                         {{"result", "hit"}});
-            cache.sample(family.cache_lookups, labels, static_cast<double>(series.cache_misses),
-                         {{"result", "miss"}});
+            bounds[i] = static_cast<double>(spec.bounds_ns[i]) / 1e9;
+        for (const auto& [key, series] : view.requests.series()) {
+            if (key.protocol != protocol->id || key.side != side) continue;
+            const LabelSet labels = series_labels(services, key, own);
+            std::uint64_t running = 0;
+            for (std::size_t i = 0; i < bound_count; ++i)
+                cumulative[i] = running += series.buckets[i];
+            out.histogram(family.histogram, labels, std::span(bounds).first(bound_count),
+                          std::span(cumulative).first(bound_count), series.count,
+                          seconds(series.sum_ns));
+            for (const auto& w : kWindows) {
+                series.window.window(w.span, view.now, merged);
+                if (merged.empty()) continue;
+                for (const auto& [qlabel, q] : kQuantiles)
+                    windows.sample(family.window, labels, merged.quantile_ns(q) / 1e9,
+                                   {{"window", w.label}, {"quantile", qlabel}});
+                windows.sample(windowed_sum, labels, seconds(merged.sum_ns()),
+                               {{"window", w.label}});
+                windows.sample(windowed_count, labels, static_cast<double>(merged.count()),
+                               {{"window", w.label}});
+            }
+            if (!family.cache_lookups.empty() && series.cache_hits + series.cache_misses > 0) {
+                cache.sample(family.cache_lookups, labels, static_cast<double>(series.cache_hits),
+                             {{"result", "hit"}});
+                cache.sample(family.cache_lookups, labels, static_cast<double>(series.cache_misses),
+                             {{"result", "miss"}});
+            }
         }
     }
     out.append(std::move(windows));
     if (!family.cache_lookups.empty()) out.append(std::move(cache));
+}
+
+// Every request family once, with the protocols that write into it, in registry order.
+void add_all_request_families(TextExposition& out, const MetricsView& view,
+                              ServiceLabels& services) {
+    for (const auto side : {protocols::Side::kServer, protocols::Side::kClient}) {
+        std::vector<std::vector<const protocols::ProtocolInfo*>> groups;
+        for (const auto& protocol : protocols::all_protocols()) {
+            const std::string_view name = protocol.metrics->family(side).histogram;
+            auto group = std::find_if(groups.begin(), groups.end(), [&](const auto& g) {
+                return g.front()->metrics->family(side).histogram == name;
+            });
+            if (group == groups.end())
+                groups.push_back({&protocol});
+            else
+                group->push_back(&protocol);
+        }
+        for (const auto& group : groups)
+            add_request_families(out, view, services, group, side);
+    }
 }
 
 void add_resource_families(TextExposition& out, const MetricsView& view, ServiceLabels& labels) {
@@ -329,9 +357,7 @@ std::string render_prometheus(const MetricsView& view) {
     // The previous scrape's size is the best guess of this one's: one allocation, no regrowth.
     out.reserve(view.expected_bytes);
     ServiceLabels labels(view.identities);
-    for (const auto& protocol : protocols::all_protocols())
-        for (const auto side : {protocols::Side::kServer, protocols::Side::kClient})
-            add_request_families(out, view, labels, protocol, side);
+    add_all_request_families(out, view, labels);
 
     const auto& p = view.pipeline;
     std::uint64_t pending_dropped = 0;
