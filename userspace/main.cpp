@@ -289,8 +289,9 @@ int main(int argc, char** argv) {
     }
     auto* top = app.add_subcommand("top",
                                    "Live, top-style view of every service: RPS, errors, "
-                                   "p50/p95/p99, CPU, memory, disk, network, "
-                                   "TCP retransmits; Enter drills into routes and processes. Reads "
+                                   "p50/p95/p99, database calls, cache hit ratio, CPU, memory, "
+                                   "disk, network, TCP retransmits; Enter drills into routes, "
+                                   "database operations and processes. Reads "
                                    "a running agent, or captures "
                                    "in-process when none answers. When stdout is not a terminal it "
                                    "prints one snapshot (--once).");
@@ -303,13 +304,17 @@ int main(int argc, char** argv) {
     top->add_flag("--json", top_options.json,
                   "Print one snapshot as JSON (the agent's API documents) and exit");
     top->add_flag("--no-color", top_options.no_color, "No colour (NO_COLOR is honoured too)");
-    top->add_option("--sort", top_options.sort, "Sort column of --once (e.g. RPS, CPU%, P95, RSS)")
+    top->add_option("--sort", top_options.sort,
+                    "Sort column of --once (e.g. RPS, CPU%, P95, \"DB P95\", RSS)")
         ->capture_default_str();
     top->add_option("--slo-p95", top_options.thresholds.p95_seconds,
                     "Highlight p95 above this many seconds")
         ->capture_default_str();
     top->add_option("--error-budget", top_options.thresholds.error_ratio,
                     "Highlight error ratios above this")
+        ->capture_default_str();
+    top->add_option("--slo-db-p95", top_options.thresholds.db_p95_seconds,
+                    "Highlight database operations' p95 above this many seconds")
         ->capture_default_str();
 
     warn_unknown_environment(app);

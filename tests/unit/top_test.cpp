@@ -35,9 +35,12 @@ TEST(TopSnapshot, ParsesServicesAndPrefersServerSide) {
 }
 
 TEST(TopSnapshot, EndpointsStatusMixAndPeers) {
-    const auto rows = parse_endpoints(nlohmann::json::parse(
-        R"([{"side":"server","method":"GET","route":"/a","rps":2,"statuses":{"200":3,"404":1}},
-            {"side":"client","method":"GET","route":"/b","rps":1,"peers":["10.0.0.5:5432","10.0.0.6:5432"]}])"));
+    const auto rows =
+        parse_endpoints(
+            nlohmann::json::parse(
+                R"([{"side":"server","method":"GET","route":"/a","rps":2,"statuses":{"200":3,"404":1}},
+            {"side":"client","method":"GET","route":"/b","rps":1,"peers":["10.0.0.5:5432","10.0.0.6:5432"]}])"))
+            .routes;
     ASSERT_EQ(rows.size(), 2u);
     EXPECT_EQ(rows[0].status_mix, "200:75% 404:25%");
     EXPECT_TRUE(rows[0].peers.empty());
@@ -63,8 +66,11 @@ TEST(TopSnapshot, WrongTypesAreIgnoredNotThrown) {
     ASSERT_EQ(rows.size(), 3u);
     EXPECT_EQ(rows[0].name, "");
     EXPECT_EQ(rows[0].requests_total, 0u);
-    const auto routes = parse_endpoints(nlohmann::json::parse(
-        R"([{"side": 1, "peers": [1, "10.0.0.1:80"], "statuses": {"200": "y", "404": 1}}])"));
+    const auto routes =
+        parse_endpoints(
+            nlohmann::json::parse(
+                R"([{"side": 1, "peers": [1, "10.0.0.1:80"], "statuses": {"200": "y", "404": 1}}])"))
+            .routes;
     ASSERT_EQ(routes.size(), 1u);
     EXPECT_EQ(routes[0].peers, (std::vector<std::string>{"10.0.0.1:80"}));
     EXPECT_EQ(routes[0].status_mix, "404:100%");
@@ -107,7 +113,8 @@ TEST(TopColumns, PlainTableMarksThresholdsWithoutColour) {
     // The current rate, not the API's 1-minute 50.5; and the windows are said.
     EXPECT_NE(table.find(" 12.3 "), std::string::npos) << table;
     EXPECT_EQ(table.find("50.5"), std::string::npos) << table;
-    EXPECT_NE(table.find("2 services  RPS: last 1.0 s; ERR% and P50/P95/P99: last minute"),
+    EXPECT_NE(table.find("2 services  RPS and DB/S: last 1.0 s; ERR%, P50/P95/P99, DB ERR, DB P95 "
+                         "and HIT%: last minute"),
               std::string::npos)
         << table;
 }
@@ -118,8 +125,10 @@ TEST(TopColumns, RpsFormatting) {
     EXPECT_EQ(format_rps(12.345), "12.3");
     EXPECT_EQ(format_rps(26712.4), "26712");
     EXPECT_EQ(windows_legend(0),
-              "RPS: from the next refresh on; ERR% and P50/P95/P99: last minute");
-    EXPECT_EQ(windows_legend(3.04), "RPS: last 3 s; ERR% and P50/P95/P99: last minute");
+              "RPS and DB/S: from the next refresh on; ERR%, P50/P95/P99, DB ERR, DB P95 and HIT%: "
+              "last minute");
+    EXPECT_EQ(windows_legend(3.04),
+              "RPS and DB/S: last 3 s; ERR%, P50/P95/P99, DB ERR, DB P95 and HIT%: last minute");
 }
 
 TEST(TopColumns, PlainTableNeverPrintsControlCharacters) {
@@ -156,6 +165,198 @@ TEST(TopColumns, ServicesCountSaysWhatTheFilterKept) {
     EXPECT_EQ(services_count(1, 1, false), "1 service");
     EXPECT_EQ(services_count(3, 17, true), "3 of 17 services");
     EXPECT_EQ(services_count(0, 17, true), "0 of 17 services");
+}
+
+// --- database operations ---
+
+// As /api/v1/services answers: an application calling Redis (client side) and serving HTTP, the
+// Redis server's own operations, and an HTTP-only service whose "databases" is empty.
+const char* kDatabaseServices = R"([
+  {"name": "checkout",
+   "server": {"requests_total": 10, "rps": 1, "error_ratio": 0, "p50_seconds": 0.01, "p95_seconds": 0.02,
+              "p99_seconds": 0.03, "statuses": {"200": 60}},
+   "client": null,
+   "databases": [
+     {"system": "redis", "side": "client", "operation": "GET", "requests_total": 9000, "requests_1m": 600,
+      "rps": 10, "error_ratio": 0, "p50_seconds": 0.0004, "p95_seconds": 0.0009, "p99_seconds": 0.002,
+      "errors": {}, "cache_lookups_1m": 600, "cache_hit_ratio": 0.9},
+     {"system": "redis", "side": "client", "operation": "MGET", "requests_total": 1000, "requests_1m": 100,
+      "rps": 1.6, "error_ratio": 0, "p50_seconds": 0.001, "p95_seconds": 0.08, "p99_seconds": 0.1,
+      "errors": {}, "cache_lookups_1m": 400, "cache_hit_ratio": 0.4},
+     {"system": "redis", "side": "client", "operation": "LPUSH", "requests_total": 500, "requests_1m": 300,
+      "rps": 5, "error_ratio": 0.1, "p50_seconds": 0.0005, "p95_seconds": 0.001, "p99_seconds": 0.0015,
+      "errors": {"WRONGTYPE": 20, "ERR": 10}, "cache_lookups_1m": 0, "cache_hit_ratio": null}
+   ],
+   "resources": {"processes": 2, "cpu_cores": 0.1, "rss_bytes": 1000}},
+  {"name": "redis-server", "server": null, "client": null,
+   "databases": [
+     {"system": "redis", "side": "server", "operation": "SET", "requests_total": 42, "requests_1m": 0,
+      "rps": 0, "error_ratio": 0, "p50_seconds": null, "p95_seconds": null, "p99_seconds": null,
+      "errors": {}, "cache_lookups_1m": 0, "cache_hit_ratio": null}
+   ],
+   "resources": {"processes": 0}},
+  {"name": "nginx", "server": {"requests_total": 5, "rps": 1}, "client": null, "databases": [],
+   "resources": {"processes": 1}}
+])";
+
+TEST(TopSnapshot, ServiceDatabaseFiguresCombineItsOperations) {
+    const auto rows = parse_services(nlohmann::json::parse(kDatabaseServices));
+    ASSERT_EQ(rows.size(), 3u);
+    const auto& checkout = rows[0];
+    EXPECT_TRUE(checkout.has_http);
+    EXPECT_TRUE(checkout.has_db);
+    EXPECT_EQ(checkout.db_requests_total, 10500u);
+    EXPECT_FALSE(checkout.db_rps);  // current: needs a second snapshot
+    // 30 errors of the minute's 1000 operations; the slowest operation's p95; 600*0.9 + 400*0.4
+    // hits of 1000 lookups.
+    EXPECT_DOUBLE_EQ(checkout.db_error_ratio, 0.03);
+    ASSERT_TRUE(checkout.db_p95);
+    EXPECT_DOUBLE_EQ(*checkout.db_p95, 0.08);
+    ASSERT_TRUE(checkout.cache_hit_ratio);
+    EXPECT_DOUBLE_EQ(*checkout.cache_hit_ratio, 0.7);
+    // A database server with no operation in the last minute: no ratio or percentile to show.
+    const auto& redis = rows[1];
+    EXPECT_TRUE(redis.has_db);
+    EXPECT_FALSE(redis.has_http);
+    EXPECT_EQ(redis.db_requests_total, 42u);
+    EXPECT_DOUBLE_EQ(redis.db_error_ratio, 0.0);
+    EXPECT_FALSE(redis.db_p95);
+    EXPECT_FALSE(redis.cache_hit_ratio);
+    EXPECT_FALSE(rows[2].has_db);
+}
+
+TEST(TopSnapshot, DatabaseRowsOfAServiceRow) {
+    const auto doc = nlohmann::json::parse(kDatabaseServices);
+    const auto ops = parse_databases(doc[0]["databases"]);
+    ASSERT_EQ(ops.size(), 3u);
+    EXPECT_EQ(ops[0].system, "redis");
+    EXPECT_EQ(ops[0].side, "client");
+    EXPECT_EQ(ops[0].operation, "GET");
+    EXPECT_EQ(ops[0].requests_total, 9000u);
+    EXPECT_DOUBLE_EQ(ops[0].rps_1m, 10.0);
+    EXPECT_DOUBLE_EQ(*ops[0].p95, 0.0009);
+    EXPECT_EQ(ops[0].cache_lookups_1m, 600u);
+    EXPECT_DOUBLE_EQ(*ops[0].cache_hit_ratio, 0.9);
+    EXPECT_EQ(ops[0].error_mix, "");
+    EXPECT_EQ(ops[2].error_mix, "WRONGTYPE:20 ERR:10");  // most frequent first
+    EXPECT_FALSE(ops[2].cache_hit_ratio);
+}
+
+TEST(TopSnapshot, EndpointsSplitRoutesFromDatabaseOperations) {
+    // /api/v1/services/{name}/endpoints of a service that serves HTTP and calls Redis, and a row
+    // of an agent from before protocols (no "protocol"): HTTP.
+    const auto endpoints = parse_endpoints(nlohmann::json::parse(R"([
+      {"protocol": "http", "side": "server", "method": "GET", "route": "/cart", "requests_total": 7,
+       "statuses": {"200": 7}},
+      {"protocol": "redis", "side": "client", "operation": "CONFIG GET", "requests_total": 3,
+       "requests_1m": 3, "rps": 0.05, "error_ratio": 0.3333, "p50_seconds": 0.001, "p95_seconds": 0.002,
+       "p99_seconds": 0.002, "errors": {"NOAUTH": 1}, "cache_lookups_1m": 0, "cache_hit_ratio": null,
+       "peers": ["127.0.0.1:6379"]},
+      {"protocol": "redis", "side": "client", "operation": "GET", "requests_total": 90,
+       "cache_lookups_1m": 90, "cache_hit_ratio": 0.5, "errors": {}, "peers": ["127.0.0.1:6379"]},
+      {"side": "client", "method": "POST", "route": "/pay", "peers": ["10.0.0.9:80"]}
+    ])"));
+    ASSERT_EQ(endpoints.routes.size(), 2u);
+    EXPECT_EQ(endpoints.routes[0].route, "/cart");
+    EXPECT_EQ(endpoints.routes[0].status_mix, "200:100%");
+    EXPECT_EQ(endpoints.routes[1].method, "POST");
+    EXPECT_EQ(endpoints.routes[1].peers, (std::vector<std::string>{"10.0.0.9:80"}));
+    ASSERT_EQ(endpoints.databases.size(), 2u);
+    const auto& config = endpoints.databases[0];
+    EXPECT_EQ(config.system, "redis");
+    EXPECT_EQ(config.side, "client");
+    EXPECT_EQ(config.operation, "CONFIG GET");
+    EXPECT_EQ(config.error_mix, "NOAUTH:1");
+    EXPECT_DOUBLE_EQ(config.error_ratio, 0.3333);
+    EXPECT_EQ(config.peers, (std::vector<std::string>{"127.0.0.1:6379"}));
+    EXPECT_DOUBLE_EQ(*endpoints.databases[1].cache_hit_ratio, 0.5);
+}
+
+TEST(TopSnapshot, DatabaseRowsOfWrongTypesAreIgnoredNotThrown) {
+    const auto rows = parse_services(nlohmann::json::parse(
+        R"([{"name": "a", "databases": "many"},
+            {"name": "b", "databases": [1, {"operation": 5, "requests_total": "x", "requests_1m": -1,
+                                            "errors": {"ERR": "x", "WRONGTYPE": 2},
+                                            "cache_lookups_1m": 10, "cache_hit_ratio": "y"}]}])"));
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_FALSE(rows[0].has_db);
+    EXPECT_TRUE(rows[1].has_db);
+    EXPECT_EQ(rows[1].db_requests_total, 0u);
+    EXPECT_FALSE(rows[1].cache_hit_ratio);
+    const auto endpoints = parse_endpoints(nlohmann::json::parse(
+        R"(["not an object", {"operation": "GET", "errors": "x", "peers": "y"},
+            {"operation": "SET", "errors": {"ERR": "x", "WRONGTYPE": 2}}])"));
+    EXPECT_EQ(endpoints.routes.size(), 1u);  // the string: an empty HTTP row, as before
+    ASSERT_EQ(endpoints.databases.size(), 2u);
+    EXPECT_EQ(endpoints.databases[0].error_mix, "");
+    EXPECT_TRUE(endpoints.databases[0].peers.empty());
+    EXPECT_EQ(endpoints.databases[1].error_mix, "WRONGTYPE:2");
+    EXPECT_EQ(endpoints.databases[1].system, "");
+}
+
+TEST(TopColumns, DatabaseColumnsShowMarkAndSort) {
+    Snapshot snap;
+    snap.services = parse_services(nlohmann::json::parse(kDatabaseServices));
+    snap.services[0].db_rps = 17.0;
+    snap.services[1].db_rps = 250.0;
+    // The database server has no process left but had database traffic: still shown.
+    EXPECT_EQ(filter_services(snap.services, "").size(), 3u);
+    auto options = plain_options();
+    options.sort_column = column_index("db p95");
+    ASSERT_GE(options.sort_column, 0);
+    const std::string table = render_plain(snap, options);
+    const std::string header = table.substr(table.find("SERVICE"));
+    EXPECT_LT(header.find("P99"), header.find("DB/S")) << table;
+    EXPECT_LT(header.find("DB/S"), header.find("DB ERR")) << table;
+    EXPECT_LT(header.find("DB ERR"), header.find("DB P95")) << table;
+    EXPECT_LT(header.find("DB P95"), header.find("HIT%")) << table;
+    EXPECT_LT(header.find("HIT%"), header.find("CPU%")) << table;
+    // checkout: 17 ops/s, 3 % errors (over the 1 % budget), p95 80 ms (over the 50 ms database
+    // SLO), 70 % hits.
+    const auto line_of = [&](const std::string& name) {
+        const auto at = table.find("\n" + name + " ");
+        return table.substr(at + 1, table.find('\n', at + 1) - at - 1);
+    };
+    const std::string checkout = line_of("checkout");
+    EXPECT_NE(checkout.find(" 17.0 "), std::string::npos) << checkout;
+    EXPECT_NE(checkout.find(" 3.0%! "), std::string::npos) << checkout;
+    EXPECT_NE(checkout.find(" 80.0ms! "), std::string::npos) << checkout;
+    EXPECT_NE(checkout.find(" 70.0% "), std::string::npos) << checkout;
+    const std::string redis = line_of("redis-server");
+    EXPECT_NE(redis.find(" 250 "), std::string::npos) << redis;
+    // nginx calls no database: dashes, not zeros.
+    const std::string nginx = line_of("nginx");
+    const auto cells = [](const std::string& line) {
+        std::vector<std::string> out;
+        std::size_t at = 0;
+        while ((at = line.find_first_not_of(' ', at)) != std::string::npos) {
+            const auto end = line.find(' ', at);
+            out.push_back(line.substr(at, end - at));
+            at = end;
+        }
+        return out;
+    };
+    const auto nginx_cells = cells(nginx);
+    ASSERT_GE(nginx_cells.size(), 11u) << nginx;
+    for (int i = 7; i <= 10; ++i)
+        EXPECT_EQ(nginx_cells[static_cast<std::size_t>(i)], "-") << nginx;
+    // Sorted by DB P95, descending: checkout (80 ms), then the two without.
+    EXPECT_LT(table.find("\ncheckout "), table.find("\nnginx ")) << table;
+    EXPECT_LT(table.find("\ncheckout "), table.find("\nredis-server ")) << table;
+    auto rows = snap.services;
+    sort_services(rows, column_index("DB/S"), true);
+    EXPECT_EQ(rows[0].name, "redis-server");
+    sort_services(rows, column_index("HIT%"), true);
+    EXPECT_EQ(rows[0].name, "checkout");
+    // The database SLO is its own threshold.
+    options.thresholds.db_p95_seconds = 0.1;
+    EXPECT_EQ(render_plain(snap, options).find("80.0ms!"), std::string::npos);
+}
+
+TEST(TopColumns, DatabaseFormatting) {
+    EXPECT_EQ(format_ratio(std::nullopt), "-");
+    EXPECT_EQ(format_ratio(0.0), "0.0%");
+    EXPECT_EQ(format_ratio(0.875), "87.5%");
 }
 
 // --- current rates ---
@@ -270,14 +471,48 @@ TEST(TopRates, ApplyRatesToServiceRows) {
 
 TEST(TopRates, ApplyRatesToRoutes) {
     RateTracker rates;
-    auto routes = parse_endpoints(nlohmann::json::parse(
-        R"([{"side":"server","method":"GET","route":"/a","requests_total":10},
-            {"side":"server","method":"POST","route":"/a","requests_total":10}])"));
+    auto routes =
+        parse_endpoints(nlohmann::json::parse(
+                            R"([{"side":"server","method":"GET","route":"/a","requests_total":10},
+            {"side":"server","method":"POST","route":"/a","requests_total":10}])"))
+            .routes;
     apply_rates(routes, rates, at(0));
     routes[0].requests_total = 40;
     apply_rates(routes, rates, at(2));
     EXPECT_DOUBLE_EQ(*routes[0].rps, 15.0);
     EXPECT_DOUBLE_EQ(*routes[1].rps, 0.0);
+}
+
+TEST(TopRates, ApplyRatesToServiceDatabaseOperations) {
+    RateTracker rates;
+    auto rows = parse_services(nlohmann::json::parse(kDatabaseServices));
+    apply_rates(rows, rates, at(0));
+    EXPECT_FALSE(rows[0].db_rps);
+    rows = parse_services(nlohmann::json::parse(kDatabaseServices));
+    rows[0].db_requests_total += 3000;  // 1,500 operations/s over 2 s
+    rows[0].requests_total += 20;       // and 10 HTTP requests/s: its own counter
+    apply_rates(rows, rates, at(2));
+    ASSERT_TRUE(rows[0].db_rps);
+    EXPECT_DOUBLE_EQ(*rows[0].db_rps, 1500.0);
+    EXPECT_DOUBLE_EQ(*rows[0].rps, 10.0);
+    EXPECT_DOUBLE_EQ(*rows[1].db_rps, 0.0);
+    EXPECT_FALSE(rows[1].rps);     // no HTTP
+    EXPECT_FALSE(rows[2].db_rps);  // no database
+}
+
+TEST(TopRates, ApplyRatesToDatabaseOperations) {
+    RateTracker rates;
+    auto ops = parse_databases(nlohmann::json::parse(
+        R"([{"system":"redis","side":"client","operation":"GET","requests_total":100},
+            {"system":"redis","side":"server","operation":"GET","requests_total":100},
+            {"system":"redis","side":"client","operation":"SET","requests_total":100}])"));
+    apply_rates(ops, rates, at(0));
+    ops[0].requests_total = 400;
+    ops[1].requests_total = 200;
+    apply_rates(ops, rates, at(2));
+    EXPECT_DOUBLE_EQ(*ops[0].rps, 150.0);
+    EXPECT_DOUBLE_EQ(*ops[1].rps, 50.0);  // the same operation on the other side: its own
+    EXPECT_DOUBLE_EQ(*ops[2].rps, 0.0);
 }
 
 // --- selection ---

@@ -174,17 +174,19 @@ std::optional<Snapshot> AgentClient::snapshot(std::string& error) {
     return snap;
 }
 
-std::optional<std::vector<RouteRow>> AgentClient::endpoints(const std::string& service,
-                                                            std::string& error) {
-    if (service != route_rates_service_) {
+std::optional<Endpoints> AgentClient::endpoints(const std::string& service, std::string& error) {
+    if (service != endpoint_rates_service_) {
         route_rates_.clear();
-        route_rates_service_ = service;
+        database_rates_.clear();
+        endpoint_rates_service_ = service;
     }
     auto doc = get("/api/v1/services/" + encode_path(service) + "/endpoints", error);
     if (!doc) return std::nullopt;
-    auto rows = parse_endpoints(member(*doc, "endpoints"));
-    apply_rates(rows, route_rates_, std::chrono::steady_clock::now());
-    return rows;
+    auto endpoints = parse_endpoints(member(*doc, "endpoints"));
+    const auto at = std::chrono::steady_clock::now();
+    apply_rates(endpoints.routes, route_rates_, at);
+    apply_rates(endpoints.databases, database_rates_, at);
+    return endpoints;
 }
 
 std::optional<std::vector<ProcessRow>> AgentClient::processes(const std::string& service,

@@ -26,9 +26,10 @@ class AgentClient {
     // A full snapshot, or nullopt with `error` set (agent gone, bad answer). Request rates are
     // current ones, from this snapshot's counters and the previous ones' (none on the first).
     std::optional<Snapshot> snapshot(std::string& error);
-    // One service's routes (with current rates, as snapshot()) and processes; nullopt when the
-    // service has none (the agent answers 404) or the agent cannot be read.
-    std::optional<std::vector<RouteRow>> endpoints(const std::string& service, std::string& error);
+    // One service's HTTP routes and database operations (with current rates, as snapshot()) and
+    // processes; nullopt when the service has none (the agent answers 404) or the agent cannot be
+    // read.
+    std::optional<Endpoints> endpoints(const std::string& service, std::string& error);
     std::optional<std::vector<ProcessRow>> processes(const std::string& service,
                                                      std::string& error);
     std::optional<nlohmann::json> get(const std::string& path, std::string& error);
@@ -43,7 +44,8 @@ class AgentClient {
     std::chrono::steady_clock::time_point last_at_{};
     RateTracker service_rates_;
     RateTracker route_rates_;
-    std::string route_rates_service_;  // the service route_rates_ tracks
+    RateTracker database_rates_;
+    std::string endpoint_rates_service_;  // the service route_rates_ and database_rates_ track
 };
 
 }  // namespace loupe::top

@@ -34,6 +34,10 @@ std::string format_percent(double ratio) {
     return fmt::format("{:.1f}%", ratio * 100);
 }
 
+std::string format_ratio(const std::optional<double>& ratio) {
+    return ratio ? format_percent(*ratio) : "-";
+}
+
 std::string format_rps(const std::optional<double>& rps) {
     if (!rps) return "-";
     return *rps < 100 ? fmt::format("{:.1f}", *rps) : fmt::format("{:.0f}", *rps);
@@ -67,6 +71,22 @@ const std::vector<Column>& service_columns() {
          [](const ServiceRow& r, const Thresholds& t) { return r.p95 && *r.p95 > t.p95_seconds; }},
         {"P99", 8, true, [](const ServiceRow& r) { return format_seconds(r.p99); },
          [](const ServiceRow& r) { return r.p99.value_or(-1); }, nullptr},
+        // Database and cache operations: the service's calls, or a database server's own.
+        {"DB/S", 8, true, [](const ServiceRow& r) { return format_rps(r.db_rps); },
+         [](const ServiceRow& r) { return r.db_rps.value_or(-1); }, nullptr},
+        {"DB ERR", 6, true,
+         [](const ServiceRow& r) { return r.has_db ? format_percent(r.db_error_ratio) : "-"; },
+         [](const ServiceRow& r) { return r.has_db ? r.db_error_ratio : -1; },
+         [](const ServiceRow& r, const Thresholds& t) {
+             return r.has_db && r.db_error_ratio > t.error_ratio;
+         }},
+        {"DB P95", 8, true, [](const ServiceRow& r) { return format_seconds(r.db_p95); },
+         [](const ServiceRow& r) { return r.db_p95.value_or(-1); },
+         [](const ServiceRow& r, const Thresholds& t) {
+             return r.db_p95 && *r.db_p95 > t.db_p95_seconds;
+         }},
+        {"HIT%", 6, true, [](const ServiceRow& r) { return format_ratio(r.cache_hit_ratio); },
+         [](const ServiceRow& r) { return r.cache_hit_ratio.value_or(-1); }, nullptr},
         {"CPU%", 6, true,
          [](const ServiceRow& r) {
              return r.has_resources ? fmt::format("{:.1f}", r.cpu_cores * 100) : "-";
@@ -122,7 +142,7 @@ std::vector<ServiceRow> filter_services(const std::vector<ServiceRow>& rows,
     std::vector<ServiceRow> out;
     for (const auto& r : rows) {
         // Services whose processes all exited and that serve no traffic are history, not "top".
-        if (r.has_resources && r.processes == 0 && !r.has_http) continue;
+        if (r.has_resources && r.processes == 0 && !r.has_http && !r.has_db) continue;
         if (needle.empty() || lower(r.name).find(needle) != std::string::npos) out.push_back(r);
     }
     return out;
@@ -141,7 +161,8 @@ std::string windows_legend(double rps_span_seconds) {
         rps = fmt::format("last {:.0f} s", rps_span_seconds);
     else if (rps_span_seconds > 0)
         rps = fmt::format("last {:.1f} s", rps_span_seconds);
-    return fmt::format("RPS: {}; ERR% and P50/P95/P99: last minute", rps);
+    return fmt::format("RPS and DB/S: {}; ERR%, P50/P95/P99, DB ERR, DB P95 and HIT%: last minute",
+                       rps);
 }
 
 std::string render_plain(const Snapshot& snap, const PlainOptions& options) {

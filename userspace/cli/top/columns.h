@@ -12,7 +12,9 @@ namespace loupe::top {
 
 struct Thresholds {
     double p95_seconds = 0.2;   // SLO: p95 above this is highlighted
-    double error_ratio = 0.01;  // error budget: above this is highlighted
+    double error_ratio = 0.01;  // error budget: above this is highlighted (HTTP and databases)
+    // Database operations' p95 above this is highlighted: the agent's LoupeHighDbLatencyP95.
+    double db_p95_seconds = 0.05;
 };
 
 struct Column {
@@ -31,7 +33,7 @@ int column_index(const std::string& title);
 
 void sort_services(std::vector<ServiceRow>& rows, int column, bool descending);
 // Keeps the rows whose name contains `filter` (case-insensitive), minus services that have no live
-// process and no HTTP traffic left.
+// process and no HTTP or database traffic left.
 std::vector<ServiceRow> filter_services(const std::vector<ServiceRow>& rows,
                                         const std::string& filter);
 
@@ -39,7 +41,8 @@ std::string format_bytes(double bytes);
 std::string format_rate(double bytes_per_second);
 std::string format_seconds(const std::optional<double>& seconds);
 std::string format_percent(double ratio);
-std::string format_rps(const std::optional<double>& rps);  // "-" when not measured yet
+std::string format_rps(const std::optional<double>& rps);      // "-" when not measured yet
+std::string format_ratio(const std::optional<double>& ratio);  // as format_percent; "-" for none
 // `text` padded or cut to `width` columns (counted as util::text_columns does).
 std::string pad(const std::string& text, int width, bool right);
 

@@ -35,9 +35,13 @@ void RateTracker::forget_older_than(Clock::time_point before) {
 
 void apply_rates(std::vector<ServiceRow>& rows, RateTracker& rates,
                  RateTracker::Clock::time_point at) {
-    for (auto& row : rows)
+    for (auto& row : rows) {
         if (row.has_http)
             row.rps = rates.update(row.side + '\0' + row.name, row.requests_total, at);
+        if (row.has_db)
+            row.db_rps =
+                rates.update(std::string("db") + '\0' + row.name, row.db_requests_total, at);
+    }
     rates.forget_older_than(at);
 }
 
@@ -46,6 +50,13 @@ void apply_rates(std::vector<RouteRow>& rows, RateTracker& rates,
     for (auto& row : rows)
         row.rps =
             rates.update(row.side + '\0' + row.method + '\0' + row.route, row.requests_total, at);
+    rates.forget_older_than(at);
+}
+
+void apply_rates(std::vector<DbRow>& rows, RateTracker& rates, RateTracker::Clock::time_point at) {
+    for (auto& row : rows)
+        row.rps = rates.update(row.system + '\0' + row.side + '\0' + row.operation,
+                               row.requests_total, at);
     rates.forget_older_than(at);
 }
 

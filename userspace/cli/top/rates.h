@@ -49,11 +49,13 @@ class RateTracker {
     Clock::time_point last_at_{};
 };
 
-// Sets the current `rps` of each row with HTTP traffic from its `requests_total`, and forgets the
-// rows that are gone. One tracker per kind of row (services, a service's routes).
+// Sets the current `rps` of each row with HTTP traffic from its `requests_total` (and a service's
+// `db_rps` from its `db_requests_total`), and forgets the rows that are gone. One tracker per kind
+// of row (services, a service's routes, its database operations).
 void apply_rates(std::vector<ServiceRow>& rows, RateTracker& rates,
                  RateTracker::Clock::time_point at);
 void apply_rates(std::vector<RouteRow>& rows, RateTracker& rates,
                  RateTracker::Clock::time_point at);
+void apply_rates(std::vector<DbRow>& rows, RateTracker& rates, RateTracker::Clock::time_point at);
 
 }  // namespace loupe::top

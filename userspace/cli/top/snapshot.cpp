@@ -21,6 +21,13 @@ std::string text(const nlohmann::json& j, const char* key) {
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// j[key], or null when j is not an object or lacks it (json::value() throws on a non-object).
+const nlohmann::json& member(const nlohmann::json& j, const char* key) {
+    static const nlohmann::json kNull;
+    const auto it = j.find(key);
+    return it != j.end() ? *it : kNull;
+}
+
 std::optional<double> maybe(const nlohmann::json& j, const char* key) {
     const auto it = j.find(key);
     if (it == j.end() || !it->is_number()) return std::nullopt;
@@ -43,6 +50,81 @@ std::string status_mix(const nlohmann::json& statuses) {
         out += fmt::format("{}:{:.0f}%", status, total > 0 ? 100.0 * count / total : 0.0);
     }
     return out;
+}
+
+// Errors by type, most frequent first: "WRONGTYPE:12 ERR:3".
+std::string error_mix(const nlohmann::json& errors) {
+    if (!errors.is_object()) return {};
+    std::vector<std::pair<std::uint64_t, std::string>> parts;
+    for (const auto& [type, count] : errors.items())
+        if (count.is_number_unsigned()) parts.emplace_back(count.get<std::uint64_t>(), type);
+    std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::string out;
+    for (const auto& [count, type] : parts) {
+        if (!out.empty()) out += " ";
+        out += fmt::format("{}:{}", type, count);
+    }
+    return out;
+}
+
+std::vector<std::string> peers(const nlohmann::json& row) {
+    std::vector<std::string> out;
+    if (const auto p = row.find("peers"); p != row.end() && p->is_array())
+        for (const auto& peer : *p)
+            if (peer.is_string()) out.push_back(peer.get<std::string>());
+    return out;
+}
+
+// The API names the system "system" in a service's "databases", "protocol" in /endpoints.
+DbRow parse_db_row(const nlohmann::json& d) {
+    DbRow row;
+    row.system = text(d, "system");
+    if (row.system.empty()) row.system = text(d, "protocol");
+    row.side = text(d, "side");
+    row.operation = text(d, "operation");
+    row.requests_total = counter(d, "requests_total");
+    row.rps_1m = number(d, "rps");
+    row.error_ratio = number(d, "error_ratio");
+    row.p50 = maybe(d, "p50_seconds");
+    row.p95 = maybe(d, "p95_seconds");
+    row.p99 = maybe(d, "p99_seconds");
+    row.error_mix = error_mix(member(d, "errors"));
+    row.cache_lookups_1m = counter(d, "cache_lookups_1m");
+    row.cache_hit_ratio = maybe(d, "cache_hit_ratio");
+    row.peers = peers(d);
+    return row;
+}
+
+// An endpoint row is a database operation when it names an operation and no HTTP method or
+// route (agents from before database protocols send neither "protocol" nor "operation").
+bool is_database_row(const nlohmann::json& e) {
+    return e.is_object() && e.contains("operation") && !e.contains("method") &&
+           !e.contains("route");
+}
+
+// The service's database figures, from its operations' rows: errors and cache hits weighted by
+// the minute's counts the ratios were computed from, so that the combined ratios are exact.
+void add_databases(ServiceRow& row, const nlohmann::json& databases) {
+    if (!databases.is_array()) return;
+    double window_requests = 0, window_errors = 0, lookups = 0, hits = 0;
+    for (const auto& d : databases) {
+        if (!d.is_object()) continue;
+        const DbRow op = parse_db_row(d);
+        row.has_db = true;
+        row.db_requests_total += op.requests_total;
+        const double requests_1m = static_cast<double>(counter(d, "requests_1m"));
+        window_requests += requests_1m;
+        window_errors += op.error_ratio * requests_1m;
+        if (op.p95 && (!row.db_p95 || *op.p95 > *row.db_p95)) row.db_p95 = op.p95;
+        if (op.cache_hit_ratio && op.cache_lookups_1m > 0) {
+            lookups += static_cast<double>(op.cache_lookups_1m);
+            hits += *op.cache_hit_ratio * static_cast<double>(op.cache_lookups_1m);
+        }
+    }
+    row.db_error_ratio = window_requests > 0 ? window_errors / window_requests : 0.0;
+    if (lookups > 0) row.cache_hit_ratio = hits / lookups;
 }
 
 }  // namespace
@@ -83,15 +165,28 @@ std::vector<ServiceRow> parse_services(const nlohmann::json& services) {
             row.net_tx_bps = number(r, "net_tx_bytes_per_second");
             row.retransmits = number(r, "tcp_retransmits_total");
         }
+        if (const auto d = s.find("databases"); d != s.end()) add_databases(row, *d);
         rows.push_back(std::move(row));
     }
     return rows;
 }
 
-std::vector<RouteRow> parse_endpoints(const nlohmann::json& endpoints) {
-    std::vector<RouteRow> rows;
-    if (!endpoints.is_array()) return rows;
+std::vector<DbRow> parse_databases(const nlohmann::json& databases) {
+    std::vector<DbRow> rows;
+    if (!databases.is_array()) return rows;
+    for (const auto& d : databases)
+        if (d.is_object()) rows.push_back(parse_db_row(d));
+    return rows;
+}
+
+Endpoints parse_endpoints(const nlohmann::json& endpoints) {
+    Endpoints out;
+    if (!endpoints.is_array()) return out;
     for (const auto& e : endpoints) {
+        if (is_database_row(e)) {
+            out.databases.push_back(parse_db_row(e));
+            continue;
+        }
         RouteRow row;
         row.side = text(e, "side");
         row.method = text(e, "method");
@@ -102,13 +197,11 @@ std::vector<RouteRow> parse_endpoints(const nlohmann::json& endpoints) {
         row.p50 = maybe(e, "p50_seconds");
         row.p95 = maybe(e, "p95_seconds");
         row.p99 = maybe(e, "p99_seconds");
-        row.status_mix = status_mix(e.value("statuses", nlohmann::json::object()));
-        if (const auto p = e.find("peers"); p != e.end() && p->is_array())
-            for (const auto& peer : *p)
-                if (peer.is_string()) row.peers.push_back(peer.get<std::string>());
-        rows.push_back(std::move(row));
+        row.status_mix = status_mix(member(e, "statuses"));
+        row.peers = peers(e);
+        out.routes.push_back(std::move(row));
     }
-    return rows;
+    return out;
 }
 
 std::vector<ProcessRow> parse_processes(const nlohmann::json& processes) {

@@ -25,6 +25,16 @@ struct ServiceRow {
     double disk_read_bps = 0, disk_write_bps = 0;
     double net_rx_bps = 0, net_tx_bps = 0;
     double retransmits = 0;  // total
+    // Database and cache operations (calls it makes, or serves as a database server), every
+    // system and side together.
+    bool has_db = false;
+    std::uint64_t db_requests_total = 0;
+    std::optional<double> db_rps;  // current, as rps
+    double db_error_ratio = 0;     // 1-minute window
+    // The highest p95 of its operations: an upper bound of the p95 of all of them together (the
+    // API gives percentiles per operation, which cannot be merged).
+    std::optional<double> db_p95;
+    std::optional<double> cache_hit_ratio;  // over the minute's cache lookups; none without any
 };
 
 struct RouteRow {
@@ -36,6 +46,27 @@ struct RouteRow {
     std::optional<double> p50, p95, p99;
     std::string status_mix;          // "200:97% 404:3%"
     std::vector<std::string> peers;  // client side: servers called
+};
+
+// One database operation of a service: its calls to a database or cache (side "client"), or the
+// operations a database server serves (side "server").
+struct DbRow {
+    std::string system, side, operation;  // "redis", "client", "CONFIG GET"
+    std::uint64_t requests_total = 0;
+    std::optional<double> rps;  // current, as ServiceRow's
+    double rps_1m = 0;
+    double error_ratio = 0;
+    std::optional<double> p50, p95, p99;
+    std::string error_mix;  // errors of the last minute by type: "WRONGTYPE:12 ERR:3"
+    std::uint64_t cache_lookups_1m = 0;
+    std::optional<double> cache_hit_ratio;
+    std::vector<std::string> peers;  // client side: servers called
+};
+
+// A service's /endpoints: HTTP routes and database operations (rows with "operation").
+struct Endpoints {
+    std::vector<RouteRow> routes;
+    std::vector<DbRow> databases;
 };
 
 struct ProcessRow {
@@ -65,7 +96,9 @@ struct Snapshot {
 };
 
 std::vector<ServiceRow> parse_services(const nlohmann::json& services);
-std::vector<RouteRow> parse_endpoints(const nlohmann::json& endpoints);
+// The "databases" array of a service row, or the database rows of /endpoints.
+std::vector<DbRow> parse_databases(const nlohmann::json& databases);
+Endpoints parse_endpoints(const nlohmann::json& endpoints);
 std::vector<ProcessRow> parse_processes(const nlohmann::json& processes);
 NodeInfo parse_node(const nlohmann::json& node);
 

@@ -47,10 +47,12 @@ void TopView::refresh_data() {
         error_ = error;  // keep showing the last data, flagged as stale
     }
     if (mode_ == Mode::kDetail && error_.empty()) {
-        routes_.clear();
+        endpoints_ = {};
         processes_.clear();
-        std::string ignored;  // a service without HTTP or without live processes answers 404
-        if (auto routes = client_.endpoints(detail_service_, ignored)) routes_ = std::move(*routes);
+        // A service without HTTP or database traffic, or without live processes, answers 404.
+        std::string ignored;
+        if (auto endpoints = client_.endpoints(detail_service_, ignored))
+            endpoints_ = std::move(*endpoints);
         if (auto processes = client_.processes(detail_service_, ignored))
             processes_ = std::move(*processes);
     }
@@ -135,37 +137,71 @@ void TopView::draw_detail(int top, int height, int width) {
                           format_rate(row->net_tx_bps), row->retransmits)
             : detail_service_ + ": gone",
         width, A_BOLD);
+    const auto& routes = endpoints_.routes;
+    const auto& databases = endpoints_.databases;
     int y = top + 2;
-    put(y++, 0,
-        fmt::format("{:<7}{:<8}{:<32}{:>8}{:>7}{:>9}{:>9}{:>9}  {}", "SIDE", "METHOD", "ROUTE",
-                    "RPS", "ERR%", "P50", "P95", "P99", "STATUS"),
-        width, A_REVERSE);
-    const int route_lines = std::max(1, (height - 4) * 2 / 3);
-    for (int i = 0; i < static_cast<int>(routes_.size()) && i < route_lines; ++i) {
-        const auto& r = routes_[static_cast<std::size_t>(i)];
-        const bool alarm = (r.p95 && *r.p95 > options_.thresholds.p95_seconds) ||
-                           r.error_ratio > options_.thresholds.error_ratio;
-        // Cells are made safe before padding, so that padding counts what is drawn.
-        std::string line = pad(safe(r.side), 7, false) + pad(safe(r.method), 8, false) +
-                           pad(safe(r.route), 31, false) + " " + pad(format_rps(r.rps), 8, true) +
-                           pad(format_percent(r.error_ratio), 7, true) +
-                           pad(format_seconds(r.p50), 9, true) +
-                           pad(format_seconds(r.p95), 9, true) +
-                           pad(format_seconds(r.p99), 9, true) + "  " + safe(r.status_mix);
-        if (alarm && !options_.color) line += " !";
-        put(y++, 0, line, width, alarm && options_.color ? COLOR_PAIR(kAlarmPair) : 0);
-    }
-    if (routes_.empty()) put(y++, 0, "(no HTTP traffic seen for this service)", width);
-    // Peers: the servers this service calls, and on which routes.
-    std::map<std::string, std::string> peers;
-    for (const auto& r : routes_)
-        for (const auto& peer : r.peers) {
-            auto& called = peers[peer];
-            called += (called.empty() ? "" : ", ") + r.method + " " + r.route;
+    // Routes (and database operations, when there are any) share the upper two thirds.
+    const int upper = std::max(1, (height - 4) * 2 / 3);
+    if (!routes.empty() || databases.empty()) {
+        put(y++, 0,
+            fmt::format("{:<7}{:<8}{:<32}{:>8}{:>7}{:>9}{:>9}{:>9}  {}", "SIDE", "METHOD", "ROUTE",
+                        "RPS", "ERR%", "P50", "P95", "P99", "STATUS"),
+            width, A_REVERSE);
+        const int route_lines = databases.empty() ? upper : std::max(1, upper / 2 - 1);
+        for (int i = 0; i < static_cast<int>(routes.size()) && i < route_lines; ++i) {
+            const auto& r = routes[static_cast<std::size_t>(i)];
+            const bool alarm = (r.p95 && *r.p95 > options_.thresholds.p95_seconds) ||
+                               r.error_ratio > options_.thresholds.error_ratio;
+            // Cells are made safe before padding, so that padding counts what is drawn.
+            std::string line =
+                pad(safe(r.side), 7, false) + pad(safe(r.method), 8, false) +
+                pad(safe(r.route), 31, false) + " " + pad(format_rps(r.rps), 8, true) +
+                pad(format_percent(r.error_ratio), 7, true) + pad(format_seconds(r.p50), 9, true) +
+                pad(format_seconds(r.p95), 9, true) + pad(format_seconds(r.p99), 9, true) + "  " +
+                safe(r.status_mix);
+            if (alarm && !options_.color) line += " !";
+            put(y++, 0, line, width, alarm && options_.color ? COLOR_PAIR(kAlarmPair) : 0);
         }
+        if (routes.empty()) put(y++, 0, "(no HTTP traffic seen for this service)", width);
+    }
+    // Database and cache operations: the calls this service makes, or serves as a database.
+    if (!databases.empty()) {
+        if (!routes.empty()) ++y;
+        put(y++, 0,
+            fmt::format("{:<7}{:<7}{:<24}{:>8}{:>7}{:>9}{:>9}{:>9}{:>7}  {}", "SIDE", "SYSTEM",
+                        "OPERATION", "OPS/S", "ERR%", "P50", "P95", "P99", "HIT%", "ERRORS"),
+            width, A_REVERSE);
+        const int last = std::max(y + 1, top + 2 + upper);
+        for (const auto& d : databases) {
+            if (y >= last) break;
+            const bool alarm = (d.p95 && *d.p95 > options_.thresholds.db_p95_seconds) ||
+                               d.error_ratio > options_.thresholds.error_ratio;
+            std::string line =
+                pad(safe(d.side), 7, false) + pad(safe(d.system), 7, false) +
+                pad(safe(d.operation), 23, false) + " " + pad(format_rps(d.rps), 8, true) +
+                pad(format_percent(d.error_ratio), 7, true) + pad(format_seconds(d.p50), 9, true) +
+                pad(format_seconds(d.p95), 9, true) + pad(format_seconds(d.p99), 9, true) +
+                pad(format_ratio(d.cache_hit_ratio), 7, true) + "  " + safe(d.error_mix);
+            if (alarm && !options_.color) line += " !";
+            put(y++, 0, line, width, alarm && options_.color ? COLOR_PAIR(kAlarmPair) : 0);
+        }
+    }
+    // Peers: the servers this service calls, and with which routes or operations.
+    std::map<std::string, std::string> peers;
+    auto called_with = [&](const std::string& peer, const std::string& what) {
+        auto& called = peers[peer];
+        called += (called.empty() ? "" : ", ") + what;
+    };
+    for (const auto& r : routes)
+        for (const auto& peer : r.peers)
+            called_with(peer, r.method + " " + r.route);
+    for (const auto& d : databases)
+        for (const auto& peer : d.peers)
+            called_with(peer, d.system + " " + d.operation);
     if (!peers.empty()) {
         ++y;
-        put(y++, 0, fmt::format("{:<24}{}", "CALLS TO (PEER)", "ROUTES"), width, A_REVERSE);
+        put(y++, 0, fmt::format("{:<24}{}", "CALLS TO (PEER)", "ROUTES, OPERATIONS"), width,
+            A_REVERSE);
         for (const auto& [peer, called] : peers) {
             if (y >= top + height - 3) break;
             put(y++, 0, pad(safe(peer), 23, false) + " " + called, width);
@@ -186,20 +222,26 @@ void TopView::draw_help(int top, int height, int width) {
         "loupe top - keys",
         "",
         "  Up/Down, PgUp/PgDn, Home/End   move",
-        "  Enter                          drill into the selected service (routes, processes)",
+        "  Enter                          drill into the selected service (routes, database",
+        "                                 operations, peers, processes)",
         "  Esc, Left, Backspace           back",
         "  < >                            sort by the previous / next column",
         "  i                              invert the sort order",
-        "  R E L P M N                    sort by RPS, errors, p95 latency, CPU, memory, name",
+        "  R E L D P M N                  sort by RPS, errors, p95, database p95, CPU, memory, "
+        "name",
         "  /                              filter services by name (Enter applies, Esc cancels)",
         "  p                              pause / resume refreshing",
         "  ?                              this help (any key returns)",
         "  q                              quit",
         "",
-        "Highlighted (or marked '!' without colour): p95 over the SLO, error rate over the budget.",
+        "Highlighted (or marked '!' without colour): p95 over the SLO, database p95 over its SLO,",
+        "error rates over the budget.",
         "RPS is the current rate: requests counted between refreshes over the last ~3 s (or one",
         "refresh interval when longer); '-' until two refreshes were seen. ERR% and P50/P95/P99",
         "are over the last minute. NO_COLOR disables colour.",
+        "DB/S, DB ERR, DB P95, HIT%: the service's database and cache operations (its calls, or",
+        "those it serves as a database): current rate as RPS; over the last minute the error",
+        "ratio, the highest p95 of its operations, and the share of cache lookups that hit.",
     };
     int y = top;
     for (const char* line : kHelp) {
@@ -312,6 +354,10 @@ bool TopView::handle_key(int key) {
             break;
         case 'L':
             sort_column_ = column_index("P95");
+            descending_ = true;
+            break;
+        case 'D':
+            sort_column_ = column_index("DB P95");
             descending_ = true;
             break;
         case 'P':

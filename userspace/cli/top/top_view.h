@@ -57,7 +57,7 @@ class TopView {
     int scroll_ = 0;
     bool paused_ = false;
     std::string detail_service_;
-    std::vector<RouteRow> routes_;
+    Endpoints endpoints_;  // the drilled-into service's routes and database operations
     std::vector<ProcessRow> processes_;
     std::chrono::steady_clock::time_point next_refresh_{};
     util::TerminalCharset charset_ = util::TerminalCharset::kAscii;
