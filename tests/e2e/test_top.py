@@ -3,7 +3,10 @@
 current RPS (against nginx's access log) and percentiles; RPS falls to 0 within seconds of the load
 stopping; sort, filter, drill-down, help, pause, resize and quit keys work; `--once --json` agrees
 with the agent's API. Processes named with terminal escape sequences (any user can do it with
-prctl) are shown with placeholders: the window title and the screen stay loupe's."""
+prctl) are shown with placeholders: the window title and the screen stay loupe's. Database calls
+(a fake agent's Redis rows: the real agent's Redis parser is tested on its own) show in the table's
+DB columns, sort with D, and fill the drill-down's database panel with current ops/s from
+consecutive snapshots, beside the HTTP routes panel."""
 import http.server
 import json
 import os
@@ -87,15 +90,55 @@ CLEAR_NAME = b"\x1b[2J\x1b[Hclr"    # clears the screen, cursor home
 SHOWN_NAMES = ["?]0;pwned?x", "?[2J?[Hclr"]  # each control character a '?'
 
 
+# Database rows of the fake agent (/api/v1/services "databases", /endpoints rows with "operation"),
+# as the agent answers them: (system, side, operation, operations/s, error types of the minute,
+# p50, p95, p99, cache lookups of the minute, hit ratio). Counters grow with time at these rates,
+# so that top's current ops/s can be checked. One operation is named with escape sequences: a
+# client can send any bytes as a command name.
+HOSTILE_OPERATION = "\x1b]0;pwned\x07X\x1b[2J"
+HOSTILE_SHOWN = "?]0;pwned?X?[2J"
+CHECKOUT_DB = [
+    ("redis", "client", "GET", 1200, {}, 0.0004, 0.0009, 0.002, 72000, 0.9),
+    ("redis", "client", "SET", 300, {}, 0.0005, 0.001, 0.003, 0, None),
+    ("redis", "client", "LPUSH", 40, {"WRONGTYPE": 96, "ERR": 24}, 0.002, 0.12, 0.3, 0, None),
+    ("redis", "client", "CONFIG GET", 2, {"NOAUTH": 120}, 0.0003, 0.0004, 0.0005, 0, None),
+    ("redis", "client", HOSTILE_OPERATION, 1, {}, 0.0003, 0.0004, 0.0005, 0, None),
+]
+REDIS_SERVER_DB = [
+    ("redis", "server", "GET", 1200, {}, 0.00002, 0.00004, 0.0001, 72000, 0.9),
+    ("redis", "server", "SET", 300, {}, 0.00003, 0.00005, 0.0001, 0, None),
+]
+
+
 class FakeAgentApi:
     """The agent's /api/v1 shape with thousands of services, for the scale check of the view only:
     spawning thousands of real services is out of reach of a 2-core test machine. Each service's
     request counter grows at a rate that changes at every answer, so that sorting by RPS reorders
-    the rows at every refresh."""
+    the rows at every refresh. With `databases`, two more services: "checkout" serves HTTP and calls
+    Redis (CHECKOUT_DB), "redis-server" serves it (REDIS_SERVER_DB)."""
 
-    def __init__(self, services):
+    def __init__(self, services, databases=False):
         totals = [0] * services
         answers = [0]
+        started = time.time()
+
+        def database_rows(operations, endpoints):
+            rows = []
+            for system, side, operation, rate, errors, p50, p95, p99, lookups, hit_ratio in operations:
+                requests_1m = rate * 60
+                row = {"side": side, "operation": operation,
+                       "requests_total": 1000000 + int(rate * (time.time() - started)),
+                       "requests_1m": requests_1m, "rps": rate, "error_ratio": sum(errors.values()) / requests_1m,
+                       "p50_seconds": p50, "p95_seconds": p95, "p99_seconds": p99, "errors": errors,
+                       "cache_lookups_1m": lookups, "cache_hit_ratio": hit_ratio}
+                if endpoints:
+                    row["protocol"] = system
+                    if side == "client":
+                        row["peers"] = ["127.0.0.1:6379"]
+                else:
+                    row["system"] = system
+                rows.append(row)
+            return rows
 
         def services_body():
             answers[0] += 1
@@ -105,18 +148,45 @@ class FakeAgentApi:
                                                                   "error_ratio": 0.0, "p50_seconds": 0.001,
                                                                   "p95_seconds": 0.002, "p99_seconds": 0.003,
                                                                   "statuses": {"200": i}},
-                                 "client": None, "resources": None} for i in range(services)]}
+                                 "client": None, "databases": [], "resources": None} for i in range(services)]}
+            if databases:
+                doc["services"].append({
+                    "name": "checkout",
+                    "server": {"requests_total": int(50 * (time.time() - started)), "rps": 50, "error_ratio": 0.0,
+                               "p50_seconds": 0.004, "p95_seconds": 0.009, "p99_seconds": 0.02,
+                               "statuses": {"200": 3000}},
+                    "client": None, "databases": database_rows(CHECKOUT_DB, False),
+                    "resources": {"processes": 2, "cpu_cores": 0.1, "rss_bytes": 1 << 20}})
+                doc["services"].append({"name": "redis-server", "server": None, "client": None,
+                                        "databases": database_rows(REDIS_SERVER_DB, False),
+                                        "resources": {"processes": 1, "cpu_cores": 0.05, "rss_bytes": 1 << 20}})
             # An agent from before names were made valid UTF-8 sends a process name's raw bytes: top
             # must still show the rest, with a placeholder per bad byte and no control character.
             doc["services"].append({"name": "RAWNAME", "server": None, "client": None,
                                     "resources": {"processes": 1}})
             return json.dumps(doc).encode().replace(b"RAWNAME", b"zz\\u001b[2J\\u009b\xff\xfe\\u202eok")
 
-        bodies = {"/api/v1/node": b'{"cpus": 2}', "/api/v1/agent": b'{"events_total": 1}', "/health/live": b"{}"}
+        def checkout_endpoints():
+            http = [{"protocol": "http", "side": "server", "method": "GET", "route": "/cart",
+                     "requests_total": int(50 * (time.time() - started)), "requests_1m": 3000, "rps": 50,
+                     "error_ratio": 0.0, "p50_seconds": 0.004, "p95_seconds": 0.009, "p99_seconds": 0.02,
+                     "statuses": {"200": 3000}}]
+            return json.dumps({"service": "checkout", "endpoints": http + database_rows(CHECKOUT_DB, True)}).encode()
+
+        def redis_endpoints():
+            return json.dumps({"service": "redis-server",
+                               "endpoints": database_rows(REDIS_SERVER_DB, True)}).encode()
+
+        bodies = {"/api/v1/node": lambda: b'{"cpus": 2}', "/api/v1/agent": lambda: b'{"events_total": 1}',
+                  "/health/live": lambda: b"{}", "/api/v1/services": services_body}
+        if databases:
+            bodies["/api/v1/services/checkout/endpoints"] = checkout_endpoints
+            bodies["/api/v1/services/redis-server/endpoints"] = redis_endpoints
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                body = services_body() if self.path == "/api/v1/services" else bodies.get(self.path)
+                make = bodies.get(self.path)
+                body = make() if make else None
                 self.send_response(200 if body else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
@@ -129,6 +199,113 @@ class FakeAgentApi:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         import threading
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def cell(rows, name, column):
+    """A cell of the services table by column title (cells split on spaces; titles with a space
+    such as "DB P95" are one column)."""
+    order = ["SERVICE", "PROC", "RPS", "ERR%", "P50", "P95", "P99", "DB/S", "DB ERR", "DB P95", "HIT%"]
+    return rows[name][order.index(column)]
+
+
+def near(shown, expected, tolerance=0.1):
+    return shown not in ("-", "") and abs(float(shown.rstrip("!")) - expected) <= tolerance * expected
+
+
+def databases():
+    """Database calls in the table and the drill-down, against a fake agent whose counters grow at
+    known rates: checkout calls Redis (and serves HTTP), redis-server serves it. Without colour, so
+    that values over a threshold are marked '!'."""
+    fake = FakeAgentApi(0, databases=True)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "200", "-y", "40",
+         f"LC_ALL=C.UTF-8 {shlex.quote(LOUPE)} top --agent {fake.url} --interval 0.5 --no-color")
+    checkout_rate = sum(op[3] for op in CHECKOUT_DB)
+    server_rate = sum(op[3] for op in REDIS_SERVER_DB)
+
+    def rates_shown(text):
+        rows = service_rows(text)
+        return ("checkout" in rows and "redis-server" in rows and near(cell(rows, "checkout", "DB/S"), checkout_rate)
+                and near(cell(rows, "redis-server", "DB/S"), server_rate))
+    text = wait_for(rates_shown, f"DB/S of checkout ~{checkout_rate} and redis-server ~{server_rate}", timeout=10)
+    if "DB ERR" not in text or "DB P95" not in text or "HIT%" not in text:
+        fail("the table lacks the database columns:\n" + text)
+    rows = service_rows(text)
+    # checkout: 240 errors of the minute's 92,580 operations (0.26 %, under the 1 % budget); its
+    # slowest operation's p95 is LPUSH's 120 ms, over the 50 ms database SLO; 90 % of its lookups hit.
+    expected = {("checkout", "DB ERR"): "0.3%", ("checkout", "DB P95"): "120.0ms!", ("checkout", "HIT%"): "90.0%",
+                ("redis-server", "DB ERR"): "0.0%", ("redis-server", "DB P95"): "50us",
+                ("redis-server", "HIT%"): "90.0%", ("redis-server", "RPS"): "-"}
+    got = {key: cell(rows, *key) for key in expected}
+    if got != expected:
+        fail(f"database cells: {got}, expected {expected}:\n{text}")
+    print(f"table: checkout DB/S {cell(rows, 'checkout', 'DB/S')} (~{checkout_rate}), redis-server DB/S "
+          f"{cell(rows, 'redis-server', 'DB/S')} (~{server_rate}), {got}: ok")
+    keys("D")
+    text = wait_for(lambda t: "DB P95v" in t, "the sort marker on DB P95 after D")
+    if list(service_rows(text))[:1] != ["checkout"]:
+        fail(f"D did not sort checkout (slowest database p95) first: {list(service_rows(text))}")
+
+    # checkout's drill-down: its HTTP routes, then its database operations with their current rates.
+    keys("/", "c", "h", "e", "c", "k", "o", "u", "t", "Enter")
+    wait_for(lambda t: list(service_rows(t)) == ["checkout"], "the checkout row alone")
+    keys("Enter")
+
+    def operations(text):
+        """{operation: [OPS/S, ERR%, P50, P95, P99, HIT%, errors..., '!'?]} of the database panel,
+        read at its fixed columns: SIDE 7, SYSTEM 7, OPERATION 24, then the numbers."""
+        ops, lines = {}, text.splitlines()
+        for i, line in enumerate(lines):
+            if "OPERATION" in line and "OPS/S" in line:
+                for row in lines[i + 1:]:
+                    if row[7:14].strip() != "redis":
+                        break
+                    ops[row[14:37].strip()] = row[37:].split()
+                break
+        return ops
+
+    def panel_ready(text):
+        ops = operations(text)
+        return "GET" in ops and near(ops["GET"][0], 1200) and "SET" in ops and near(ops["SET"][0], 300)
+    text = wait_for(panel_ready, "checkout's database panel with GET ~1200/s and SET ~300/s", timeout=10)
+    if "ROUTE" not in text or "/cart" not in text:
+        fail("the HTTP routes panel is gone from a service that also calls a database:\n" + text)
+    ops = operations(text)
+    if set(ops) != {"GET", "SET", "LPUSH", "CONFIG GET", HOSTILE_SHOWN}:
+        fail(f"database panel operations {sorted(ops)}:\n{text}")
+    lpush = ops["LPUSH"]  # OPS/S ERR% P50 P95 P99 HIT% ERRORS... and '!' (p95 and errors over)
+    if lpush[1:6] != ["5.0%", "2.0ms", "120.0ms", "300.0ms", "-"] or lpush[6:] != ["WRONGTYPE:96", "ERR:24", "!"]:
+        fail(f"LPUSH row {lpush}:\n{text}")
+    if ops["GET"][1:6] != ["0.0%", "400us", "900us", "2.0ms", "90.0%"]:
+        fail(f"GET row {ops['GET']}:\n{text}")
+    if ops["CONFIG GET"][-2:] != ["NOAUTH:120", "!"]:
+        fail(f"CONFIG GET row {ops['CONFIG GET']}:\n{text}")
+    if "\x1b" in text or "\x07" in text:
+        fail("a raw control character of an operation name reached the pane:\n" + text)
+    peer = re.search(r"^127\.0\.0\.1:6379\s+(.*)$", text, re.M)
+    if "CALLS TO (PEER)" not in text or not peer or "redis GET" not in peer.group(1):
+        fail("checkout's peer 127.0.0.1:6379 with its Redis operations is missing:\n" + text)
+    print(f"checkout drill-down: routes and {len(ops)} Redis operations (GET {ops['GET'][0]}/s, SET "
+          f"{ops['SET'][0]}/s, LPUSH {' '.join(lpush[1:])}), peer {peer.group(1)[:40]!r}, name shown as "
+          f"{HOSTILE_SHOWN!r}: ok")
+
+    # The Redis server's own operations: no HTTP table, no peers.
+    keys("Escape")
+    keys("/", *["BSpace"] * 8, "r", "e", "d", "i", "s", "Enter")
+    wait_for(lambda t: list(service_rows(t)) == ["redis-server"], "the redis-server row alone")
+    keys("Enter")
+    text = wait_for(lambda t: set(operations(t)) == {"GET", "SET"} and near(operations(t)["GET"][0], 1200),
+                    "redis-server's database panel", timeout=10)
+    if "ROUTE" in text or "no HTTP traffic" in text or "server redis" not in text:
+        fail("redis-server's drill-down should show its server-side operations only:\n" + text)
+    keys("q")
+    once = subprocess.run([LOUPE, "top", "--once", "--interval", "0.5", "--agent", fake.url], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+    rows = service_rows(once)
+    if not near(cell(rows, "checkout", "DB/S"), checkout_rate) or cell(rows, "checkout", "HIT%") != "90.0%":
+        fail("--once lacks checkout's database columns:\n" + once)
+    fake.server.shutdown()
+    fake.server.server_close()
+    print("redis-server drill-down and --once database columns: ok")
 
 
 def robustness():
@@ -315,6 +492,7 @@ def main():
             fail("q did not quit loupe top")
         print("interactive keys: sort, filter, drill-down, help, pause, resize, quit: ok")
         robustness()
+        databases()
 
         # Non-interactive: --once --json is the agent's own API documents.
         agent.settle(1.0)
@@ -332,7 +510,8 @@ def main():
                                timeout=30, check=True, env={**os.environ, "NO_COLOR": "1"}).stdout
         if "SERVICE" not in plain or "nginx" not in plain:
             fail("top without a terminal did not print a table:\n" + plain)
-        if not re.search(r"RPS: last 1\.\d s; ERR% and P50/P95/P99: last minute", plain):
+        if not re.search(r"RPS and DB/S: last 1\.\d s; ERR%, P50/P95/P99, DB ERR, DB P95 and HIT%: last minute",
+                         plain):
             fail("the table does not say what its RPS is measured over:\n" + plain)
         # An unreachable agent given explicitly: a clear error, no crash.
         r = subprocess.run([LOUPE, "top", "--once", "--agent", "http://127.0.0.1:1"], capture_output=True,

@@ -198,7 +198,7 @@ void TopView::draw_detail(int top, int height, int width) {
     for (const auto& d : databases)
         for (const auto& peer : d.peers)
             called_with(peer, d.system + " " + d.operation);
-    if (!peers.empty()) {
+    if (!peers.empty() && y + 2 < top + height - 3) {  // room for the title and a peer
         ++y;
         put(y++, 0, fmt::format("{:<24}{}", "CALLS TO (PEER)", "ROUTES, OPERATIONS"), width,
             A_REVERSE);
