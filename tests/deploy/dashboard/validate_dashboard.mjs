@@ -49,7 +49,11 @@ const FILTERS = { service_name: '$service_name', k8s_namespace_name: '$k8s_names
 const GLOBAL_METRICS = new Set([
   'loupe_events_total', 'loupe_events_dropped_total', 'loupe_http_exchanges_total',
   'loupe_http_unparsed_segments_total', 'loupe_http_unmatched_responses_total',
-  'loupe_http_route_overflow_total', 'loupe_connections_tracked', 'loupe_series',
+  'loupe_http_route_overflow_total', 'loupe_http_desyncs_total',
+  'loupe_redis_exchanges_total', 'loupe_redis_unparsed_segments_total',
+  'loupe_redis_unmatched_responses_total', 'loupe_redis_desyncs_total',
+  'loupe_redis_operation_overflow_total', 'loupe_redis_pushes_total',
+  'loupe_connections_tracked', 'loupe_series',
   'loupe_uptime_seconds', 'loupe_resident_memory_bytes', 'loupe_build_info', 'loupe_bpf_map_entries',
   'loupe_alerts_pending', 'loupe_alert_rules', 'loupe_alert_notifications_total',
 ]);
