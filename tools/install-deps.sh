@@ -11,6 +11,7 @@ packages=(
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
+  redis-server redis-tools python3-redis
 )
 
 # npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;

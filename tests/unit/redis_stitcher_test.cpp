@@ -563,6 +563,24 @@ TEST(RedisStitcher, UnsubscribeFromAllEndsWithItsRead) {
     expect_clean(c);
 }
 
+TEST(RedisStitcher, UnsubscribeAndPunsubscribeTogether) {
+    Conn c(Side::kClient);
+    c.out(100, cmd({"SUBSCRIBE", "a", "b"}) + cmd({"PSUBSCRIBE", "p*"}));
+    c.in(110,
+         "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+         "*3\r\n$10\r\npsubscribe\r\n$2\r\np*\r\n:3\r\n");
+    c.out(200, cmd({"UNSUBSCRIBE"}) + cmd({"PUNSUBSCRIBE"}));
+    c.in(
+        210,
+        "*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:2\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n"
+        "*3\r\n$12\r\npunsubscribe\r\n$2\r\np*\r\n:0\r\n");
+    EXPECT_EQ(c.names(),
+              (std::vector<std::string>{"SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE"}));
+    EXPECT_EQ(c.redis().stray_confirmations, 0u);
+    EXPECT_FALSE(c.parser.subscribed());
+    expect_clean(c);
+}
+
 TEST(RedisStitcher, AttributeBeforeAReply) {
     Conn c(Side::kClient);
     c.out(100, cmd({"GET", "k"}));

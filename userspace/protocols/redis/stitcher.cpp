@@ -181,7 +181,7 @@ bool RedisConnection::resync_requests(const View& v, RequestSink& sink) {
         std::array<std::uint8_t, 2 * kResyncBytes> joined{};
         std::memcpy(joined.data(), resync_buf_.data(), resync_len_);
         const std::size_t more = std::min(v.cap, kResyncBytes);
-        std::memcpy(joined.data() + resync_len_, v.head, more);
+        if (more > 0) std::memcpy(joined.data() + resync_len_, v.head, more);
         const Probe p = starts_command(joined.data(), resync_len_ + more, known_only);
         if (p == Probe::kYes) {
             request_sync_ = Sync::kSynced;
@@ -391,6 +391,9 @@ void RedisConnection::on_push(RequestSink& sink) {
     const bool has_count = el.size() > 2 && el[2].type == ':';
     if (has_count) subscribed_ = el[2].integer > 0;
     const CommandKind want = confirmed_command(kind);
+    // An unsubscribe from all is over when another kind of confirmation comes
+    // (UNSUBSCRIBE + PUNSUBSCRIBE sent together).
+    if (!pending_.empty() && pending_.front().kind != want) finish_unsubscribe_all(sink);
     if (!pending_.empty()) {
         Pending& head = pending_.front();
         if (head.kind == want && !head.gap_before && head.dropped_before == 0 &&
