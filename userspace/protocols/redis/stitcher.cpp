@@ -78,7 +78,7 @@ std::unique_ptr<protocols::ConnectionParser> make_parser(Side hint) {
 
 void PendingQueue::push_back(const Pending& p) {
     if (count_ == slots_.size()) {
-        const std::size_t grown = std::min(max_, std::max<std::size_t>(8, 2 * slots_.size()));
+        const std::size_t grown = std::min(max_, std::max<std::size_t>(2, 2 * slots_.size()));
         std::vector<Pending> next;
         next.reserve(grown);
         for (std::size_t i = 0; i < count_; ++i)
