@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes one of loupe's parsers with libFuzzer + ASan + UBSan.
 #   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
+#   tools/fuzz.sh redis [SECONDS]         the Redis (RESP2/RESP3/inline) parser and matcher
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
@@ -8,7 +9,7 @@
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|attribution|records [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|redis|attribution|records [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -27,6 +28,17 @@ http1)
     seed chunked '\002\001POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n\376\000HTTP/1.1 100 Continue\r\n\r\n\376\0015\r\nhello\r\n0\r\n\r\n\376\000HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n\376\2420\r\n\r\n\376\000\r\n0\r\n\r\n'
     seed sendfile '\000\000GET /f HTTP/1.1\r\n\r\n\376\001HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n\376\045\376\005\376\000GET http://h/p#x HTTP/1.0\r\n\r\n\376\001HTTP/1.0 200 OK\r\n\r\nbody\376\377'
     seed split '\001\000GET /sp\376\000lit HTTP/1.1\r\nHo\376\000st: x\r\nContent-Length: 2\r\n\r\n\376\000hi\376\033X-Long: aaaaaaaa\376\001HTTP/1.1 431 Too Large\r\n\r\n'
+    ;;
+redis)
+    max_len=4096
+    # The fuzzer's input format (see tests/fuzz/redis_fuzz.cpp): side byte, then records
+    # "<ctrl><data>" separated by 0xFE; ctrl bit 0 = egress, bits 1-2 = capture mode (0: 64-byte
+    # head, 1: bytes missing in the middle, 2: nothing captured, 3: whole), 0xFF = close.
+    seed server '\001\006*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\376\007+OK\r\n$1\r\nv\r\n\376\006PING\r\nexists a b\r\n\376\007+PONG\r\n:1\r\n\377'
+    seed multi '\002\007*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n*1\r\n$4\r\nEXEC\r\n\376\006+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR not an integer\r\n*2\r\n$-1\r\n$1\r\nx\r\n\376\007*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n\376\006-ERR DB index is out of range\r\n'
+    seed resp3 '\001\006*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n\376\007%%1\r\n$5\r\nproto\r\n:3\r\n\376\006*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n\376\007>3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n\376\006*1\r\n$4\r\nPING\r\n\376\007|1\r\n+a\r\n:1\r\n_\r\n'
+    seed pubsub2 '\002\007*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nn*\r\n\376\006*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$1\r\nn\r\n$1\r\nx\r\n\376\007*1\r\n$11\r\nUNSUBSCRIBE\r\n\376\006*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n'
+    seed bigvalue '\002\003*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\nxxxx\376\375xxxx\376\373xx\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\376\000+OK\r\n$100000\r\nyy\376\374\376\002yy\r\n'
     ;;
 attribution)
     max_len=16384
@@ -77,7 +89,7 @@ for name, record in seeds.items():
 PY
     ;;
 *)
-    echo "fuzz: unknown target '$target' (http1, attribution or records)" >&2
+    echo "fuzz: unknown target '$target' (http1, redis, attribution or records)" >&2
     exit 2
     ;;
 esac

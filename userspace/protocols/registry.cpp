@@ -3,12 +3,15 @@
 #include <array>
 
 #include "protocols/http1/http1_protocol.h"
+#include "protocols/redis/metric_spec.h"
+#include "protocols/redis/redis.h"
 
 namespace loupe::protocols {
 namespace {
 
 const std::array kProtocols = {
     ProtocolInfo{Protocol::kHttp1, "http1", &http1::kMetricSpec, &http1::make_parser},
+    ProtocolInfo{Protocol::kRedis, "redis", &redis::kMetricSpec, &redis::make_parser},
 };
 
 }  // namespace
