@@ -8,7 +8,6 @@ stays bounded, and the well-formed traffic beside it is still counted exactly.
 - a 100 MB bulk string SET, then GETs: the SET counted once, the GETs exactly, agent RSS bounded;
 - a client killed in the middle of a 1,000-command pipeline;
 - meanwhile redis-benchmark on its own connections: per command equal to INFO commandstats."""
-import collections
 import os
 import signal
 import socket
@@ -18,7 +17,7 @@ import time
 
 from loupe_e2e import (Agent, fail, proc_status_bytes, parse_metrics, promtool_check, require_root,
                        select, time_limit)
-from test_redis import RedisServer, db_counts, delta
+from test_redis import RedisServer, compare, db_counts, delta
 
 SERVER_FAMILY = "loupe_db_server_operation_duration_seconds"
 
@@ -113,11 +112,7 @@ time.sleep(30)
         got = delta(db_counts(samples, SERVER_FAMILY, service_name="redis-server"),
                     db_counts(before_metrics, SERVER_FAMILY, service_name="redis-server"))
         got.pop("INFO", None)
-        keys = sorted(set(expected) | set(got))
-        bad = [f"  {k}: redis={expected.get(k, 0)} loupe={got.get(k, 0)}" for k in keys
-               if expected.get(k, 0) != got.get(k, 0)]
-        if bad:
-            fail("server-side counts differ from INFO commandstats:\n" + "\n".join(bad))
+        compare("server side (redis-server)", expected, got)
         if expected.get("PING", 0) != 50 or expected.get("INCR", 0) != 1000:
             fail(f"the oracle saw PING {expected.get('PING')} and INCR {expected.get('INCR')}")
         rss = proc_status_bytes(agent.proc.pid, "VmRSS")

@@ -22,6 +22,17 @@ def prog_stats():
     return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in progs}
 
 
+def run_time_by_program(before, after):
+    """{program name: [runs, ns]} between two prog_stats() readings."""
+    by_name = collections.defaultdict(lambda: [0, 0])
+    for pid, (name, cnt, ns) in after.items():
+        b = before.get(pid, (name, 0, 0))
+        if cnt - b[1] > 0:
+            by_name[name][0] += cnt - b[1]
+            by_name[name][1] += ns - b[2]
+    return by_name
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
@@ -46,12 +57,7 @@ def main():
         subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
         agent.stop()
         nginx.stop()
-    by_name = collections.defaultdict(lambda: [0, 0])
-    for pid, (name, cnt, ns) in after.items():
-        b = before.get(pid, (name, 0, 0))
-        if cnt - b[1] > 0:
-            by_name[name][0] += cnt - b[1]
-            by_name[name][1] += ns - b[2]
+    by_name = run_time_by_program(before, after)
     elapsed = t1 - t0
     total_ns = sum(v[1] for v in by_name.values())
     print(f"{requests} requests in {elapsed:.1f} s ({requests / elapsed:.0f} req/s), path {args.path}, "

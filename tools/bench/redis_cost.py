@@ -7,14 +7,13 @@ agent's own CPU per command (commands: redis-server's total_commands_processed).
     sudo python3 tools/bench/redis_cost.py [--seconds 10] [--pipeline 1] [--all-processes]
 """
 import argparse
-import collections
 import os
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from cost import prog_stats  # noqa: E402
+from cost import prog_stats, run_time_by_program  # noqa: E402
 from loupe_e2e import Agent, proc_cpu_seconds  # noqa: E402
 from test_redis import RedisServer  # noqa: E402
 
@@ -45,12 +44,7 @@ def main():
         subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
         agent.stop()
         server.stop()
-    by_name = collections.defaultdict(lambda: [0, 0])
-    for pid, (name, cnt, ns) in after.items():
-        b = before.get(pid, (name, 0, 0))
-        if cnt - b[1] > 0:
-            by_name[name][0] += cnt - b[1]
-            by_name[name][1] += ns - b[2]
+    by_name = run_time_by_program(before, after)
     total_ns = sum(v[1] for v in by_name.values())
     print(f"{ops} commands in {t1 - t0:.1f} s ({ops / (t1 - t0):.0f}/s), -P {args.pipeline}, "
           f"{'all processes' if args.all_processes else '--comm redis-server'}")
