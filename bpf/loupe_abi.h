@@ -33,7 +33,7 @@ struct loupe_doctor_event {
     __u64 timestamp_ns;
 };
 
-/* ---- HTTP capture (http_capture.bpf.c) -------------------------------------------------- */
+/* ---- Socket capture (socket_capture.bpf.c) ------------------------------------------- */
 
 /* Bytes of each read/write copied to user space: enough for a request or status line and the
  * headers that frame a message. Bodies are never copied beyond this. */

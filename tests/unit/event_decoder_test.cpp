@@ -31,7 +31,7 @@ std::vector<std::uint8_t> data_event(const std::string& head) {
     return out;
 }
 
-// A batch record as batch_commit in http_capture.bpf.c lays it out.
+// A batch record as batch_commit in event_batch.bpf.h lays it out.
 std::vector<std::uint8_t> batch_of(const std::vector<std::vector<std::uint8_t>>& events) {
     constexpr std::size_t kFixed = offsetof(loupe_event_batch, data);
     std::vector<std::uint8_t> record(kFixed, 0);

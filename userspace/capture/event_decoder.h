@@ -1,4 +1,4 @@
-// Decodes the raw ring-buffer records of http_capture.bpf.c into checked views.
+// Decodes the raw ring-buffer records of socket_capture.bpf.c into checked views.
 #pragma once
 
 #include <algorithm>

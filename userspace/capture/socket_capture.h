@@ -1,4 +1,5 @@
-// Loads http_capture.bpf.c, attaches its tracepoints and drains its ring buffer.
+// Loads socket_capture.bpf.c, attaches its tracepoints and drains its ring buffers: the data of
+// every TCP connection of the traced processes, whatever its protocol.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@
 #include "capture/hook_set.h"
 #include "capture/tgid_bitmap.h"
 
-struct http_capture;  // generated skeleton
+struct socket_capture;  // generated skeleton
 
 namespace loupe::capture {
 
@@ -41,17 +42,17 @@ struct DropCounters {
     std::uint64_t recursion_misses = 0;  // hook runs the kernel skipped (HookSet)
 };
 
-class HttpCapture {
+class SocketCapture {
   public:
     using RecordHandler = std::function<void(std::span<const std::uint8_t>)>;
 
     // Loads and attaches. Returns nullptr with `error` set when the programs cannot load; a
     // tracepoint that does not exist on this kernel is skipped and listed in missing_hooks().
-    static std::unique_ptr<HttpCapture> start(const CaptureOptions& options, RecordHandler handler,
-                                              std::string& error);
-    ~HttpCapture();
-    HttpCapture(const HttpCapture&) = delete;
-    HttpCapture& operator=(const HttpCapture&) = delete;
+    static std::unique_ptr<SocketCapture> start(const CaptureOptions& options,
+                                                RecordHandler handler, std::string& error);
+    ~SocketCapture();
+    SocketCapture(const SocketCapture&) = delete;
+    SocketCapture& operator=(const SocketCapture&) = delete;
 
     // Consumes everything pending and hands the records over in time order, holding back the
     // last 40 ms (see EventMerger). Returns the number of records handed over, or a negative
@@ -96,15 +97,15 @@ class HttpCapture {
     const std::vector<std::string>& disabled_hooks() const { return hooks_.disabled(); }
 
   private:
-    HttpCapture() = default;
+    SocketCapture() = default;
     static int on_record(void* ctx, void* data, std::size_t size);
     bool open_rings(int cpus, std::uint32_t ring_bytes, std::string& error);
     void collect_unsent_batches();
 
     struct SkeletonDeleter {
-        void operator()(http_capture* skel) const noexcept;
+        void operator()(socket_capture* skel) const noexcept;
     };
-    std::unique_ptr<http_capture, SkeletonDeleter> skel_;
+    std::unique_ptr<socket_capture, SkeletonDeleter> skel_;
     HookSet hooks_;
     std::vector<UniqueFd> ring_fds_;  // one ring per CPU: kept open while ring_ reads them
     RingBufferPtr ring_;
