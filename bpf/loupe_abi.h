@@ -48,7 +48,8 @@ struct loupe_doctor_event {
 #define LOUPE_SELECT_COMMS 8
 
 /* The protocol a connection's bytes were classified as (in the kernel, from their first bytes;
- * user space confirms). The value of protocols::Protocol. */
+ * user space confirms). The value of protocols::Protocol. Which ones the kernel looks for is
+ * load-time configuration: a bit (1 << protocol) each in socket_capture's enabled_protocols. */
 enum loupe_protocol {
     LOUPE_PROTOCOL_UNKNOWN = 0,
     LOUPE_PROTOCOL_HTTP1 = 1,
@@ -108,7 +109,8 @@ struct loupe_conn_ref {
 
 struct loupe_event_header {
     __u16 kind;    /* enum loupe_event_kind */
-    __u8 protocol; /* enum loupe_protocol of the connection when the event was made */
+    __u8 protocol; /* enum loupe_protocol of the connection when the event was made: UNKNOWN
+                      until an event classified it (that event carries its protocol) */
     __u8 reserved0;
     __u32 tid;
     __u64 timestamp_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */

@@ -9,7 +9,8 @@
 // first bytes (and last bytes) of the data (a sendfile joins the write before it); first sight of
 // a connection and its end become open/close events. Parsing happens in user space.
 // Cost control (BRIEF §3): each program returns early for loupe itself, filtered-out processes,
-// non-TCP sockets and connections that turned out not to speak HTTP; events reach the rings in
+// non-TCP sockets and connections that turned out to speak none of the protocols loupe parses
+// (the enabled ones, classified from their first bytes: protocol_classify.bpf.h); events reach the rings in
 // per-CPU batches, and wake-ups are batched too.
 //
 // The concerns live in headers of their own: the per-CPU batch transport (event_batch.bpf.h),
@@ -30,12 +31,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-// Connection kinds kept in `conns`.
-#define CONN_UNDECIDED 0 // TCP, protocol not recognised yet
-#define CONN_HTTP 1      // saw an HTTP/1.x request or status line
-#define CONN_NOT_HTTP 2  // gave up: stop copying data for it
-// Data events sent for an undecided connection before it is declared not-HTTP: lets user space
-// count garbage on HTTP ports, and bounds the cost of Redis/PostgreSQL/TLS connections.
+// Data events sent for an undecided connection before it is declared none of the enabled
+// protocols: lets user space count garbage on a server's port, and bounds the cost of the
+// connections loupe does not parse (TLS, protocols not enabled).
 #define UNDECIDED_EVENT_BUDGET 8
 
 // ---- load-time configuration (set by user space before load) ----
@@ -49,10 +47,12 @@ struct conn_state {
     __u64 generation; // when loupe first saw I/O on it (0: not yet, no open event sent)
     __u32 tgid;       // process and fd of that first I/O: the close event names them
     __s32 fd;
-    __u8 kind;        // CONN_*
+    __u8 protocol;    // enum loupe_protocol: LOUPE_PROTOCOL_UNKNOWN until classified
     __u8 role;        // enum loupe_conn_role, learnt from the TCP state changes
     __u8 undecided_events;
     __u8 closed;      // close event sent
+    __u8 ignored;     // none of the enabled protocols: no more events for it
+    __u8 reserved[3];
     __u32 write_seq;  // the TCP write_seq its last write left (write_time)
     // The per-process accounting's state of this socket (process_stats.bpf.h): kept here so that
     // one storage lookup per read or write serves both.
@@ -103,11 +103,12 @@ static __always_inline bool join_last(struct loupe_cpu_batch *b, __u64 pid_tgid,
     return true;
 }
 
-static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind, __u64 pid_tgid,
-                                        __s32 fd, __u64 generation, __u64 timestamp_ns)
+static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind, __u8 protocol,
+                                        __u64 pid_tgid, __s32 fd, __u64 generation,
+                                        __u64 timestamp_ns)
 {
     h->kind = kind;
-    h->protocol = LOUPE_PROTOCOL_UNKNOWN;
+    h->protocol = protocol;
     h->reserved0 = 0;
     h->tid = (__u32)pid_tgid;
     h->timestamp_ns = timestamp_ns;
@@ -125,8 +126,8 @@ static __always_inline void emit_open(struct loupe_cpu_batch *b, __u64 pid_tgid,
     struct loupe_conn_open_event *e = batch_reserve(b, sizeof(*e));
 
     __builtin_memset(e, 0, sizeof(*e));
-    fill_header(&e->header, LOUPE_EVENT_CONN_OPEN, pid_tgid, fd, state->generation,
-                state->generation);
+    fill_header(&e->header, LOUPE_EVENT_CONN_OPEN, state->protocol, pid_tgid, fd,
+                state->generation, state->generation);
     e->role = state->role;
     e->family = sk->__sk_common.skc_family;
     e->local_port = sk->__sk_common.skc_num;
@@ -200,7 +201,7 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     }
     if (account)
         account_socket_io(sk, ret, transmit, tgid, task, state ? &state->accounting : NULL);
-    if (!state || state->kind == CONN_NOT_HTTP)
+    if (!state || state->ignored)
         return;
     __u64 now = transmit ? write_time(sk, state) : bpf_ktime_get_ns();
     if (task->flags & PF_IO_WORKER)
@@ -232,7 +233,8 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     }
 
     struct loupe_data_event *e = batch_reserve(b, sizeof(*e));
-    fill_header(&e->header, LOUPE_EVENT_DATA, pid_tgid, fd, state->generation, now);
+    fill_header(&e->header, LOUPE_EVENT_DATA, state->protocol, pid_tgid, fd, state->generation,
+                now);
     e->length = (__u64)ret;
     e->spread_ns = 0;
     e->direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
@@ -255,11 +257,16 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
             copy_from_iovecs(e, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)ret);
     }
 
-    if (state->kind == CONN_UNDECIDED) {
-        if (looks_like_http(e->head, e->head_len)) {
-            state->kind = CONN_HTTP;
+    if (state->protocol == LOUPE_PROTOCOL_UNKNOWN) {
+        __u8 start[CLASSIFY_BYTES] = {};
+        __builtin_memcpy(start, e->head, CLASSIFY_BYTES); // head[] is larger: past head_len unused
+        bool maybe = false;
+        __u8 protocol = classify_start(start, e->head_len, &maybe);
+        if (protocol != LOUPE_PROTOCOL_UNKNOWN) {
+            state->protocol = protocol;
+            e->header.protocol = protocol;
         } else if (++state->undecided_events > UNDECIDED_EVENT_BUDGET) {
-            state->kind = CONN_NOT_HTTP;
+            state->ignored = 1;
             batch_leave(b); // not committed: the event is left out of the batch
             return;
         }
@@ -314,12 +321,12 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
     if (!state || !state->generation || state->closed)
         return 0;
     state->closed = 1;
-    if (state->kind == CONN_NOT_HTTP)
+    if (state->ignored)
         return 0;
     __u64 now = bpf_ktime_get_ns();
     struct loupe_conn_close_event e = {};
-    fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, (__u64)state->tgid << 32, state->fd,
-                state->generation, now);
+    fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, state->protocol, (__u64)state->tgid << 32,
+                state->fd, state->generation, now);
     struct loupe_cpu_batch *b = batch_enter();
     if (b) {
         struct loupe_conn_close_event *slot = batch_reserve(b, sizeof(*slot));

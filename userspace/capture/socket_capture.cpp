@@ -105,6 +105,13 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     bpf_map__set_max_entries(skel.maps.events, static_cast<std::uint32_t>(cpus));
     bpf_map__set_max_entries(skel.maps.batch_timers, static_cast<std::uint32_t>(cpus));
     skel.rodata->batch_events = options.batch_events;
+    if ((options.protocols & ~((1u << LOUPE_PROTOCOL_COUNT) - 1)) != 0 ||
+        (options.protocols & (1u << LOUPE_PROTOCOL_UNKNOWN)) != 0) {
+        error = "unknown protocols enabled for the socket capture (bits " +
+                std::to_string(options.protocols) + ")";
+        return nullptr;
+    }
+    skel.rodata->enabled_protocols = options.protocols;
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
     if (int err = socket_capture__load(&skel); err != 0) {

@@ -14,6 +14,7 @@
 #include "capture/event_merger.h"
 #include "capture/hook_set.h"
 #include "capture/tgid_bitmap.h"
+#include "loupe_abi.h"
 
 struct socket_capture;  // generated skeleton
 
@@ -29,6 +30,10 @@ struct CaptureOptions {
     // ResourceCapture::process_stats_maps(): when given, the socket programs also do the
     // per-process socket accounting, into those maps (one program per socket I/O, not two).
     std::vector<std::pair<std::string, int>> process_stats_maps;
+    // The protocols the kernel classifies connections as (bit 1 << loupe_protocol); the events of
+    // a connection carry its protocol. A connection that is none of them stops costing after a
+    // few events.
+    std::uint32_t protocols = (1u << LOUPE_PROTOCOL_HTTP1) | (1u << LOUPE_PROTOCOL_REDIS);
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
     // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
     bool batch_events = true;

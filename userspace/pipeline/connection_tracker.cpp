@@ -157,6 +157,10 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
     }
     if (const auto* data = std::get_if<capture::DataSegment>(&event)) {
         const auto& e = *data->event;
+        // Only HTTP/1 has a parser here so far: another protocol's data is not HTTP garbage.
+        if (e.header.protocol != LOUPE_PROTOCOL_UNKNOWN &&
+            e.header.protocol != LOUPE_PROTOCOL_HTTP1)
+            return;
         const std::uint64_t key = key_of(e.header.conn.tgid, e.header.conn.fd);
         auto it = conns_.find(key);
         Connection* conn = it == conns_.end() ? nullptr : &it->second;

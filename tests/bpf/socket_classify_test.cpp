@@ -1,0 +1,291 @@
+// The kernel's protocol classification, against real socket reads and writes: a child process
+// talks to itself over a loopback TCP connection (loupe never traces itself), and the events the
+// real programs sent for it are checked: their protocol, and which ones were sent at all.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "capture/event_decoder.h"
+#include "capture/socket_capture.h"
+
+namespace loupe::capture {
+namespace {
+
+bool bpf_required() {
+    const char* v = std::getenv("LOUPE_REQUIRE_BPF");
+    return v && std::string(v) == "1";
+}
+
+#define REQUIRE_ROOT()                                                        \
+    do {                                                                      \
+        if (::geteuid() != 0) {                                               \
+            if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root"; \
+            GTEST_SKIP() << "needs root";                                     \
+        }                                                                     \
+    } while (0)
+
+// One event of the child, with what the tests look at.
+struct Seen {
+    std::uint16_t kind = 0;
+    std::uint8_t protocol = 0;
+    std::int32_t fd = -1;
+    bool egress = false;
+    std::uint64_t length = 0;
+    std::uint32_t spread_ns = 0;
+    std::string head;
+};
+
+// The two ends of the child's connection, as the child numbered them.
+struct Ends {
+    int client = -1;
+    int server = -1;
+};
+
+// A loopback TCP connection, both ends in the calling process (exits the child on failure).
+Ends connect_over_loopback() {
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        ::listen(listener, 1) != 0 ||
+        ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+        _exit(1);
+    Ends ends;
+    ends.client = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(ends.client, reinterpret_cast<sockaddr*>(&addr), len) != 0) _exit(1);
+    ends.server = ::accept(listener, nullptr, nullptr);
+    ::close(listener);
+    return ends;
+}
+
+// Writes `data` on `from` and reads exactly as much on `to`: one write and one read event.
+void send_and_receive(int from, int to, const std::string& data) {
+    if (::write(from, data.data(), data.size()) != static_cast<ssize_t>(data.size())) _exit(1);
+    std::string got(data.size(), '\0');
+    std::size_t have = 0;
+    while (have < data.size()) {
+        const ssize_t n = ::read(to, got.data() + have, data.size() - have);
+        if (n <= 0) _exit(1);
+        have += static_cast<std::size_t>(n);
+    }
+}
+
+constexpr int kMaxConnections = 16;
+
+// Starts a capture, runs `script` in a child over `connections` loopback connections of its own,
+// and returns the child's events in the order user space got them, with the child's fds in
+// `ends`.
+std::vector<Seen> trace_child(const std::function<void(const std::vector<Ends>&)>& script,
+                              std::vector<Ends>& ends, int connections = 1,
+                              CaptureOptions options = {}) {
+    std::vector<Seen> seen;
+    pid_t child = -1;
+    std::string error;
+    auto capture = SocketCapture::start(
+        options,
+        [&](std::span<const std::uint8_t> record) {
+            const DecodedEvent event = decode_event(record);
+            Seen s;
+            if (const auto* open = std::get_if<ConnOpen>(&event)) {
+                if (static_cast<pid_t>(open->event->header.conn.tgid) != child) return;
+                s.kind = LOUPE_EVENT_CONN_OPEN;
+                s.protocol = open->event->header.protocol;
+                s.fd = open->event->header.conn.fd;
+            } else if (const auto* data = std::get_if<DataSegment>(&event)) {
+                const auto& e = *data->event;
+                if (static_cast<pid_t>(e.header.conn.tgid) != child) return;
+                s.kind = LOUPE_EVENT_DATA;
+                s.protocol = e.header.protocol;
+                s.fd = e.header.conn.fd;
+                s.egress = e.direction == LOUPE_DIR_EGRESS;
+                s.length = e.length;
+                s.spread_ns = e.spread_ns;
+                s.head.assign(data->head().begin(), data->head().end());
+            } else if (const auto* close = std::get_if<ConnClose>(&event)) {
+                if (static_cast<pid_t>(close->event->header.conn.tgid) != child) return;
+                s.kind = LOUPE_EVENT_CONN_CLOSE;
+                s.protocol = close->event->header.protocol;
+                s.fd = close->event->header.conn.fd;
+            } else {
+                ADD_FAILURE() << "malformed event";
+                return;
+            }
+            seen.push_back(std::move(s));
+        },
+        error);
+    EXPECT_TRUE(capture) << error;
+    if (!capture) return seen;
+    int fds[2];
+    if (::pipe(fds) != 0) return seen;
+    child = fork();
+    if (child == 0) {
+        ::close(fds[0]);
+        std::vector<Ends> mine;
+        for (int i = 0; i < connections && i < kMaxConnections; ++i)
+            mine.push_back(connect_over_loopback());
+        const auto bytes = static_cast<ssize_t>(mine.size() * sizeof(Ends));
+        if (::write(fds[1], mine.data(), static_cast<std::size_t>(bytes)) != bytes) _exit(1);
+        script(mine);
+        _exit(0);
+    }
+    ::close(fds[1]);
+    ends.assign(static_cast<std::size_t>(connections), Ends{});
+    const auto bytes = static_cast<ssize_t>(ends.size() * sizeof(Ends));
+    if (::read(fds[0], ends.data(), static_cast<std::size_t>(bytes)) != bytes)
+        ADD_FAILURE() << "child failed";
+    ::close(fds[0]);
+    int status = -1;
+    ::waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    // Past the batch timer (10 ms) and the merger's hold-back (40 ms).
+    for (int i = 0; i < 6; ++i) {
+        capture->wait(50);
+        capture->drain();
+    }
+    capture->flush();
+    EXPECT_EQ(capture->drops().ringbuf_full, 0u);
+    return seen;
+}
+
+std::vector<Seen> data_of(const std::vector<Seen>& events, int fd) {
+    std::vector<Seen> out;
+    for (const auto& e : events)
+        if (e.kind == LOUPE_EVENT_DATA && e.fd == fd) out.push_back(e);
+    return out;
+}
+
+TEST(SocketClassify, HttpRequestAndResponse) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            send_and_receive(c.client, c.server, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+            send_and_receive(c.server, c.client, "HTTP/1.1 204 No Content\r\n\r\n");
+        },
+        ends);
+    for (const int fd : {ends[0].client, ends[0].server}) {
+        const auto data = data_of(events, fd);
+        ASSERT_EQ(data.size(), 2u) << "fd " << fd;
+        for (const auto& d : data)
+            EXPECT_EQ(d.protocol, LOUPE_PROTOCOL_HTTP1) << d.head;
+    }
+}
+
+TEST(SocketClassify, RedisCommandsAsClientsSendThem) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            send_and_receive(c.client, c.server, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+            send_and_receive(c.server, c.client, "$-1\r\n");
+        },
+        ends);
+    for (const int fd : {ends[0].client, ends[0].server}) {
+        const auto data = data_of(events, fd);
+        ASSERT_EQ(data.size(), 2u);
+        EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_REDIS);
+        EXPECT_EQ(data[1].protocol, LOUPE_PROTOCOL_REDIS);  // the reply: classified by then
+    }
+}
+
+// redis-benchmark's PING_INLINE, pipelined: the one inline form taken.
+TEST(SocketClassify, RedisInlinePing) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            send_and_receive(c.client, c.server, "PING\r\nPING\r\n");
+            send_and_receive(c.server, c.client, "+PONG\r\n+PONG\r\n");
+        },
+        ends);
+    const auto data = data_of(events, ends[0].server);
+    ASSERT_EQ(data.size(), 2u);
+    EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_REDIS);
+}
+
+// Keywords anywhere but at a message's start, a RESP array of something else than bulk strings,
+// replies, other inline words: none classifies a connection (beyla#1745). Each is the first data
+// of a connection of its own.
+TEST(SocketClassify, KeywordsInArbitraryTrafficDoNotClassify) {
+    REQUIRE_ROOT();
+    const std::vector<std::string> firsts = {"xxGET / HTTP/1.1\r\n\r\n",
+                                             "hello *1\r\n$4\r\nPING\r\n",
+                                             "*1\r\n:4\r\n",
+                                             "*0\r\n$",
+                                             "+OK\r\n",
+                                             "PINGS\r\n",
+                                             "SET k v\r\n",
+                                             std::string("\x16\x03\x01\x02", 4)};
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i)
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i) {
+        const auto data = data_of(events, ends[i].server);
+        ASSERT_EQ(data.size(), 1u) << firsts[i];
+        EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_UNKNOWN) << firsts[i];
+    }
+}
+
+// A connection that is none of the enabled protocols stops costing: after the budget of events
+// sent for it (user space counts them as garbage), nothing more, in either direction.
+TEST(SocketClassify, UnrecognisedConnectionStopsAfterItsBudget) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            for (int i = 0; i < 20; ++i)
+                send_and_receive(c.client, c.server, std::string("\x16\x03\x01\x00\x10", 5));
+            send_and_receive(c.client, c.server, "GET / HTTP/1.1\r\n\r\n");  // too late
+        },
+        ends);
+    const auto client = data_of(events, ends[0].client);
+    const auto server = data_of(events, ends[0].server);
+    EXPECT_EQ(client.size(), 8u);
+    EXPECT_EQ(server.size(), 8u);
+    for (const auto& d : client)
+        EXPECT_EQ(d.protocol, LOUPE_PROTOCOL_UNKNOWN);
+}
+
+// Which protocols are looked for is load-time configuration: with Redis off, a Redis connection
+// is one more connection loupe does not parse.
+TEST(SocketClassify, DisabledProtocolIsNotClassified) {
+    REQUIRE_ROOT();
+    CaptureOptions options;
+    options.protocols = 1u << LOUPE_PROTOCOL_HTTP1;
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            for (int i = 0; i < 12; ++i)
+                send_and_receive(c.client, c.server, "*1\r\n$4\r\nPING\r\n");
+        },
+        ends, 1, options);
+    const auto server = data_of(events, ends[0].server);
+    EXPECT_EQ(server.size(), 8u);
+    for (const auto& d : server)
+        EXPECT_EQ(d.protocol, LOUPE_PROTOCOL_UNKNOWN);
+}
+
+}  // namespace
+}  // namespace loupe::capture
