@@ -226,7 +226,9 @@ static __always_inline bool batch_timer_armed(struct loupe_cpu_batch *b)
     return true;
 }
 
-static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, __u64 now)
+// Makes what was written at batch_reserve's place an event of the batch, without sending the
+// batch: for an event that another must follow in the same batch (batch_commit sends it).
+static __always_inline void batch_append(struct loupe_cpu_batch *b, __u32 size, __u64 now)
 {
     __u32 used = b->out.bytes;
     OPAQUE(used);
@@ -239,6 +241,36 @@ static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, 
     b->last_entry = used;
     b->out.bytes = used + sizeof(*entry) + ((size + 7) & ~7U);
     b->out.events += 1;
+}
+
+// Where a batch stood, for batch_undo to take back the events appended since.
+struct batch_mark {
+    __u32 bytes;
+    __u32 events;
+    __u32 last_entry;
+    __u64 first_ns;
+};
+
+static __always_inline void batch_mark(struct loupe_cpu_batch *b, struct batch_mark *m)
+{
+    m->bytes = b->out.bytes;
+    m->events = b->out.events;
+    m->last_entry = b->last_entry;
+    m->first_ns = b->first_ns;
+}
+
+static __always_inline void batch_undo(struct loupe_cpu_batch *b, const struct batch_mark *m)
+{
+    b->out.bytes = m->bytes;
+    b->out.events = m->events;
+    b->last_entry = m->last_entry;
+    b->first_ns = m->first_ns;
+}
+
+// Makes what was written at batch_reserve's place an event, and sends the batch when it is due.
+static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, __u64 now)
+{
+    batch_append(b, size, now);
     // Signed: a write's time (write_time) can precede events put in the batch by a task that ran
     // on this CPU while the writer was preempted between its sending and this hook.
     if (!batch_events || (__s64)(now - b->first_ns) >= (__s64)BATCH_MAX_AGE_NS ||

@@ -96,6 +96,8 @@ enum loupe_drop_reason {
     LOUPE_DROP_NESTED,            /* socket I/O traced while its CPU's batch was being written
                                      by the program it interrupted (not expected: socket reads
                                      and writes run in process context) */
+    LOUPE_DROP_COPY_FAULT,        /* reading the bytes of a socket read or write from user memory
+                                     failed: the event carries fewer of them */
     LOUPE_DROP_COUNT,
 };
 
@@ -166,10 +168,10 @@ struct loupe_batch_entry {
 };
 
 /* Room after a batch's data[]: an event starts below LOUPE_BATCH_BYTES, and the BPF verifier must
- * see every write into it in bounds from masked offsets (an offset into head[] below HEAD_MAX
- * plus a length masked below 2 * HEAD_MAX). */
+ * see every write into it in bounds from masked offsets (a copy into head[] reaches at most
+ * 3 * LOUPE_DATA_HEAD_MAX past its start: syscall_buffers.bpf.h's copy_window). */
 #define LOUPE_BATCH_SLACK                                                                          \
-    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 2 * LOUPE_DATA_HEAD_MAX)
+    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 3 * LOUPE_DATA_HEAD_MAX)
 
 /* The timer that sends a CPU's batch when it stops growing (loupe_cpu_batch.timer). */
 #define LOUPE_BATCH_TIMER_UNSET 0    /* not initialised yet */

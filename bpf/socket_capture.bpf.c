@@ -31,10 +31,24 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-// Data events sent for an undecided connection before it is declared none of the enabled
-// protocols: lets user space count garbage on a server's port, and bounds the cost of the
-// connections loupe does not parse (TLS, protocols not enabled).
+// Classification (protocol_classify.bpf.h) of a connection not classified yet ("undecided"):
+// - CR/LF before a message start are skipped (a client may send empty lines first: RFC 9112
+//   2.2), in the first CLASSIFY_BYTES bytes of a read or write; a read or write of CR/LF alone
+//   sends no event, but its bytes count against BLANK_BYTE_BUDGET;
+// - a read or write that is the beginning of a message start, too short to decide (`GE`, `*3\r`),
+//   sends no event: its bytes are held in the connection's state, and the next read or write in
+//   the same direction is classified with them in front; the event that classifies the
+//   connection carries the held bytes first (spread_ns says when they moved). So a request line
+//   written a few bytes at a time is classified, and its parser sees the request from its start;
+// - any other read or write that classifies nothing (in either direction: a connection picked up
+//   mid-stream sees ends of messages first) spends one of UNDECIDED_EVENT_BUDGET events, sent
+//   for user space to count as garbage; past the budget the connection is ignored for good.
+// Data events sent for an undecided connection that began no message: lets user space count
+// garbage on a server's port, and bounds the cost of the connections loupe does not parse (TLS,
+// protocols not enabled).
 #define UNDECIDED_EVENT_BUDGET 8
+// CR/LF skipped before any message start of an undecided connection; beyond, it is ignored.
+#define BLANK_BYTE_BUDGET 256
 
 // ---- load-time configuration (set by user space before load) ----
 // (filter_tgids: traced_tgids.bpf.h)
@@ -44,16 +58,22 @@ const volatile __u32 self_tgid = 0;    // loupe never traces itself
 const volatile bool account_sockets = false;
 
 struct conn_state {
-    __u64 generation; // when loupe first saw I/O on it (0: not yet, no open event sent)
+    __u64 generation; // when loupe first saw I/O on it (0: not yet)
     __u32 tgid;       // process and fd of that first I/O: the close event names them
     __s32 fd;
     __u8 protocol;    // enum loupe_protocol: LOUPE_PROTOCOL_UNKNOWN until classified
     __u8 role;        // enum loupe_conn_role, learnt from the TCP state changes
-    __u8 undecided_events;
+    __u8 undecided_events; // events sent while undecided that began no message
     __u8 closed;      // close event sent
     __u8 ignored;     // none of the enabled protocols: no more events for it
-    __u8 reserved[3];
+    __u8 announced;   // open event sent (with the connection's first event)
+    __u8 held_len;    // bytes in held[]: the beginning of a message start, too short to decide
+    __u8 held_egress; // held[] was written (not read) by the process
+    __u16 blank_bytes; // CR/LF skipped while undecided
+    __u16 reserved0;
     __u32 write_seq;  // the TCP write_seq its last write left (write_time)
+    __u64 held_ns;    // when the first held byte moved
+    __u8 held[CLASSIFY_BYTES];
     // The per-process accounting's state of this socket (process_stats.bpf.h): kept here so that
     // one storage lookup per read or write serves both.
     struct socket_accounting accounting;
@@ -117,17 +137,16 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
     h->conn.generation = generation;
 }
 
-// The socket's fields are read with plain loads: tracepoint arguments of tp_btf programs are
-// trusted kernel pointers.
-static __always_inline void emit_open(struct loupe_cpu_batch *b, __u64 pid_tgid, __s32 fd,
+// Writes the open event of `state`'s connection at `e` (its protocol is set once the first data
+// event decided it). The socket's fields are read with plain loads: tracepoint arguments of
+// tp_btf programs are trusted kernel pointers.
+static __always_inline void fill_open(struct loupe_conn_open_event *e, __u64 pid_tgid, __s32 fd,
                                       const struct conn_state *state, struct sock *sk,
-                                      struct task_struct *task)
+                                      struct task_struct *task, __u64 now)
 {
-    struct loupe_conn_open_event *e = batch_reserve(b, sizeof(*e));
-
     __builtin_memset(e, 0, sizeof(*e));
     fill_header(&e->header, LOUPE_EVENT_CONN_OPEN, state->protocol, pid_tgid, fd,
-                state->generation, state->generation);
+                state->generation, now);
     e->role = state->role;
     e->family = sk->__sk_common.skc_family;
     e->local_port = sk->__sk_common.skc_num;
@@ -140,7 +159,74 @@ static __always_inline void emit_open(struct loupe_cpu_batch *b, __u64 pid_tgid,
         BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr);
     }
     BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
-    batch_commit(b, sizeof(*e), state->generation);
+}
+
+// What becomes of a read or write of an undecided connection (see UNDECIDED_EVENT_BUDGET).
+#define UNDECIDED_SEND 0 // its event is sent (classified now, or garbage within the budget)
+#define UNDECIDED_KEEP 1 // no event: CR/LF only, or its bytes are held
+#define UNDECIDED_STOP 2 // no event, and none ever again: the connection is ignored
+
+// One more event of an undecided connection that began no message.
+static __always_inline int spend_budget(struct conn_state *state)
+{
+    if (++state->undecided_events > UNDECIDED_EVENT_BUDGET) {
+        state->ignored = 1;
+        return UNDECIDED_STOP;
+    }
+    return UNDECIDED_SEND;
+}
+
+// Classifies the data event `e` of an undecided connection (its head begins with the bytes held
+// before it, when `held`). Verifier: a global function, verified once on its own; inlined, its
+// branches multiplied with those of the copies around it past the verifier's 1M instructions.
+__noinline int classify_undecided(struct conn_state *state, struct loupe_data_event *e, bool held,
+                                  bool egress, __u64 now)
+{
+    if (!state || !e)
+        return UNDECIDED_STOP; // verifier: a global function's pointers may be NULL
+    __u32 len = e->head_len;
+    __u32 skip = 0;
+    if (!held) {
+#pragma unroll
+        for (int i = 0; i < CLASSIFY_BYTES; i++) {
+            __u8 c = e->head[i];
+            if (skip == i && i < len && (c == '\r' || c == '\n'))
+                skip++; // no break: clang unrolls only a loop without one here
+        }
+        if (skip == len && len == e->length) {
+            state->blank_bytes += len;
+            if (state->blank_bytes > BLANK_BYTE_BUDGET) {
+                state->ignored = 1;
+                return UNDECIDED_STOP;
+            }
+            return UNDECIDED_KEEP;
+        }
+    }
+    __u8 start[CLASSIFY_BYTES];
+    // Verifier workaround: skip <= CLASSIFY_BYTES already; the mask carries that bound.
+    OPAQUE(skip);
+    skip &= 2 * CLASSIFY_BYTES - 1;
+    __builtin_memcpy(start, &e->head[skip], CLASSIFY_BYTES); // head[] is larger: past len unused
+    len -= skip;
+    bool maybe = false;
+    __u8 protocol = classify_start(start, len, &maybe);
+    if (protocol != LOUPE_PROTOCOL_UNKNOWN) {
+        state->protocol = protocol;
+        state->held_len = 0;
+        e->header.protocol = protocol;
+        return UNDECIDED_SEND;
+    }
+    // A "maybe" is always shorter than CLASSIFY_BYTES (classify_start): all of it fits in held[].
+    if (maybe && len < CLASSIFY_BYTES && e->head_len == e->length) {
+        if (!held)
+            state->held_ns = now;
+        __builtin_memcpy(state->held, start, CLASSIFY_BYTES);
+        state->held_len = len;
+        state->held_egress = egress;
+        return UNDECIDED_KEEP;
+    }
+    state->held_len = 0;
+    return spend_budget(state);
 }
 
 
@@ -221,21 +307,46 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         return;
     }
     if (!state->generation) {
-        // First traced I/O on this connection: announce it.
+        // First traced I/O on this connection: it gets its id (an open event announces it with
+        // its first event).
         state->generation = now;
         state->tgid = tgid;
         state->fd = fd;
-        emit_open(b, pid_tgid, fd, state, sk, task);
     }
     if (vector == VECTOR_NONE && join_last(b, pid_tgid, fd, state->generation, (__u64)ret, now)) {
         batch_leave(b);
         return;
     }
+    bool undecided = state->protocol == LOUPE_PROTOCOL_UNKNOWN;
+    __u32 held = 0;
+    if (undecided && state->held_len && state->held_len <= CLASSIFY_BYTES) {
+        if (state->held_egress == transmit) {
+            held = state->held_len;
+        } else {
+            // The message start held went unfinished: the other side talks now.
+            state->held_len = 0;
+            if (spend_budget(state) == UNDECIDED_STOP) {
+                batch_leave(b);
+                return;
+            }
+        }
+    }
 
+    // The connection's first event comes after its open event, in the same batch: room for both.
+    bool announce = !state->announced;
+    struct batch_mark mark;
+    struct loupe_conn_open_event *open = NULL;
+    if (announce) {
+        batch_mark(b, &mark);
+        open = batch_reserve(b, sizeof(*open) + sizeof(struct loupe_batch_entry) +
+                                    sizeof(struct loupe_data_event));
+        fill_open(open, pid_tgid, fd, state, sk, task, now);
+        batch_append(b, sizeof(*open), now);
+    }
     struct loupe_data_event *e = batch_reserve(b, sizeof(*e));
     fill_header(&e->header, LOUPE_EVENT_DATA, state->protocol, pid_tgid, fd, state->generation,
                 now);
-    e->length = (__u64)ret;
+    e->length = (__u64)ret + held;
     e->spread_ns = 0;
     e->direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
     e->syscall = syscall;
@@ -243,33 +354,42 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     e->tail_len = 0;
     e->reserved0 = 0;
     e->reserved1 = 0;
-
-    if (vector == VECTOR_BUFFER) {
-        __u64 buf = PT_REGS_PARM2_SYSCALL(regs);
-        e->head_len = copy_head(e, 0, buf, (__u64)ret);
-        if ((__u64)ret > LOUPE_DATA_HEAD_MAX)
-            copy_tail(e, buf + (__u64)ret);
-    } else if (vector == VECTOR_IOVEC) {
-        copy_from_iovecs(e, PT_REGS_PARM2_SYSCALL(regs), PT_REGS_PARM3_SYSCALL(regs), (__u64)ret);
-    } else if (vector == VECTOR_MSGHDR) {
-        struct user_msghdr msg;
-        if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)PT_REGS_PARM2_SYSCALL(regs)) == 0)
-            copy_from_iovecs(e, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)ret);
+    if (held) {
+        __builtin_memcpy(e->head, state->held, CLASSIFY_BYTES);
+        e->head_len = held;
+        __u64 spread = now > state->held_ns ? now - state->held_ns : 0;
+        e->spread_ns = spread > 0xffffffffULL ? 0xffffffffU : (__u32)spread;
     }
 
-    if (state->protocol == LOUPE_PROTOCOL_UNKNOWN) {
-        __u8 start[CLASSIFY_BYTES] = {};
-        __builtin_memcpy(start, e->head, CLASSIFY_BYTES); // head[] is larger: past head_len unused
-        bool maybe = false;
-        __u8 protocol = classify_start(start, e->head_len, &maybe);
-        if (protocol != LOUPE_PROTOCOL_UNKNOWN) {
-            state->protocol = protocol;
-            e->header.protocol = protocol;
-        } else if (++state->undecided_events > UNDECIDED_EVENT_BUDGET) {
-            state->ignored = 1;
-            batch_leave(b); // not committed: the event is left out of the batch
-            return;
+    struct byte_source src;
+    if (open_source(&src, vector, regs, (__u64)ret)) {
+        // Verifier workaround: a no-op mask (held <= CLASSIFY_BYTES) that bounds the offset.
+        __u32 at = held;
+        OPAQUE(at);
+        at &= 2 * CLASSIFY_BYTES - 1;
+        __u32 want = LOUPE_DATA_HEAD_MAX - at;
+        if (want > (__u64)ret)
+            want = ret;
+        e->head_len = at + copy_from_source((struct copy_window *)&e->head[at], want, &src);
+        if (e->head_len < e->length) {
+            // The last bytes too: where a chunked body's terminator is.
+            __u64 end = source_end(&src, LOUPE_DATA_TAIL_MAX);
+            if (end && bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
+                                           (const void *)(end - LOUPE_DATA_TAIL_MAX)) == 0)
+                e->tail_len = LOUPE_DATA_TAIL_MAX;
         }
+    }
+
+    if (undecided && classify_undecided(state, e, held != 0, transmit, now) != UNDECIDED_SEND) {
+        // Not committed: the event (and the open event before it) is left out of the batch.
+        if (announce)
+            batch_undo(b, &mark);
+        batch_leave(b);
+        return;
+    }
+    if (announce) {
+        open->header.protocol = state->protocol;
+        state->announced = 1;
     }
 
     __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
@@ -318,7 +438,7 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
     if (newstate != TCP_CLOSE && newstate != TCP_LAST_ACK)
         return 0;
     struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, 0);
-    if (!state || !state->generation || state->closed)
+    if (!state || !state->announced || state->closed)
         return 0;
     state->closed = 1;
     if (state->ignored)

@@ -8,6 +8,7 @@
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 #include "event_batch.bpf.h"
 #include "loupe_abi.h"
 
@@ -74,63 +75,133 @@ static __always_inline bool classify_syscall(__u64 nr, __u8 *syscall, __u8 *vect
 }
 #undef SYSCALL_CASE
 
-// Copies up to LOUPE_DATA_HEAD_MAX - off bytes from user memory at `src` into head[off..].
-// Returns the number of bytes copied.
-static __always_inline __u32 copy_head(struct loupe_data_event *e, __u32 off, __u64 src,
-                                       __u64 avail)
-{
-    if (off >= LOUPE_DATA_HEAD_MAX)
-        return 0;
-    __u64 n = LOUPE_DATA_HEAD_MAX - off;
-    if (avail < n)
-        n = avail;
-    if (n == 0)
-        return 0;
-    // Verifier workaround: the masks are no-ops for the values that reach here (off < HEAD_MAX,
-    // n <= HEAD_MAX) but give the verifier bounds it can carry through register spills;
-    // the batch's slack (LOUPE_BATCH_SLACK) matches them.
-    OPAQUE(off);
-    off &= LOUPE_DATA_HEAD_MAX - 1;
-    OPAQUE(n);
-    n &= 2 * LOUPE_DATA_HEAD_MAX - 1;
-    if (bpf_probe_read_user(&e->head[off], n, (const void *)src) != 0)
-        return 0;
-    return (__u32)n;
-}
+// Where the next bytes of a syscall's data are: a cursor over its buffer or its iovec array.
+struct byte_source {
+    __u64 iov;       // user address of the next iovec to read (iovec kinds)
+    __u64 iov_left;  // iovecs not read yet
+    __u64 base;      // user address of the next byte to copy
+    __u64 avail;     // bytes of the transfer at base in the current buffer or iovec
+    __u64 piece;     // bytes of the transfer in the current buffer or iovec, all told
+    __u64 remaining; // bytes of the transfer not copied yet
+};
 
-static __always_inline void copy_tail(struct loupe_data_event *e, __u64 end_addr)
-{
-    if (bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
-                            (const void *)(end_addr - LOUPE_DATA_TAIL_MAX)) == 0)
-        e->tail_len = LOUPE_DATA_TAIL_MAX;
-}
-
+// iovecs a copy or a search for the data's end reads at most, each. (A writev of more moves
+// bytes loupe does not see: they count as not copied.)
 #define MAX_IOVECS 8
 
-// Fills head (and tail) from an iovec array holding `total` transferred bytes.
-static __always_inline void copy_from_iovecs(struct loupe_data_event *e, __u64 iov_addr,
-                                             __u64 iovcnt, __u64 total)
+// Points `src` at the start of the `total` bytes a syscall of kind `vector` moved; false when
+// they are not in user memory (sendfile) or cannot be found.
+static __always_inline bool open_source(struct byte_source *src, __u8 vector, struct pt_regs *regs,
+                                        __u64 total)
 {
-    __u64 seen = 0;
-    __u32 off = 0;
-
-#pragma unroll
-    for (int i = 0; i < MAX_IOVECS; i++) {
-        struct iovec iov;
-        if (i >= iovcnt || seen >= total)
-            break;
-        if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(iov_addr + i * sizeof(iov))) != 0)
-            break;
-        __u64 len = iov.iov_len;
-        if (len > total - seen)
-            len = total - seen;
-        off += copy_head(e, off, (__u64)iov.iov_base, len);
-        seen += len;
-        // The transfer's last byte lies in this iovec: that is where the tail is.
-        if (seen == total && total > LOUPE_DATA_HEAD_MAX && len >= LOUPE_DATA_TAIL_MAX)
-            copy_tail(e, (__u64)iov.iov_base + len);
+    src->iov = 0;
+    src->iov_left = 0;
+    src->base = 0;
+    src->avail = 0;
+    src->piece = 0;
+    src->remaining = total;
+    if (vector == VECTOR_BUFFER) {
+        src->base = PT_REGS_PARM2_SYSCALL(regs);
+        src->avail = total;
+        src->piece = total;
+        return true;
     }
-    e->head_len = off;
+    if (vector == VECTOR_IOVEC) {
+        src->iov = PT_REGS_PARM2_SYSCALL(regs);
+        src->iov_left = PT_REGS_PARM3_SYSCALL(regs);
+        return true;
+    }
+    if (vector == VECTOR_MSGHDR) {
+        struct user_msghdr msg;
+        if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)PT_REGS_PARM2_SYSCALL(regs)) != 0)
+            return false;
+        src->iov = (__u64)msg.msg_iov;
+        src->iov_left = msg.msg_iovlen;
+        return true;
+    }
+    return false;
+}
+
+// Moves `src` to the next iovec; false when there is none to read.
+static __always_inline bool next_iovec(struct byte_source *src)
+{
+    struct iovec iov;
+    if (src->iov_left == 0 || src->remaining == 0 ||
+        bpf_probe_read_user(&iov, sizeof(iov), (const void *)src->iov) != 0)
+        return false;
+    src->iov += sizeof(iov);
+    src->iov_left--;
+    src->base = (__u64)iov.iov_base;
+    src->avail = iov.iov_len < src->remaining ? iov.iov_len : src->remaining;
+    src->piece = src->avail;
+    return true;
+}
+
+// The most one copy_from_source call copies.
+#define COPY_MAX LOUPE_DATA_HEAD_MAX
+
+// What a copy may write: the bytes it copies, and past them the room the verifier's bounds need
+// (an offset below COPY_MAX plus a length below 2 * COPY_MAX). A batch's slack
+// (LOUPE_BATCH_SLACK) makes that room there after any event.
+struct copy_window {
+    __u8 bytes[3 * COPY_MAX];
+};
+
+// Copies up to `want` (<= COPY_MAX) bytes of the transfer from `src` into `dst`, advancing `src`;
+// returns how many. A fault ends the copy (counted). Verifier: a global function, verified once
+// on its own (inlined, its loop's branches multiplied with every path of its callers).
+__noinline __u32 copy_from_source(struct copy_window *dst, __u32 want, struct byte_source *src)
+{
+    if (!dst || !src)
+        return 0; // verifier: a global function's pointers may be NULL
+    __u32 fill = 0;
+    for (int i = 0; i < MAX_IOVECS; i++) {
+        if (fill >= want || src->remaining == 0)
+            break;
+        if (src->avail == 0 && !next_iovec(src))
+            break;
+        __u64 n = want - fill;
+        if (n > src->avail)
+            n = src->avail;
+        if (n == 0)
+            continue; // an empty iovec
+        // Verifier workaround: no-op masks (fill < want <= COPY_MAX, n <= COPY_MAX) that give
+        // the verifier bounds it keeps through register spills.
+        __u32 at = fill;
+        OPAQUE(at);
+        at &= COPY_MAX - 1;
+        OPAQUE(n);
+        n &= 2 * COPY_MAX - 1;
+        if (bpf_probe_read_user(&dst->bytes[at], n, (const void *)src->base) != 0) {
+            count_drop(LOUPE_DROP_COPY_FAULT);
+            src->remaining = 0;
+            break;
+        }
+        fill += n;
+        src->base += n;
+        src->avail -= n;
+        src->remaining -= n;
+    }
+    return fill;
+}
+
+// The user address just past the transfer's last byte, when it lies within the next MAX_IOVECS
+// iovecs and the buffer or iovec holding it holds at least `tail` bytes of the transfer (0
+// otherwise). `src` is a copy: the caller's cursor does not move.
+__noinline __u64 source_end(struct byte_source *cursor, __u32 tail)
+{
+    if (!cursor)
+        return 0; // verifier: a global function's pointers may be NULL
+    struct byte_source src = *cursor;
+    for (int i = 0; i < MAX_IOVECS; i++) {
+        if (src.remaining <= src.avail)
+            return src.piece >= tail ? src.base + src.remaining : 0;
+        src.remaining -= src.avail;
+        src.avail = 0;
+        if (!next_iovec(&src))
+            return 0;
+    }
+    return 0;
 }
 
 #endif /* LOUPE_BPF_SYSCALL_BUFFERS_BPF_H */

@@ -628,6 +628,7 @@ void Agent::register_routes() {
                                             {"unsupported_syscall", d.unsupported_syscall},
                                             {"conn_table_full", d.conn_table_full},
                                             {"nested", d.nested},
+                                            {"copy_fault", d.copy_fault},
                                             {"recursion_miss", d.recursion_misses}};
                     const int timer_error = capture_->batch_timer_error();
                     body["event_batches"] =

@@ -248,6 +248,7 @@ DropCounters SocketCapture::drops() const {
     out.unsupported_syscall = sum_percpu_u64(fd, LOUPE_DROP_UNSUPPORTED_SYSCALL);
     out.conn_table_full = sum_percpu_u64(fd, LOUPE_DROP_CONN_TABLE_FULL);
     out.nested = sum_percpu_u64(fd, LOUPE_DROP_NESTED);
+    out.copy_fault = sum_percpu_u64(fd, LOUPE_DROP_COPY_FAULT);
     out.recursion_misses = hooks_.recursion_misses();
     return out;
 }

@@ -44,6 +44,8 @@ struct DropCounters {
     std::uint64_t unsupported_syscall = 0;  // socket I/O from sendmmsg, splice, io_uring...
     std::uint64_t conn_table_full = 0;
     std::uint64_t nested = 0;  // socket I/O that interrupted its CPU's batch being written
+    std::uint64_t copy_fault =
+        0;  // bytes of a read or write that could not be read from user memory
     std::uint64_t recursion_misses = 0;  // hook runs the kernel skipped (HookSet)
 };
 

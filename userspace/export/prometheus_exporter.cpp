@@ -335,6 +335,7 @@ std::string render_prometheus(const MetricsView& view) {
         {"unsupported_syscall", view.kernel_drops.unsupported_syscall},
         {"conn_table_full", view.kernel_drops.conn_table_full},
         {"nested", view.kernel_drops.nested},
+        {"copy_fault", view.kernel_drops.copy_fault},
         {"malformed", p.malformed_events},
         {"series_limit", view.http.series_dropped()},
         {"connections_evicted", p.connections_evicted},
