@@ -56,6 +56,18 @@ const volatile __u32 self_tgid = 0;    // loupe never traces itself
 // The per-process maps of process_stats.bpf.h are the resource object's (shared by user space):
 // account every socket read and write there too.
 const volatile bool account_sockets = false;
+// Bytes of one read or write copied on a connection of each protocol (index: enum
+// loupe_protocol), in its data event's head and the chunk events after it: what the protocol's
+// parser needs to find every message boundary (a pipeline of requests, several responses read
+// at once). Undecided connections get their head only.
+const volatile __u32 copy_cap[LOUPE_PROTOCOL_COUNT] = {
+    [LOUPE_PROTOCOL_UNKNOWN] = LOUPE_DATA_HEAD_MAX,
+    [LOUPE_PROTOCOL_HTTP1] = LOUPE_COPY_CAP_DEFAULT,
+    [LOUPE_PROTOCOL_REDIS] = LOUPE_COPY_CAP_DEFAULT,
+};
+
+// A chunk copies at most what a copy_from_source call does.
+_Static_assert(LOUPE_CHUNK_BYTES <= COPY_MAX, "chunks larger than one copy");
 
 struct conn_state {
     __u64 generation; // when loupe first saw I/O on it (0: not yet)
@@ -109,7 +121,10 @@ static __always_inline bool join_last(struct loupe_cpu_batch *b, __u64 pid_tgid,
     at &= LOUPE_BATCH_BYTES - 1; // verifier, as in batch_reserve
     struct loupe_data_event *last =
         (struct loupe_data_event *)&b->out.data[at + sizeof(struct loupe_batch_entry)];
+    // Not after chunks: the event they belong to and they share one timestamp (user space joins
+    // them by it), and the last entry would be a chunk anyway.
     if (last->header.kind != LOUPE_EVENT_DATA || last->direction != LOUPE_DIR_EGRESS ||
+        last->captured != last->head_len ||
         last->header.tid != (__u32)pid_tgid || last->header.conn.tgid != pid_tgid >> 32 ||
         last->header.conn.fd != fd || last->header.conn.generation != generation)
         return false;
@@ -254,6 +269,54 @@ static __always_inline __u64 write_time(struct sock *sk, struct conn_state *stat
     return bpf_ktime_get_ns();
 }
 
+// The chunks of one read or write: its bytes [offset, end) still to copy, and where they are.
+struct chunk_job {
+    struct byte_source src;
+    __u64 pid_tgid;
+    __u64 generation;
+    __u64 now; // the data event's timestamp, which its chunks share
+    __s32 fd;
+    __u32 offset;
+    __u32 end;
+    __u32 protocol;
+};
+
+// bpf_loop callback: copies the next chunk of `ctx` (a struct chunk_job) into a chunk event;
+// returns 1 to stop (all copied, or a copy fell short).
+static long copy_chunk(__u64 index, void *ctx)
+{
+    struct chunk_job *job = ctx;
+    if (job->offset >= job->end)
+        return 1;
+    // The caller holds this CPU's batch (busy): looked up again, as a callback gets no pointer
+    // to it but through its context.
+    __u32 zero = 0;
+    struct loupe_cpu_batch *b = bpf_map_lookup_elem(&batches, &zero);
+    if (!b)
+        return 1;
+    __u32 want = job->end - job->offset;
+    if (want > LOUPE_CHUNK_BYTES)
+        want = LOUPE_CHUNK_BYTES;
+    struct loupe_data_chunk_event *c =
+        batch_reserve(b, offsetof(struct loupe_data_chunk_event, data) + want);
+    fill_header(&c->header, LOUPE_EVENT_DATA_CHUNK, job->protocol, job->pid_tgid, job->fd,
+                job->generation, job->now);
+    c->offset = job->offset;
+    c->reserved0 = 0;
+    __u32 got = copy_from_source((struct copy_window *)c->data, want, &job->src);
+    if (got == 0)
+        return 1;
+    c->len = got;
+    batch_append(b, offsetof(struct loupe_data_chunk_event, data) + got, job->now);
+    // As batch_commit, but without arming the timer (the data event's commit did, or the batch
+    // goes out at once).
+    if (!batch_events || b->timer != LOUPE_BATCH_TIMER_ARMED ||
+        (__s64)(job->now - b->first_ns) >= (__s64)BATCH_MAX_AGE_NS)
+        batch_flush(b);
+    job->offset += got;
+    return got < want;
+}
+
 // One read or write of `ret` bytes on `sk` by the current thread. `transmit`: a write.
 static __always_inline void socket_data(struct sock *sk, int ret, int flags, bool transmit)
 {
@@ -332,28 +395,34 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         }
     }
 
+    // Room for the bytes this event's head can hold, not for a whole head: small events pack.
+    __u64 total = (__u64)ret + held;
+    __u32 head_room = total < LOUPE_DATA_HEAD_MAX ? total : LOUPE_DATA_HEAD_MAX;
+    if (vector == VECTOR_NONE)
+        head_room = held;
+    __u32 event_size = (offsetof(struct loupe_data_event, head) + head_room + 7) & ~7U;
+
     // The connection's first event comes after its open event, in the same batch: room for both.
     bool announce = !state->announced;
     struct batch_mark mark;
     struct loupe_conn_open_event *open = NULL;
     if (announce) {
         batch_mark(b, &mark);
-        open = batch_reserve(b, sizeof(*open) + sizeof(struct loupe_batch_entry) +
-                                    sizeof(struct loupe_data_event));
+        open = batch_reserve(b, sizeof(*open) + sizeof(struct loupe_batch_entry) + event_size);
         fill_open(open, pid_tgid, fd, state, sk, task, now);
         batch_append(b, sizeof(*open), now);
     }
-    struct loupe_data_event *e = batch_reserve(b, sizeof(*e));
+    struct loupe_data_event *e = batch_reserve(b, event_size);
     fill_header(&e->header, LOUPE_EVENT_DATA, state->protocol, pid_tgid, fd, state->generation,
                 now);
-    e->length = (__u64)ret + held;
+    e->length = total;
     e->spread_ns = 0;
     e->direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
     e->syscall = syscall;
     e->head_len = 0;
     e->tail_len = 0;
     e->reserved0 = 0;
-    e->reserved1 = 0;
+    e->captured = 0;
     if (held) {
         __builtin_memcpy(e->head, state->held, CLASSIFY_BYTES);
         e->head_len = held;
@@ -361,23 +430,15 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         e->spread_ns = spread > 0xffffffffULL ? 0xffffffffU : (__u32)spread;
     }
 
-    struct byte_source src;
-    if (open_source(&src, vector, regs, (__u64)ret)) {
+    struct chunk_job job;
+    bool readable = open_source(&job.src, vector, regs, (__u64)ret);
+    if (readable) {
         // Verifier workaround: a no-op mask (held <= CLASSIFY_BYTES) that bounds the offset.
         __u32 at = held;
         OPAQUE(at);
         at &= 2 * CLASSIFY_BYTES - 1;
-        __u32 want = LOUPE_DATA_HEAD_MAX - at;
-        if (want > (__u64)ret)
-            want = ret;
-        e->head_len = at + copy_from_source((struct copy_window *)&e->head[at], want, &src);
-        if (e->head_len < e->length) {
-            // The last bytes too: where a chunked body's terminator is.
-            __u64 end = source_end(&src, LOUPE_DATA_TAIL_MAX);
-            if (end && bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
-                                           (const void *)(end - LOUPE_DATA_TAIL_MAX)) == 0)
-                e->tail_len = LOUPE_DATA_TAIL_MAX;
-        }
+        __u32 want = head_room > at ? head_room - at : 0;
+        e->head_len = at + copy_from_source((struct copy_window *)&e->head[at], want, &job.src);
     }
 
     if (undecided && classify_undecided(state, e, held != 0, transmit, now) != UNDECIDED_SEND) {
@@ -392,10 +453,34 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         state->announced = 1;
     }
 
+    // What the connection's protocol copies of a read or write: the rest goes in chunk events.
+    __u32 protocol = state->protocol;
+    __u32 cap = protocol < LOUPE_PROTOCOL_COUNT ? copy_cap[protocol] : LOUPE_DATA_HEAD_MAX;
+    __u64 limit = total < cap ? total : cap;
+    bool chunks = readable && e->head_len == head_room && limit > head_room;
+    e->captured = chunks ? limit : e->head_len;
+    if (readable && e->captured < total) {
+        // The last bytes too: where a chunked body's terminator is.
+        __u64 end = source_end(&job.src, LOUPE_DATA_TAIL_MAX);
+        if (end && bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
+                                       (const void *)(end - LOUPE_DATA_TAIL_MAX)) == 0)
+            e->tail_len = LOUPE_DATA_TAIL_MAX;
+    }
     __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
     if (size > sizeof(struct loupe_data_event))
         size = sizeof(struct loupe_data_event);
     batch_commit(b, size, now);
+    if (chunks) {
+        job.pid_tgid = pid_tgid;
+        job.generation = state->generation;
+        job.now = now;
+        job.fd = fd;
+        job.offset = head_room;
+        job.end = limit;
+        job.protocol = protocol;
+        bpf_loop((limit - head_room + LOUPE_CHUNK_BYTES - 1) / LOUPE_CHUNK_BYTES, copy_chunk, &job,
+                 0);
+    }
     batch_leave(b);
 }
 

@@ -1,171 +1,17 @@
 // The kernel's protocol classification, against real socket reads and writes: a child process
 // talks to itself over a loopback TCP connection (loupe never traces itself), and the events the
 // real programs sent for it are checked: their protocol, and which ones were sent at all.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
-#include "capture/event_decoder.h"
-#include "capture/socket_capture.h"
+#include "traced_child.h"
 
 namespace loupe::capture {
 namespace {
 
-bool bpf_required() {
-    const char* v = std::getenv("LOUPE_REQUIRE_BPF");
-    return v && std::string(v) == "1";
-}
-
-#define REQUIRE_ROOT()                                                        \
-    do {                                                                      \
-        if (::geteuid() != 0) {                                               \
-            if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root"; \
-            GTEST_SKIP() << "needs root";                                     \
-        }                                                                     \
-    } while (0)
-
-// One event of the child, with what the tests look at.
-struct Seen {
-    std::uint16_t kind = 0;
-    std::uint8_t protocol = 0;
-    std::int32_t fd = -1;
-    bool egress = false;
-    std::uint64_t length = 0;
-    std::uint32_t spread_ns = 0;
-    std::string head;
-};
-
-// The two ends of the child's connection, as the child numbered them.
-struct Ends {
-    int client = -1;
-    int server = -1;
-};
-
-// A loopback TCP connection, both ends in the calling process (exits the child on failure).
-Ends connect_over_loopback() {
-    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::listen(listener, 1) != 0 ||
-        ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-        _exit(1);
-    Ends ends;
-    ends.client = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(ends.client, reinterpret_cast<sockaddr*>(&addr), len) != 0) _exit(1);
-    ends.server = ::accept(listener, nullptr, nullptr);
-    ::close(listener);
-    return ends;
-}
-
-// Writes `data` on `from` and reads exactly as much on `to`: one write and one read event.
-void send_and_receive(int from, int to, const std::string& data) {
-    if (::write(from, data.data(), data.size()) != static_cast<ssize_t>(data.size())) _exit(1);
-    std::string got(data.size(), '\0');
-    std::size_t have = 0;
-    while (have < data.size()) {
-        const ssize_t n = ::read(to, got.data() + have, data.size() - have);
-        if (n <= 0) _exit(1);
-        have += static_cast<std::size_t>(n);
-    }
-}
-
-constexpr int kMaxConnections = 16;
-
-// Starts a capture, runs `script` in a child over `connections` loopback connections of its own,
-// and returns the child's events in the order user space got them, with the child's fds in
-// `ends`.
-std::vector<Seen> trace_child(const std::function<void(const std::vector<Ends>&)>& script,
-                              std::vector<Ends>& ends, int connections = 1,
-                              CaptureOptions options = {}) {
-    std::vector<Seen> seen;
-    pid_t child = -1;
-    std::string error;
-    auto capture = SocketCapture::start(
-        options,
-        [&](std::span<const std::uint8_t> record) {
-            const DecodedEvent event = decode_event(record);
-            Seen s;
-            if (const auto* open = std::get_if<ConnOpen>(&event)) {
-                if (static_cast<pid_t>(open->event->header.conn.tgid) != child) return;
-                s.kind = LOUPE_EVENT_CONN_OPEN;
-                s.protocol = open->event->header.protocol;
-                s.fd = open->event->header.conn.fd;
-            } else if (const auto* data = std::get_if<DataSegment>(&event)) {
-                const auto& e = *data->event;
-                if (static_cast<pid_t>(e.header.conn.tgid) != child) return;
-                s.kind = LOUPE_EVENT_DATA;
-                s.protocol = e.header.protocol;
-                s.fd = e.header.conn.fd;
-                s.egress = e.direction == LOUPE_DIR_EGRESS;
-                s.length = e.length;
-                s.spread_ns = e.spread_ns;
-                s.head.assign(data->head().begin(), data->head().end());
-            } else if (const auto* close = std::get_if<ConnClose>(&event)) {
-                if (static_cast<pid_t>(close->event->header.conn.tgid) != child) return;
-                s.kind = LOUPE_EVENT_CONN_CLOSE;
-                s.protocol = close->event->header.protocol;
-                s.fd = close->event->header.conn.fd;
-            } else {
-                ADD_FAILURE() << "malformed event";
-                return;
-            }
-            seen.push_back(std::move(s));
-        },
-        error);
-    EXPECT_TRUE(capture) << error;
-    if (!capture) return seen;
-    int fds[2];
-    if (::pipe(fds) != 0) return seen;
-    child = fork();
-    if (child == 0) {
-        ::close(fds[0]);
-        std::vector<Ends> mine;
-        for (int i = 0; i < connections && i < kMaxConnections; ++i)
-            mine.push_back(connect_over_loopback());
-        const auto bytes = static_cast<ssize_t>(mine.size() * sizeof(Ends));
-        if (::write(fds[1], mine.data(), static_cast<std::size_t>(bytes)) != bytes) _exit(1);
-        script(mine);
-        _exit(0);
-    }
-    ::close(fds[1]);
-    ends.assign(static_cast<std::size_t>(connections), Ends{});
-    const auto bytes = static_cast<ssize_t>(ends.size() * sizeof(Ends));
-    if (::read(fds[0], ends.data(), static_cast<std::size_t>(bytes)) != bytes)
-        ADD_FAILURE() << "child failed";
-    ::close(fds[0]);
-    int status = -1;
-    ::waitpid(child, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    // Past the batch timer (10 ms) and the merger's hold-back (40 ms).
-    for (int i = 0; i < 6; ++i) {
-        capture->wait(50);
-        capture->drain();
-    }
-    capture->flush();
-    EXPECT_EQ(capture->drops().ringbuf_full, 0u);
-    return seen;
-}
-
-std::vector<Seen> data_of(const std::vector<Seen>& events, int fd) {
-    std::vector<Seen> out;
-    for (const auto& e : events)
-        if (e.kind == LOUPE_EVENT_DATA && e.fd == fd) out.push_back(e);
-    return out;
-}
+using namespace traced;
 
 TEST(SocketClassify, HttpRequestAndResponse) {
     REQUIRE_ROOT();

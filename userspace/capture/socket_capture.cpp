@@ -112,6 +112,14 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
         return nullptr;
     }
     skel.rodata->enabled_protocols = options.protocols;
+    for (std::size_t p = 0; p < options.copy_caps.size(); ++p) {
+        if (options.copy_caps[p] > LOUPE_COPY_CAP_MAX) {
+            error = "copy cap of protocol " + std::to_string(p) + " above " +
+                    std::to_string(LOUPE_COPY_CAP_MAX) + " bytes";
+            return nullptr;
+        }
+        skel.rodata->copy_cap[p] = options.copy_caps[p];
+    }
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
     if (int err = socket_capture__load(&skel); err != 0) {

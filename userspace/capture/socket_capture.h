@@ -2,6 +2,7 @@
 // every TCP connection of the traced processes, whatever its protocol.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,6 +35,12 @@ struct CaptureOptions {
     // a connection carry its protocol. A connection that is none of them stops costing after a
     // few events.
     std::uint32_t protocols = (1u << LOUPE_PROTOCOL_HTTP1) | (1u << LOUPE_PROTOCOL_REDIS);
+    // Bytes of one read or write copied on a connection of each protocol (index: loupe_protocol),
+    // at most LOUPE_COPY_CAP_MAX: the first LOUPE_DATA_HEAD_MAX in its data event, the rest in
+    // chunk events. Past it, a read or write is counted, not copied: a message that starts there
+    // is lost to its parser, which counts the loss (desync). Unclassified connections: the head.
+    std::array<std::uint32_t, LOUPE_PROTOCOL_COUNT> copy_caps = {
+        LOUPE_DATA_HEAD_MAX, LOUPE_COPY_CAP_DEFAULT, LOUPE_COPY_CAP_DEFAULT};
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
     // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
     bool batch_events = true;

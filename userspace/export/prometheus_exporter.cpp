@@ -340,6 +340,7 @@ std::string render_prometheus(const MetricsView& view) {
         {"series_limit", view.http.series_dropped()},
         {"connections_evicted", p.connections_evicted},
         {"pending_request_limit", p.dropped_requests},
+        {"desync", p.desyncs},
         {"proc_stats_full", view.kernel_counters.proc_stats_full},
         {"exit_events_lost", view.kernel_counters.exit_events_lost},
         {"recursion_miss",

@@ -40,7 +40,8 @@ bool ConnectionTracker::selected(std::uint32_t tgid, const std::string& comm,
 }
 
 void ConnectionTracker::on_record(std::span<const std::uint8_t> record) {
-    on_event(capture::decode_event(record));
+    assembler_.add(capture::decode_event(record),
+                   [this](const capture::DecodedEvent& event) { on_event(event); });
 }
 
 ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref, http1::Role role,
@@ -66,7 +67,8 @@ ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref
                                                         0,
                                                         0,
                                                         http1::Http1Connection(role),
-                                                        {}})
+                                                        {},
+                                                        0})
                            .first->second;
     return conn;
 }
@@ -81,6 +83,8 @@ void ConnectionTracker::finish(std::unordered_map<std::uint64_t, Connection>::it
 }
 
 void ConnectionTracker::end_drain() {
+    // A drain releases a data event's chunks with it: one still waiting for them gets none.
+    assembler_.flush([this](const capture::DecodedEvent& event) { on_event(event); });
     std::erase_if(closing_, [this](const std::pair<std::uint64_t, std::uint64_t>& entry) {
         auto it = conns_.find(entry.first);
         if (it == conns_.end() || it->second.generation != entry.second) return true;  // gone
@@ -112,6 +116,8 @@ void ConnectionTracker::account_stats(Connection& conn) {
     counters_.unmatched_responses += now.unmatched_responses - conn.reported.unmatched_responses;
     counters_.dropped_requests += now.dropped_requests - conn.reported.dropped_requests;
     conn.reported = now;
+    counters_.desyncs += conn.parser.framing_stats().desyncs - conn.reported_desyncs;
+    conn.reported_desyncs = conn.parser.framing_stats().desyncs;
 }
 
 void ConnectionTracker::emit(Connection& conn, std::vector<http1::Exchange>& exchanges) {
@@ -188,7 +194,7 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
             e.header.timestamp_ns - std::min<std::uint64_t>(e.spread_ns, e.header.timestamp_ns);
         segment.length = e.length;
         segment.head = data->head();
-        if (e.length > e.head_len) segment.tail = data->tail();
+        segment.tail = data->tail();
         scratch_.clear();
         conn->parser.on_segment(segment, scratch_);
         emit(*conn, scratch_);

@@ -11,6 +11,7 @@
 
 #include "aggregate/http_metrics.h"
 #include "capture/event_decoder.h"
+#include "capture/segment_assembler.h"
 #include "protocols/http1/http1_parser.h"
 
 namespace loupe::pipeline {
@@ -29,6 +30,7 @@ struct PipelineCounters {
     std::uint64_t unparsed_segments = 0;
     std::uint64_t unmatched_responses = 0;
     std::uint64_t dropped_requests = 0;
+    std::uint64_t desyncs = 0;  // message boundaries lost, then resynchronised (FramingStats)
     std::uint64_t stale_generation_events = 0;  // data for a generation we no longer track
     std::uint64_t connections_evicted = 0;      // table full: the least recently used went
     std::uint64_t connections_opened = 0;
@@ -72,6 +74,7 @@ class ConnectionTracker {
         std::uint64_t closed_in_drain = 0;
         http1::Http1Connection parser;
         http1::ParserStats reported{};  // parser stats already added to counters_
+        std::uint64_t reported_desyncs = 0;
     };
     static std::uint64_t key_of(std::uint32_t tgid, std::int32_t fd) {
         return (std::uint64_t{tgid} << 32) | static_cast<std::uint32_t>(fd);
@@ -94,6 +97,7 @@ class ConnectionTracker {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> closing_;  // (key, generation)
     std::uint64_t drain_ = 0;
     std::vector<http1::Exchange> scratch_;
+    capture::SegmentAssembler assembler_;  // joins a read or write's chunks to its data event
     PipelineCounters counters_;
 };
 
