@@ -40,8 +40,12 @@ struct loupe_doctor_event {
  * (load-time: socket_capture's copy_cap[]), follow in chunk events; bytes past the cap are
  * counted (length), not copied. */
 #define LOUPE_DATA_HEAD_MAX 1024
-/* Bytes of the data a chunk event carries at most. */
-#define LOUPE_CHUNK_BYTES 1024
+/* Bytes of the data a chunk event carries at most: the rest of a 4 KiB copy cap in one event
+ * (fewer events cost less than smaller ones: docs/BENCHMARKS.md). */
+#define LOUPE_CHUNK_BYTES 3072
+/* A power of two at least LOUPE_DATA_HEAD_MAX and LOUPE_CHUNK_BYTES: what one copy into an event
+ * may write at most, as the BPF verifier sees it (syscall_buffers.bpf.h's copy_window). */
+#define LOUPE_COPY_PIECE_MAX 4096
 /* The largest copy cap of a protocol: bytes of one read/write copied in all. */
 #define LOUPE_COPY_CAP_MAX 65536
 /* The copy cap of HTTP/1 and Redis unless configured otherwise: a pipeline of requests, or
@@ -196,10 +200,10 @@ struct loupe_batch_entry {
 
 /* Room after a batch's data[]: an event starts below LOUPE_BATCH_BYTES, and the BPF verifier must
  * see every write into it in bounds from masked offsets (a copy into head[] or a chunk's data[]
- * reaches at most 3 * LOUPE_DATA_HEAD_MAX past its start: syscall_buffers.bpf.h's
+ * reaches at most 3 * LOUPE_COPY_PIECE_MAX past its start: syscall_buffers.bpf.h's
  * copy_window). */
 #define LOUPE_BATCH_SLACK                                                                          \
-    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 3 * LOUPE_DATA_HEAD_MAX)
+    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 3 * LOUPE_COPY_PIECE_MAX)
 
 /* The timer that sends a CPU's batch when it stops growing (loupe_cpu_batch.timer). */
 #define LOUPE_BATCH_TIMER_UNSET 0    /* not initialised yet */

@@ -67,7 +67,8 @@ const volatile __u32 copy_cap[LOUPE_PROTOCOL_COUNT] = {
 };
 
 // A chunk copies at most what a copy_from_source call does.
-_Static_assert(LOUPE_CHUNK_BYTES <= COPY_MAX, "chunks larger than one copy");
+_Static_assert(LOUPE_CHUNK_BYTES <= COPY_MAX && LOUPE_DATA_HEAD_MAX <= COPY_MAX,
+               "events larger than one copy");
 
 struct conn_state {
     __u64 generation; // when loupe first saw I/O on it (0: not yet)
@@ -438,7 +439,24 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         OPAQUE(at);
         at &= 2 * CLASSIFY_BYTES - 1;
         __u32 want = head_room > at ? head_room - at : 0;
-        e->head_len = at + copy_from_source((struct copy_window *)&e->head[at], want, &job.src);
+        if (vector == VECTOR_BUFFER && want != 0) {
+            // The usual read or write, one buffer: copied here, without the cursor's walk
+            // (cost.py: ~10 ns a run less). Verifier: no-op mask (want <= LOUPE_DATA_HEAD_MAX).
+            __u64 n = want;
+            OPAQUE(n);
+            n &= 2 * LOUPE_DATA_HEAD_MAX - 1;
+            if (bpf_probe_read_user(&e->head[at], n, (const void *)job.src.base) == 0) {
+                e->head_len = at + n;
+                job.src.base += n;
+                job.src.avail -= n;
+                job.src.remaining -= n;
+            } else {
+                count_drop(LOUPE_DROP_COPY_FAULT);
+                readable = false;
+            }
+        } else {
+            e->head_len = at + copy_from_source((struct copy_window *)&e->head[at], want, &job.src);
+        }
     }
 
     if (undecided && classify_undecided(state, e, held != 0, transmit, now) != UNDECIDED_SEND) {

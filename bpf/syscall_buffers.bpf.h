@@ -138,7 +138,7 @@ static __always_inline bool next_iovec(struct byte_source *src)
 }
 
 // The most one copy_from_source call copies.
-#define COPY_MAX LOUPE_DATA_HEAD_MAX
+#define COPY_MAX LOUPE_COPY_PIECE_MAX
 
 // What a copy may write: the bytes it copies, and past them the room the verifier's bounds need
 // (an offset below COPY_MAX plus a length below 2 * COPY_MAX). A batch's slack

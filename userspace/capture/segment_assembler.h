@@ -61,7 +61,7 @@ class SegmentAssembler {
 
   private:
     struct Waiting {
-        loupe_data_event event{};  // its fixed part and tail (head[] is in `bytes`)
+        loupe_data_event event;  // its fixed part and tail (head[] is in `bytes`, not here)
         std::uint32_t expected = 0;
         std::vector<std::uint8_t> bytes;
     };
