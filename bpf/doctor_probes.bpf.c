@@ -101,7 +101,7 @@ int probe_perf_event(struct bpf_perf_event_data *ctx)
     return 0;
 }
 
-// The three tracepoints the HTTP capture is built on, with the signatures http_capture.bpf.c
+// The three tracepoints the socket capture is built on, with the signatures socket_capture.bpf.c
 // uses. User space triggers them with a loopback TCP exchange of its own; only data actually moved
 // (ret > 0) and a real state change count, so a tracepoint that exists but never fires is missing.
 SEC("tp_btf/sock_send_length")

@@ -33,12 +33,26 @@ struct loupe_doctor_event {
     __u64 timestamp_ns;
 };
 
-/* ---- HTTP capture (http_capture.bpf.c) -------------------------------------------------- */
+/* ---- Socket capture (socket_capture.bpf.c) ------------------------------------------- */
 
-/* Bytes of each read/write copied to user space: enough for a request or status line and the
- * headers that frame a message. Bodies are never copied beyond this. */
-#define LOUPE_DATA_HEAD_MAX 512
-/* Last bytes of a longer read/write: where a chunked body's terminator lives. */
+/* Bytes of a read/write carried by its data event (head[]): most requests and responses whole.
+ * On a connection classified as a protocol, the bytes after them, up to the protocol's copy cap
+ * (load-time: socket_capture's copy_cap[]), follow in chunk events; bytes past the cap are
+ * counted (length), not copied. */
+#define LOUPE_DATA_HEAD_MAX 1024
+/* Bytes of the data a chunk event carries at most: the rest of a 4 KiB copy cap in one event
+ * (fewer events cost less than smaller ones: docs/BENCHMARKS.md). */
+#define LOUPE_CHUNK_BYTES 3072
+/* A power of two at least LOUPE_DATA_HEAD_MAX and LOUPE_CHUNK_BYTES: what one copy into an event
+ * may write at most, as the BPF verifier sees it (syscall_buffers.bpf.h's copy_window). */
+#define LOUPE_COPY_PIECE_MAX 4096
+/* The largest copy cap of a protocol: bytes of one read/write copied in all. */
+#define LOUPE_COPY_CAP_MAX 65536
+/* The copy cap of HTTP/1 and Redis unless configured otherwise: a pipeline of requests, or
+ * responses read together, fits, so that the parsers find every message boundary. */
+#define LOUPE_COPY_CAP_DEFAULT 4096
+/* Last bytes of a read/write whose data was not all copied: where a chunked body's terminator
+ * lives. */
 #define LOUPE_DATA_TAIL_MAX 16
 /* Bytes of events one CPU gathers before it sends them as one ring record (a batch). */
 #define LOUPE_BATCH_BYTES 4096
@@ -48,7 +62,8 @@ struct loupe_doctor_event {
 #define LOUPE_SELECT_COMMS 8
 
 /* The protocol a connection's bytes were classified as (in the kernel, from their first bytes;
- * user space confirms). The value of protocols::Protocol. */
+ * user space confirms). The value of protocols::Protocol. Which ones the kernel looks for is
+ * load-time configuration: a bit (1 << protocol) each in socket_capture's enabled_protocols. */
 enum loupe_protocol {
     LOUPE_PROTOCOL_UNKNOWN = 0,
     LOUPE_PROTOCOL_HTTP1 = 1,
@@ -61,6 +76,7 @@ enum loupe_event_kind {
     LOUPE_EVENT_DATA = 2,
     LOUPE_EVENT_CONN_CLOSE = 3,
     LOUPE_EVENT_BATCH = 4, /* struct loupe_event_batch: several of the others */
+    LOUPE_EVENT_DATA_CHUNK = 5, /* more bytes of the data event before it */
 };
 
 enum loupe_conn_role {
@@ -95,6 +111,8 @@ enum loupe_drop_reason {
     LOUPE_DROP_NESTED,            /* socket I/O traced while its CPU's batch was being written
                                      by the program it interrupted (not expected: socket reads
                                      and writes run in process context) */
+    LOUPE_DROP_COPY_FAULT,        /* reading the bytes of a socket read or write from user memory
+                                     failed: the event carries fewer of them */
     LOUPE_DROP_COUNT,
 };
 
@@ -108,7 +126,8 @@ struct loupe_conn_ref {
 
 struct loupe_event_header {
     __u16 kind;    /* enum loupe_event_kind */
-    __u8 protocol; /* enum loupe_protocol of the connection when the event was made */
+    __u8 protocol; /* enum loupe_protocol of the connection when the event was made: UNKNOWN
+                      until an event classified it (that event carries its protocol) */
     __u8 reserved0;
     __u32 tid;
     __u64 timestamp_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
@@ -127,21 +146,37 @@ struct loupe_conn_open_event {
     char comm[16]; /* the process's name (thread group leader) */
 };
 
+/* One read or write of a connection: its first bytes (head), and on a classified connection
+ * chunk events right after it with the bytes that follow, up to its protocol's copy cap. */
 struct loupe_data_event {
     struct loupe_event_header header; /* timestamp: when the (last) syscall moved its bytes */
-    __u64 length;    /* bytes the syscall moved */
-    /* Not 0: the event also holds the writes of uncopied bytes (sendfile) that followed the
-     * first one at once on the same connection, thread and CPU; the first one's bytes moved
-     * spread_ns before header.timestamp_ns. length counts them all, head and tail the first. */
+    __u64 length;    /* bytes the syscall moved (with those held before it, see spread_ns) */
+    /* Not 0: the event holds more than one syscall's bytes, and the first one's moved spread_ns
+     * before header.timestamp_ns. Either writes of uncopied bytes (sendfile) that followed the
+     * first one at once on the same connection, thread and CPU (length counts them all, head
+     * and tail are the first one's); or the bytes of reads or writes too short to classify the
+     * connection, held in the kernel and put at the start of head (then `length` counts them,
+     * and a message starting in the event started spread_ns earlier). */
     __u32 spread_ns;
     __u8 direction;  /* enum loupe_direction */
     __u8 syscall;    /* enum loupe_syscall (of the first write when joined) */
     __u16 head_len;  /* valid bytes in head[] */
-    __u16 tail_len;  /* valid bytes in tail[] (only when length > head_len) */
+    __u16 tail_len;  /* valid bytes in tail[]: the data's last bytes, when not all were copied */
     __u16 reserved0;
-    __u32 reserved1;
+    /* Bytes of the data copied: head[] and the chunk events that follow (in order, on the same
+     * CPU, with the same header but for its kind) with the bytes from head_len up to here. */
+    __u32 captured;
     __u8 tail[LOUPE_DATA_TAIL_MAX];
     __u8 head[LOUPE_DATA_HEAD_MAX]; /* only head_len bytes travel through the ring buffer */
+};
+
+/* More bytes of the data event before it: data[0..len) are its bytes [offset, offset + len). */
+struct loupe_data_chunk_event {
+    struct loupe_event_header header; /* the data event's, kind LOUPE_EVENT_DATA_CHUNK */
+    __u32 offset;
+    __u16 len;
+    __u16 reserved0;
+    __u8 data[LOUPE_CHUNK_BYTES]; /* only len bytes travel through the ring buffer */
 };
 
 struct loupe_conn_close_event {
@@ -164,10 +199,11 @@ struct loupe_batch_entry {
 };
 
 /* Room after a batch's data[]: an event starts below LOUPE_BATCH_BYTES, and the BPF verifier must
- * see every write into it in bounds from masked offsets (an offset into head[] below HEAD_MAX
- * plus a length masked below 2 * HEAD_MAX). */
+ * see every write into it in bounds from masked offsets (a copy into head[] or a chunk's data[]
+ * reaches at most 3 * LOUPE_COPY_PIECE_MAX past its start: syscall_buffers.bpf.h's
+ * copy_window). */
 #define LOUPE_BATCH_SLACK                                                                          \
-    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 2 * LOUPE_DATA_HEAD_MAX)
+    (sizeof(struct loupe_batch_entry) + sizeof(struct loupe_data_event) + 3 * LOUPE_COPY_PIECE_MAX)
 
 /* The timer that sends a CPU's batch when it stops growing (loupe_cpu_batch.timer). */
 #define LOUPE_BATCH_TIMER_UNSET 0    /* not initialised yet */

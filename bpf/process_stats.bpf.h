@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Per-process counters shared by loupe's two BPF objects: resources.bpf.c owns them (and user
- * space reads them from it); http_capture.bpf.c reuses the same maps (bpf_map__reuse_fd before
+ * space reads them from it); socket_capture.bpf.c reuses the same maps (bpf_map__reuse_fd before
  * load) so that its socket read/write programs also do the per-process socket accounting: one
  * program run per socket I/O instead of two. */
 #ifndef LOUPE_BPF_PROCESS_STATS_BPF_H

@@ -53,19 +53,23 @@ attribution)
     ;;
 records)
     max_len=8192
-    # Ring records as bpf/loupe_abi.h lays them out: batches of open, data and close events
-    # (a keep-alive exchange, a sendfile joined to its headers), and one event alone.
+    # Ring records as bpf/loupe_abi.h lays them out: batches of open, data, chunk and close events
+    # (a keep-alive exchange, a sendfile joined to its headers, a pipelined read whose second
+    # request came in a chunk), and one event alone.
     python3 - "$corpus" <<'PY'
 import struct, sys
-def header(kind, ts, fd=5, gen=100):
-    return struct.pack("<HHIQIiQ", kind, 0, 42, ts, 42, fd, gen)
+def header(kind, ts, fd=5, gen=100, protocol=1):
+    return struct.pack("<HBBIQIiQ", kind, protocol, 0, 42, ts, 42, fd, gen)
 def open_ev(role, fd=5):
     addr = bytes([127, 0, 0, 1]) + bytes(12)
     return header(1, 100, fd) + struct.pack("<BBHHH", role, 2, 8080, 40000, 0) + addr + addr + b"nginx".ljust(16, b"\0")
-def data_ev(ts, egress, head, length=None, spread=0, fd=5):
+def data_ev(ts, egress, head, length=None, spread=0, fd=5, captured=None):
     length = len(head) if length is None else length
-    return (header(2, ts, fd) + struct.pack("<QIBBHHHI", length, spread, egress, 1, len(head), 0, 0, 0)
+    captured = len(head) if captured is None else captured
+    return (header(2, ts, fd) + struct.pack("<QIBBHHHI", length, spread, egress, 1, len(head), 0, 0, captured)
             + bytes(16) + head)
+def chunk_ev(ts, offset, data, fd=5):
+    return header(5, ts, fd) + struct.pack("<IHH", offset, len(data), 0) + data
 def close_ev(ts, fd=5):
     return header(3, ts, fd)
 def batch(*events):
@@ -74,6 +78,7 @@ def batch(*events):
         data += struct.pack("<II", len(e), 0) + e
         data += bytes(-len(data) % 8)
     return struct.pack("<HHI", 4, 0, len(data)) + data
+PIPELINED = b"GET /a HTTP/1.1\r\nCookie: " + b"c" * 1100 + b"\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
 seeds = {
     "keepalive": batch(open_ev(1), data_ev(1000, 0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
                        data_ev(2000, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
@@ -83,6 +88,9 @@ seeds = {
     "client": batch(open_ev(2, 6), data_ev(1000, 1, b"POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", fd=6),
                     data_ev(5000, 0, b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n", fd=6), close_ev(6000, 6)),
     "alone": close_ev(7000),
+    "chunks": batch(open_ev(1), data_ev(1000, 0, PIPELINED[:1024], len(PIPELINED), captured=len(PIPELINED)),
+                    chunk_ev(1000, 1024, PIPELINED[1024:]),
+                    data_ev(2000, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 2)),
 }
 for name, record in seeds.items():
     open(f"{sys.argv[1]}/seed-{name}", "wb").write(record)

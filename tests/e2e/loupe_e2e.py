@@ -244,11 +244,12 @@ def promtool_check(text):
 
 class Nginx:
     """A private nginx (Debian's binary) with locations answering 200, 301, 404 and 500, an access
-    log in a fixed format (the oracle), and a 20 KB file served with sendfile."""
+    log in a fixed format (the oracle), and a 20 KB file served with sendfile. `locations`: more
+    nginx configuration for its server block."""
 
     LOG_FORMAT = '$status $request_method $request_uri "$http_user_agent"'
 
-    def __init__(self, workers=2):
+    def __init__(self, workers=2, locations=""):
         require_tools("nginx")
         self.work = tempfile.mkdtemp(prefix="loupe-nginx-")
         self.port = free_port()
@@ -287,6 +288,7 @@ http {{
         location = /error {{ return 500; }}
         location /users/ {{ return 200 "user\\n"; }}
         location /static/ {{ alias {w}/static/; }}
+        {locations}
     }}
 }}
 """

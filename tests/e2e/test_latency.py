@@ -6,7 +6,7 @@ Two routes: /slow answers as Python does (headers and body in two writes, the bo
 Nagle until the headers are acknowledged: wrk's p99 shows it), /corked writes its response with
 TCP_CORK set (as nginx's tcp_nopush does), so that the kernel holds the bytes back until the cork
 is pulled. For such writes loupe reads the clock itself instead of taking the TCP stack's
-(write_time in bpf/http_capture.bpf.c). Both clocks are right here, as the kernel refreshes its
+(write_time in bpf/socket_capture.bpf.c). Both clocks are right here, as the kernel refreshes its
 own in every push, held back or not: a write loupe would time wrongly with the TCP clock alone
 (autocorking, bytes held in a qdisc) needs a queueing qdisc and is not built here."""
 import re

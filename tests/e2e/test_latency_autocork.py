@@ -3,7 +3,7 @@
 
 loupe times a server's write from the TCP stack's cached clock when the write's bytes all went
 out during it (the push refreshed that clock), and reads the clock itself otherwise (write_time in
-bpf/http_capture.bpf.c). Autocorking is the case the second branch exists for. A small write is
+bpf/socket_capture.bpf.c). Autocorking is the case the second branch exists for. A small write is
 held back when earlier segments of the socket still sit in a queue below TCP. The push then
 returns before transmitting, so the cached clock keeps the time of the last transmission or ACK.
 

@@ -22,8 +22,8 @@ def keep_alive(conn, n):
 
 
 def http_links():
-    """Links the kernel holds for the HTTP capture's programs (names cut at 15 characters)."""
-    ids = {p["id"] for p in bpftool_json("prog", "show") if p.get("name", "").startswith("http_sock_")}
+    """Links the kernel holds for the socket capture's read and write programs."""
+    ids = {p["id"] for p in bpftool_json("prog", "show") if p.get("name", "") in ("socket_recv", "socket_send")}
     links = bpftool_json("link", "show")
     return sum(1 for link in links if link.get("prog_id") in ids)
 

@@ -1,7 +1,8 @@
 // Fuzzes what the agent reads from its ring buffers: a ring record (a batch of events, or one
-// event) is split, decoded and fed to the connection tracker and its HTTP/1.x parsers. Whatever
-// the bytes, every event must decode to a view inside its record or to Malformed, and no
-// exchange may last longer than the span of the timestamps the events carried.
+// event) is split, decoded and fed to the connection tracker (which joins chunk events to their
+// data event) and its HTTP/1.x parsers. Whatever the bytes, every event must decode to a view
+// inside its record or to Malformed, and no exchange may last longer than the span of the
+// timestamps the events carried.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -50,7 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 std::min<std::uint64_t>(e.spread_ns, e.header.timestamp_ns);
             earliest = std::min<std::uint64_t>(earliest, e.header.timestamp_ns - spread);
         }
-        tracker.on_event(decoded);
+        if (const auto* chunk = std::get_if<capture::DataChunk>(&decoded)) {
+            const auto data = chunk->data();
+            if (data.data() + data.size() > copy.data() + copy.size()) __builtin_trap();
+        }
+        tracker.on_record(copy);  // decodes again, and joins chunks to their data event
     });
     tracker.end_all_closed();
     for (const std::uint64_t d : durations)

@@ -31,9 +31,11 @@ std::vector<std::uint8_t> open_rec(std::int32_t fd, std::uint64_t gen, std::uint
 }
 
 std::vector<std::uint8_t> data_rec(std::int32_t fd, std::uint64_t gen, std::uint64_t ts,
-                                   std::uint8_t dir, const std::string& bytes) {
+                                   std::uint8_t dir, const std::string& bytes,
+                                   std::uint8_t protocol = LOUPE_PROTOCOL_UNKNOWN) {
     loupe_data_event e{};
     e.header.kind = LOUPE_EVENT_DATA;
+    e.header.protocol = protocol;
     e.header.conn = {7, fd, gen};
     e.header.timestamp_ns = ts;
     e.direction = dir;
@@ -233,6 +235,73 @@ TEST_F(Fixture, SelectionByPortAndComm) {
     }
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(t.counters().exchanges, 3u);
+}
+
+// A read of two pipelined requests whose second starts past the data event's head: the kernel
+// sends the rest in a chunk event, joined back before parsing. Both requests are answered.
+TEST_F(Fixture, RequestPastTheHeadArrivesInAChunk) {
+    auto t = make();
+    const std::string first =
+        "GET /first HTTP/1.1\r\nCookie: " + std::string(1100, 'c') + "\r\n\r\n";
+    const std::string both = first + "GET /second HTTP/1.1\r\n\r\n";
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    auto head = data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, both.substr(0, LOUPE_DATA_HEAD_MAX));
+    auto* e = reinterpret_cast<loupe_data_event*>(head.data());
+    e->length = both.size();
+    e->captured = static_cast<std::uint32_t>(both.size());
+    loupe_data_chunk_event chunk{};
+    chunk.header = e->header;
+    chunk.header.kind = LOUPE_EVENT_DATA_CHUNK;
+    chunk.offset = LOUPE_DATA_HEAD_MAX;
+    chunk.len = static_cast<std::uint16_t>(both.size() - LOUPE_DATA_HEAD_MAX);
+    std::memcpy(chunk.data, both.data() + LOUPE_DATA_HEAD_MAX, chunk.len);
+    std::vector<std::uint8_t> chunk_record(offsetof(loupe_data_chunk_event, data) + chunk.len);
+    std::memcpy(chunk_record.data(), &chunk, chunk_record.size());
+    t.on_record(head);
+    t.on_record(chunk_record);
+    t.on_record(data_rec(3, 100, 2'000, LOUPE_DIR_EGRESS, kResponse + kResponse));
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[0].path, "/first");
+    EXPECT_EQ(seen[1].path, "/second");
+    EXPECT_EQ(t.counters().protocols[LOUPE_PROTOCOL_HTTP1].parser.desyncs, 0u);
+}
+
+// Without the chunk (past the copy cap), the second request is lost: the loss is counted.
+TEST_F(Fixture, RequestPastTheCaptureIsCountedAsADesync) {
+    auto t = make();
+    const std::string first = "GET /first HTTP/1.1\r\n\r\n";
+    t.on_record(open_rec(3, 100, LOUPE_ROLE_SERVER));
+    auto head = data_rec(3, 100, 1'000, LOUPE_DIR_INGRESS, first + "GE");
+    reinterpret_cast<loupe_data_event*>(head.data())->length = first.size() + 5000;
+    t.on_record(head);
+    t.end_drain();
+    t.on_record(data_rec(3, 100, 2'000, LOUPE_DIR_EGRESS, kResponse));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(t.counters().protocols[LOUPE_PROTOCOL_HTTP1].parser.desyncs, 1u);
+}
+
+// A Redis connection (as the kernel classified it) gets Redis's parser from the registry.
+TEST_F(Fixture, RedisConnectionsGetTheRedisParser) {
+    std::vector<protocols::Request> requests;
+    std::vector<std::string> operations;
+    ConnectionTracker t(
+        {}, 4,
+        [&](const protocols::Request& r, const ConnectionTracker::Origin&) {
+            requests.push_back(r);
+            operations.emplace_back(r.operation);
+        },
+        [](std::uint32_t) { return std::string("redis-server"); });
+    t.on_record(open_rec(5, 200, LOUPE_ROLE_SERVER));
+    t.on_record(data_rec(5, 200, 1'000, LOUPE_DIR_INGRESS, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+                         LOUPE_PROTOCOL_REDIS));
+    t.on_record(data_rec(5, 200, 9'000, LOUPE_DIR_EGRESS, "$-1\r\n", LOUPE_PROTOCOL_REDIS));
+    ASSERT_EQ(requests.size(), 1u);
+    EXPECT_EQ(requests[0].protocol, protocols::Protocol::kRedis);
+    EXPECT_EQ(requests[0].side, protocols::Side::kServer);
+    EXPECT_EQ(operations[0], "GET");
+    EXPECT_EQ(requests[0].cache_misses, 1u);
+    EXPECT_EQ(requests[0].end_ns - requests[0].start_ns, 8'000u);
+    EXPECT_EQ(t.counters().protocols[LOUPE_PROTOCOL_REDIS].requests, 1u);
 }
 
 }  // namespace

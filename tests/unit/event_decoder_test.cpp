@@ -31,7 +31,18 @@ std::vector<std::uint8_t> data_event(const std::string& head) {
     return out;
 }
 
-// A batch record as batch_commit in http_capture.bpf.c lays it out.
+std::vector<std::uint8_t> chunk_event(std::uint32_t offset, const std::string& bytes) {
+    loupe_data_chunk_event e{};
+    e.header.kind = LOUPE_EVENT_DATA_CHUNK;
+    e.offset = offset;
+    e.len = static_cast<std::uint16_t>(bytes.size());
+    std::memcpy(e.data, bytes.data(), bytes.size());
+    std::vector<std::uint8_t> out(offsetof(loupe_data_chunk_event, data) + bytes.size());
+    std::memcpy(out.data(), &e, out.size());
+    return out;
+}
+
+// A batch record as batch_commit in event_batch.bpf.h lays it out.
 std::vector<std::uint8_t> batch_of(const std::vector<std::vector<std::uint8_t>>& events) {
     constexpr std::size_t kFixed = offsetof(loupe_event_batch, data);
     std::vector<std::uint8_t> record(kFixed, 0);
@@ -120,6 +131,56 @@ TEST(EventBatch, TruncatedBatchHeaderIsOneMalformedRecord) {
     const auto events = decode_all(record, storage);
     ASSERT_EQ(events.size(), 1u);
     EXPECT_NE(std::get_if<Malformed>(&events[0]), nullptr);
+}
+
+TEST(EventDecoder, DataEventFollowedByItsChunk) {
+    auto head = data_event(std::string(LOUPE_DATA_HEAD_MAX, 'h'));
+    auto* e = reinterpret_cast<loupe_data_event*>(head.data());
+    e->length = LOUPE_DATA_HEAD_MAX + 300 + 5000;
+    e->captured = LOUPE_DATA_HEAD_MAX + 300;
+    e->tail_len = LOUPE_DATA_TAIL_MAX;
+    std::vector<std::vector<std::uint8_t>> storage;
+    const auto events =
+        decode_all(batch_of({head, chunk_event(LOUPE_DATA_HEAD_MAX, "more")}), storage);
+    ASSERT_EQ(events.size(), 2u);
+    const auto* data = std::get_if<DataSegment>(&events[0]);
+    ASSERT_NE(data, nullptr);
+    EXPECT_EQ(data->head().size(), static_cast<std::size_t>(LOUPE_DATA_HEAD_MAX));
+    EXPECT_EQ(data->tail().size(), static_cast<std::size_t>(LOUPE_DATA_TAIL_MAX));
+    const auto* chunk = std::get_if<DataChunk>(&events[1]);
+    ASSERT_NE(chunk, nullptr);
+    EXPECT_EQ(chunk->event->offset, static_cast<std::uint32_t>(LOUPE_DATA_HEAD_MAX));
+    EXPECT_EQ(std::string(chunk->data().begin(), chunk->data().end()), "more");
+}
+
+// A data event whose head holds all of its data has no tail to offer, whatever tail_len says.
+TEST(EventDecoder, NoTailWhenTheHeadHoldsEverything) {
+    auto record = data_event("GET / HTTP/1.1\r\n\r\n");
+    reinterpret_cast<loupe_data_event*>(record.data())->tail_len = LOUPE_DATA_TAIL_MAX;
+    const auto event = decode_event(record);
+    const auto* data = std::get_if<DataSegment>(&event);
+    ASSERT_NE(data, nullptr);
+    EXPECT_TRUE(data->tail().empty());
+}
+
+TEST(EventDecoder, ChunksThatLieAboutTheirLengthAreMalformed) {
+    auto beyond_record = chunk_event(1024, "abcd");
+    beyond_record.resize(beyond_record.size() - 1);  // len says 4, 3 are there
+    const auto beyond = decode_event(beyond_record);
+    EXPECT_NE(std::get_if<Malformed>(&beyond), nullptr);
+    loupe_data_chunk_event big{};
+    big.header.kind = LOUPE_EVENT_DATA_CHUNK;
+    big.len = LOUPE_CHUNK_BYTES + 1;
+    std::vector<std::uint8_t> record(sizeof(big) + 8);
+    std::memcpy(record.data(), &big, sizeof(big));
+    const auto event = decode_event(record);
+    EXPECT_NE(std::get_if<Malformed>(&event), nullptr);
+    const std::vector<std::uint8_t> short_record(offsetof(loupe_data_chunk_event, data) - 1, 0);
+    auto header_only = short_record;
+    const std::uint16_t kind = LOUPE_EVENT_DATA_CHUNK;
+    std::memcpy(header_only.data(), &kind, sizeof(kind));
+    const auto cut = decode_event(header_only);
+    EXPECT_NE(std::get_if<Malformed>(&cut), nullptr);
 }
 
 }  // namespace

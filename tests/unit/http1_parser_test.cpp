@@ -10,7 +10,9 @@
 namespace loupe::http1 {
 namespace {
 
-constexpr std::size_t kHeadBytes = 512;  // what the capture keeps of each syscall's data
+// What these tests keep of each syscall's data: short heads, so that uncaptured bytes are
+// exercised (the capture copies up to 4 KiB of a syscall on an HTTP connection).
+constexpr std::size_t kHeadBytes = 512;
 constexpr std::size_t kTailBytes = 16;
 
 std::span<const std::uint8_t> bytes(std::string_view s) {
@@ -762,6 +764,25 @@ TEST(Http1Parser, PipelinedResponsesWhollyBeyondHeadAreAbandoned) {
     c.out(40, ok(204, ""));
     ASSERT_EQ(c.exchanges.size(), 2u);
     expect_exchange(c.exchanges[1], Role::kServer, "GET", "/4", 204, 30, 40);
+}
+
+// Pipelined requests past the capture: the next read starts inside a request line. Its rest
+// ("ET /b HTTP/1.1") must not resynchronise the stream as a request of method "ET".
+TEST(Http1Parser, ResyncWaitsForAKnownMethod) {
+    Conn c(Role::kServer);
+    const std::string all = get("/a") + get("/b") + get("/c");
+    // The head ends inside /b's method; the read also holds /c and the "G" of /d.
+    c.raw(kIn, 10, std::string_view(all).substr(0, get("/a").size() + 2), all.size() + 1);
+    EXPECT_EQ(c.parser.framing_stats().desyncs, 1u);
+    c.in(11, "ET /d HTTP/1.1\r\n\r\n");
+    c.in(12, get("/e"));
+    c.out(20, ok(200, ""));
+    c.out(21, ok(201, ""));
+    ASSERT_EQ(c.exchanges.size(), 2u);
+    expect_exchange(c.exchanges[0], Role::kServer, "GET", "/a", 200, 10, 20);
+    // The lost requests' responses are not told apart from /e's: the next one pairs with it.
+    // What matters here: no request of method "ET" was made up.
+    expect_exchange(c.exchanges[1], Role::kServer, "GET", "/e", 201, 12, 21);
 }
 
 TEST(Http1Parser, StrayCrlfBetweenRequests) {

@@ -103,7 +103,7 @@ BENCHMARK(BM_PipelineHttpServer)->Arg(0)->Arg(1);
 
 void BM_EventMergerDrain(benchmark::State& state) {
     // The agent's pattern: a drain every 30 ms takes ~2,600 records from two per-CPU rings and
-    // holds the last 40 ms of them (HttpCapture's hold-back) for the next drain.
+    // holds the last 40 ms of them (SocketCapture's hold-back) for the next drain.
     constexpr std::uint64_t kDrainNs = 30'000'000;
     constexpr int kPerRing = 1'300;
     const std::string head = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 612\r\n\r\n";

@@ -159,14 +159,14 @@ bool Agent::start_capture() {
     options.select_comms = kernel_selected_comms();
     options.disabled_hooks = config_.disabled_hooks;
     if (resource_capture_) options.process_stats_maps = resource_capture_->process_stats_maps();
-    capture_ = capture::HttpCapture::start(
+    capture_ = capture::SocketCapture::start(
         options, [this](std::span<const std::uint8_t> record) { tracker_.on_record(record); },
         capture_error_);
     if (!capture_) {
-        spdlog::error("HTTP capture unavailable: {}", capture_error_);
+        spdlog::error("socket capture unavailable: {}", capture_error_);
         return false;
     }
-    spdlog::info("HTTP capture attached to {} tracepoints", capture_->attached_hooks().size());
+    spdlog::info("socket capture attached to {} tracepoints", capture_->attached_hooks().size());
     return true;
 }
 
@@ -350,7 +350,7 @@ void Agent::set_hooks_paused(bool paused) {
             "SIGUSR1: kernel hooks detached but process exits and TCP state changes; requests, "
             "socket bytes, disk, run-queue, retransmits and resets stop until SIGUSR2");
     } else {
-        spdlog::info("SIGUSR2: kernel hooks attached again: {} HTTP, {} resource",
+        spdlog::info("SIGUSR2: kernel hooks attached again: {} socket capture, {} resource",
                      capture_ ? capture_->attached_hooks().size() : 0,
                      resource_capture_ ? resource_capture_->attached_hooks().size() : 0);
     }
@@ -372,7 +372,7 @@ void Agent::consume_loop() {
         if (!batch_timer_refused_ && capture_->batch_timer_error() != 0) {
             batch_timer_refused_ = true;
             spdlog::warn(
-                "the kernel refused the per-CPU timers that send HTTP event batches ({}): every "
+                "the kernel refused the per-CPU timers that send socket event batches ({}): every "
                 "event is sent on its own from now on, which costs the traced services more CPU",
                 std::strerror(-capture_->batch_timer_error()));
         }
@@ -506,6 +506,7 @@ nlohmann::json Agent::agent_status() {
                                     {"unsupported_syscall", d.unsupported_syscall},
                                     {"conn_table_full", d.conn_table_full},
                                     {"nested", d.nested},
+                                    {"copy_fault", d.copy_fault},
                                     {"recursion_miss", d.recursion_misses}};
             const int timer_error = capture_->batch_timer_error();
             body["event_batches"] = timer_error == 0
@@ -562,7 +563,7 @@ bool Agent::start() {
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
 
     start_pod_metadata();
-    start_resources();  // first: the HTTP capture's socket programs share its per-process maps
+    start_resources();  // first: the socket capture's programs share its per-process maps
     const bool capturing = start_capture();
     // Before ready: the selected processes are traced from the first request a client can make
     // once it saw the agent ready (the resource loop's first scan comes later).

@@ -20,7 +20,7 @@
 #include "attribution/pod_metadata_client.h"
 #include "attribution/service_identities.h"
 #include "aggregate/request_metrics.h"
-#include "capture/http_capture.h"
+#include "capture/socket_capture.h"
 #include "capture/resource_capture.h"
 #include "doctor/kernel_features.h"
 #include "pipeline/connection_tracker.h"
@@ -102,7 +102,7 @@ class Agent final : private api::AgentSource {
     // CPU under nginx + wrk on this VM's kvm-clock). Guarded by mutex_.
     std::chrono::nanoseconds drain_clock_{0};
     pipeline::ConnectionTracker tracker_;
-    std::unique_ptr<capture::HttpCapture> capture_;
+    std::unique_ptr<capture::SocketCapture> capture_;
     std::string capture_error_;
 
     // Who each process is: container and pod attribution; guarded by mutex_.

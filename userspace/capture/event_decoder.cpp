@@ -32,6 +32,14 @@ DecodedEvent decode_event(std::span<const std::uint8_t> record) {
             if (data->direction > LOUPE_DIR_EGRESS) return Malformed{"unknown direction"};
             return DataSegment{data};
         }
+        case LOUPE_EVENT_DATA_CHUNK: {
+            constexpr std::size_t kFixed = offsetof(loupe_data_chunk_event, data);
+            if (record.size() < kFixed) return Malformed{"short chunk event"};
+            const auto* chunk = reinterpret_cast<const loupe_data_chunk_event*>(record.data());
+            if (chunk->len > LOUPE_CHUNK_BYTES || kFixed + chunk->len > record.size())
+                return Malformed{"chunk event data exceeds the record"};
+            return DataChunk{chunk};
+        }
         default:
             return Malformed{"unknown event kind"};
     }

@@ -1,4 +1,4 @@
-// Decodes the raw ring-buffer records of http_capture.bpf.c into checked views.
+// Decodes the raw ring-buffer records of socket_capture.bpf.c into checked views.
 #pragma once
 
 #include <algorithm>
@@ -18,10 +18,26 @@ struct ConnOpen {
     const loupe_conn_open_event* event;
     std::string_view comm() const;
 };
+// One read or write (see loupe_data_event).
 struct DataSegment {
     const loupe_data_event* event;
-    std::span<const std::uint8_t> head() const { return {event->head, event->head_len}; }
-    std::span<const std::uint8_t> tail() const { return {event->tail, event->tail_len}; }
+    // Set by SegmentAssembler: the event's head followed by its chunks' bytes. Empty: head[].
+    std::span<const std::uint8_t> assembled{};
+    // The data's bytes as captured, from its first one.
+    std::span<const std::uint8_t> head() const {
+        return assembled.empty() ? std::span<const std::uint8_t>(event->head, event->head_len)
+                                 : assembled;
+    }
+    // The data's last bytes, when head() does not reach its end (else empty).
+    std::span<const std::uint8_t> tail() const {
+        if (head().size() >= event->length) return {};
+        return {event->tail, event->tail_len};
+    }
+};
+// More bytes of the data event before it (see loupe_data_chunk_event).
+struct DataChunk {
+    const loupe_data_chunk_event* event;
+    std::span<const std::uint8_t> data() const { return {event->data, event->len}; }
 };
 struct ConnClose {
     const loupe_conn_close_event* event;
@@ -30,7 +46,7 @@ struct Malformed {
     const char* reason;
 };
 
-using DecodedEvent = std::variant<ConnOpen, DataSegment, ConnClose, Malformed>;
+using DecodedEvent = std::variant<ConnOpen, DataSegment, ConnClose, DataChunk, Malformed>;
 
 // Views point into `record`: valid only as long as it is. Never trusts a length field.
 DecodedEvent decode_event(std::span<const std::uint8_t> record);

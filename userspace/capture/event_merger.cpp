@@ -12,7 +12,7 @@ namespace loupe::capture {
 
 namespace {
 // Big enough that a drain under load fills a few chunks, not thousands of allocations; small
-// enough that the spare kept between drains costs little.
+// enough that the spares kept between drains cost little.
 constexpr std::size_t kChunkBytes = 256 * 1024;
 }  // namespace
 
@@ -22,9 +22,10 @@ EventMerger::Chunk& EventMerger::chunk_for(std::size_t size) {
         if (last.live == 0) last.used = 0;  // every record in it is gone: start it over
         if (last.capacity - last.used >= size) return last;
     }
-    if (spare_ && spare_->capacity >= size) {
-        spare_->used = 0;
-        chunks_.push_back(std::move(spare_));
+    if (!spares_.empty() && spares_.back()->capacity >= size) {
+        spares_.back()->used = 0;
+        chunks_.push_back(std::move(spares_.back()));
+        spares_.pop_back();
     } else {
         chunks_.push_back(std::make_unique<Chunk>(std::max(kChunkBytes, size)));
     }
@@ -129,23 +130,30 @@ std::size_t EventMerger::release_until(std::uint64_t limit_ns, const Handler& ha
 }
 
 void EventMerger::recycle_chunks() {
-    // Chunks whose records are all gone, but the one being filled: keep one as the spare.
+    // Chunks whose records are all gone, but the one being filled, become spares. As many spares
+    // are kept as chunks hold records (so that they shrink with the load): a chunk freed and
+    // allocated again a drain later costs the faults of all its pages, 30 % of the agent's CPU
+    // when 4 KiB reads streamed in with one spare kept (see docs/BENCHMARKS.md).
     if (chunks_.size() < 2) return;
     auto keep = chunks_.begin();
     for (auto it = chunks_.begin(); it != chunks_.end(); ++it) {
         const bool filling = std::next(it) == chunks_.end();
         if (!filling && (*it)->live == 0) {
-            if (!spare_) spare_ = std::move(*it);
+            spares_.push_back(std::move(*it));
             continue;
         }
         if (keep != it) *keep = std::move(*it);
         ++keep;
     }
     chunks_.erase(keep, chunks_.end());
+    const std::size_t kept = std::max<std::size_t>(1, chunks_.size());
+    if (spares_.size() > kept) spares_.resize(kept);
 }
 
 std::size_t EventMerger::storage_bytes() const {
-    std::size_t total = spare_ ? spare_->capacity : 0;
+    std::size_t total = 0;
+    for (const auto& chunk : spares_)
+        total += chunk->capacity;
     for (const auto& chunk : chunks_)
         total += chunk->capacity;
     return total;

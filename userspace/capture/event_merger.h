@@ -38,7 +38,8 @@ class EventMerger {
     std::size_t release_all(const Handler& handler);
 
     std::size_t held() const { return held_.size() - released_ + added_.size(); }
-    // Bytes of record storage allocated (held records and at most one spare chunk).
+    // Bytes of record storage allocated (held records, and spare chunks: at most as many as hold
+    // records, at least one).
     std::size_t storage_bytes() const;
 
   private:
@@ -75,7 +76,7 @@ class EventMerger {
     std::vector<Entry> merged_;                   // scratch for merging, keeps its capacity
     std::vector<std::size_t> run_ends_;           // scratch: where sort_added's runs end
     std::vector<std::unique_ptr<Chunk>> chunks_;  // the last one is being filled
-    std::unique_ptr<Chunk> spare_;
+    std::vector<std::unique_ptr<Chunk>> spares_;  // emptied chunks, for the next records
 };
 
 }  // namespace loupe::capture

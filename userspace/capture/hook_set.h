@@ -1,5 +1,5 @@
 // The hooks of one BPF object: which of its programs this kernel and the user allow, and the links
-// of those attached. HttpCapture and ResourceCapture load through it.
+// of those attached. SocketCapture and ResourceCapture load through it.
 #pragma once
 
 #include <algorithm>

@@ -53,7 +53,7 @@ class ResourceCapture {
     std::unordered_map<std::uint32_t, std::uint64_t> active_connections() const;
     std::size_t proc_stats_entries() const;
     NodeKernelCounters node_counters() const;
-    // The per-process maps (process_stats.bpf.h) by name, for HttpCapture to share: its socket
+    // The per-process maps (process_stats.bpf.h) by name, for SocketCapture to share: its socket
     // programs account socket bytes, RTT and owners into them.
     std::vector<std::pair<std::string, int>> process_stats_maps() const;
 

@@ -315,7 +315,7 @@ void loopback_tcp_exchange() {
     }
 }
 
-// A socket tracepoint of the HTTP capture, probed as loupe attaches it (tp_btf), fired by a
+// A socket tracepoint of the socket capture, probed as loupe attaches it (tp_btf), fired by a
 // loopback exchange of this process.
 FeatureReport probe_socket_tracepoint(const char* id, const char* program, loupe_doctor_probe probe,
                                       const char* impact) {

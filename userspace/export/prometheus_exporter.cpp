@@ -360,9 +360,11 @@ std::string render_prometheus(const MetricsView& view) {
     add_all_request_families(out, view, labels);
 
     const auto& p = view.pipeline;
-    std::uint64_t pending_dropped = 0;
-    for (const auto& c : p.protocols)
+    std::uint64_t pending_dropped = 0, desyncs = 0;
+    for (const auto& c : p.protocols) {
         pending_dropped += c.parser.dropped_requests;
+        desyncs += c.parser.desyncs;
+    }
     add_single(out, "loupe_events_total", "counter", "Events received from the kernel.",
                static_cast<double>(p.events));
     out.family("loupe_events_dropped_total", "counter", "Events or state lost, by reason.");
@@ -371,10 +373,12 @@ std::string render_prometheus(const MetricsView& view) {
         {"unsupported_syscall", view.kernel_drops.unsupported_syscall},
         {"conn_table_full", view.kernel_drops.conn_table_full},
         {"nested", view.kernel_drops.nested},
+        {"copy_fault", view.kernel_drops.copy_fault},
         {"malformed", p.malformed_events},
         {"series_limit", view.requests.series_dropped()},
         {"connections_evicted", p.connections_evicted},
         {"pending_request_limit", pending_dropped},
+        {"desync", desyncs},
         {"proc_stats_full", view.kernel_counters.proc_stats_full},
         {"exit_events_lost", view.kernel_counters.exit_events_lost},
         {"recursion_miss",

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "aggregate/request_metrics.h"
-#include "capture/http_capture.h"
+#include "capture/socket_capture.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
 #include "attribution/pod_metadata_client.h"

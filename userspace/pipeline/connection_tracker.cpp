@@ -68,7 +68,8 @@ bool ConnectionTracker::selected(std::uint32_t tgid, const std::string& comm,
 }
 
 void ConnectionTracker::on_record(std::span<const std::uint8_t> record) {
-    on_event(capture::decode_event(record));
+    assembler_.add(capture::decode_event(record),
+                   [this](const capture::DecodedEvent& event) { on_event(event); });
 }
 
 ConnectionTracker::Connection& ConnectionTracker::open(const loupe_conn_ref& ref, Side side,
@@ -118,6 +119,8 @@ void ConnectionTracker::finish(std::unordered_map<std::uint64_t, Connection>::it
 }
 
 void ConnectionTracker::end_drain() {
+    // A drain releases a data event's chunks with it: one still waiting for them gets none.
+    assembler_.flush([this](const capture::DecodedEvent& event) { on_event(event); });
     std::erase_if(closing_, [this](const std::pair<std::uint64_t, std::uint64_t>& entry) {
         auto it = conns_.find(entry.first);
         if (it == conns_.end() || it->second.generation != entry.second) return true;  // gone
@@ -206,7 +209,7 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
             e.header.timestamp_ns - std::min<std::uint64_t>(e.spread_ns, e.header.timestamp_ns);
         segment.length = e.length;
         segment.head = data->head();
-        if (e.length > e.head_len) segment.tail = data->tail();
+        segment.tail = data->tail();
         Emitter emitter(*this, *conn);
         parser->on_segment(segment, emitter);
         account_stats(*conn);

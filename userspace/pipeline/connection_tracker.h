@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "capture/event_decoder.h"
+#include "capture/segment_assembler.h"
 #include "protocols/protocol.h"
 
 namespace loupe::pipeline {
@@ -113,6 +114,7 @@ class ConnectionTracker {
     std::unordered_map<std::uint64_t, Connection> conns_;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> closing_;  // (key, generation)
     std::uint64_t drain_ = 0;
+    capture::SegmentAssembler assembler_;  // joins a read or write's chunks to its data event
     PipelineCounters counters_;
 };
 

@@ -458,7 +458,11 @@ void Http1Connection::process(Stream& st, const View& v, bool request, std::vect
                 pos = consume_body(st, v, pos, request, out);
                 break;
             case Phase::kResync:
-                if (pos == 0 && starts_message(v, request)) {
+                // After lost boundaries a segment often starts inside a request line ("ET /a
+                // HTTP/1.1" of a read that began one byte into "GET /a HTTP/1.1"): only a known
+                // method resynchronises requests.
+                if (pos == 0 && starts_message(v, request) &&
+                    (!request || parse_start_line(v.head, v.cap, true).method != kOther)) {
                     st.phase = Phase::kStart;
                     break;
                 }

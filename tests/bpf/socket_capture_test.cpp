@@ -1,6 +1,6 @@
 // Loads the real HTTP capture programs and checks the events they produce for real traffic
 // between two other processes (loupe never traces itself): python3's http.server and curl.
-#include "capture/http_capture.h"
+#include "capture/socket_capture.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -49,7 +49,7 @@ pid_t spawn(const std::vector<std::string>& args) {
     return pid;
 }
 
-TEST(HttpCapture, SeesRequestAndResponseOfOtherProcesses) {
+TEST(SocketCapture, SeesRequestAndResponseOfOtherProcesses) {
     if (::geteuid() != 0) {
         if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
         GTEST_SKIP() << "needs root";
@@ -57,7 +57,7 @@ TEST(HttpCapture, SeesRequestAndResponseOfOtherProcesses) {
     Seen seen;
     const std::string port = "18931";
     std::string error;
-    auto capture = HttpCapture::start(
+    auto capture = SocketCapture::start(
         CaptureOptions{},
         [&](std::span<const std::uint8_t> record) {
             const auto event = decode_event(record);
@@ -157,12 +157,12 @@ pid_t spawn_http_ping_pong(long exchanges = 0) {
 
 // Events wait in per-CPU batches: those of a process that went quiet must still arrive, sent by
 // their CPU's batch timer, without any flush from user space. Returns the data events of that
-// process seen within 500 ms of its start; `timer_error`: HttpCapture::batch_timer_error().
+// process seen within 500 ms of its start; `timer_error`: SocketCapture::batch_timer_error().
 int data_events_of_quiet_process(const CaptureOptions& options, long exchanges, int& timer_error) {
     int data_events = 0;
     pid_t child = -1;
     std::string error;
-    auto capture = HttpCapture::start(
+    auto capture = SocketCapture::start(
         options,
         [&](std::span<const std::uint8_t> record) {
             const DecodedEvent event = decode_event(record);
@@ -190,7 +190,7 @@ int data_events_of_quiet_process(const CaptureOptions& options, long exchanges, 
 // A write's event carries when it happened: the TCP stack's own clock reading when the write was
 // sent at once, the clock when TCP held its bytes back (here with TCP_CORK). Either way the
 // timestamp lies between CLOCK_MONOTONIC read by the writer just before and just after write().
-TEST(HttpCapture, WriteTimestampsLieWithinTheWrite) {
+TEST(SocketCapture, WriteTimestampsLieWithinTheWrite) {
     if (::geteuid() != 0) {
         if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
         GTEST_SKIP() << "needs root";
@@ -201,7 +201,7 @@ TEST(HttpCapture, WriteTimestampsLieWithinTheWrite) {
     std::map<int, std::uint64_t> stamped;  // write number -> its event's timestamp
     pid_t child = -1;
     std::string error;
-    auto capture = HttpCapture::start(
+    auto capture = SocketCapture::start(
         CaptureOptions{},
         [&](std::span<const std::uint8_t> record) {
             const DecodedEvent event = decode_event(record);
@@ -257,7 +257,7 @@ TEST(HttpCapture, WriteTimestampsLieWithinTheWrite) {
     ::close(windows[0]);
 }
 
-TEST(HttpCapture, BatchedEventsOfAProcessThatWentQuietArrive) {
+TEST(SocketCapture, BatchedEventsOfAProcessThatWentQuietArrive) {
     if (::geteuid() != 0) {
         if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
         GTEST_SKIP() << "needs root";
@@ -269,7 +269,7 @@ TEST(HttpCapture, BatchedEventsOfAProcessThatWentQuietArrive) {
 
 // Without batches (as when the kernel refuses the batch timers) the capture sends each event at
 // once: they arrive all the same.
-TEST(HttpCapture, EventsArriveUnbatched) {
+TEST(SocketCapture, EventsArriveUnbatched) {
     if (::geteuid() != 0) {
         if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
         GTEST_SKIP() << "needs root";
@@ -283,7 +283,7 @@ TEST(HttpCapture, EventsArriveUnbatched) {
 
 // Start-up must not lose what the hooks see: events from the first attached hook on need their
 // ring already in place (they once were dropped as ringbuf_full until the rings were created).
-TEST(HttpCapture, LosesNothingWhileStarting) {
+TEST(SocketCapture, LosesNothingWhileStarting) {
     if (::geteuid() != 0) {
         if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
         GTEST_SKIP() << "needs root";
@@ -293,7 +293,7 @@ TEST(HttpCapture, LosesNothingWhileStarting) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // exchanging by now
     std::size_t records = 0;
     std::string error;
-    auto capture = HttpCapture::start(
+    auto capture = SocketCapture::start(
         CaptureOptions{}, [&](std::span<const std::uint8_t>) { ++records; }, error);
     // Longer than the merger's hold-back: what was captured has been handed over.
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
@@ -313,7 +313,7 @@ TEST(HttpCapture, LosesNothingWhileStarting) {
 // --comm's kernel side: a process that takes a selected name at exec is selected at once, a
 // set_traced_tgids() that does not know it yet (its /proc scan came earlier) leaves it selected
 // even when it changes the same bitmap word, and the process's exit unselects it.
-TEST(HttpCapture, ProcessFilterKeepsWhatTheKernelSelected) {
+TEST(SocketCapture, ProcessFilterKeepsWhatTheKernelSelected) {
     if (::geteuid() != 0) {
         if (bpf_required()) FAIL() << "LOUPE_REQUIRE_BPF=1 but not root";
         GTEST_SKIP() << "needs root";
@@ -326,7 +326,7 @@ TEST(HttpCapture, ProcessFilterKeepsWhatTheKernelSelected) {
     options.filter_tgids = true;
     options.select_comms = {"loupe_selt"};
     std::string error;
-    auto capture = HttpCapture::start(
+    auto capture = SocketCapture::start(
         options, [](std::span<const std::uint8_t>) {}, error);
     ASSERT_TRUE(capture) << error;
 

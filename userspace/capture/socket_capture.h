@@ -1,6 +1,8 @@
-// Loads http_capture.bpf.c, attaches its tracepoints and drains its ring buffer.
+// Loads socket_capture.bpf.c, attaches its tracepoints and drains its ring buffers: the data of
+// every TCP connection of the traced processes, whatever its protocol.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -13,8 +15,9 @@
 #include "capture/event_merger.h"
 #include "capture/hook_set.h"
 #include "capture/tgid_bitmap.h"
+#include "loupe_abi.h"
 
-struct http_capture;  // generated skeleton
+struct socket_capture;  // generated skeleton
 
 namespace loupe::capture {
 
@@ -28,6 +31,18 @@ struct CaptureOptions {
     // ResourceCapture::process_stats_maps(): when given, the socket programs also do the
     // per-process socket accounting, into those maps (one program per socket I/O, not two).
     std::vector<std::pair<std::string, int>> process_stats_maps;
+    // The protocols the kernel classifies connections as (bit 1 << loupe_protocol); the events of
+    // a connection carry its protocol. A connection that is none of them stops costing after a
+    // few events.
+    std::uint32_t protocols = (1u << LOUPE_PROTOCOL_HTTP1) | (1u << LOUPE_PROTOCOL_REDIS);
+    // Bytes of one read or write copied on a connection of each protocol (index: loupe_protocol),
+    // at most LOUPE_COPY_CAP_MAX: the first LOUPE_DATA_HEAD_MAX in its data event, the rest in
+    // chunk events. Past it, a read or write is counted, not copied: a message that starts there
+    // is lost to its parser, which counts the loss (desync). Unclassified connections: the head.
+    // Redis: 16 KiB, what redis-server reads at a time (its PROTO_IOBUF_LEN): a pipeline of any
+    // length is then seen whole on the server side, read by read.
+    std::array<std::uint32_t, LOUPE_PROTOCOL_COUNT> copy_caps = {LOUPE_DATA_HEAD_MAX,
+                                                                 LOUPE_COPY_CAP_DEFAULT, 16384};
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
     // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
     bool batch_events = true;
@@ -38,20 +53,22 @@ struct DropCounters {
     std::uint64_t unsupported_syscall = 0;  // socket I/O from sendmmsg, splice, io_uring...
     std::uint64_t conn_table_full = 0;
     std::uint64_t nested = 0;  // socket I/O that interrupted its CPU's batch being written
+    std::uint64_t copy_fault =
+        0;  // bytes of a read or write that could not be read from user memory
     std::uint64_t recursion_misses = 0;  // hook runs the kernel skipped (HookSet)
 };
 
-class HttpCapture {
+class SocketCapture {
   public:
     using RecordHandler = std::function<void(std::span<const std::uint8_t>)>;
 
     // Loads and attaches. Returns nullptr with `error` set when the programs cannot load; a
     // tracepoint that does not exist on this kernel is skipped and listed in missing_hooks().
-    static std::unique_ptr<HttpCapture> start(const CaptureOptions& options, RecordHandler handler,
-                                              std::string& error);
-    ~HttpCapture();
-    HttpCapture(const HttpCapture&) = delete;
-    HttpCapture& operator=(const HttpCapture&) = delete;
+    static std::unique_ptr<SocketCapture> start(const CaptureOptions& options,
+                                                RecordHandler handler, std::string& error);
+    ~SocketCapture();
+    SocketCapture(const SocketCapture&) = delete;
+    SocketCapture& operator=(const SocketCapture&) = delete;
 
     // Consumes everything pending and hands the records over in time order, holding back the
     // last 40 ms (see EventMerger). Returns the number of records handed over, or a negative
@@ -96,15 +113,15 @@ class HttpCapture {
     const std::vector<std::string>& disabled_hooks() const { return hooks_.disabled(); }
 
   private:
-    HttpCapture() = default;
+    SocketCapture() = default;
     static int on_record(void* ctx, void* data, std::size_t size);
     bool open_rings(int cpus, std::uint32_t ring_bytes, std::string& error);
     void collect_unsent_batches();
 
     struct SkeletonDeleter {
-        void operator()(http_capture* skel) const noexcept;
+        void operator()(socket_capture* skel) const noexcept;
     };
-    std::unique_ptr<http_capture, SkeletonDeleter> skel_;
+    std::unique_ptr<socket_capture, SkeletonDeleter> skel_;
     HookSet hooks_;
     std::vector<UniqueFd> ring_fds_;  // one ring per CPU: kept open while ring_ reads them
     RingBufferPtr ring_;

@@ -1,4 +1,4 @@
-#include "capture/http_capture.h"
+#include "capture/socket_capture.h"
 
 #include <sys/epoll.h>
 #include <time.h>
@@ -18,16 +18,16 @@
 #include "capture/bpf_maps.h"
 #include "capture/event_decoder.h"
 #include "capture/hook_set.h"
-#include "http_capture.skel.h"
+#include "socket_capture.skel.h"
 #include "loupe_abi.h"
 
 namespace loupe::capture {
 
-void HttpCapture::SkeletonDeleter::operator()(http_capture* skel) const noexcept {
-    http_capture__destroy(skel);
+void SocketCapture::SkeletonDeleter::operator()(socket_capture* skel) const noexcept {
+    socket_capture__destroy(skel);
 }
 
-void HttpCapture::set_paused(bool paused) {
+void SocketCapture::set_paused(bool paused) {
     // TCP state changes stay: a connection closed meanwhile must still end in user space (its
     // pending request, a close-delimited response). They come once per connection state change.
     if (paused)
@@ -36,7 +36,7 @@ void HttpCapture::set_paused(bool paused) {
         hooks_.attach(skel_->obj);
 }
 
-HttpCapture::~HttpCapture() {
+SocketCapture::~SocketCapture() {
     // Links first: no program may run into a ring buffer that is being freed.
     hooks_.detach();
     ring_.reset();
@@ -58,7 +58,8 @@ std::uint32_t per_cpu_ring_bytes(std::uint32_t total, int cpus) {
 
 // Makes the object's per-process maps the resource object's own (before load). Without them (no
 // resource capture) the maps stay unused: shrunk to one entry.
-bool share_process_stats(http_capture& skel, const std::vector<std::pair<std::string, int>>& maps) {
+bool share_process_stats(socket_capture& skel,
+                         const std::vector<std::pair<std::string, int>>& maps) {
     bool shared = !maps.empty();
     for (const auto& [name, fd] : maps) {
         bpf_map* map = bpf_object__find_map_by_name(skel.obj, name.c_str());
@@ -77,16 +78,16 @@ bool share_process_stats(http_capture& skel, const std::vector<std::pair<std::st
 
 }  // namespace
 
-std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
-                                                RecordHandler handler, std::string& error) {
-    std::unique_ptr<HttpCapture> capture(new HttpCapture());
+std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& options,
+                                                    RecordHandler handler, std::string& error) {
+    std::unique_ptr<SocketCapture> capture(new SocketCapture());
     capture->handler_ = std::move(handler);
-    capture->skel_.reset(http_capture__open());
+    capture->skel_.reset(socket_capture__open());
     if (!capture->skel_) {
-        error = std::string("cannot open the HTTP capture BPF object: ") + std::strerror(errno);
+        error = std::string("cannot open the socket capture BPF object: ") + std::strerror(errno);
         return nullptr;
     }
-    http_capture& skel = *capture->skel_;
+    socket_capture& skel = *capture->skel_;
     skel.rodata->self_tgid = static_cast<__u32>(::getpid());
     configure_process_filter(skel, options.filter_tgids, options.select_comms);
     const int cpus = libbpf_num_possible_cpus();
@@ -104,10 +105,25 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     bpf_map__set_max_entries(skel.maps.events, static_cast<std::uint32_t>(cpus));
     bpf_map__set_max_entries(skel.maps.batch_timers, static_cast<std::uint32_t>(cpus));
     skel.rodata->batch_events = options.batch_events;
+    if ((options.protocols & ~((1u << LOUPE_PROTOCOL_COUNT) - 1)) != 0 ||
+        (options.protocols & (1u << LOUPE_PROTOCOL_UNKNOWN)) != 0) {
+        error = "unknown protocols enabled for the socket capture (bits " +
+                std::to_string(options.protocols) + ")";
+        return nullptr;
+    }
+    skel.rodata->enabled_protocols = options.protocols;
+    for (std::size_t p = 0; p < options.copy_caps.size(); ++p) {
+        if (options.copy_caps[p] > LOUPE_COPY_CAP_MAX) {
+            error = "copy cap of protocol " + std::to_string(p) + " above " +
+                    std::to_string(LOUPE_COPY_CAP_MAX) + " bytes";
+            return nullptr;
+        }
+        skel.rodata->copy_cap[p] = options.copy_caps[p];
+    }
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
-    if (int err = http_capture__load(&skel); err != 0) {
-        error = std::string("the kernel refused the HTTP capture programs: ") +
+    if (int err = socket_capture__load(&skel); err != 0) {
+        error = std::string("the kernel refused the socket capture programs: ") +
                 std::strerror(-err) + " (run with --log-level debug for the verifier log)";
         return nullptr;
     }
@@ -119,10 +135,11 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
     if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
     capture->hooks_.attach(skel.obj);
     if (capture->hooks_.empty()) {
-        error = "no HTTP capture hook could be attached";
+        error = "no socket capture hook could be attached";
         return nullptr;
     }
-    if (!options.batch_events) spdlog::info("HTTP events are sent one by one, not in batches");
+    if (!options.batch_events)
+        spdlog::info("socket data events are sent one by one, not in batches");
     for (const auto& m : capture->hooks_.missing())
         spdlog::warn("hook unavailable on this kernel: {}", m);
     return capture;
@@ -130,7 +147,7 @@ std::unique_ptr<HttpCapture> HttpCapture::start(const CaptureOptions& options,
 
 // One ring buffer per CPU, created here and put in the `events` array of maps; one libbpf
 // ring_buffer reads them all, and an edge-triggered epoll set tells when the kernel woke us.
-bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& error) {
+bool SocketCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& error) {
     const int outer = bpf_map__fd(skel_->maps.events);
     wakeups_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
     if (!wakeups_.valid()) {
@@ -148,8 +165,8 @@ bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& er
             return false;
         }
         if (!ring_)
-            ring_.reset(ring_buffer__new(inner, &HttpCapture::on_record, this, nullptr));
-        else if (ring_buffer__add(ring_.get(), inner, &HttpCapture::on_record, this) != 0)
+            ring_.reset(ring_buffer__new(inner, &SocketCapture::on_record, this, nullptr));
+        else if (ring_buffer__add(ring_.get(), inner, &SocketCapture::on_record, this) != 0)
             ring_.reset();
         epoll_event watch{};
         watch.events = EPOLLIN | EPOLLET;
@@ -163,21 +180,21 @@ bool HttpCapture::open_rings(int cpus, std::uint32_t ring_bytes, std::string& er
     return true;
 }
 
-int HttpCapture::on_record(void* ctx, void* data, std::size_t size) {
-    auto* self = static_cast<HttpCapture*>(ctx);
+int SocketCapture::on_record(void* ctx, void* data, std::size_t size) {
+    auto* self = static_cast<SocketCapture*>(ctx);
     for_each_batched_event(
         std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(data), size),
         [self](std::span<const std::uint8_t> event) { self->merger_.add(event); });
     return 0;
 }
 
-int HttpCapture::drain() {
+int SocketCapture::drain() {
     const std::int64_t clock_ns = collect();
     if (clock_ns < 0) return static_cast<int>(clock_ns);
     return release(static_cast<std::uint64_t>(clock_ns));
 }
 
-std::int64_t HttpCapture::collect() {
+std::int64_t SocketCapture::collect() {
     // The clock is read before the rings are: a record stamped hold-back earlier than this was
     // committed before the collection began, however long it takes (reading one CPU's ring,
     // then the next, can take longer than the hold-back when this thread is descheduled).
@@ -188,11 +205,11 @@ std::int64_t HttpCapture::collect() {
     return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
-int HttpCapture::release(std::uint64_t clock_ns) {
+int SocketCapture::release(std::uint64_t clock_ns) {
     return static_cast<int>(merger_.release(clock_ns, handler_));
 }
 
-int HttpCapture::flush() {
+int SocketCapture::flush() {
     hooks_.detach();  // nothing is added to the batches below while they are read
     // Nor sent by their timers: a timer callback already running when the flag is set is done
     // long before the pause ends (it sends one batch), so a batch is read from the ring or from
@@ -204,7 +221,7 @@ int HttpCapture::flush() {
     return static_cast<int>(merger_.release_all(handler_));
 }
 
-void HttpCapture::collect_unsent_batches() {
+void SocketCapture::collect_unsent_batches() {
     const auto batches = read_percpu<loupe_cpu_batch>(bpf_map__fd(skel_->maps.batches), 0);
     if (batches.empty()) {
         spdlog::warn("cannot read the unsent event batches: {}", std::strerror(errno));
@@ -217,28 +234,29 @@ void HttpCapture::collect_unsent_batches() {
     }
 }
 
-int HttpCapture::wait(int timeout_ms) const {
+int SocketCapture::wait(int timeout_ms) const {
     std::array<epoll_event, 8> events{};
     const int n =
         ::epoll_wait(wakeups_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
     return n < 0 ? 0 : n;  // EINTR: as a timeout
 }
 
-void HttpCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
+void SocketCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
     if (process_filter_) process_filter_->replace(tgids);
 }
 
-int HttpCapture::batch_timer_error() const {
+int SocketCapture::batch_timer_error() const {
     return skel_->bss->batch_timer_error;
 }
 
-DropCounters HttpCapture::drops() const {
+DropCounters SocketCapture::drops() const {
     const int fd = bpf_map__fd(skel_->maps.drops);
     DropCounters out;
     out.ringbuf_full = sum_percpu_u64(fd, LOUPE_DROP_RINGBUF_FULL);
     out.unsupported_syscall = sum_percpu_u64(fd, LOUPE_DROP_UNSUPPORTED_SYSCALL);
     out.conn_table_full = sum_percpu_u64(fd, LOUPE_DROP_CONN_TABLE_FULL);
     out.nested = sum_percpu_u64(fd, LOUPE_DROP_NESTED);
+    out.copy_fault = sum_percpu_u64(fd, LOUPE_DROP_COPY_FAULT);
     out.recursion_misses = hooks_.recursion_misses();
     return out;
 }

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Protocol classification of a connection from the start of its first message: one small
+ * looks_like_<protocol>() per protocol. User space confirms (its parsers resynchronise), so these
+ * may be permissive, but they run in the traced process's reads and writes: they must be cheap.
+ * They classify by the protocol's framing, never by keywords that may occur in any traffic (a
+ * classifier that looked for "GET" anywhere in the data took HTTP bodies and TLS records for
+ * Redis commands: beyla#1745). Each answers for the first `len` bytes of a message start (at most
+ * CLASSIFY_BYTES, leading CR/LF already skipped): yes, no, or "maybe", when those bytes are a
+ * prefix of a start it recognises, as when a slow client writes its request line a few bytes at a
+ * time. CLASSIFY_BYTES bytes always suffice for a yes or a no. */
+#ifndef LOUPE_BPF_PROTOCOL_CLASSIFY_BPF_H
+#define LOUPE_BPF_PROTOCOL_CLASSIFY_BPF_H
+
+#include "vmlinux.h"
+#include "loupe_abi.h"
+
+#define CLASSIFY_NO 0
+#define CLASSIFY_MAYBE 1
+#define CLASSIFY_YES 2
+
+// Bytes of a message start the classifiers are given (the rest of their buffer is zero).
+#define CLASSIFY_BYTES 16
+
+// Load-time: the protocols connections are classified as (bit 1 << enum loupe_protocol). A
+// connection that is none of them stops costing after a few events.
+const volatile __u32 enabled_protocols =
+    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS);
+
+#define WORD4(a, b, c, d)                                                                          \
+    ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+
+// Whether the first min(len, 4) bytes of `w` (little-endian) equal those of `token`.
+static __always_inline bool word_prefix(__u32 w, __u32 token, __u32 len)
+{
+    __u32 mask = len >= 4 ? 0xffffffffU : (1U << (8 * len)) - 1;
+    return (w & mask) == (token & mask);
+}
+
+// HTTP/1.x: a request method or "HTTP" (a status line: a connection picked up mid-stream, or a
+// client whose first read is a response), compared as their first four bytes.
+static __always_inline int looks_like_http1(const __u8 *p, __u32 len)
+{
+    __u32 w = WORD4(p[0], p[1], p[2], p[3]);
+    bool any = word_prefix(w, WORD4('G', 'E', 'T', ' '), len) ||
+               word_prefix(w, WORD4('P', 'O', 'S', 'T'), len) ||
+               word_prefix(w, WORD4('P', 'U', 'T', ' '), len) ||
+               word_prefix(w, WORD4('H', 'E', 'A', 'D'), len) ||
+               word_prefix(w, WORD4('D', 'E', 'L', 'E'), len) ||
+               word_prefix(w, WORD4('P', 'A', 'T', 'C'), len) ||
+               word_prefix(w, WORD4('O', 'P', 'T', 'I'), len) ||
+               word_prefix(w, WORD4('C', 'O', 'N', 'N'), len) ||
+               word_prefix(w, WORD4('T', 'R', 'A', 'C'), len) ||
+               word_prefix(w, WORD4('H', 'T', 'T', 'P'), len);
+    if (!any)
+        return CLASSIFY_NO;
+    return len >= 4 ? CLASSIFY_YES : CLASSIFY_MAYBE;
+}
+
+// Digits of a RESP array's length taken for a command: 9,999,999 arguments is far beyond any
+// real command, and bounds the look.
+#define RESP_MAX_DIGITS 7
+
+// Redis: a command as clients send it, a RESP array of bulk strings, `*<count>\r\n$`; its replies
+// (`+OK`, `:1`...) are not looked at: POP3 and others answer `+OK` too. Inline commands (a line
+// of words) are what a telnet user types: any text protocol's line would pass for one, so only
+// exact forms a real client sends are taken, here redis-benchmark's PING_INLINE (`PING\r\n`).
+static __always_inline int looks_like_redis(const __u8 *p, __u32 len)
+{
+    if (p[0] == '*') {
+        __u32 digits = 0;
+#pragma unroll
+        for (__u32 i = 1; i < RESP_MAX_DIGITS + 2; i++) {
+            if (i >= len)
+                return CLASSIFY_MAYBE;
+            __u8 c = p[i];
+            if (c >= '0' && c <= '9') {
+                if (digits == RESP_MAX_DIGITS || (digits == 0 && c == '0'))
+                    return CLASSIFY_NO;
+                digits++;
+                continue;
+            }
+            if (digits == 0 || c != '\r')
+                return CLASSIFY_NO;
+            if (i + 1 >= len)
+                return CLASSIFY_MAYBE;
+            if (p[i + 1] != '\n')
+                return CLASSIFY_NO;
+            if (i + 2 >= len)
+                return CLASSIFY_MAYBE;
+            return p[i + 2] == '$' ? CLASSIFY_YES : CLASSIFY_NO;
+        }
+        return CLASSIFY_NO;
+    }
+    __u32 w = WORD4(p[0], p[1], p[2], p[3]);
+    if (!word_prefix(w, WORD4('P', 'I', 'N', 'G'), len))
+        return CLASSIFY_NO;
+    if (len < 6)
+        return (len < 5 || p[4] == '\r') ? CLASSIFY_MAYBE : CLASSIFY_NO;
+    return p[4] == '\r' && p[5] == '\n' ? CLASSIFY_YES : CLASSIFY_NO;
+}
+
+#undef WORD4
+
+// The protocol of a message start (`p`: CLASSIFY_BYTES bytes, the first `len` valid), among the
+// enabled ones: LOUPE_PROTOCOL_UNKNOWN with *maybe set when it may yet become one of them.
+static __always_inline __u8 classify_start(const __u8 *p, __u32 len, bool *maybe)
+{
+    int http = CLASSIFY_NO;
+    int redis = CLASSIFY_NO;
+    if (enabled_protocols & (1U << LOUPE_PROTOCOL_HTTP1))
+        http = looks_like_http1(p, len);
+    if (http == CLASSIFY_YES)
+        return LOUPE_PROTOCOL_HTTP1;
+    if (enabled_protocols & (1U << LOUPE_PROTOCOL_REDIS))
+        redis = looks_like_redis(p, len);
+    if (redis == CLASSIFY_YES)
+        return LOUPE_PROTOCOL_REDIS;
+    *maybe = http == CLASSIFY_MAYBE || redis == CLASSIFY_MAYBE;
+    return LOUPE_PROTOCOL_UNKNOWN;
+}
+
+#endif /* LOUPE_BPF_PROTOCOL_CLASSIFY_BPF_H */
