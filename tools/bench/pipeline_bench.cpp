@@ -17,9 +17,11 @@ namespace {
 
 std::vector<std::uint8_t> data_record(std::uint32_t tgid, std::int32_t fd, std::uint64_t ts,
                                       std::uint8_t dir, const std::string& payload,
-                                      std::uint64_t length, std::uint32_t spread_ns = 0) {
+                                      std::uint64_t length, std::uint32_t spread_ns = 0,
+                                      std::uint8_t protocol = LOUPE_PROTOCOL_HTTP1) {
     loupe_data_event e{};
     e.header.kind = LOUPE_EVENT_DATA;
+    e.header.protocol = protocol;
     e.header.timestamp_ns = ts;
     e.header.conn = {tgid, fd, 1};
     e.length = length;
@@ -34,14 +36,15 @@ std::vector<std::uint8_t> data_record(std::uint32_t tgid, std::int32_t fd, std::
     return out;
 }
 
-std::vector<std::uint8_t> open_record(std::uint32_t tgid, std::int32_t fd) {
+std::vector<std::uint8_t> open_record(std::uint32_t tgid, std::int32_t fd,
+                                      const char* comm = "nginx") {
     loupe_conn_open_event e{};
     e.header.kind = LOUPE_EVENT_CONN_OPEN;
     e.header.conn = {tgid, fd, 1};
     e.role = LOUPE_ROLE_SERVER;
     e.family = 2;
     e.local_port = 80;
-    std::strcpy(e.comm, "nginx");
+    std::strncpy(e.comm, comm, sizeof(e.comm) - 1);
     std::vector<std::uint8_t> out(sizeof(e));
     std::memcpy(out.data(), &e, sizeof(e));
     return out;
@@ -100,6 +103,59 @@ void BM_PipelineHttpServer(benchmark::State& state) {
     state.counters["series"] = static_cast<double>(store.series().size());
 }
 BENCHMARK(BM_PipelineHttpServer)->Arg(0)->Arg(1);
+
+std::string resp_command(const std::string& a, const std::string& b, const std::string& c = "") {
+    auto bulk = [](const std::string& w) {
+        return "$" + std::to_string(w.size()) + "\r\n" + w + "\r\n";
+    };
+    return (c.empty() ? "*2\r\n" : "*3\r\n") + bulk(a) + bulk(b) + (c.empty() ? "" : bulk(c));
+}
+
+void BM_PipelineRedisServer(benchmark::State& state) {
+    // redis-server's side of redis-benchmark: 64 connections, GET and SET on random keys, Arg
+    // commands a read (-P), all replies of a read in one write. Items: operations.
+    const int pipeline = static_cast<int>(state.range(0));
+    const int kConns = 64;
+    loupe::aggregate::RequestMetricsStore store;
+    std::chrono::nanoseconds now{std::chrono::seconds(1000)};
+    loupe::pipeline::ConnectionTracker tracker(
+        {}, 100'000,
+        [&](const loupe::protocols::Request& r,
+            const loupe::pipeline::ConnectionTracker::Origin& o) {
+            store.record(r, {o.service, o.server_address, o.server_port}, now);
+        },
+        [](std::uint32_t) { return std::string("redis-server"); });
+    for (int c = 0; c < kConns; ++c)
+        tracker.on_record(open_record(200, c, "redis-server"));
+    std::vector<std::vector<std::uint8_t>> records;
+    std::uint64_t ts = 1'000'000'000'000;
+    for (int i = 0; i < 2048; ++i) {
+        const int conn = i % kConns;
+        std::string commands, replies;
+        for (int k = 0; k < pipeline; ++k) {
+            const std::string key = "key:" + std::to_string((i * 31 + k * 7) % 100000);
+            if (k % 2) {
+                commands += resp_command("SET", key, "xxx");
+                replies += "+OK\r\n";
+            } else {
+                commands += resp_command("GET", key);
+                replies += k % 4 ? "$3\r\nxxx\r\n" : "$-1\r\n";
+            }
+        }
+        records.push_back(data_record(200, conn, ts += 1000, LOUPE_DIR_INGRESS, commands,
+                                      commands.size(), 0, LOUPE_PROTOCOL_REDIS));
+        records.push_back(data_record(200, conn, ts += 5000, LOUPE_DIR_EGRESS, replies,
+                                      replies.size(), 0, LOUPE_PROTOCOL_REDIS));
+    }
+    std::size_t i = 0;
+    for (auto _ : state) {
+        tracker.on_record(records[i]);
+        if (++i == records.size()) i = 0;
+    }
+    state.SetItemsProcessed(state.iterations() * pipeline / 2);  // two records a pipeline
+    state.counters["operations"] = static_cast<double>(tracker.counters().exchanges);
+}
+BENCHMARK(BM_PipelineRedisServer)->Arg(1)->Arg(16);
 
 void BM_EventMergerDrain(benchmark::State& state) {
     // The agent's pattern: a drain every 30 ms takes ~2,600 records from two per-CPU rings and
