@@ -68,6 +68,8 @@ enum loupe_protocol {
     LOUPE_PROTOCOL_UNKNOWN = 0,
     LOUPE_PROTOCOL_HTTP1 = 1,
     LOUPE_PROTOCOL_REDIS = 2,
+    LOUPE_PROTOCOL_POSTGRES = 3,
+    LOUPE_PROTOCOL_MYSQL = 4, // MySQL and MariaDB (one wire protocol)
     LOUPE_PROTOCOL_COUNT,
 };
 

@@ -1,4 +1,4 @@
-# loupe_protocol(NAME <name> SOURCES <file>... [TESTS <file>...] [FUZZER <file>])
+# loupe_protocol(NAME <name> SOURCES <file>... [DEPENDS <name>...] [TESTS <file>...] [FUZZER <file>])
 #
 # Adds one protocol of userspace/protocols/<name>/ to the build:
 #   loupe_protocol_<name>  static library of SOURCES (pure code: no kernel, no I/O), linking
@@ -9,11 +9,13 @@
 #   loupe_<name>_fuzz      libFuzzer target of FUZZER, compiled together with SOURCES so that the
 #                          parser is instrumented too. With LOUPE_BUILD_FUZZERS (clang); run by
 #                          `tools/fuzz.sh <name> [SECONDS]`.
+# DEPENDS names other loupe_protocol() modules this one uses (e.g. `sql`, the statement
+# summariser shared by the SQL protocols): linked, and compiled into the fuzzer too.
 # Relative paths are taken from the calling directory.
 include_guard(GLOBAL)
 
 function(loupe_protocol)
-  cmake_parse_arguments(PARSE_ARGV 0 arg "" "NAME;FUZZER" "SOURCES;TESTS")
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "NAME;FUZZER" "SOURCES;TESTS;DEPENDS")
   if(NOT arg_NAME OR NOT arg_SOURCES)
     message(FATAL_ERROR "loupe_protocol: NAME and SOURCES are required")
   endif()
@@ -29,11 +31,23 @@ function(loupe_protocol)
 
   # Every protocol's sources, for fuzzers of the whole pipeline (tests/fuzz: records).
   set_property(GLOBAL APPEND PROPERTY LOUPE_PROTOCOL_SOURCES ${sources})
+  set_property(GLOBAL PROPERTY LOUPE_PROTOCOL_${arg_NAME}_SOURCES ${sources})
+  set(dependency_sources "")
+  foreach(dep IN LISTS arg_DEPENDS)
+    get_property(dep_sources GLOBAL PROPERTY LOUPE_PROTOCOL_${dep}_SOURCES)
+    if(NOT dep_sources)
+      message(FATAL_ERROR "loupe_protocol(${arg_NAME}): add_subdirectory ${dep} before it")
+    endif()
+    list(APPEND dependency_sources ${dep_sources})
+  endforeach()
 
   set(lib loupe_protocol_${arg_NAME})
   add_library(${lib} STATIC ${sources})
   target_include_directories(${lib} PUBLIC ${includes})
   target_link_libraries(${lib} PRIVATE loupe_warnings)
+  foreach(dep IN LISTS arg_DEPENDS)
+    target_link_libraries(${lib} PUBLIC loupe_protocol_${dep})
+  endforeach()
 
   if(LOUPE_BUILD_TESTS AND arg_TESTS)
     find_package(GTest REQUIRED)
@@ -54,7 +68,7 @@ function(loupe_protocol)
     endif()
     get_filename_component(fuzzer "${arg_FUZZER}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
     set(flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-    add_executable(loupe_${arg_NAME}_fuzz ${fuzzer} ${sources})
+    add_executable(loupe_${arg_NAME}_fuzz ${fuzzer} ${sources} ${dependency_sources})
     target_include_directories(loupe_${arg_NAME}_fuzz PRIVATE ${includes})
     target_compile_options(loupe_${arg_NAME}_fuzz PRIVATE ${flags})
     target_link_options(loupe_${arg_NAME}_fuzz PRIVATE ${flags})

@@ -23,6 +23,10 @@ std::string_view SeriesKeyView::field(KeyField f) const {
             return server_address;
         case KeyField::kServerPort:
             return server_port;
+        case KeyField::kCollection:
+            return collection;
+        case KeyField::kSystem:
+            return system;
         case KeyField::kConstant:
             break;
     }
@@ -96,7 +100,9 @@ void RequestMetricsStore::record(const protocols::Request& request, const Reques
                             spec->status ? spec->status(request, status_scratch) : "",
                             request.db_namespace,
                             client ? context.server_address : std::string_view(),
-                            port};
+                            port,
+                            request.collection,
+                            request.system_name};
     auto it = series_.find(key);
     if (it == series_.end()) {
         it = add_series(key, *spec);

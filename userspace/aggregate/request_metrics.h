@@ -31,10 +31,11 @@ struct SeriesKey;
 struct SeriesKeyView {
     Protocol protocol = Protocol::kUnknown;
     Side side = Side::kServer;
-    std::string_view service, operation, target, status, db_namespace, server_address, server_port;
+    std::string_view service, operation, target, status, db_namespace, server_address, server_port,
+        collection, system;
     auto tie() const {
         return std::make_tuple(protocol, side, service, operation, target, status, db_namespace,
-                               server_address, server_port);
+                               server_address, server_port, collection, system);
     }
     SeriesKey owned() const;
     std::string_view field(protocols::KeyField f) const;
@@ -50,9 +51,11 @@ struct SeriesKey {
     std::string db_namespace;    // databases: the database (Redis: its number)
     std::string server_address;  // client side only
     std::string server_port;     // client side only
+    std::string collection;      // SQL: the one table a statement names
+    std::string system;          // db_system_name when the protocol's spec does not fix it
     SeriesKeyView view() const {
-        return {protocol, side,         service,        operation,  target,
-                status,   db_namespace, server_address, server_port};
+        return {protocol,     side,           service,     operation,  target, status,
+                db_namespace, server_address, server_port, collection, system};
     }
     auto tie() const { return view().tie(); }
     bool operator<(const SeriesKey& o) const { return tie() < o.tie(); }
@@ -68,7 +71,9 @@ inline SeriesKey SeriesKeyView::owned() const {
             std::string(status),
             std::string(db_namespace),
             std::string(server_address),
-            std::string(server_port)};
+            std::string(server_port),
+            std::string(collection),
+            std::string(system)};
 }
 
 // Orders keys and views alike (a transparent comparator: std::map::find takes a view).

@@ -63,8 +63,9 @@ LabelSet series_labels(ServiceLabels& services, const aggregate::SeriesKey& key,
                        const protocols::FamilySpec& family) {
     LabelSet labels = services.of(key.service);
     for (const auto& l : family.labels) {
-        const std::string_view value =
+        std::string_view value =
             l.field == protocols::KeyField::kConstant ? l.constant : key.field(l.field);
+        if (value.empty() && l.field == protocols::KeyField::kSystem) value = l.constant;
         if (l.omit_empty && value.empty()) continue;
         labels.add(l.name, value);
     }

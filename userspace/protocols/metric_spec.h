@@ -24,6 +24,8 @@ enum class KeyField : std::uint8_t {
     kNamespace,
     kServerAddress,
     kServerPort,
+    kCollection,
+    kSystem,  // Request::system_name; LabelSpec::constant when it is empty
 };
 
 struct LabelSpec {

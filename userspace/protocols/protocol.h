@@ -22,6 +22,8 @@ enum class Protocol : std::uint8_t {
     kUnknown = LOUPE_PROTOCOL_UNKNOWN,
     kHttp1 = LOUPE_PROTOCOL_HTTP1,
     kRedis = LOUPE_PROTOCOL_REDIS,
+    kPostgres = LOUPE_PROTOCOL_POSTGRES,
+    kMysql = LOUPE_PROTOCOL_MYSQL,
 };
 
 // As seen from the traced process: ingress = it read the bytes, egress = it wrote them.
@@ -52,13 +54,23 @@ struct Request {
     // HTTP: the method ("GET", or "_OTHER"); Redis: the command as sent, upper-cased, two-word
     // commands whole ("CONFIG GET").
     std::string_view operation;
-    // HTTP: the path without query string (normalised into a route by the store); else empty.
+    // HTTP: the path without query string (normalised into a route by the store); SQL: the
+    // statement's summary (db_query_summary: verb and tables, no literal); else empty.
     std::string_view target;
+    // SQL: the statement with every literal replaced by `?` (the slow-operation log's text; never
+    // a metric label); else empty.
+    std::string_view statement;
+    // db_collection_name: SQL statements on one table name it; else empty.
+    std::string_view collection;
+    // db_system_name when the protocol's spec does not fix it (MySQL's wire protocol: "mysql" or
+    // "mariadb", from the server's greeting); empty: the spec's constant.
+    std::string_view system_name;
     // HTTP: the response status (0: none, the connection closed first). Unused elsewhere.
     int status = 0;
     // Not empty: the operation failed, and this is why, as a label value: Redis's error prefix
-    // ("ERR", "WRONGTYPE", "NOAUTH"), "closed" (no reply before the connection closed). HTTP
-    // requests leave it empty: their status says.
+    // ("ERR", "WRONGTYPE", "NOAUTH"), PostgreSQL's SQLSTATE ("23505"), MySQL's error number
+    // ("1062"), "closed" (no reply before the connection closed). HTTP requests leave it empty:
+    // their status says.
     std::string_view error;
     // db_namespace: Redis's database number ("0" unless SELECT said otherwise); else empty.
     std::string_view db_namespace;
