@@ -24,7 +24,7 @@
 // Load-time: the protocols connections are classified as (bit 1 << enum loupe_protocol). A
 // connection that is none of them stops costing after a few events.
 const volatile __u32 enabled_protocols =
-    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS);
+    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS) | (1U << LOUPE_PROTOCOL_POSTGRES);
 
 #define WORD4(a, b, c, d)                                                                          \
     ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
@@ -101,12 +101,59 @@ static __always_inline int looks_like_redis(const __u8 *p, __u32 len)
 
 #undef WORD4
 
+#define BE32(p, i)                                                                                 \
+    (((__u32)(p)[i] << 24) | ((__u32)(p)[(i) + 1] << 16) | ((__u32)(p)[(i) + 2] << 8) |            \
+     (__u32)(p)[(i) + 3])
+#define PG_SSL_REQUEST 80877103U
+#define PG_GSSENC_REQUEST 80877104U
+#define PG_CANCEL_REQUEST 80877102U
+// PostgreSQL's own limit on a startup-phase message (MAX_STARTUP_PACKET_LENGTH).
+#define PG_MAX_STARTUP_LENGTH 10000U
+
+// PostgreSQL: the first message a client sends, untyped: int32 length, int32 code. SSLRequest and
+// GSSENCRequest (length 8) and CancelRequest (length 16) by their fixed codes; a StartupMessage
+// by protocol major version 3 (0x0003xxxx), a length PostgreSQL accepts, and its first parameter
+// name (`user`, `database`...: [a-z_.0-9] up to its NUL). Every client writes these whole, so 8
+// bytes decide. Typed messages of a connection picked up mid-stream are not taken: their type is a
+// letter and their SQL text is what other traffic may hold (beyla#1745, OBI#1464).
+static __always_inline int looks_like_postgres(const __u8 *p, __u32 len)
+{
+    if (len < 8)
+        return CLASSIFY_NO;
+    __u32 length = BE32(p, 0);
+    __u32 code = BE32(p, 4);
+    if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST)
+        return length == 8 ? CLASSIFY_YES : CLASSIFY_NO;
+    if (code == PG_CANCEL_REQUEST)
+        return length == 16 ? CLASSIFY_YES : CLASSIFY_NO;
+    if ((code >> 16) != 3 || length <= 9 || length > PG_MAX_STARTUP_LENGTH || len < 9)
+        return CLASSIFY_NO;
+    __u8 c = p[8];
+    if (!((c >= 'a' && c <= 'z') || c == '_'))
+        return CLASSIFY_NO;
+    bool ended = false;
+#pragma unroll
+    for (__u32 i = 9; i < CLASSIFY_BYTES; i++) {
+        c = p[i];
+        if (i >= len || ended)
+            continue;
+        if (c == 0)
+            ended = true;
+        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'))
+            return CLASSIFY_NO;
+    }
+    return CLASSIFY_YES;
+}
+
+#undef BE32
+
 // The protocol of a message start (`p`: CLASSIFY_BYTES bytes, the first `len` valid), among the
 // enabled ones: LOUPE_PROTOCOL_UNKNOWN with *maybe set when it may yet become one of them.
 static __always_inline __u8 classify_start(const __u8 *p, __u32 len, bool *maybe)
 {
     int http = CLASSIFY_NO;
     int redis = CLASSIFY_NO;
+    int postgres = CLASSIFY_NO;
     if (enabled_protocols & (1U << LOUPE_PROTOCOL_HTTP1))
         http = looks_like_http1(p, len);
     if (http == CLASSIFY_YES)
@@ -115,6 +162,10 @@ static __always_inline __u8 classify_start(const __u8 *p, __u32 len, bool *maybe
         redis = looks_like_redis(p, len);
     if (redis == CLASSIFY_YES)
         return LOUPE_PROTOCOL_REDIS;
+    if (enabled_protocols & (1U << LOUPE_PROTOCOL_POSTGRES))
+        postgres = looks_like_postgres(p, len);
+    if (postgres == CLASSIFY_YES)
+        return LOUPE_PROTOCOL_POSTGRES;
     *maybe = http == CLASSIFY_MAYBE || redis == CLASSIFY_MAYBE;
     return LOUPE_PROTOCOL_UNKNOWN;
 }
