@@ -1,6 +1,7 @@
 // The kernel's protocol classification, against real socket reads and writes: a child process
 // talks to itself over a loopback TCP connection (loupe never traces itself), and the events the
 // real programs sent for it are checked: their protocol, and which ones were sent at all.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,68 @@ TEST(SocketClassify, KeywordsInArbitraryTrafficDoNotClassify) {
         const auto data = data_of(events, ends[i].server);
         ASSERT_EQ(data.size(), 1u) << firsts[i];
         EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_UNKNOWN) << firsts[i];
+    }
+}
+
+std::string be32(std::uint32_t v) {
+    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+            static_cast<char>(v)};
+}
+
+// PostgreSQL: the untyped message a client sends first, by its code and length. The SSLRequest's
+// answer is one byte; the StartupMessage follows in plaintext.
+TEST(SocketClassify, PostgresStartupMessages) {
+    REQUIRE_ROOT();
+    const std::string startup_body = std::string("user\0loupe\0database\0bench\0\0", 27);
+    const std::vector<std::string> firsts = {
+        be32(8) + be32(80877103),                       // SSLRequest
+        be32(8) + be32(80877104),                       // GSSENCRequest
+        be32(16) + be32(80877102) + be32(1) + be32(2),  // CancelRequest
+        be32(8 + 27) + be32(196608) + startup_body,     // StartupMessage 3.0
+        be32(8 + 27) + be32(196610) + startup_body,     // 3.2 (PostgreSQL 18)
+    };
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i) {
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+                send_and_receive(e[i].server, e[i].client, "N");
+            }
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i)
+        for (const int fd : {ends[i].client, ends[i].server}) {
+            const auto data = data_of(events, fd);
+            ASSERT_EQ(data.size(), 2u) << i;
+            EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_POSTGRES) << i;
+            EXPECT_EQ(data[1].protocol, LOUPE_PROTOCOL_POSTGRES) << i;  // the one-byte answer
+        }
+}
+
+// SQL in other traffic, typed PostgreSQL messages (a connection picked up mid-stream), and
+// near-misses of the startup codes: none is PostgreSQL (beyla#1745, OBI#1464).
+TEST(SocketClassify, SqlInOtherTrafficIsNotPostgres) {
+    REQUIRE_ROOT();
+    const std::vector<std::string> firsts = {
+        "SELECT * FROM users WHERE id = 1;\n",
+        std::string("Q\0\0\0\015SELECT 1\0", 14),
+        be32(9) + be32(80877103) + "x",  // SSLRequest code, wrong length
+        be32(8 + 11) + be32(196608) + std::string("User\0x\0\0", 8) + "xxx",  // not a parameter
+        be32(20000) + be32(196608) + std::string("user\0x\0\0", 8),  // beyond PostgreSQL's limit
+        be32(8 + 10) + be32(131072) + std::string("user\0x\0\0\0\0", 10),  // protocol 2.0
+        "POST /q HTTP/1.1\r\nContent-Length: 20\r\n\r\nINSERT INTO t VALUES",
+    };
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i)
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i) {
+        const auto data = data_of(events, ends[i].server);
+        ASSERT_EQ(data.size(), 1u) << i;
+        EXPECT_NE(data[0].protocol, LOUPE_PROTOCOL_POSTGRES) << i;
     }
 }
 

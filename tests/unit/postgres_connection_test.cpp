@@ -321,6 +321,38 @@ TEST_P(PostgresBothSides, LostHeaderResynchronises) {
     EXPECT_EQ(c.sink.ops[0].start, 30u);
 }
 
+// Segments as the capture gives them: the first 16 KiB and the last 16 bytes.
+Segment capped(Direction d, const std::string& bytes, std::uint64_t ts) {
+    Segment s;
+    s.direction = d;
+    s.timestamp_ns = ts;
+    s.length = bytes.size();
+    s.head = {reinterpret_cast<const std::uint8_t*>(bytes.data()), 16384};
+    s.tail = {reinterpret_cast<const std::uint8_t*>(bytes.data()) + bytes.size() - 16, 16};
+    return s;
+}
+
+TEST_P(PostgresBothSides, LargeResultReadAtOnceEndingWithReadyForQuery) {
+    Conversation c(GetParam());
+    c.connect();
+    c.frontend(query("SELECT big FROM t"), 10);
+    const std::string reply =
+        row_description() + data_row(std::string(1 << 20, 'x')) + complete("SELECT 1") + ready();
+    const Direction d = GetParam() == Side::kClient ? Direction::kIngress : Direction::kEgress;
+    c.parser.on_segment(capped(d, reply, 20), c.sink);
+    ASSERT_EQ(c.sink.ops.size(), 1u);
+    EXPECT_EQ(c.sink.ops[0].operation, "SELECT");
+    EXPECT_EQ(c.sink.ops[0].end, 20u);
+    EXPECT_EQ(c.parser.postgres_stats().unseen_replies, 1u);
+    EXPECT_EQ(c.parser.pending(), 0u);
+    // In step again at the next read.
+    c.frontend(query("SELECT 1"), 30);
+    c.backend(complete("SELECT 1") + ready(), 31);
+    ASSERT_EQ(c.sink.ops.size(), 2u);
+    EXPECT_EQ(c.sink.ops[1].start, 30u);
+    EXPECT_EQ(c.parser.stats().unmatched_responses, 0u);
+}
+
 TEST_P(PostgresBothSides, ReplyBeforeItsRequestIsUnmatched) {
     Conversation c(GetParam());
     c.connect();

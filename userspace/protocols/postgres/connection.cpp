@@ -116,6 +116,11 @@ void PostgresConnection::parse_direction(const View& v, bool frontend,
             case MessageReader::Result::kNeedMore:
                 return;
             case MessageReader::Result::kLost:
+                if (!frontend && ends_with_ready(v)) {
+                    finish_unseen(v, sink);
+                    return;
+                }
+                [[fallthrough]];
             case MessageReader::Result::kInvalid:
                 if (probe_failures_ < kProbeBudget && pg_stats_.startups == 0 && pending_.empty() &&
                     frontend && reader.framing() == MessageReader::Framing::kStartup) {
@@ -132,9 +137,41 @@ void PostgresConnection::parse_direction(const View& v, bool frontend,
     }
 }
 
+bool PostgresConnection::ends_with_ready(const View& v) noexcept {
+    if (v.tail_len < 6) return false;
+    const std::uint8_t* z = v.tail + v.tail_len - 6;
+    return z[0] == 'Z' && z[1] == 0 && z[2] == 0 && z[3] == 0 && z[4] == 5 &&
+           (z[5] == 'I' || z[5] == 'T' || z[5] == 'E');
+}
+
+void PostgresConnection::finish_unseen(const View& v, protocols::RequestSink& sink) {
+    // The replies' boundaries fell in bytes never copied, but the read ends with ReadyForQuery:
+    // the oldest request was answered whole in it. Its statements are reported with this read as
+    // their end and no outcome; the next read starts at a message again.
+    ++stats_.desyncs;
+    back_.reset();
+    while (!pending_.empty() && pending_.front().start_ns <= v.ts) {
+        Pending& p = pending_.front();
+        if (p.kind == Kind::kExecute) {
+            ++pg_stats_.unseen_replies;
+            report(p, p.shape.get(), v.ts, {}, sink);
+        } else if (p.kind == Kind::kQuery && !p.failed) {
+            for (; p.next < p.statements.size(); ++p.next) {
+                ++pg_stats_.unseen_replies;
+                report(p, p.statements[p.next].get(), v.ts, {}, sink);
+            }
+        }
+        const Kind kind = p.kind;
+        pop_front();
+        if (kind == Kind::kSync || kind == Kind::kQuery || kind == Kind::kFunction ||
+            kind == Kind::kStartup)
+            break;
+    }
+}
+
 void PostgresConnection::desync(bool frontend) {
     ++stats_.desyncs;
-    stats_.dropped_requests += pending_.size();
+    pg_stats_.lost_requests += pending_.size();
     pending_.clear();
     skip_until_sync_ = false;
     group_open_ = false;

@@ -41,6 +41,11 @@ struct PostgresStats {
     std::uint64_t untracked_completions = 0;  // more CommandCompletes than statements seen in a Q
     std::uint64_t other_errors = 0;           // errors of no statement (startup, Sync, Describe)
     std::uint64_t skipped_segments = 0;       // while resynchronising or after giving up
+    // Requests waiting when a direction lost its footing: dropped, not reported.
+    std::uint64_t lost_requests = 0;
+    // Statements reported without their reply's outcome: it lay in bytes never copied, in a read
+    // that ends with ReadyForQuery (a large result read at once by the client).
+    std::uint64_t unseen_replies = 0;
     bool not_postgres = false;
 };
 
@@ -68,8 +73,11 @@ struct PostgresStats {
 //  - NoticeResponse, ParameterStatus and NotificationResponse are no replies (ParserStats::pushes).
 //  - A reply must start at or after the request it answers; else it is counted unmatched.
 //  - Bytes never captured: bodies are skipped by count, whatever their size. A header in bytes
-//    never seen (or bytes that are no header) loses that direction's footing: the pending
-//    requests are dropped (ParserStats::dropped_requests, desyncs) and the direction
+//    never seen (or bytes that are no header) loses that direction's footing (ParserStats::
+//    desyncs). When a read of replies that lost it ends with ReadyForQuery (a client reading a
+//    large result at once), the oldest request's statements are reported with that read as
+//    their end and no outcome (PostgresStats::unseen_replies), and the next read is in step.
+//    Otherwise the pending requests are dropped (PostgresStats::lost_requests) and the direction
 //    resynchronises on a later segment that starts with a plausible message header.
 //  - on_close reports every statement still waiting with error "closed".
 class PostgresConnection final : public protocols::ConnectionParser {
@@ -133,6 +141,8 @@ class PostgresConnection final : public protocols::ConnectionParser {
     void push(Pending p);
     void pop_front();
     void desync(bool frontend);
+    static bool ends_with_ready(const View& v) noexcept;
+    void finish_unseen(const View& v, protocols::RequestSink& sink);
     void give_up();
     void report(const Pending& p, const Shape* shape, std::uint64_t end_ns, std::string_view error,
                 protocols::RequestSink& sink);
