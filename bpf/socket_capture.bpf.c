@@ -226,7 +226,7 @@ __noinline int classify_undecided(struct conn_state *state, struct loupe_data_ev
     __builtin_memcpy(start, &e->head[skip], CLASSIFY_BYTES); // head[] is larger: past len unused
     len -= skip;
     bool maybe = false;
-    __u8 protocol = classify_start(start, len, &maybe);
+    __u8 protocol = classify_start(start, len, e->length - skip, &maybe);
     if (protocol != LOUPE_PROTOCOL_UNKNOWN) {
         state->protocol = protocol;
         state->held_len = 0;

@@ -128,13 +128,48 @@ TEST(SocketClassify, PostgresStartupMessages) {
         }
 }
 
-// SQL in other traffic, typed PostgreSQL messages (a connection picked up mid-stream), and
+std::string typed(char type, const std::string& body) {
+    return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
+}
+
+// A connection open before loupe started: taken at a client's Query (the whole write), Parse or
+// Bind of a named statement.
+TEST(SocketClassify, PostgresPickedUpMidStream) {
+    REQUIRE_ROOT();
+    const std::vector<std::string> firsts = {
+        typed('Q', std::string("SELECT abalance FROM pgbench_accounts\0", 38)),
+        typed('P', std::string("\0SELECT $1::int\0\0\0", 18)) + typed('S', ""),
+        typed('B', std::string("\0P0_12\0\0\0\0\0\0\0", 13)) +
+            typed('E', std::string("\0\0\0\0\0", 5)) + typed('S', ""),
+    };
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i)
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i)
+        for (const int fd : {ends[i].client, ends[i].server}) {
+            const auto data = data_of(events, fd);
+            ASSERT_EQ(data.size(), 1u) << i;
+            EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_POSTGRES) << i;
+        }
+}
+
+// SQL in other traffic, typed messages without the framing a mid-stream pick-up needs, and
 // near-misses of the startup codes: none is PostgreSQL (beyla#1745, OBI#1464).
 TEST(SocketClassify, SqlInOtherTrafficIsNotPostgres) {
     REQUIRE_ROOT();
     const std::vector<std::string> firsts = {
         "SELECT * FROM users WHERE id = 1;\n",
         std::string("Q\0\0\0\015SELECT 1\0", 14),
+        typed('Q', std::string("SELECT abalance FROM pgbench_accounts\0", 38)) + "x",  // not all
+        typed('Q', std::string("\x01\x02"
+                               "binary payload here\0",
+                               22)),
+        typed('B', std::string("\0\0\0\0\0\0\0\0\0\0\0\0", 12)),  // no statement name
+        typed('P', std::string("name with space\0SELECT\0", 23)),
         be32(9) + be32(80877103) + "x",  // SSLRequest code, wrong length
         be32(8 + 11) + be32(196608) + std::string("User\0x\0\0", 8) + "xxx",  // not a parameter
         be32(20000) + be32(196608) + std::string("user\0x\0\0", 8),  // beyond PostgreSQL's limit

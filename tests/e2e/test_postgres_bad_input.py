@@ -2,6 +2,8 @@
 """PostgreSQL traffic that is broken, huge or cut short: nothing crashes, and the well-formed
 traffic beside it is still counted exactly.
 
+A session opened before the agent started, with a statement prepared on it, executes it 30 times
+after: each is counted on both sides as `EXECUTE early_stmt` (pg_stat_statements: 30 calls).
 Meanwhile pgbench -M extended runs on its own connections to database `bench`; the bad traffic
 goes to the same server (other connections, database `big`):
 - garbage on the port: an HTTP request and random bytes, and a StartupMessage header followed by
@@ -25,6 +27,8 @@ from postgres_server import BENCH_DB, PostgresServer
 from test_postgres import CLIENT, DEBIAN_PYTHON, SERVER, compare, delta, verb_counts
 
 BIG_DB = "big"
+EARLY_DB = "early"
+EARLY_EXECUTES = 30
 
 BIG_ROW_CLIENT = r"""
 import sys, psycopg2
@@ -60,12 +64,45 @@ def drain(sock, until=None, timeout=5):
     return data
 
 
+def message(type_, body=b""):
+    return type_ + struct.pack(">I", len(body) + 4) + body
+
+
+class EarlySession:
+    """A session opened, and a statement prepared on it, before the agent starts: protocol 3.0
+    spoken by hand (Parse once, then Bind/Execute/Sync of the named statement)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(startup("postgres", EARLY_DB))
+        self.read_until_ready()
+        self.sock.sendall(message(b"P", b"early_stmt\0SELECT $1::int + 1\0\0\0") + message(b"S"))
+        self.read_until_ready()
+
+    def read_until_ready(self):
+        data = b""
+        while not data.endswith(b"Z\0\0\0\5I"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                fail("the early session was closed")
+            data += chunk
+        if data.startswith(b"E"):
+            fail("the early session got an error")
+
+    def execute(self):
+        bind = b"\0early_stmt\0" + struct.pack(">hhIsh", 0, 1, 1, b"7", 0)
+        self.sock.sendall(message(b"B", bind) + message(b"E", b"\0" + struct.pack(">I", 0)) +
+                          message(b"S"))
+        self.read_until_ready()
+
+
 def main():
     require_root()
     time_limit(120)
+    server = PostgresServer(BIG_DB, EARLY_DB)
+    early = EarlySession(server.port)
     # 32 MB of rows in 8 KiB writes: a ring large enough that none of their events is dropped.
     agent = Agent("--ring-buffer-bytes", "134217728")
-    server = PostgresServer(BIG_DB)
     try:
         run_dsn = server.dsn()
         subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-n", run_dsn], check=True,
@@ -76,6 +113,10 @@ def main():
         bench = subprocess.Popen(["pgbench", "-n", "-M", "extended", "-c", "2", "-j", "1", "-t",
                                   "400", run_dsn], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
+
+        # The statement prepared before the agent started, executed now.
+        for _ in range(EARLY_EXECUTES):
+            early.execute()
 
         # Garbage on the port.
         with socket.create_connection(("127.0.0.1", server.port)) as junk:
@@ -121,6 +162,18 @@ def main():
         compare("pgbench beside bad input: client side", expected,
                 delta(verb_counts(samples, CLIENT), verb_counts(before, CLIENT)))
         print(f"pgbench per-verb counts exact beside bad input: {dict(expected)}", flush=True)
+
+        early_calls = server.verb_calls(EARLY_DB)
+        if early_calls != {"SELECT": EARLY_EXECUTES}:
+            fail(f"pg_stat_statements of the early session: {dict(early_calls)}")
+        for family in (SERVER, CLIENT):
+            got = sum(v for _, v in select(samples, family + "_count",
+                                           db_query_summary="EXECUTE early_stmt"))
+            if got != EARLY_EXECUTES:
+                fail(f"{family}: {got} executions of the statement prepared before the agent "
+                     f"started, pg_stat_statements says {EARLY_EXECUTES}")
+        print(f"statement prepared before the agent started: {EARLY_EXECUTES} executions as "
+              "'EXECUTE early_stmt' on both sides", flush=True)
 
         big = delta(verb_counts(samples, SERVER, db=BIG_DB), verb_counts(big_before, SERVER, db=BIG_DB))
         big_client = delta(verb_counts(samples, CLIENT, db=BIG_DB),

@@ -404,6 +404,43 @@ TEST(PostgresConnection, SideFromTheStartupMessageWhenNoHint) {
     }
 }
 
+// A connection open before loupe started: picked up at its next Query, Parse or Bind; a statement
+// prepared before then is reported by its name.
+TEST(PostgresConnection, PickedUpMidStream) {
+    for (const auto d : {Direction::kEgress, Direction::kIngress}) {
+        PostgresConnection p(Side::kUnknown);
+        Sink sink;
+        const Direction back = d == Direction::kEgress ? Direction::kIngress : Direction::kEgress;
+        auto feed = [&](Direction dir, const std::string& bytes, std::uint64_t ts) {
+            Segment seg;
+            seg.direction = dir;
+            seg.timestamp_ns = ts;
+            seg.length = bytes.size();
+            seg.head = {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()};
+            p.on_segment(seg, sink);
+        };
+        feed(d, bind("", "P0_3") + execute("") + sync(), 10);
+        feed(back, bind_complete() + complete("UPDATE 1") + ready('T'), 11);
+        feed(d, query("SELECT 1"), 20);
+        feed(back, complete("SELECT 1") + ready(), 21);
+        EXPECT_EQ(p.side(), d == Direction::kEgress ? Side::kClient : Side::kServer);
+        ASSERT_EQ(sink.ops.size(), 2u);
+        EXPECT_EQ(sink.ops[0].summary, "EXECUTE P0_3");
+        EXPECT_EQ(sink.ops[0].db, "");
+        EXPECT_EQ(sink.ops[1].operation, "SELECT");
+        EXPECT_EQ(p.postgres_stats().midstream, 1u);
+        EXPECT_EQ(p.stats().desyncs, 0u);
+    }
+}
+
+TEST(PostgresConnection, PickedUpMidStreamWithAKnownSide) {
+    Conversation c(Side::kClient);
+    c.frontend(query("SELECT 1"), 10);
+    c.backend(complete("SELECT 1") + ready(), 11);
+    ASSERT_EQ(c.sink.ops.size(), 1u);
+    EXPECT_EQ(c.parser.postgres_stats().midstream, 1u);
+}
+
 TEST(PostgresConnection, GarbageIsGivenUp) {
     Conversation c(Side::kServer);
     const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";

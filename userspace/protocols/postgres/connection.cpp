@@ -76,7 +76,9 @@ void PostgresConnection::on_segment(const protocols::Segment& segment,
     const View v(segment);
     const bool ingress = segment.direction == Direction::kIngress;
     if (side_ == Side::kUnknown) {
-        if (!starts_startup_message(v.head, v.cap)) {
+        if (starts_midstream_request(v)) {
+            side_ = ingress ? Side::kServer : Side::kClient;
+        } else if (!starts_startup_message(v.head, v.cap)) {
             ++pg_stats_.skipped_segments;
             ++stats_.unparsed_segments;
             if (++probe_failures_ >= kProbeBudget) {
@@ -95,6 +97,13 @@ void PostgresConnection::parse_direction(const View& v, bool frontend,
                                          protocols::RequestSink& sink) {
     MessageReader& reader = frontend ? front_ : back_;
     bool& resync = frontend ? front_resync_ : back_resync_;
+    // A connection picked up mid-stream (opened before loupe started): its requests are typed
+    // messages from the first one seen.
+    if (frontend && reader.framing() == MessageReader::Framing::kStartup && reader.idle() &&
+        pg_stats_.startups == 0 && starts_midstream_request(v)) {
+        reader.set_framing(MessageReader::Framing::kTyped);
+        ++pg_stats_.midstream;
+    }
     if (resync) {
         if (!starts_typed_message(v.head, v.cap, frontend)) {
             ++pg_stats_.skipped_segments;
@@ -135,6 +144,13 @@ void PostgresConnection::parse_direction(const View& v, bool frontend,
                 return;
         }
     }
+}
+
+bool PostgresConnection::starts_midstream_request(const View& v) noexcept {
+    if (v.cap < 5) return false;
+    const std::uint8_t type = v.head[0];
+    return (type == 'Q' || type == 'P' || type == 'B') &&
+           starts_typed_message(v.head, v.cap, true) && !starts_startup_message(v.head, v.cap);
 }
 
 bool PostgresConnection::ends_with_ready(const View& v) noexcept {

@@ -27,6 +27,7 @@ using ShapePtr = std::shared_ptr<const Shape>;
 // Counters beyond the pipeline-wide ParserStats; all monotonic.
 struct PostgresStats {
     std::uint64_t startups = 0;         // StartupMessages (protocol 3.x)
+    std::uint64_t midstream = 0;        // connections picked up at a Query, Parse or Bind
     std::uint64_t ssl_requests = 0;     // SSLRequest and GSSENCRequest
     std::uint64_t ssl_refused = 0;      // answered 'N': the session goes on in plaintext
     std::uint64_t tls_connections = 0;  // answered 'S' (or 'G'): encrypted, no longer parsed
@@ -51,8 +52,9 @@ struct PostgresStats {
 
 // One PostgreSQL connection. How it reads the segments:
 //  - Side: the hint when the connection was seen opening; otherwise the direction of the first
-//    untyped startup message (written => client, read => server). Frontend messages are the
-//    client's writes and the server's reads.
+//    untyped startup message, or of the Query/Parse/Bind a connection picked up mid-stream (one
+//    open before loupe started) begins with (written => client, read => server). Frontend
+//    messages are the client's writes and the server's reads.
 //  - Session set-up: the StartupMessage gives db_namespace (its `database`, else its `user`).
 //    SSLRequest/GSSENCRequest: a one-byte 'N' (the bytes after it in the same read are the next
 //    messages) keeps the session in plaintext; 'S'/'G' means it is encrypted from then on: counted
@@ -142,6 +144,7 @@ class PostgresConnection final : public protocols::ConnectionParser {
     void pop_front();
     void desync(bool frontend);
     static bool ends_with_ready(const View& v) noexcept;
+    static bool starts_midstream_request(const View& v) noexcept;
     void finish_unseen(const View& v, protocols::RequestSink& sink);
     void give_up();
     void report(const Pending& p, const Shape* shape, std::uint64_t end_ns, std::string_view error,
