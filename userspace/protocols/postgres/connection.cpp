@@ -64,7 +64,7 @@ std::size_t PostgresConnection::memory_bytes() const noexcept {
 
 void PostgresConnection::give_up() {
     gave_up_ = true;
-    pending_.clear();
+    clear_pending();
 }
 
 void PostgresConnection::on_segment(const protocols::Segment& segment,
@@ -188,7 +188,7 @@ void PostgresConnection::finish_unseen(const View& v, protocols::RequestSink& si
 void PostgresConnection::desync(bool frontend) {
     ++stats_.desyncs;
     pg_stats_.lost_requests += pending_.size();
-    pending_.clear();
+    clear_pending();
     skip_until_sync_ = false;
     group_open_ = false;
     if (frontend)
@@ -218,11 +218,18 @@ void PostgresConnection::push(Pending p) {
         ++stats_.dropped_requests;
         return;
     }
+    pending_statements_ += p.statements.size();
     pending_.push_back(std::move(p));
 }
 
 void PostgresConnection::pop_front() {
+    pending_statements_ -= pending_.front().statements.size();
     pending_.pop_front();
+}
+
+void PostgresConnection::clear_pending() {
+    pending_.clear();
+    pending_statements_ = 0;
 }
 
 ShapePtr PostgresConnection::shape_of(std::string_view sql) {
@@ -325,7 +332,11 @@ void PostgresConnection::on_frontend(const Message& m) {
             if (!text.empty() && text.back() == '\0') text.remove_suffix(1);
             Pending p = make_pending(Kind::kQuery, m.start_ns);
             for (const std::string_view s : sql::split_statements(text)) {
-                if (p.statements.size() >= kMaxQueryStatements) break;
+                if (p.statements.size() >= kMaxQueryStatements ||
+                    pending_statements_ + p.statements.size() >= kMaxPendingStatements) {
+                    ++pg_stats_.untracked_statements;
+                    continue;
+                }
                 ++pg_stats_.statements;
                 p.statements.push_back(shape_of(s));
             }
@@ -584,7 +595,7 @@ void PostgresConnection::on_close(std::uint64_t timestamp_ns, protocols::Request
             report(p, p.statements[p.next].get(), timestamp_ns, "closed", sink);
         }
     }
-    pending_.clear();
+    clear_pending();
 }
 
 }  // namespace loupe::postgres

@@ -39,6 +39,7 @@ struct PostgresStats {
     std::uint64_t skipped_after_error = 0;    // messages the server skipped up to the next Sync
     std::uint64_t empty_queries = 0;          // EmptyQueryResponse
     std::uint64_t suspended = 0;              // PortalSuspended (the portal's last Execute counts)
+    std::uint64_t untracked_statements = 0;   // beyond the caps on statements tracked
     std::uint64_t untracked_completions = 0;  // more CommandCompletes than statements seen in a Q
     std::uint64_t other_errors = 0;           // errors of no statement (startup, Sync, Describe)
     std::uint64_t skipped_segments = 0;       // while resynchronising or after giving up
@@ -88,8 +89,11 @@ class PostgresConnection final : public protocols::ConnectionParser {
     static constexpr std::size_t kMaxStatements = 256;       // named prepared statements
     static constexpr std::size_t kMaxPortals = 64;           // named portals
     static constexpr std::size_t kMaxQueryStatements = 256;  // statements tracked per Query
-    static constexpr std::size_t kShapeCache = 64;           // recent texts' shapes (by hash)
-    static constexpr std::size_t kMaxName = 63;              // NAMEDATALEN - 1
+    // Statements of all waiting Queries tracked at once (their shapes are what a connection
+    // holds most of); beyond, a statement is reported by its CommandComplete's verb.
+    static constexpr std::size_t kMaxPendingStatements = 2048;
+    static constexpr std::size_t kShapeCache = 64;  // recent texts' shapes (by hash)
+    static constexpr std::size_t kMaxName = 63;     // NAMEDATALEN - 1
     static constexpr std::size_t kMaxDatabase = 63;
     // Segments that start no message before the first one was seen: then it is given up.
     static constexpr std::size_t kProbeBudget = 8;
@@ -142,6 +146,7 @@ class PostgresConnection final : public protocols::ConnectionParser {
     static Pending make_pending(Kind kind, std::uint64_t start_ns, ShapePtr shape = nullptr);
     void push(Pending p);
     void pop_front();
+    void clear_pending();
     void desync(bool frontend);
     static bool ends_with_ready(const View& v) noexcept;
     static bool starts_midstream_request(const View& v) noexcept;
@@ -171,6 +176,7 @@ class PostgresConnection final : public protocols::ConnectionParser {
     MessageReader front_{true};
     MessageReader back_{false};
     std::deque<Pending> pending_;
+    std::size_t pending_statements_ = 0;  // statements of the Queries in pending_
 
     ShapePtr unnamed_statement_;
     ShapePtr unnamed_portal_;
