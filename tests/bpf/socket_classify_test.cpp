@@ -132,6 +132,29 @@ std::string typed(char type, const std::string& body) {
     return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
 }
 
+// An SSLRequest answered 'S': TLS from the next byte on. The answer's event is sent (user space
+// counts the connection), nothing after it is copied.
+TEST(SocketClassify, PostgresTlsStopsTheCopy) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            send_and_receive(c.client, c.server, be32(8) + be32(80877103));
+            send_and_receive(c.server, c.client, "S");
+            send_and_receive(c.client, c.server,
+                             std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 9));
+            send_and_receive(c.server, c.client,
+                             std::string("\x16\x03\x03\x00\x7a\x02\x00\x00\x76", 9));
+        },
+        ends);
+    for (const int fd : {ends[0].client, ends[0].server}) {
+        const auto data = data_of(events, fd);
+        ASSERT_EQ(data.size(), 2u) << fd;
+        EXPECT_EQ(data[1].head, "S");
+    }
+}
+
 // A connection open before loupe started: taken at a client's Query (the whole write), Parse or
 // Bind of a named statement.
 TEST(SocketClassify, PostgresPickedUpMidStream) {
