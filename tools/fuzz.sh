@@ -59,6 +59,8 @@ seeds = {
     "extended": b"\x01" + b"\x06" + startup + b"\xfe\x07" + reply + b"\xfe\x06" + ext + ext + b"\xfe\x07" + ext_reply + ext_reply,
     "ssl": b"\x02" + b"\x07" + struct.pack(">II", 8, 80877103) + b"\xfe\x06N" + b"\xfe\x07" + startup + b"\xfe\x06" + reply,
     "copy": b"\x02\x07" + startup + b"\xfe\x06" + reply + b"\xfe\x07" + m(b"Q", c(b"COPY t FROM STDIN")) + b"\xfe\x06" + m(b"G", bytes(3)) + b"\xfe\x07" + m(b"d", b"1\n") + m(b"c") + b"\xfe\x06" + m(b"C", c(b"COPY 1")) + m(b"Z", b"I"),
+    "midstream": b"\x00\x06" + m(b"B", c(b"") + c(b"P0_1") + bytes(6)) + m(b"E", c(b"") + bytes(4)) + m(b"S") + b"\xfe\x07" + m(b"2") + m(b"C", c(b"UPDATE 1")) + m(b"Z", b"T") + b"\xfe\x06" + m(b"Q", c(b"COMMIT")) + b"\xfe\x07" + m(b"C", c(b"COMMIT")) + m(b"Z", b"I"),
+    "tls": b"\x01\x07" + struct.pack(">II", 8, 80877103) + b"\xfe\x06S\xfe\x07\x16\x03\x01\x00\x10",
     "bigrow": b"\x02\x07" + startup + b"\xfe\x06" + reply + b"\xfe\x07" + m(b"Q", c(b"SELECT x")) + b"\xfe\x0b" + b"D" + struct.pack(">I", 4 + 2 + 4 + 4100) + b"\0\1" + struct.pack(">I", 4100) + b"xx" + b"\xfe\x06" + m(b"C", c(b"SELECT 1")) + m(b"Z", b"I"),
 }
 for name, data in seeds.items():
