@@ -1,6 +1,7 @@
 """A private PostgreSQL 15 server for the e2e tests (Debian's postgresql-15), with
 pg_stat_statements as the oracle: initdb in a temporary directory as the postgres user, trust
-authentication on 127.0.0.1, a free port, no SSL (so `sslmode=prefer` is refused with `N`)."""
+authentication on 127.0.0.1, a free port, no SSL (so `sslmode=prefer` is refused with `N`) unless
+asked for (a self-signed certificate)."""
 import collections
 import os
 import shutil
@@ -23,7 +24,7 @@ def canonical(verb):
 
 
 class PostgresServer:
-    def __init__(self, *databases):
+    def __init__(self, *databases, ssl=False):
         require_tools(f"{PG_BIN}/initdb", f"{PG_BIN}/pg_ctl", "psql", "pgbench")
         self.work = tempfile.mkdtemp(prefix="loupe-pg-")
         os.chmod(self.work, 0o755)
@@ -32,9 +33,18 @@ class PostgresServer:
         shutil.chown(self.work, "postgres", "postgres")
         self._as_postgres(f"{PG_BIN}/initdb", "-D", self.data, "--auth=trust", "-U", "postgres",
                           "--no-sync", "-E", "UTF8")
+        if ssl:  # a self-signed certificate: enough for sslmode=require
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=localhost", "-keyout", os.path.join(self.data, "server.key"),
+                            "-out", os.path.join(self.data, "server.crt")],
+                           check=True, capture_output=True, timeout=60)
+            for name in ("server.key", "server.crt"):
+                shutil.chown(os.path.join(self.data, name), "postgres", "postgres")
+            os.chmod(os.path.join(self.data, "server.key"), 0o600)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                    f"unix_socket_directories = '{self.work}'\nssl = off\nfsync = off\n"
+                    f"unix_socket_directories = '{self.work}'\nssl = {'on' if ssl else 'off'}\n"
+                    "fsync = off\n"
                     "synchronous_commit = off\nshared_preload_libraries = 'pg_stat_statements'\n"
                     "pg_stat_statements.track = top\npg_stat_statements.track_utility = on\n"
                     "max_connections = 40\n")
