@@ -91,7 +91,7 @@ class PostgresConnection final : public protocols::ConnectionParser {
     static constexpr std::size_t kMaxQueryStatements = 256;  // statements tracked per Query
     // Statements of all waiting Queries tracked at once (their shapes are what a connection
     // holds most of); beyond, a statement is reported by its CommandComplete's verb.
-    static constexpr std::size_t kMaxPendingStatements = 2048;
+    static constexpr std::size_t kMaxPendingStatements = 512;
     static constexpr std::size_t kShapeCache = 64;  // recent texts' shapes (by hash)
     static constexpr std::size_t kMaxName = 63;     // NAMEDATALEN - 1
     static constexpr std::size_t kMaxDatabase = 63;
