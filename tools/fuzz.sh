@@ -2,6 +2,7 @@
 # Fuzzes one of loupe's parsers with libFuzzer + ASan + UBSan.
 #   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
 #   tools/fuzz.sh redis [SECONDS]         the Redis (RESP2/RESP3/inline) parser and matcher
+#   tools/fuzz.sh mysql [SECONDS]         the MySQL/MariaDB parser and matcher
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
@@ -9,7 +10,7 @@
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|redis|attribution|records [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|redis|mysql|attribution|records [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -39,6 +40,42 @@ redis)
     seed resp3 '\001\006*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n\376\007%%1\r\n$5\r\nproto\r\n:3\r\n\376\006*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n\376\007>3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n\376\006*1\r\n$4\r\nPING\r\n\376\007|1\r\n+a\r\n:1\r\n_\r\n'
     seed pubsub2 '\002\007*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nn*\r\n\376\006*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$1\r\nn\r\n$1\r\nx\r\n\376\007*1\r\n$11\r\nUNSUBSCRIBE\r\n\376\006*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n'
     seed bigvalue '\002\003*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\nxxxx\376\375xxxx\376\373xx\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\376\000+OK\r\n$100000\r\nyy\376\374\376\002yy\r\n'
+    ;;
+mysql)
+    max_len=4096
+    # The fuzzer's input format (see tests/fuzz/mysql_fuzz.cpp): side byte, then records
+    # "<ctrl><data>" separated by 0xFD; ctrl bit 0 = egress, bits 1-2 = capture mode (0: 64-byte
+    # head, 1: bytes missing in the middle, 2: nothing captured, 3: whole), 0xFF = close.
+    python3 - "$corpus" <<'PY'
+import struct, sys
+def pkt(seq, payload):
+    return struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload
+def rec(ctrl, data):
+    return bytes([ctrl]) + data + b"\xfd"
+greeting = pkt(0, b"\x0a5.5.5-10.11.6-MariaDB\x00" + b"\x07\x00\x00\x00abcdefgh\x00\x00\xa2\x2d\x02\x00\x2f\x01" + bytes(11) + b"ijklmnopqrst\x00")
+response = pkt(1, struct.pack("<II", 0x012aa208, 1 << 24) + b"\x2d" + bytes(23) + b"sbtest\x00\x00sbtest\x00")
+ok = lambda seq, status=2, h=0: pkt(seq, bytes([h, 0, 0]) + struct.pack("<HH", status, 0))
+eof = lambda seq, status=2: pkt(seq, b"\xfe\x00\x00" + struct.pack("<H", status))
+coldef = lambda seq: pkt(seq, b"\x03def\x00\x00\x00\x01c\x01c\x0c" + bytes(13))
+row = lambda seq: pkt(seq, b"\x03abc")
+hs = rec(7, greeting) + rec(6, response) + rec(7, ok(2))
+query = rec(6, pkt(0, b"\x03SELECT c FROM t WHERE id=1")) + rec(7, pkt(1, b"\x01") + coldef(2) + row(3) + ok(4, 2, 0xfe))
+prep = (rec(6, pkt(0, b"\x16UPDATE t SET k=k+1 WHERE id=?") + pkt(0, b"\x17\xff\xff\xff\xff\x00\x01\x00\x00\x00"))
+        + rec(7, pkt(1, b"\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00") + pkt(2, b"\x03def") + ok(1))
+        + rec(6, pkt(0, b"\x19\x01\x00\x00\x00")))
+multi = lambda c, r: rec(c, pkt(0, b"\x03SELECT 1; SELECT 2")) + rec(r, pkt(1, b"\x01") + coldef(2) + eof(3, 10) + row(4) + eof(5, 10) + pkt(6, b"\x01") + coldef(7) + eof(8) + row(9) + eof(10))
+seeds = {
+    "session": b"\x01" + hs + query + prep + rec(0xff, b""),
+    "client": b"\x02" + rec(6, greeting) + rec(7, response) + rec(6, ok(2)) + multi(7, 6),
+    "multi": b"\x01" + hs + multi(6, 7),
+    "errors": b"\x01" + hs + rec(6, pkt(0, b"\x03INSERT INTO d VALUES (1)")) + rec(7, pkt(1, b"\xff\x26\x04#23000Duplicate")),
+    "midstream": b"\x00" + rec(1, pkt(0, b"\x03SELECT 1")) + rec(0, pkt(1, b"\x01") + coldef(2) + eof(3) + row(4) + eof(5)),
+    "ssl": b"\x01" + rec(7, greeting) + rec(6, pkt(1, struct.pack("<II", 0x0aa08, 1 << 24) + b"\x2d" + bytes(23))) + rec(6, b"\x16\x03\x01\x00\x10" + bytes(16)),
+    "big": b"\x01" + hs + rec(6, pkt(0, b"\x03SELECT b FROM big")) + rec(0x7b, pkt(1, b"\x01") + coldef(2) + b"\xff\xff\xff\x03" + b"x" * 40),
+}
+for name, data in seeds.items():
+    open(f"{sys.argv[1]}/seed-{name}", "wb").write(data)
+PY
     ;;
 attribution)
     max_len=16384
@@ -97,7 +134,7 @@ for name, record in seeds.items():
 PY
     ;;
 *)
-    echo "fuzz: unknown target '$target' (http1, redis, attribution or records)" >&2
+    echo "fuzz: unknown target '$target' (http1, redis, mysql, attribution or records)" >&2
     exit 2
     ;;
 esac
