@@ -44,15 +44,19 @@ COM_TO_OPERATION = {
 }
 
 PY_SLEEP = r"""
-import sys, pymysql
+import sys, time, pymysql
 c = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="loupe", password="pw",
                     database="sbtest")
 cur = c.cursor()
-for _ in range(20):
+took = []
+for _ in range(30):
+    t = time.perf_counter()
     cur.execute("SELECT SLEEP(0.05)")
     cur.fetchall()
+    took.append(time.perf_counter() - t)
 c.close()
-print("done", flush=True)
+took.sort()
+print(f"done {took[len(took) // 2]}", flush=True)
 """
 
 PY_MIX = r"""
@@ -160,10 +164,12 @@ def compare(what, expected, got):
 
 
 def run_python(code, port):
+    """Runs a pymysql client; what it printed after "done"."""
     out = subprocess.run([DEBIAN_PYTHON, "-c", code, str(port)], capture_output=True, text=True,
                          timeout=60)
-    if out.stdout.strip() != "done":
+    if not out.stdout.startswith("done"):
         fail("python client failed: " + out.stderr[-800:])
+    return out.stdout[len("done"):].strip()
 
 
 def main():
@@ -179,7 +185,8 @@ def main():
         started = time.time()
 
         # Latency first, alone in the windows: SELECT SLEEP(0.05).
-        run_python(PY_SLEEP, port)
+        client_p50 = float(run_python(PY_SLEEP, port))
+        print(f"SELECT SLEEP(0.05) p50 measured by the client itself: {client_p50 * 1e3:.2f} ms")
         agent.settle(1.0)
         samples = agent.metrics()
         for family, service in (("loupe_db_server_operation_duration_window_seconds", "mariadbd"),
@@ -190,15 +197,27 @@ def main():
                 fail(f"{family}: expected one SELECT series of {service}, got {rows}")
             p50 = rows[0][1]
             print(f"SELECT SLEEP(0.05) p50 ({service}): {p50 * 1e3:.2f} ms", flush=True)
+            # Against the client's own clock: loupe adds or loses no more than 2.5 ms.
+            if abs(p50 - client_p50) > 0.050 * 0.05:
+                fail(f"{service}: p50 {p50 * 1e3:.2f} ms, the client measured "
+                     f"{client_p50 * 1e3:.2f} ms")
+            # Against 50 ms, unless the machine was so loaded that MariaDB's own sleeps (as the
+            # client timed them) overshot by more than that.
             if abs(p50 - 0.050) > 0.050 * 0.05:
-                fail(f"{service}: p50 {p50 * 1e3:.2f} ms is not within 5 % of 50 ms")
+                if abs(client_p50 - 0.050) <= 0.050 * 0.05:
+                    fail(f"{service}: p50 {p50 * 1e3:.2f} ms is not within 5 % of 50 ms")
+                print(f"  (not checked against 50 ms: the machine is loaded, the client's own "
+                      f"p50 is {client_p50 * 1e3:.2f} ms)")
 
         before = server.com()
         before_metrics = agent.metrics()
         for mode in ("disable", "auto"):
-            subprocess.run(sysbench(port, "--threads=2", "--time=3", f"--db-ps-mode={mode}",
-                                    "run"), check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=60)
+            # 400 transactions at 150/s (~2.7 s, 18 statements each): a rate the agent keeps up
+            # with on a loaded 2-core CI machine (lost ring-buffer events are checked below).
+            subprocess.run(sysbench(port, "--threads=2", "--events=400", "--time=0",
+                                    "--rate=150", f"--db-ps-mode={mode}", "run"),
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=60)
         run_python(PY_MIX, port)
         cli = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(port), "--protocol=tcp",
                "-uloupe", "-ppw", "sbtest", "-e"]
@@ -216,6 +235,11 @@ def main():
         expected = expected_operations(com_delta)
         text = agent.metrics_text()
         samples = parse_metrics(text)
+        lost = (metric_or(samples, "loupe_events_dropped_total", 0, reason="ringbuf_full")
+                - metric_or(before_metrics, "loupe_events_dropped_total", 0, reason="ringbuf_full"))
+        if lost:
+            fail(f"{lost:.0f} events lost to a full ring buffer (the agent starved of CPU): "
+                 "counts cannot be exact")
         server_side = delta(db_counts(samples, SERVER_FAMILY, service_name="mariadbd"),
                             db_counts(before_metrics, SERVER_FAMILY, service_name="mariadbd"))
         compare("server side (mariadbd)", expected, server_side)
