@@ -108,7 +108,9 @@ class MariaDB:
     def sql(self, text):
         """Runs statements over the Unix socket (not traced); their output rows."""
         out = subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-uroot", "-N", "-B",
-                              "-e", text], check=True, capture_output=True, text=True, timeout=60)
+                              "-e", text], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            fail(f"mariadb -e {text[:80]!r}: {out.stderr.strip()[-500:]}")
         return [line.split("\t") for line in out.stdout.splitlines()]
 
     def com(self):

@@ -93,8 +93,8 @@ def main():
     server = MariaDB(extra=("--max-allowed-packet=64M",))
     try:
         port = server.port
-        server.sql("CREATE TABLE sbtest.blobs (id INT PRIMARY KEY, b LONGBLOB);"
-                   "INSERT INTO sbtest.extra SELECT seq, 'v' FROM seq_0_to_99")
+        server.sql("USE sbtest; CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB);"
+                   "INSERT INTO extra SELECT seq, 'v' FROM seq_0_to_99")
         agent = Agent()
         started = time.time()
         before = server.com()
@@ -131,6 +131,8 @@ def main():
         # The killed client's SELECT: ended by the close on both sides, or seen to its end.
         closed = sum(v for _, v in select(samples, SERVER_FAMILY + "_count", error_type="closed"))
         print(f"operations ended by a close (server side): {closed:.0f}")
+        for l, v in select(samples, SERVER_FAMILY + "_count", error_type="closed"):
+            print("   ", l, v)
         promtool_check(text)
         agent.stop()
         print(f"PASS ({time.time() - started:.1f} s with the agent)")
