@@ -32,10 +32,13 @@ class CountingSink : public loupe::protocols::RequestSink {
 };
 
 Bytes packet(std::uint8_t seq, const std::string& payload) {
-    Bytes b = {static_cast<std::uint8_t>(payload.size()),
-               static_cast<std::uint8_t>(payload.size() >> 8),
-               static_cast<std::uint8_t>(payload.size() >> 16), seq};
-    b.insert(b.end(), payload.begin(), payload.end());
+    Bytes b(4 + payload.size());
+    b[0] = static_cast<std::uint8_t>(payload.size());
+    b[1] = static_cast<std::uint8_t>(payload.size() >> 8);
+    b[2] = static_cast<std::uint8_t>(payload.size() >> 16);
+    b[3] = seq;
+    for (std::size_t i = 0; i < payload.size(); ++i)
+        b[4 + i] = static_cast<std::uint8_t>(payload[i]);
     return b;
 }
 
