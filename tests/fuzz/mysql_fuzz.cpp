@@ -55,8 +55,9 @@ class Checker : public loupe::protocols::RequestSink {
         check(!r.operation.empty() && r.operation.size() <= 64);
         check(r.target.size() <= 255);
         check(r.system_name.empty() || r.system_name == "mysql" || r.system_name == "mariadb");
-        check(r.error.empty() || r.error == "closed" ||
-              (r.error.size() <= 5 && all_of(r.error, [](char c) { return c >= '0' && c <= '9'; })));
+        check(
+            r.error.empty() || r.error == "closed" ||
+            (r.error.size() <= 5 && all_of(r.error, [](char c) { return c >= '0' && c <= '9'; })));
         check(r.db_namespace.size() <= 64 &&
               all_of(r.db_namespace, [](char c) { return c > 0x20 && c < 0x7f; }));
         ++reported;

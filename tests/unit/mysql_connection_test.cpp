@@ -193,8 +193,8 @@ class Conversation {
     Side side_;
 };
 
-constexpr std::uint32_t kClientCaps = kClientProtocol41 | kClientSecureConnection |
-                                      kClientPluginAuth | kClientPluginAuthLenencData;
+constexpr std::uint32_t kClientCaps =
+    kClientProtocol41 | kClientSecureConnection | kClientPluginAuth | kClientPluginAuthLenencData;
 
 // What a summary must be with any summariser: it starts with the verb.
 void expect_summary(const Got& g, std::string_view verb) {
@@ -262,9 +262,9 @@ TEST(MysqlConnection, PreparedStatementsByIdAndLastPrepared) {
     c.handshake(kClientCaps);  // EOF packets after definitions
     c.client(command(kComStmtPrepare, "UPDATE sbtest1 SET k=k+1 WHERE id=?"), 10);
     Bytes prep = {0x00};
-    put32(prep, 7);    // statement id
-    put16(prep, 0);    // columns
-    put16(prep, 1);    // params
+    put32(prep, 7);  // statement id
+    put16(prep, 0);  // columns
+    put16(prep, 1);  // params
     prep.push_back(0);
     put16(prep, 0);
     Bytes reply = packet(1, prep);

@@ -71,7 +71,8 @@ TEST(MysqlPacket, MultiPacketPayloadSkippedByCountWithWrappingIds) {
     std::vector<std::pair<std::uint64_t, Bytes>> pieces;  // (offset of a header, header)
     std::uint64_t offset = 0;
     for (;;) {
-        const std::uint32_t n = left >= kMaxPacketPayload ? kMaxPacketPayload : static_cast<std::uint32_t>(left);
+        const std::uint32_t n =
+            left >= kMaxPacketPayload ? kMaxPacketPayload : static_cast<std::uint32_t>(left);
         pieces.push_back({offset, header(n, seq++)});
         offset += 4 + n;
         left -= n;

@@ -82,7 +82,8 @@ void run(benchmark::State& state, Side side, bool prepared) {
         parser->on_segment(
             capture(commands, packet(0, "\x16SELECT c FROM sbtest1 WHERE id=?"), now += 1000),
             sink);
-        std::string ok = std::string("\x00", 1) + le32(1) + std::string("\x01\x00\x01\x00\x00\x00\x00", 7);
+        std::string ok =
+            std::string("\x00", 1) + le32(1) + std::string("\x01\x00\x01\x00\x00\x00\x00", 7);
         Bytes reply = packet(1, ok);
         append(reply, packet(2, std::string(20, 'p')));
         append(reply, packet(3, std::string(20, 'c')));
@@ -92,12 +93,20 @@ void run(benchmark::State& state, Side side, bool prepared) {
     std::vector<Bytes> writes, reads;
     for (int i = 0; i < 64; ++i) {
         if (prepared)
-            writes.push_back(packet(0, "\x17" + le32(1) + std::string("\x00\x01\x00\x00\x00\x00\x01\x03\x00", 9) + le32(static_cast<std::uint32_t>(i * 37))));
+            writes.push_back(packet(0, "\x17" + le32(1) +
+                                           std::string("\x00\x01\x00\x00\x00\x00\x01\x03\x00", 9) +
+                                           le32(static_cast<std::uint32_t>(i * 37))));
         else
-            writes.push_back(packet(0, "\x03SELECT c FROM sbtest1 WHERE id=" + std::to_string(i * 37)));
+            writes.push_back(
+                packet(0, "\x03SELECT c FROM sbtest1 WHERE id=" + std::to_string(i * 37)));
         Bytes reply = packet(1, "\x01");
-        append(reply, packet(2, std::string("\x03" "def\x06sbtest\x07sbtest1\x07sbtest1\x01" "c\x01" "c\x0c\x08\x00\x78\x00\x00\x00\xfe\x00\x00\x00\x00\x00", 48)));
-        append(reply, packet(3, std::string(1, static_cast<char>(prepared ? 0 : 119)) + std::string(119, '7')));
+        append(reply, packet(2, std::string("\x03"
+                                            "def\x06sbtest\x07sbtest1\x07sbtest1\x01"
+                                            "c\x01"
+                                            "c\x0c\x08\x00\x78\x00\x00\x00\xfe\x00\x00\x00\x00\x00",
+                                            48)));
+        append(reply, packet(3, std::string(1, static_cast<char>(prepared ? 0 : 119)) +
+                                    std::string(119, '7')));
         append(reply, packet(4, std::string("\xfe\x00\x00\x02\x00\x00\x00", 7)));
         reads.push_back(std::move(reply));
     }

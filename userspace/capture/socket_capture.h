@@ -46,7 +46,10 @@ struct CaptureOptions {
     // and MySQL write replies through it, so every packet header of a result set is copied;
     // packets larger than it (a 16 MB row) are written alone and skipped by count.
     std::array<std::uint32_t, LOUPE_PROTOCOL_COUNT> copy_caps = {
-        LOUPE_DATA_HEAD_MAX, LOUPE_COPY_CAP_DEFAULT, 16384, 0,
+        LOUPE_DATA_HEAD_MAX,
+        LOUPE_COPY_CAP_DEFAULT,
+        16384,
+        0,
         16384,  // [LOUPE_PROTOCOL_MYSQL]
     };
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;

@@ -36,10 +36,14 @@ bool lenenc(std::span<const std::uint8_t> b, std::size_t& at, std::uint64_t& val
         ++at;
         return true;
     }
-    if (first == 0xfc) n = 2;
-    else if (first == 0xfd) n = 3;
-    else if (first == 0xfe) n = 8;
-    else return false;  // 0xfb (NULL) and 0xff are no integers
+    if (first == 0xfc)
+        n = 2;
+    else if (first == 0xfd)
+        n = 3;
+    else if (first == 0xfe)
+        n = 8;
+    else
+        return false;  // 0xfb (NULL) and 0xff are no integers
     if (at + 1 + n > b.size()) return false;
     value = 0;
     for (std::size_t i = 0; i < n; ++i)
@@ -75,25 +79,44 @@ bool is_command_byte(std::uint8_t b) noexcept {
 // The command names reported for commands that carry no SQL.
 std::string_view command_name(std::uint8_t command) noexcept {
     switch (command) {
-        case kComQuit: return "QUIT";
-        case kComInitDb: return "INIT_DB";
-        case kComQuery: return "_OTHER";
-        case kComFieldList: return "FIELD_LIST";
-        case kComStatistics: return "STATISTICS";
-        case kComProcessInfo: return "PROCESS_INFO";
-        case kComProcessKill: return "PROCESS_KILL";
-        case kComDebug: return "DEBUG";
-        case kComPing: return "PING";
-        case kComChangeUser: return "CHANGE_USER";
-        case kComStmtPrepare: return "STMT_PREPARE";
-        case kComStmtExecute: return "STMT_EXECUTE";
-        case kComStmtSendLongData: return "STMT_SEND_LONG_DATA";
-        case kComStmtClose: return "STMT_CLOSE";
-        case kComStmtReset: return "STMT_RESET";
-        case kComSetOption: return "SET_OPTION";
-        case kComStmtFetch: return "STMT_FETCH";
-        case kComResetConnection: return "RESET_CONNECTION";
-        default: return "_OTHER";
+        case kComQuit:
+            return "QUIT";
+        case kComInitDb:
+            return "INIT_DB";
+        case kComQuery:
+            return "_OTHER";
+        case kComFieldList:
+            return "FIELD_LIST";
+        case kComStatistics:
+            return "STATISTICS";
+        case kComProcessInfo:
+            return "PROCESS_INFO";
+        case kComProcessKill:
+            return "PROCESS_KILL";
+        case kComDebug:
+            return "DEBUG";
+        case kComPing:
+            return "PING";
+        case kComChangeUser:
+            return "CHANGE_USER";
+        case kComStmtPrepare:
+            return "STMT_PREPARE";
+        case kComStmtExecute:
+            return "STMT_EXECUTE";
+        case kComStmtSendLongData:
+            return "STMT_SEND_LONG_DATA";
+        case kComStmtClose:
+            return "STMT_CLOSE";
+        case kComStmtReset:
+            return "STMT_RESET";
+        case kComSetOption:
+            return "SET_OPTION";
+        case kComStmtFetch:
+            return "STMT_FETCH";
+        case kComResetConnection:
+            return "RESET_CONNECTION";
+        default:
+            return "_OTHER";
     }
 }
 
@@ -171,7 +194,8 @@ void MysqlConnection::on_segment(const Segment& segment, RequestSink& sink) {
         PacketReader probe(kRequestKeep);
         std::uint64_t pos = 0;
         const bool egress = segment.direction == Direction::kEgress;
-        if (probe.next(v, pos) != PacketReader::Result::kPacket || !recognise(probe.packet(), egress)) {
+        if (probe.next(v, pos) != PacketReader::Result::kPacket ||
+            !recognise(probe.packet(), egress)) {
             ++mysql_stats_.skipped_segments;
             if (v.cap == v.len && ++probe_failures_ >= kProbeBudget) {
                 mysql_stats_.not_mysql = true;
@@ -446,8 +470,8 @@ void MysqlConnection::on_command(const Packet& p, RequestSink& sink) {
             break;
     }
     pending.serial = ++serial_;
-    const bool no_reply = command == kComStmtClose || command == kComStmtSendLongData ||
-                          command == kComQuit;
+    const bool no_reply =
+        command == kComStmtClose || command == kComStmtSendLongData || command == kComQuit;
     if (no_reply) {
         // Reported as sent: the server answers nothing (COM_QUIT: it closes).
         report(pending, nullptr, p.start_ns, p.end_ns, {}, sink);
@@ -486,8 +510,9 @@ void MysqlConnection::add_statement(std::uint32_t id, Shape shape) {
             return;
         }
     if (statements_.size() >= kMaxStatements) {
-        auto lru = std::min_element(statements_.begin(), statements_.end(),
-                                    [](const Prepared& a, const Prepared& b) { return a.used < b.used; });
+        auto lru =
+            std::min_element(statements_.begin(), statements_.end(),
+                             [](const Prepared& a, const Prepared& b) { return a.used < b.used; });
         *lru = Prepared{id, std::move(shape), ++statement_clock_};
         ++mysql_stats_.statements_evicted;
         return;
@@ -641,8 +666,10 @@ void MysqlConnection::on_prepare_ok(const Packet& p, RequestSink& sink) {
     const std::uint32_t id = le32(p.payload, 1);
     const std::uint16_t columns = le16(p.payload, 5);
     const std::uint16_t params = le16(p.payload, 7);
-    if (!head.close_prepared && !head.statements.empty()) add_statement(id, head.statements.front());
-    else last_prepared_id_ = id;
+    if (!head.close_prepared && !head.statements.empty())
+        add_statement(id, head.statements.front());
+    else
+        last_prepared_id_ = id;
     prepare_columns_ = columns;
     if (params > 0) {
         left_ = params;
@@ -687,8 +714,9 @@ void MysqlConnection::finish_pending(std::uint64_t end_ns, std::string_view erro
                                      RequestSink& sink) {
     Pending head = std::move(pending_.front());
     pending_.pop_front();
-    const Shape shape =
-        head.next_statement < head.statements.size() ? head.statements[head.next_statement] : nullptr;
+    const Shape shape = head.next_statement < head.statements.size()
+                            ? head.statements[head.next_statement]
+                            : nullptr;
     report(head, shape, head.statement_start_ns, end_ns, error, sink);
     reply_state_ = ReplyState::kFirst;
     if (!pending_.empty()) expected_seq_ = static_cast<std::uint8_t>(pending_.front().seq + 1);

@@ -77,8 +77,8 @@ struct Pending {
 //  - on_close reports every command still waiting with error "closed".
 class MysqlConnection final : public protocols::ConnectionParser {
   public:
-    static constexpr std::size_t kMaxPending = 256;     // more are dropped and counted
-    static constexpr std::size_t kMaxStatements = 256;  // prepared statements per connection
+    static constexpr std::size_t kMaxPending = 256;            // more are dropped and counted
+    static constexpr std::size_t kMaxStatements = 256;         // prepared statements per connection
     static constexpr std::size_t kMaxStatementsPerQuery = 64;  // more are folded into the last
     // Payload bytes kept of a client packet: the SQL text the statement shape is made from.
     static constexpr std::size_t kRequestKeep = 8192;
@@ -104,19 +104,19 @@ class MysqlConnection final : public protocols::ConnectionParser {
 
   private:
     enum class Phase : std::uint8_t {
-        kUnknown,    // nothing recognised yet
-        kGreeting,   // (not used as a start: the greeting itself moves to kResponse)
-        kResponse,   // greeting seen: the HandshakeResponse is next
-        kAuth,       // authentication exchange, up to the server's OK
-        kCommand,    // commands and replies
-        kStopped,    // TLS, compressed, failed authentication, not MySQL: nothing more parsed
+        kUnknown,   // nothing recognised yet
+        kGreeting,  // (not used as a start: the greeting itself moves to kResponse)
+        kResponse,  // greeting seen: the HandshakeResponse is next
+        kAuth,      // authentication exchange, up to the server's OK
+        kCommand,   // commands and replies
+        kStopped,   // TLS, compressed, failed authentication, not MySQL: nothing more parsed
     };
     enum class ReplyState : std::uint8_t {
-        kFirst,           // a reply's (or a next result's) first packet
-        kColumns,         // column definitions, left_ more
-        kColumnsEof,      // the EOF after them (unless CLIENT_DEPRECATE_EOF)
-        kRows,            // rows up to EOF/OK or ERR
-        kParams,          // PREPARE_OK's parameter definitions
+        kFirst,       // a reply's (or a next result's) first packet
+        kColumns,     // column definitions, left_ more
+        kColumnsEof,  // the EOF after them (unless CLIENT_DEPRECATE_EOF)
+        kRows,        // rows up to EOF/OK or ERR
+        kParams,      // PREPARE_OK's parameter definitions
         kParamsEof,
         kPrepareColumns,  // PREPARE_OK's column definitions
         kPrepareColumnsEof,
@@ -175,7 +175,7 @@ class MysqlConnection final : public protocols::ConnectionParser {
     std::uint64_t statement_clock_ = 0;
     std::uint32_t last_prepared_id_ = kLastPreparedId;  // none yet
     Shape last_prepared_shape_;  // of the last COM_STMT_PREPARE sent (for a pipelined id -1)
-    std::uint64_t serial_ = 0;                // commands sent so far
+    std::uint64_t serial_ = 0;   // commands sent so far
     std::uint64_t last_prepare_serial_ = 0;  // the last COM_STMT_PREPARE's (0: none)
 
     protocols::ParserStats stats_;

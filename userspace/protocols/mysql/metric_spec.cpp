@@ -61,12 +61,16 @@ const protocols::MetricSpec kMetricSpec = {
     .server = {"loupe_db_server_operation_duration_seconds",
                "Duration of database operations served, seen inside the server process: first "
                "command byte read to last reply byte written (kernel clock).",
-               "loupe_db_server_operation_duration_window_seconds", kWindowHelp, kServerLabels,
+               "loupe_db_server_operation_duration_window_seconds",
+               kWindowHelp,
+               kServerLabels,
                {}},
     .client = {"db_client_operation_duration_seconds",
                "Duration of database client operations: first command byte written to last reply "
                "byte read (kernel clock).",
-               "loupe_db_client_operation_duration_window_seconds", kWindowHelp, kClientLabels,
+               "loupe_db_client_operation_duration_window_seconds",
+               kWindowHelp,
+               kClientLabels,
                {}},
     .bounds_ns = kBoundsNs,
     .capped = KeyField::kTarget,

@@ -98,7 +98,8 @@ PacketReader::Result PacketReader::next(const View& v, std::uint64_t& pos) {
             }
             const std::uint8_t* run = nullptr;
             const std::size_t n = v.visible(pos, run);
-            const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(n, remaining_));
+            const std::size_t take =
+                static_cast<std::size_t>(std::min<std::uint64_t>(n, remaining_));
             if (!gap_ && kept_.size() < keep_) {
                 const std::size_t k = std::min(take, keep_ - kept_.size());
                 kept_.insert(kept_.end(), run, run + k);

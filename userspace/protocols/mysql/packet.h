@@ -64,8 +64,8 @@ class PacketReader {
 
   private:
     std::size_t keep_;
-    bool open_ = false;          // a packet is in progress (header bytes or payload)
-    bool continuing_ = false;    // the last wire packet was 0xFFFFFF bytes: another follows
+    bool open_ = false;        // a packet is in progress (header bytes or payload)
+    bool continuing_ = false;  // the last wire packet was 0xFFFFFF bytes: another follows
     std::uint8_t header_[4] = {};
     std::uint8_t header_len_ = 0;
     std::uint64_t remaining_ = 0;  // payload bytes of the current wire packet still to read

@@ -53,10 +53,10 @@ inline constexpr std::uint32_t kLastPreparedId = 0xFFFFFFFF;
 
 // Counters beyond the pipeline-wide ParserStats; all monotonic.
 struct MysqlStats {
-    std::uint64_t tls_connections = 0;    // SSL requests: the rest of the connection is TLS
+    std::uint64_t tls_connections = 0;         // SSL requests: the rest of the connection is TLS
     std::uint64_t compressed_connections = 0;  // CLIENT_COMPRESS negotiated: not parsed further
-    std::uint64_t auth_failures = 0;      // ERR during the handshake
-    std::uint64_t skipped_segments = 0;   // ignored while out of step or given up
+    std::uint64_t auth_failures = 0;           // ERR during the handshake
+    std::uint64_t skipped_segments = 0;        // ignored while out of step or given up
     // Commands whose reply lost its boundaries in bytes never captured: reported with the end
     // of the last reply bytes read or written before the next command.
     std::uint64_t unseen_replies = 0;
