@@ -31,6 +31,6 @@ echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOUPE_WERROR=ON -DLOUPE_SANITIZE=ON \
       -DLOUPE_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build-asan -j"$jobs" --target loupe_unit_tests loupe_http1_tests loupe_redis_tests \
-      loupe_redis_replay_tests loupe_mysql_tests
+      loupe_redis_replay_tests loupe_mysql_tests loupe_mysql_classify_tests
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -L unit --timeout 600)
