@@ -77,9 +77,9 @@ struct Pending {
 //  - on_close reports every command still waiting with error "closed".
 class MysqlConnection final : public protocols::ConnectionParser {
   public:
-    static constexpr std::size_t kMaxPending = 256;            // more are dropped and counted
-    static constexpr std::size_t kMaxStatements = 256;         // prepared statements per connection
-    static constexpr std::size_t kMaxStatementsPerQuery = 64;  // more are folded into the last
+    static constexpr std::size_t kMaxPending = 32;             // more are dropped and counted
+    static constexpr std::size_t kMaxStatements = 128;         // prepared statements per connection
+    static constexpr std::size_t kMaxStatementsPerQuery = 16;  // more are folded into the last
     // Payload bytes kept of a client packet: the SQL text the statement shape is made from.
     static constexpr std::size_t kRequestKeep = 8192;
     // Of a server packet: the greeting's version and capabilities, OK/ERR/EOF fields.
