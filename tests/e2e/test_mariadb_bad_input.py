@@ -9,6 +9,9 @@ beside it is still counted exactly (per verb against MariaDB's Com_* deltas, bot
 - a 16 MB row: an INSERT of a 17 MB value (a command of two packets) and its SELECT (a row of
   two packets), python3-pymysql;
 - a client killed (SIGKILL) in the middle of a 100,000-row result;
+- a connection opened (and used) before the agent started: picked up at its next COM_QUERY, its
+  50 SELECTs and 10 UPDATEs after the start counted on both sides (no greeting seen:
+  db_system_name falls back to "mysql");
 - meanwhile python3-pymysql on its own connection: 300 SELECTs and 100 UPDATEs."""
 import os
 import socket
@@ -45,6 +48,23 @@ c.commit()
 cur.execute("SELECT b FROM blobs WHERE id = 1")
 (row,) = cur.fetchall()
 assert len(row[0]) == 17 << 20
+c.close()
+print("done", flush=True)
+"""
+
+PY_EARLY = CONNECT + r"""
+cur = c.cursor()
+for i in range(5):
+    cur.execute("SELECT v FROM extra WHERE id = %s", (i,))
+    cur.fetchall()
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(50):
+    cur.execute("SELECT v FROM extra WHERE id = %s", (i,))
+    cur.fetchall()
+for i in range(10):
+    cur.execute("UPDATE extra SET v = 'e' WHERE id = %s", (i,))
+c.commit()
 c.close()
 print("done", flush=True)
 """
@@ -95,10 +115,17 @@ def main():
         port = server.port
         server.sql("USE sbtest; CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB);"
                    "INSERT INTO extra SELECT seq, 'v' FROM seq_0_to_99")
+        early = subprocess.Popen([DEBIAN_PYTHON, "-c", PY_EARLY, str(port)], text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        if early.stdout.readline().strip() != "ready":
+            fail("early client failed: " + early.stderr.read()[-500:])
         agent = Agent()
         started = time.time()
         before = server.com()
         before_metrics = agent.metrics()
+        early.stdin.write("go\n")
+        early.stdin.flush()
 
         steady = subprocess.Popen([DEBIAN_PYTHON, "-c", PY_STEADY, str(port)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -110,6 +137,9 @@ def main():
         if killed.returncode != -9 or "reading" not in killed.stdout:
             fail(f"the killed client did not die mid-result: {killed.returncode} "
                  f"{killed.stderr[-500:]}")
+        out, err = early.communicate(timeout=60)
+        if out.strip() != "done":
+            fail("early client failed: " + err[-500:])
         out, err = steady.communicate(timeout=60)
         if out.strip() != "done":
             fail("steady client failed: " + err[-500:])
@@ -128,6 +158,14 @@ def main():
                             db_counts(before_metrics, CLIENT_FAMILY))
         compare("client side (python3)", expected, client_side)
         print(f"per-verb counts exact on both sides: {dict(sorted(expected.items()))}", flush=True)
+        for family, labels in ((SERVER_FAMILY, {"service_name": "mariadbd"}), (CLIENT_FAMILY, {})):
+            early_selects = sum(v for _, v in select(samples, family + "_count",
+                                                     db_system_name="mysql",
+                                                     db_operation_name="SELECT", **labels))
+            if early_selects != 50:
+                fail(f"{family}: {early_selects:.0f} SELECTs of the connection older than the "
+                     "agent (db_system_name=\"mysql\": no greeting seen), 50 made")
+        print("the connection older than the agent: picked up at its next COM_QUERY", flush=True)
         # The killed client's SELECT: ended by the close on both sides, or seen to its end.
         closed = sum(v for _, v in select(samples, SERVER_FAMILY + "_count", error_type="closed"))
         print(f"operations ended by a close (server side): {closed:.0f}")
