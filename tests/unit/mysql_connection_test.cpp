@@ -305,6 +305,33 @@ TEST(MysqlConnection, PreparedStatementsByIdAndLastPrepared) {
     EXPECT_EQ(c.conn.mysql_stats().unknown_statements, 1u);
 }
 
+TEST(MysqlConnection, MariadbBulkExecuteAndReplicationStream) {
+    Conversation c;
+    c.handshake(kClientCaps | kClientDeprecateEof);
+    c.client(command(kComStmtPrepare, "INSERT INTO t VALUES (?)"), 10);
+    Bytes prep = {0x00};
+    put32(prep, 3);
+    put16(prep, 0);
+    put16(prep, 1);
+    prep.push_back(0);
+    put16(prep, 0);
+    Bytes reply = packet(1, prep);
+    append(reply, packet(2, {3, 'd', 'e', 'f'}));
+    c.server(reply, 20);
+    Bytes bulk = {kComStmtBulkExecute};
+    put32(bulk, 3);
+    put16(bulk, 0);
+    c.client(packet(0, bulk), 30);
+    c.server(ok(1), 40);
+    ASSERT_EQ(c.sink.got.size(), 2u);
+    EXPECT_EQ(c.sink.got[1].operation, "INSERT");
+    c.client(command(kComBinlogDump, "\x04\x00\x00\x00"), 50);
+    c.server(ok(1), 60);
+    c.server(ok(2), 70);
+    EXPECT_EQ(c.sink.got.size(), 2u);
+    EXPECT_EQ(c.conn.mysql_stats().replication_connections, 1u);
+}
+
 TEST(MysqlConnection, SeveralResultsOfOneQuery) {
     Conversation c;
     c.handshake(kClientCaps | kClientDeprecateEof);

@@ -73,7 +73,7 @@ bool ends_rows(const Packet& p) noexcept {
 }
 
 bool is_command_byte(std::uint8_t b) noexcept {
-    return b <= kComResetConnection && b != kComSleep;
+    return (b <= kComResetConnection && b != kComSleep) || b == kComStmtBulkExecute;
 }
 
 // The command names reported for commands that carry no SQL.
@@ -115,6 +115,8 @@ std::string_view command_name(std::uint8_t command) noexcept {
             return "STMT_FETCH";
         case kComResetConnection:
             return "RESET_CONNECTION";
+        case kComStmtBulkExecute:
+            return "STMT_BULK_EXECUTE";
         default:
             return "_OTHER";
     }
@@ -225,7 +227,8 @@ bool MysqlConnection::recognise(const Packet& p, bool egress) {
     } else if (p.seq == 1 && p.length >= 32 && (le32(b, 0) & kClientProtocol41) != 0) {
         sender = Side::kClient;
         phase = Phase::kResponse;
-    } else if (p.seq == 0 && is_command_byte(b[0]) && b[0] != kComBinlogDump) {
+    } else if (p.seq == 0 && is_command_byte(b[0]) && b[0] != kComBinlogDump &&
+               b[0] != kComBinlogDumpGtid) {
         if (b[0] == kComQuery) {
             // Text, as a statement starts: not a binary record that happens to begin with 3.
             if (b.size() < 2) return false;
@@ -428,7 +431,14 @@ void MysqlConnection::on_command(const Packet& p, RequestSink& sink) {
             last_prepare_serial_ = serial_ + 1;
             break;
         }
-        case kComStmtExecute: {
+        case kComBinlogDump:
+        case kComBinlogDumpGtid:
+            // A replica's binary log stream: events, not replies. Not followed.
+            ++mysql_stats_.replication_connections;
+            stop();
+            return;
+        case kComStmtExecute:
+        case kComStmtBulkExecute: {
             const std::uint32_t id = le32(b, 1);
             Shape shape = id == kLastPreparedId ? last_prepared_shape_ : find_statement(id);
             if (shape) {

@@ -26,7 +26,9 @@ enum Command : std::uint8_t {
     kComStmtReset = 0x1a,
     kComSetOption = 0x1b,
     kComStmtFetch = 0x1c,
+    kComBinlogDumpGtid = 0x1e,
     kComResetConnection = 0x1f,
+    kComStmtBulkExecute = 0xfa,  // MariaDB: one statement, many parameter rows
 };
 
 // Capability flags (HandshakeV10 and HandshakeResponse41).
@@ -53,10 +55,11 @@ inline constexpr std::uint32_t kLastPreparedId = 0xFFFFFFFF;
 
 // Counters beyond the pipeline-wide ParserStats; all monotonic.
 struct MysqlStats {
-    std::uint64_t tls_connections = 0;         // SSL requests: the rest of the connection is TLS
-    std::uint64_t compressed_connections = 0;  // CLIENT_COMPRESS negotiated: not parsed further
-    std::uint64_t auth_failures = 0;           // ERR during the handshake
-    std::uint64_t skipped_segments = 0;        // ignored while out of step or given up
+    std::uint64_t tls_connections = 0;          // SSL requests: the rest of the connection is TLS
+    std::uint64_t replication_connections = 0;  // COM_BINLOG_DUMP: a stream, not followed
+    std::uint64_t compressed_connections = 0;   // CLIENT_COMPRESS negotiated: not parsed further
+    std::uint64_t auth_failures = 0;            // ERR during the handshake
+    std::uint64_t skipped_segments = 0;         // ignored while out of step or given up
     // Commands whose reply lost its boundaries in bytes never captured: reported with the end
     // of the last reply bytes read or written before the next command.
     std::uint64_t unseen_replies = 0;
