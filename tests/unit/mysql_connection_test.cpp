@@ -287,6 +287,23 @@ TEST(MysqlConnection, PreparedStatementsByIdAndLastPrepared) {
     Bytes replies = packet(1, prep2);
     append(replies, ok(1));
     c.server(replies, 60);
+    // PREPARE, EXECUTE(-1), CLOSE(-1) pipelined (MariaDB's execute_direct): the statement is
+    // never kept, and the one prepared before stays.
+    Bytes direct = command(kComStmtPrepare, "SELECT 1");
+    append(direct, stmt_command(kComStmtExecute, kLastPreparedId));
+    append(direct, stmt_command(kComStmtClose, kLastPreparedId));
+    c.client(direct, 62);
+    Bytes prep3 = {0x00};
+    put32(prep3, 9);
+    put16(prep3, 0);
+    put16(prep3, 0);
+    prep3.push_back(0);
+    put16(prep3, 0);
+    Bytes replies3 = packet(1, prep3);
+    append(replies3, ok(1));
+    c.server(replies3, 64);
+    EXPECT_EQ(c.conn.prepared_statements(), 2u);               // 7 and 8
+    c.sink.got.erase(c.sink.got.end() - 3, c.sink.got.end());  // STMT_CLOSE, PREPARE, SELECT
     c.client(stmt_command(kComStmtClose, 7), 70);
     c.client(stmt_command(kComStmtExecute, 99), 80);  // prepared before loupe looked
     c.server(ok(1), 90);

@@ -466,14 +466,18 @@ void MysqlConnection::on_command(const Packet& p, RequestSink& sink) {
         case kComStmtClose:
         case kComStmtReset: {
             std::uint32_t id = le32(b, 1);
+            bool prepare_pending = false;
             if (id == kLastPreparedId) {
                 id = last_prepared_id_;
-                if (command == kComStmtClose && last_prepare_serial_ != 0) {
-                    for (auto& q : pending_)
-                        if (q.serial == last_prepare_serial_) q.close_prepared = true;
-                }
+                // Sent before the prepare's reply: the id is not known yet; the prepare is
+                // dropped when its reply comes.
+                for (auto& q : pending_)
+                    if (q.serial == last_prepare_serial_ && q.command == kComStmtPrepare) {
+                        prepare_pending = true;
+                        if (command == kComStmtClose) q.close_prepared = true;
+                    }
             }
-            if (command == kComStmtClose) close_statement(id);
+            if (command == kComStmtClose && !prepare_pending) close_statement(id);
             break;
         }
         default:
