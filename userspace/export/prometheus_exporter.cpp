@@ -417,13 +417,9 @@ std::string render_prometheus(const MetricsView& view) {
                 "Requests that went to " + std::string(protocol.metrics->overflow) +
                     " because the per-service cap was reached.",
                 view.requests.overflowed(protocol.id));
-        if (protocol.metrics->database) {
+        if (protocol.metrics->database)
             counter("_pushes_total", what + " messages the server pushed (no reply to a command).",
                     c.parser.pushes);
-            counter("_tls_connections_total",
-                    what + " connections that switched to TLS in-band (not parsed from there on).",
-                    c.parser.tls_connections);
-        }
     }
     add_single(out, "loupe_services_evicted_total", "counter",
                "Services whose processes had all exited, forgotten before their expiry to make "

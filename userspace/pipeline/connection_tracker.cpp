@@ -156,7 +156,6 @@ void ConnectionTracker::account_stats(Connection& conn) {
     into.dropped_requests += now.dropped_requests - conn.reported.dropped_requests;
     into.desyncs += now.desyncs - conn.reported.desyncs;
     into.pushes += now.pushes - conn.reported.pushes;
-    into.tls_connections += now.tls_connections - conn.reported.tls_connections;
     conn.reported = now;
 }
 

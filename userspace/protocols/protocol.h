@@ -96,9 +96,6 @@ struct ParserStats {
     std::uint64_t dropped_requests = 0;     // pending-request queue cap exceeded
     std::uint64_t desyncs = 0;              // message boundaries lost (then resynchronised)
     std::uint64_t pushes = 0;               // server-initiated messages that are no reply
-    // Connections that switched to TLS in-band (MySQL's SSL request, PostgreSQL's SSLRequest
-    // answered `S`): not parsed from there on.
-    std::uint64_t tls_connections = 0;
 };
 
 // One connection's parser state.

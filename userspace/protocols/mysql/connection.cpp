@@ -325,7 +325,6 @@ void MysqlConnection::on_handshake_response(const Packet& p) {
     }
     if ((client & kClientSsl) != 0 && p.length == 32) {
         ++mysql_stats_.tls_connections;
-        ++stats_.tls_connections;
         stop();
         return;
     }
