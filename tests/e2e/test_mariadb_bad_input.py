@@ -20,7 +20,7 @@ import time
 
 from loupe_e2e import (Agent, fail, metric_or, parse_metrics, promtool_check, require_root, select,
                        time_limit)
-from test_mariadb import (CLIENT_FAMILY, DEBIAN_PYTHON, SERVER_FAMILY, TRACED, MariaDB, compare,
+from test_mariadb import (CLIENT_FAMILY, DEBIAN_PYTHON, SERVER_FAMILY, SERVER_NAME, TRACED, MariaDB, compare,
                           db_counts, delta, expected_operations, run_python)
 
 CONNECT = """
@@ -155,14 +155,14 @@ def main():
                 - metric_or(before_metrics, "loupe_events_dropped_total", 0, reason="ringbuf_full"))
         if lost:
             fail(f"{lost:.0f} events lost to a full ring buffer: counts cannot be exact")
-        server_side = delta(db_counts(samples, SERVER_FAMILY, service_name="mariadbd"),
-                            db_counts(before_metrics, SERVER_FAMILY, service_name="mariadbd"))
+        server_side = delta(db_counts(samples, SERVER_FAMILY, service_name=SERVER_NAME),
+                            db_counts(before_metrics, SERVER_FAMILY, service_name=SERVER_NAME))
         compare("server side (mariadbd)", expected, server_side)
         client_side = delta(db_counts(samples, CLIENT_FAMILY),
                             db_counts(before_metrics, CLIENT_FAMILY))
         compare("client side (python3)", expected, client_side)
         print(f"per-verb counts exact on both sides: {dict(sorted(expected.items()))}", flush=True)
-        for family, labels in ((SERVER_FAMILY, {"service_name": "mariadbd"}), (CLIENT_FAMILY, {})):
+        for family, labels in ((SERVER_FAMILY, {"service_name": SERVER_NAME}), (CLIENT_FAMILY, {})):
             early_selects = sum(v for _, v in select(samples, family + "_count",
                                                      db_system_name="mysql",
                                                      db_operation_name="SELECT", **labels))
