@@ -24,7 +24,8 @@
 // Load-time: the protocols connections are classified as (bit 1 << enum loupe_protocol). A
 // connection that is none of them stops costing after a few events.
 const volatile __u32 enabled_protocols =
-    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS) | (1U << LOUPE_PROTOCOL_POSTGRES);
+    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS) | (1U << LOUPE_PROTOCOL_POSTGRES) |
+    (1U << LOUPE_PROTOCOL_MYSQL);
 
 #define WORD4(a, b, c, d)                                                                          \
     ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
@@ -97,6 +98,88 @@ static __always_inline int looks_like_redis(const __u8 *p, __u32 len)
     if (len < 6)
         return (len < 5 || p[4] == '\r') ? CLASSIFY_MAYBE : CLASSIFY_NO;
     return p[4] == '\r' && p[5] == '\n' ? CLASSIFY_YES : CLASSIFY_NO;
+}
+
+// MySQL / MariaDB: packets are framed as a 3-byte little-endian payload length and a sequence id,
+// and each of the starts below is written (and read) as one whole packet, so the length must
+// match the data exactly: with the fixed bytes that come first, no text protocol (HTTP, RESP, SQL
+// in a body or a value: beyla#1745, OBI#1464, beyla#1697) can pass for one. Taken:
+// - the server's greeting (the server's first write, the client's first read): sequence id 0,
+//   protocol version 10, a version string that starts with a digit;
+// - a HandshakeResponse (the client's first write): sequence id 1, CLIENT_PROTOCOL_41 set in its
+//   capabilities, the first bytes of its 23-byte zero filler;
+// - a connection picked up mid-stream: a COM_QUERY (sequence id 0, command 3) whose text starts
+//   with an SQL verb, any case.
+#define MYSQL_MIN_GREETING 20
+#define MYSQL_CLIENT_PROTOCOL_41 0x200
+
+static __always_inline bool mysql_version_char(__u8 c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '.' || c == '-' || c == '_' || c == '+' || c == '~';
+}
+
+// Whether `len` bytes hold exactly one packet of payload length `payload`; "maybe" while they
+// are a short prefix of one.
+static __always_inline int mysql_whole_packet(__u32 payload, __u32 len)
+{
+    if (len == payload + 4)
+        return CLASSIFY_YES;
+    // The copy holds at most LOUPE_DATA_HEAD_MAX bytes: a larger packet fills it.
+    if (len >= LOUPE_DATA_HEAD_MAX && payload + 4 > len)
+        return CLASSIFY_YES;
+    return len < CLASSIFY_BYTES && len < payload + 4 ? CLASSIFY_MAYBE : CLASSIFY_NO;
+}
+
+static __always_inline int looks_like_mysql(const __u8 *p, __u32 len)
+{
+    if (len < 5) // a packet header, written alone or first of a slow write
+        return len == 0 || (len == 4 && p[3] > 1) ? CLASSIFY_NO : CLASSIFY_MAYBE;
+    __u32 payload = (__u32)p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16);
+    if (p[3] == 0 && p[4] == 10) { // greeting
+        if (payload < MYSQL_MIN_GREETING || payload > 4096)
+            return CLASSIFY_NO;
+        if (len > 5 && !(p[5] >= '0' && p[5] <= '9'))
+            return CLASSIFY_NO;
+        bool ended = false;
+#pragma unroll
+        for (__u32 i = 6; i < CLASSIFY_BYTES; i++) {
+            if (i >= len || ended)
+                continue;
+            if (p[i] == 0)
+                ended = true;
+            else if (!mysql_version_char(p[i]))
+                return CLASSIFY_NO;
+        }
+        return mysql_whole_packet(payload, len);
+    }
+    if (p[3] == 1) { // HandshakeResponse41 (or an SSL request)
+        if (payload < 32 || payload > 65536)
+            return CLASSIFY_NO;
+        if (len > 5 && !(p[5] & (MYSQL_CLIENT_PROTOCOL_41 >> 8)))
+            return CLASSIFY_NO;
+#pragma unroll
+        for (__u32 i = 13; i < CLASSIFY_BYTES; i++)
+            if (i < len && p[i] != 0)
+                return CLASSIFY_NO;
+        return mysql_whole_packet(payload, len);
+    }
+    if (p[3] == 0 && p[4] == 3) { // COM_QUERY
+        if (payload < 5)
+            return CLASSIFY_NO;
+        if (len < 9)
+            return len < payload + 4 ? CLASSIFY_MAYBE : CLASSIFY_NO;
+        __u32 w = WORD4(p[5], p[6], p[7], p[8]) | 0x20202020U; // lower case (' ' stays)
+        bool verb = w == WORD4('s', 'e', 'l', 'e') || w == WORD4('i', 'n', 's', 'e') ||
+                    w == WORD4('u', 'p', 'd', 'a') || w == WORD4('d', 'e', 'l', 'e') ||
+                    w == WORD4('r', 'e', 'p', 'l') || w == WORD4('b', 'e', 'g', 'i') ||
+                    w == WORD4('c', 'o', 'm', 'm') || w == WORD4('r', 'o', 'l', 'l') ||
+                    w == WORD4('s', 't', 'a', 'r') || w == WORD4('s', 'e', 't', ' ') ||
+                    w == WORD4('s', 'h', 'o', 'w') || w == WORD4('c', 'a', 'l', 'l') ||
+                    w == WORD4('w', 'i', 't', 'h');
+        return verb ? mysql_whole_packet(payload, len) : CLASSIFY_NO;
+    }
+    return CLASSIFY_NO;
 }
 
 #undef WORD4
@@ -253,7 +336,12 @@ static __always_inline __u8 classify_start(const __u8 *p, __u32 len, __u64 total
         postgres = looks_like_postgres_midstream(p, len, total);
     if (postgres == CLASSIFY_YES)
         return LOUPE_PROTOCOL_POSTGRES;
-    *maybe = http == CLASSIFY_MAYBE || redis == CLASSIFY_MAYBE;
+    int mysql = CLASSIFY_NO;
+    if (enabled_protocols & (1U << LOUPE_PROTOCOL_MYSQL))
+        mysql = looks_like_mysql(p, len);
+    if (mysql == CLASSIFY_YES)
+        return LOUPE_PROTOCOL_MYSQL;
+    *maybe = http == CLASSIFY_MAYBE || redis == CLASSIFY_MAYBE || mysql == CLASSIFY_MAYBE;
     return LOUPE_PROTOCOL_UNKNOWN;
 }
 

@@ -65,6 +65,7 @@ const volatile __u32 copy_cap[LOUPE_PROTOCOL_COUNT] = {
     [LOUPE_PROTOCOL_HTTP1] = LOUPE_COPY_CAP_DEFAULT,
     [LOUPE_PROTOCOL_REDIS] = LOUPE_COPY_CAP_DEFAULT,
     [LOUPE_PROTOCOL_POSTGRES] = LOUPE_COPY_CAP_DEFAULT,
+    [LOUPE_PROTOCOL_MYSQL] = LOUPE_COPY_CAP_DEFAULT,
 };
 
 // A chunk copies at most what a copy_from_source call does.

@@ -3,6 +3,7 @@
 #   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
 #   tools/fuzz.sh redis [SECONDS]         the Redis (RESP2/RESP3/inline) parser and matcher
 #   tools/fuzz.sh postgres [SECONDS]      the PostgreSQL (protocol 3.0) parser and matcher
+#   tools/fuzz.sh mysql [SECONDS]         the MySQL/MariaDB parser and matcher
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
@@ -10,7 +11,7 @@
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|redis|postgres|attribution|records [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|redis|postgres|mysql|sql|attribution|records [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -62,6 +63,42 @@ seeds = {
     "midstream": b"\x00\x06" + m(b"B", c(b"") + c(b"P0_1") + bytes(6)) + m(b"E", c(b"") + bytes(4)) + m(b"S") + b"\xfe\x07" + m(b"2") + m(b"C", c(b"UPDATE 1")) + m(b"Z", b"T") + b"\xfe\x06" + m(b"Q", c(b"COMMIT")) + b"\xfe\x07" + m(b"C", c(b"COMMIT")) + m(b"Z", b"I"),
     "tls": b"\x01\x07" + struct.pack(">II", 8, 80877103) + b"\xfe\x06S\xfe\x07\x16\x03\x01\x00\x10",
     "bigrow": b"\x02\x07" + startup + b"\xfe\x06" + reply + b"\xfe\x07" + m(b"Q", c(b"SELECT x")) + b"\xfe\x0b" + b"D" + struct.pack(">I", 4 + 2 + 4 + 4100) + b"\0\1" + struct.pack(">I", 4100) + b"xx" + b"\xfe\x06" + m(b"C", c(b"SELECT 1")) + m(b"Z", b"I"),
+}
+for name, data in seeds.items():
+    open(f"{sys.argv[1]}/seed-{name}", "wb").write(data)
+PY
+    ;;
+mysql)
+    max_len=4096
+    # The fuzzer's input format (see tests/fuzz/mysql_fuzz.cpp): side byte, then records
+    # "<ctrl><data>" separated by 0xFD; ctrl bit 0 = egress, bits 1-2 = capture mode (0: 64-byte
+    # head, 1: bytes missing in the middle, 2: nothing captured, 3: whole), 0xFF = close.
+    python3 - "$corpus" <<'PY'
+import struct, sys
+def pkt(seq, payload):
+    return struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload
+def rec(ctrl, data):
+    return bytes([ctrl]) + data + b"\xfd"
+greeting = pkt(0, b"\x0a5.5.5-10.11.6-MariaDB\x00" + b"\x07\x00\x00\x00abcdefgh\x00\x00\xa2\x2d\x02\x00\x2f\x01" + bytes(11) + b"ijklmnopqrst\x00")
+response = pkt(1, struct.pack("<II", 0x012aa208, 1 << 24) + b"\x2d" + bytes(23) + b"sbtest\x00\x00sbtest\x00")
+ok = lambda seq, status=2, h=0: pkt(seq, bytes([h, 0, 0]) + struct.pack("<HH", status, 0))
+eof = lambda seq, status=2: pkt(seq, b"\xfe\x00\x00" + struct.pack("<H", status))
+coldef = lambda seq: pkt(seq, b"\x03def\x00\x00\x00\x01c\x01c\x0c" + bytes(13))
+row = lambda seq: pkt(seq, b"\x03abc")
+hs = rec(7, greeting) + rec(6, response) + rec(7, ok(2))
+query = rec(6, pkt(0, b"\x03SELECT c FROM t WHERE id=1")) + rec(7, pkt(1, b"\x01") + coldef(2) + row(3) + ok(4, 2, 0xfe))
+prep = (rec(6, pkt(0, b"\x16UPDATE t SET k=k+1 WHERE id=?") + pkt(0, b"\x17\xff\xff\xff\xff\x00\x01\x00\x00\x00"))
+        + rec(7, pkt(1, b"\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00") + pkt(2, b"\x03def") + ok(1))
+        + rec(6, pkt(0, b"\x19\x01\x00\x00\x00")))
+multi = lambda c, r: rec(c, pkt(0, b"\x03SELECT 1; SELECT 2")) + rec(r, pkt(1, b"\x01") + coldef(2) + eof(3, 10) + row(4) + eof(5, 10) + pkt(6, b"\x01") + coldef(7) + eof(8) + row(9) + eof(10))
+seeds = {
+    "session": b"\x01" + hs + query + prep + rec(0xff, b""),
+    "client": b"\x02" + rec(6, greeting) + rec(7, response) + rec(6, ok(2)) + multi(7, 6),
+    "multi": b"\x01" + hs + multi(6, 7),
+    "errors": b"\x01" + hs + rec(6, pkt(0, b"\x03INSERT INTO d VALUES (1)")) + rec(7, pkt(1, b"\xff\x26\x04#23000Duplicate")),
+    "midstream": b"\x00" + rec(1, pkt(0, b"\x03SELECT 1")) + rec(0, pkt(1, b"\x01") + coldef(2) + eof(3) + row(4) + eof(5)),
+    "ssl": b"\x01" + rec(7, greeting) + rec(6, pkt(1, struct.pack("<II", 0x0aa08, 1 << 24) + b"\x2d" + bytes(23))) + rec(6, b"\x16\x03\x01\x00\x10" + bytes(16)),
+    "big": b"\x01" + hs + rec(6, pkt(0, b"\x03SELECT b FROM big")) + rec(0x7b, pkt(1, b"\x01") + coldef(2) + b"\xff\xff\xff\x03" + b"x" * 40),
 }
 for name, data in seeds.items():
     open(f"{sys.argv[1]}/seed-{name}", "wb").write(data)
@@ -124,7 +161,7 @@ for name, record in seeds.items():
 PY
     ;;
 *)
-    echo "fuzz: unknown target '$target' (http1, redis, postgres, attribution or records)" >&2
+    echo "fuzz: unknown target '$target' (http1, redis, postgres, mysql, sql, attribution or records)" >&2
     exit 2
     ;;
 esac

@@ -13,6 +13,8 @@ packages=(
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
   redis-server redis-tools python3-redis
   postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2
+  # MySQL/MariaDB tests run a private mariadbd (own datadir, port and socket; --no-defaults)
+  mariadb-server mariadb-client sysbench python3-pymysql
 )
 
 # npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;
@@ -34,5 +36,15 @@ if ((${#missing[@]} == 0)); then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages that ship a service (mariadb-server, redis-server, nginx) must not start a system
+# instance: the tests start their own. policy-rc.d refuses service starts during the install
+# (a Docker base image already has one: left as it is).
+own_policy=""
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  own_policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' >"$own_policy"
+  chmod +x "$own_policy"
+  trap 'rm -f "$own_policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -35,7 +35,7 @@ struct CaptureOptions {
     // a connection carry its protocol. A connection that is none of them stops costing after a
     // few events.
     std::uint32_t protocols = (1u << LOUPE_PROTOCOL_HTTP1) | (1u << LOUPE_PROTOCOL_REDIS) |
-                              (1u << LOUPE_PROTOCOL_POSTGRES);
+                              (1u << LOUPE_PROTOCOL_POSTGRES) | (1u << LOUPE_PROTOCOL_MYSQL);
     // Bytes of one read or write copied on a connection of each protocol (index: loupe_protocol),
     // at most LOUPE_COPY_CAP_MAX: the first LOUPE_DATA_HEAD_MAX in its data event, the rest in
     // chunk events. Past it, a read or write is counted, not copied: a message that starts there
@@ -46,8 +46,16 @@ struct CaptureOptions {
     // receive buffer; libpq reads into a 16 KiB buffer and writes when 8 KiB are queued: every
     // read and write of ordinary traffic is then copied whole, so no message header is missed (a
     // larger message, a 16 MB row, is skipped by its length).
+    // MySQL: 16 KiB, the server's network buffer (net_buffer_length, 16 KiB by default): MariaDB
+    // and MySQL write replies through it, so every packet header of a result set is copied;
+    // packets larger than it (a 16 MB row) are written alone and skipped by count.
     std::array<std::uint32_t, LOUPE_PROTOCOL_COUNT> copy_caps = {
-        LOUPE_DATA_HEAD_MAX, LOUPE_COPY_CAP_DEFAULT, 16384, 16384};
+        LOUPE_DATA_HEAD_MAX,     // undecided
+        LOUPE_COPY_CAP_DEFAULT,  // HTTP/1
+        16384,                   // Redis
+        16384,                   // PostgreSQL
+        16384,                   // MySQL
+    };
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
     // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
     bool batch_events = true;

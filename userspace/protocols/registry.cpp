@@ -5,6 +5,8 @@
 #include "protocols/http1/http1_protocol.h"
 #include "protocols/postgres/metric_spec.h"
 #include "protocols/postgres/postgres.h"
+#include "protocols/mysql/metric_spec.h"
+#include "protocols/mysql/mysql.h"
 #include "protocols/redis/metric_spec.h"
 #include "protocols/redis/redis.h"
 
@@ -15,6 +17,7 @@ const std::array kProtocols = {
     ProtocolInfo{Protocol::kHttp1, "http1", &http1::kMetricSpec, &http1::make_parser},
     ProtocolInfo{Protocol::kRedis, "redis", &redis::kMetricSpec, &redis::make_parser},
     ProtocolInfo{Protocol::kPostgres, "postgres", &postgres::kMetricSpec, &postgres::make_parser},
+    ProtocolInfo{Protocol::kMysql, "mysql", &mysql::kMetricSpec, &mysql::make_parser},
 };
 
 }  // namespace
