@@ -2,6 +2,7 @@
 # Fuzzes one of loupe's parsers with libFuzzer + ASan + UBSan.
 #   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
 #   tools/fuzz.sh redis [SECONDS]         the Redis (RESP2/RESP3/inline) parser and matcher
+#   tools/fuzz.sh sql [SECONDS]           the SQL statement summariser (no literal in any output)
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
@@ -9,7 +10,7 @@
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|redis|attribution|records [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|redis|sql|attribution|records [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -39,6 +40,17 @@ redis)
     seed resp3 '\001\006*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n\376\007%%1\r\n$5\r\nproto\r\n:3\r\n\376\006*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n\376\007>3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n\376\006*1\r\n$4\r\nPING\r\n\376\007|1\r\n+a\r\n:1\r\n_\r\n'
     seed pubsub2 '\002\007*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nn*\r\n\376\006*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$1\r\nn\r\n$1\r\nx\r\n\376\007*1\r\n$11\r\nUNSUBSCRIBE\r\n\376\006*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n'
     seed bigvalue '\002\003*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\nxxxx\376\375xxxx\376\373xx\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\376\000+OK\r\n$100000\r\nyy\376\374\376\002yy\r\n'
+    ;;
+sql)
+    max_len=4096
+    # The fuzzer's input format (see tests/fuzz/sql_fuzz.cpp): byte 0 = dialect (bits 0-1: any,
+    # postgres, mysql) and mode (bit 2: secrets spliced in where `~` is), then the SQL text.
+    seed select '\000SELECT a.x, count(*) FROM s.t a JOIN "U" b ON a.id = b.id WHERE a.v IN (1, 2.5e3, $1) GROUP BY 1'
+    seed with '\001WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c) INSERT INTO t SELECT * FROM c; COMMIT'
+    seed quotes '\001SELECT E'"'"'\\'"'"'x'"'"', $q$ ; $q$, /* /* */ */ U&"a" FROM t -- c\n; DELETE FROM u'
+    seed mysql '\002INSERT IGNORE INTO `db`.`t` VALUES ("a\\"b", '"'"'c'"'"''"'"''"'"', 0x1F) # x\n ON DUPLICATE KEY UPDATE v = 1'
+    seed splice '\004UPDATE t SET a = ~, b = ~ WHERE c IN (~, ~, ~) AND d = ~; SELECT ~ FROM u'
+    seed splice-my '\006SELECT * FROM t WHERE a = ~ AND b = ~ LIMIT ~'
     ;;
 attribution)
     max_len=16384
@@ -97,7 +109,7 @@ for name, record in seeds.items():
 PY
     ;;
 *)
-    echo "fuzz: unknown target '$target' (http1, redis, attribution or records)" >&2
+    echo "fuzz: unknown target '$target' (http1, redis, sql, attribution or records)" >&2
     exit 2
     ;;
 esac
