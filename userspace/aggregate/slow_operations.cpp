@@ -83,11 +83,11 @@ std::optional<std::string_view> SlowOperationLog::record(
         wall_clock_() - std::chrono::duration_cast<std::chrono::system_clock::duration>(ago);
 
     const bool client = request.side == protocols::Side::kClient;
-    nlohmann::json entry = nlohmann::json::object();
+    nlohmann::ordered_json entry = nlohmann::ordered_json::object();  // fields in reading order
     entry["time"] = rfc3339_utc(ended);
     entry["service"] = std::string(service);
     if (identity && !identity->empty()) {
-        nlohmann::json labels = nlohmann::json::object();
+        nlohmann::ordered_json labels = nlohmann::ordered_json::object();
         for (const auto& [name, value] : *identity)
             labels[name] = value;
         entry["labels"] = std::move(labels);
@@ -116,7 +116,7 @@ std::optional<std::string_view> SlowOperationLog::record(
     if (!request.error.empty()) entry["error"] = std::string(request.error);
 
     // Invalid UTF-8 (a command name as sent) is replaced, not thrown on.
-    line_ = entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    line_ = entry.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     ring_.push_front(Entry{std::string(service), line_});
     while (ring_.size() > settings_.keep)
         ring_.pop_back();
