@@ -14,18 +14,20 @@ Checked:
   the route and the command only; fast ones do not appear;
 - /api/v1/slow?service= filters, and the entries are the file's lines;
 - loupe_slow_operations_total{protocol} counts them, nothing dropped;
+- `loupe top`'s drill-down of slowhttp shows them under the s key (in tmux);
 - the secrets (query token, header value, EVAL argument, the path's id) appear nowhere: not in
-  the file, /api/v1/slow, /metrics or the agent's own log."""
+  the file, /api/v1/slow, /metrics, the agent's own log or top's screen."""
 import collections
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 
-from loupe_e2e import (Agent, Workload, fail, free_port, metric, parse_metrics, promtool_check,
+from loupe_e2e import (LOUPE, Agent, Workload, fail, free_port, metric, parse_metrics, promtool_check,
                        require_root, require_tools, time_limit, wait_port)
 
 QUERY_SECRET = "QsecretTok3n"
@@ -104,6 +106,35 @@ for line in sys.stdin:
 """
 
 
+def top_screen(agent):
+    """`loupe top` drilled into slowhttp with the slow-operations panel (s): the screen's text."""
+    session = f"loupe-slow-test-{os.getpid()}"
+    def tmux(*args):
+        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+         f"LC_ALL=C.UTF-8 {LOUPE} top --agent {agent.url('')} --interval 0.5")
+    try:
+        def keys(*k):
+            tmux("send-keys", "-t", session, *k)
+            time.sleep(0.6)
+        time.sleep(1.0)
+        keys("/", "s", "l", "o", "w", "h", "t", "t", "p", "Enter")
+        keys("Enter")
+        keys("s")
+        deadline = time.time() + 10
+        text = ""
+        while time.time() < deadline:
+            text = tmux("capture-pane", "-p", "-t", session)
+            rows = re.findall(r"^\d\d:\d\d:\d\d\.\d{3} +server +http +\d+\.\dms +GET +200 +/slow/\{id\}$",
+                              text, re.M)
+            if "TIME (UTC)" in text and len(rows) == 2:
+                return text
+            time.sleep(0.3)
+        fail("top's drill-down never showed slowhttp's two slow operations:\n" + text)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
 def slow_lines(path):
     with open(path) as f:
         return [line.rstrip("\n") for line in f if line.strip()]
@@ -116,7 +147,7 @@ def key(entry):
 
 def main():
     require_root()
-    require_tools("redis-server")
+    require_tools("redis-server", "tmux")
     time_limit(60)
     work = tempfile.mkdtemp(prefix="loupe-slow-")
     log_path = os.path.join(work, "slow.log")
@@ -202,8 +233,9 @@ def main():
             if metric(samples, "loupe_slow_operations_dropped_total", reason=reason) != 0:
                 fail(f"slow operations dropped ({reason})")
 
+        screen = top_screen(agent)
         _, raw_api = agent.api("/api/v1/slow")
-        outputs = {"the slow log file": "\n".join(lines), "/api/v1/slow": json.dumps(raw_api),
+        outputs = {"loupe top's screen": screen,"the slow log file": "\n".join(lines), "/api/v1/slow": json.dumps(raw_api),
                    "/metrics": text, "the agent's log": agent.logs()}
         for where, content in outputs.items():
             for secret in SECRETS:
