@@ -261,9 +261,15 @@ constexpr auto kObjectKinds = std::to_array<std::string_view>(
     {"DATABASE", "EXTENSION", "FUNCTION", "INDEX", "PROCEDURE", "ROLE", "SCHEMA", "SEQUENCE",
      "TABLE", "TRIGGER", "TYPE", "USER", "VIEW", "MATERIALIZED"});
 
-template <std::size_t N>
-bool contains(const std::array<std::string_view, N>& words, std::string_view w) {
-    return std::find(words.begin(), words.end(), w) != words.end();
+// Whether `w` is one of `Words`: a binary search of a sorted copy, made once per list.
+template <const auto& Words>
+bool contains(std::string_view w) {
+    static const auto sorted = [] {
+        auto copy = Words;
+        std::sort(copy.begin(), copy.end());
+        return copy;
+    }();
+    return std::binary_search(sorted.begin(), sorted.end(), w);
 }
 
 // Verbs that are operations as they are written.
@@ -435,7 +441,7 @@ class Describer {
             expect_table(false, false);
         } else if (verb == "CREATE" || verb == "DROP" || verb == "ALTER") {
             ddl(verb);
-        } else if (contains(kPlainVerbs, verb)) {
+        } else if (contains<kPlainVerbs>(verb)) {
             set_operation(verb);
             main_verb(verb);
         } else {
@@ -454,7 +460,7 @@ class Describer {
         if (verb == "UPDATE") set_select_here();  // PostgreSQL's UPDATE ... FROM
         if (verb == "CALL") expect_table(false, false, /*is_table=*/false);
         if (verb == "GRANT" || verb == "REVOKE") grant_ = true;
-        if (contains(kTableVerbs, verb)) {
+        if (contains<kTableVerbs>(verb)) {
             bool list = verb != "INSERT" && verb != "REPLACE" && verb != "COPY";
             expect_table(list, false);
             options_in_parens_ =
@@ -480,7 +486,7 @@ class Describer {
         std::string_view peeked = peek_keyword();
         std::copy(peeked.begin(), peeked.end(), kind_text.begin());
         std::string_view kind(kind_text.data(), peeked.size());
-        if (contains(kObjectKinds, kind)) {
+        if (contains<kObjectKinds>(kind)) {
             take();
             if (kind == "MATERIALIZED" && peek_keyword() == "VIEW") {
                 take();
@@ -531,7 +537,7 @@ class Describer {
         const Token& t = peek();
 
         if (expect_) {
-            if (t.kind == Kind::word && contains(kTableModifiers, kw)) {
+            if (t.kind == Kind::word && contains<kTableModifiers>(kw)) {
                 take();
                 return;
             }
@@ -539,7 +545,7 @@ class Describer {
                 skip_parens();
                 return;
             }
-            if ((t.kind == Kind::word && !contains(kClauseWords, kw)) ||
+            if ((t.kind == Kind::word && !contains<kClauseWords>(kw)) ||
                 t.kind == Kind::quoted_name) {
                 table_name();
                 return;
@@ -554,7 +560,7 @@ class Describer {
         // A common table expression's name: WITH name [(columns)] AS (...).
         if (with_ && shape_.operation.empty() && depth_ == 0 &&
             (prev == "WITH" || prev == "RECURSIVE" || last_punct == ',') &&
-            !contains(kClauseWords, kw)) {
+            !contains<kClauseWords>(kw)) {
             if (cte_count_ < ctes_.size()) ctes_[cte_count_++] = t.text;
             take();
             return;
@@ -628,12 +634,12 @@ class Describer {
         // alias: [AS] name
         if (peek_keyword() == "AS") {
             take();
-            if ((peek().kind == Kind::word && !contains(kClauseWords, peek_keyword())) ||
+            if ((peek().kind == Kind::word && !contains<kClauseWords>(peek_keyword())) ||
                 peek().kind == Kind::quoted_name) {
                 take();
             }
         } else if (!function &&
-                   ((peek().kind == Kind::word && !contains(kClauseWords, peek_keyword())) ||
+                   ((peek().kind == Kind::word && !contains<kClauseWords>(peek_keyword())) ||
                     peek().kind == Kind::quoted_name)) {
             take();
         }
@@ -688,6 +694,10 @@ class Describer {
     // Bytes >= 0x80 pass the tokenizer as name characters; what is not UTF-8 becomes `?` (same
     // length, so the bounds hold), as label values and JSON must be UTF-8.
     static void repair_utf8(std::string& s) {
+        bool ascii = true;
+        for (const char c : s)
+            ascii &= static_cast<unsigned char>(c) < 0x80;
+        if (ascii) return;  // the common case, checked without branching per byte
         std::size_t i = 0;
         while (i < s.size()) {
             auto c = static_cast<unsigned char>(s[i]);
