@@ -129,9 +129,11 @@ TEST(SlowLog, SqlEntriesCarryTheNormalisedStatementAndSummary) {
     Request r = redis("SELECT", 200'000);
     r.target = "SELECT accounts";
     r.statement = "SELECT * FROM accounts WHERE id = ?";
+    r.system_name = "mariadb";
     const auto entry = parse(log.record(r, "api", "10.0.0.7", 6379, nullptr, 2000ms));
     EXPECT_EQ(entry["target"], "SELECT accounts");
     EXPECT_EQ(entry["statement"], "SELECT * FROM accounts WHERE id = ?");
+    EXPECT_EQ(entry["system"], "mariadb");
 }
 
 TEST(SlowLog, JsonEscapesQuotesControlsAndBadUtf8) {

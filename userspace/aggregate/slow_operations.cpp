@@ -94,12 +94,13 @@ std::optional<std::string_view> SlowOperationLog::record(
     }
     entry["side"] = client ? "client" : "server";
     entry["protocol"] = std::string(spec->system);
+    if (!request.system_name.empty()) entry["system"] = std::string(request.system_name);
     entry["operation"] = std::string(request.operation);
     // Only what the metrics may show: the route (never the path as sent), the SQL summary.
     if (spec->normalize_target) {
         const std::string target = spec->normalize_target(request.target);
         if (!target.empty()) entry["target"] = target;
-    } else if (!request.target.empty() && !request.statement.empty()) {
+    } else if (spec->database && !request.target.empty()) {
         entry["target"] = std::string(request.target);  // SQL: the query summary
     }
     if (!request.statement.empty()) entry["statement"] = std::string(request.statement);
