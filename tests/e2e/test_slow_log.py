@@ -7,9 +7,9 @@ busy-waits 80 ms and carries a secret in its argument. One client process (comm 
 them all: the slow HTTP requests carry a secret token in the query string and a secret header
 value; fast requests and fast GETs go between them.
 
-Thresholds: --slow-threshold http=300ms,redis=50ms; the file with --slow-log-file.
+Thresholds: --slow-threshold http=300ms,redis=50ms; the file with --slow-log-file, and stdout.
 Checked:
-- every slow operation appears exactly once per side in the file and in /api/v1/slow (server side
+- every slow operation appears exactly once per side in the file, on stdout and in /api/v1/slow (server side
   under its server's service, client side under slowcli with the server's address as peer), with
   the route and the command only; fast ones do not appear;
 - /api/v1/slow?service= filters, and the entries are the file's lines;
@@ -164,7 +164,7 @@ def main():
             fail("the HTTP server did not start")
         agent = Agent("--comm", "slowhttp,slowcli,redis-server",
                       "--slow-threshold", "http=300ms,redis=50ms",
-                      "--slow-log-file", log_path)
+                      "--slow-log-file", log_path, "--slow-log-stdout")
         client = Workload("slowcli", CLIENT, http_port, redis_port, QUERY_SECRET, HEADER_SECRET,
                           EVAL_SECRET, PATH_ID, SCRIPT)
         started = datetime.datetime.now(datetime.timezone.utc)
@@ -204,6 +204,12 @@ def main():
                     fail(f"client entry without the server as peer: {e}")
             if e["protocol"] == "http" and e.get("status") != "200":
                 fail(f"HTTP entry without its status: {e}")
+
+        # --slow-log-stdout: the same lines on the agent's stdout (the Agent helper keeps stdout
+        # and stderr in one file; the agent's own log lines have no duration_seconds).
+        stdout_lines = [l for l in agent.logs().splitlines() if '"duration_seconds"' in l]
+        if sorted(stdout_lines) != sorted(lines):
+            fail("stdout's slow lines differ from the file's:\n" + "\n".join(stdout_lines))
 
         status, body = agent.api("/api/v1/slow")
         if status != 200:
