@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace loupe::sql {
 namespace {
@@ -694,10 +695,17 @@ class Describer {
     // Bytes >= 0x80 pass the tokenizer as name characters; what is not UTF-8 becomes `?` (same
     // length, so the bounds hold), as label values and JSON must be UTF-8.
     static void repair_utf8(std::string& s) {
-        bool ascii = true;
-        for (const char c : s)
-            ascii &= static_cast<unsigned char>(c) < 0x80;
-        if (ascii) return;  // the common case, checked without branching per byte
+        // The common case, all ASCII, checked eight bytes at a time.
+        std::uint64_t high = 0;
+        std::size_t at = 0;
+        for (; at + 8 <= s.size(); at += 8) {
+            std::uint64_t word = 0;
+            std::memcpy(&word, s.data() + at, 8);
+            high |= word;
+        }
+        for (; at < s.size(); ++at)
+            high |= static_cast<unsigned char>(s[at]);
+        if ((high & 0x8080808080808080ULL) == 0) return;
         std::size_t i = 0;
         while (i < s.size()) {
             auto c = static_cast<unsigned char>(s[i]);
