@@ -112,6 +112,8 @@ f=$(config slow_key "slow_log:
 ")
 expect 2 "loupe: invalid config: $f:2: unknown key 'slow_log.rotate_files' (did you mean rotated_files?)" \
     -- "$bin" agent --config "$f"
+expect 2 "slow-operation log: cannot open the file: /nonexistent-dir/slow.log: No such file or directory" \
+    -- "$bin" agent --listen 127.0.0.1:0 --slow-log-file /nonexistent-dir/slow.log
 expect 105 "loupe agent: --slow-threshold: unknown protocol 'htp' (did you mean http?)" \
     -- "$bin" agent --slow-threshold htp=1s
 expect 105 "loupe agent: LOUPE_SLOW_THRESHOLD: expected a duration with its unit" \

@@ -228,6 +228,9 @@ TEST(SlowLogFile, RotatesAtTheSizeCapKeepingNFiles) {
 
     // An unwritable place: an error that says where, not a crash.
     exporter::SlowLogWriter nowhere({dir + "/missing/dir/slow.log", 100, 1, false});
+    std::string problem;
+    EXPECT_FALSE(nowhere.open(problem));
+    EXPECT_EQ(problem, dir + "/missing/dir/slow.log: No such file or directory");
     EXPECT_FALSE(nowhere.write("x"));
     EXPECT_NE(nowhere.last_error().find("missing/dir/slow.log"), std::string::npos);
     std::filesystem::remove_all(dir);

@@ -562,6 +562,12 @@ bool Agent::start() {
     // keeps the peak. Two arenas: one per server thread would each keep their own peak.
     ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     ::mallopt(M_ARENA_MAX, 2);
+    // A slow-log file that cannot be opened would otherwise be found out at the first slow
+    // operation, maybe days later.
+    if (std::string problem; !slow_writer_.open(problem)) {
+        spdlog::error("slow-operation log: cannot open the file: {}", problem);
+        return false;
+    }
     std::string host;
     int port = 0;
     if (!parse_listen(config_.listen, host, port)) {

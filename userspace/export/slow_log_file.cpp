@@ -47,6 +47,13 @@ bool SlowLogWriter::open_file() {
     return true;
 }
 
+bool SlowLogWriter::open(std::string& problem) {
+    if (settings_.path.empty() || fd_ >= 0) return true;
+    if (open_file()) return true;
+    problem = last_error_;
+    return false;
+}
+
 bool SlowLogWriter::rotate() {
     ::close(fd_);
     fd_ = -1;

@@ -24,6 +24,8 @@ class SlowLogWriter {
     SlowLogWriter& operator=(const SlowLogWriter&) = delete;
 
     bool enabled() const { return !settings_.path.empty() || settings_.to_stdout; }
+    // Opens the file now (without a file: nothing to do); false with the reason in `problem`.
+    bool open(std::string& problem);
     // Writes `line` and a newline to every destination; false when one of them failed (the
     // reason is in last_error()).
     bool write(std::string_view line);
