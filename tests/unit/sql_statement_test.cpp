@@ -192,6 +192,16 @@ TEST(SqlStatement, DialectsDisagreeOnBackslashesAndDoubleQuotes) {
               "SELECT $a FROM t");
     EXPECT_EQ(describe_statement("SELECT a # b FROM t", Dialect::postgres).normalized,
               "SELECT a # b FROM t");
+    // MySQL's executable comments hold SQL; elsewhere, and optimizer hints, are comments.
+    shape = describe_statement("/*!40101 SET NAMES utf8mb4 */", Dialect::mysql);
+    EXPECT_EQ(shape.operation, "SET");
+    EXPECT_EQ(shape.normalized, "SET NAMES utf8mb4");
+    shape = describe_statement(
+        "SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t /*!50000 WHERE b = 'x' */",
+        Dialect::mysql);
+    EXPECT_EQ(shape.normalized, "SELECT a FROM t WHERE b = ?");
+    EXPECT_EQ(describe_statement("/*!40101 SET NAMES utf8mb4 */", Dialect::postgres).operation,
+              "_OTHER");
     // The default: backslash escapes, "..." a name.
     shape = describe_statement(R"(SELECT "x" FROM t WHERE a = 'it\'s; 1')");
     EXPECT_EQ(shape.normalized, "SELECT \"x\" FROM t WHERE a = ?");

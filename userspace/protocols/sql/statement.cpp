@@ -91,6 +91,17 @@ class Lexer {
             } else if ((c == '-' && next == '-') || (c == '#' && dialect_ != Dialect::postgres)) {
                 std::size_t eol = s_.find('\n', i_);
                 i_ = eol == std::string_view::npos ? s_.size() : eol + 1;
+            } else if (c == '/' && next == '*' && dialect_ == Dialect::mysql &&
+                       i_ + 2 < s_.size() && s_[i_ + 2] == '!') {
+                // MySQL's executable comment, /*!80000 SET ... */: its text is SQL (which is
+                // what mysqldump and some connectors send); the version and the ends are not.
+                i_ += 3;
+                while (i_ < s_.size() && is_digit(static_cast<unsigned char>(s_[i_])))
+                    ++i_;
+                ++executable_comments_;
+            } else if (c == '*' && next == '/' && executable_comments_ > 0) {
+                i_ += 2;
+                --executable_comments_;
             } else if (c == '/' && next == '*') {
                 // Nested as PostgreSQL does; MySQL does not nest, but dropping more never leaks.
                 int depth = 1;
@@ -212,6 +223,7 @@ class Lexer {
     Dialect dialect_;
     std::size_t i_ = 0;
     bool unterminated_ = false;
+    int executable_comments_ = 0;  // MySQL /*! ... */ open around the current text
 };
 
 // Words after which a name is no longer a table or its alias.

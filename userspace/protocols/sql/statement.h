@@ -6,8 +6,9 @@
 //   '...' strings ('' doubled; backslash escapes in MySQL and, by default, everywhere), E'...',
 //   X'...', B'...', N'...', U&'...'; PostgreSQL $tag$...$tag$ dollar quotes; "identifiers"
 //   (MySQL: "..." is a string); `identifiers`; -- and /* */ comments (nested, as PostgreSQL does:
-//   dropping more text never leaks), # comments (MySQL and default); numbers (1, 1.5, .5, 1e5,
-//   0x1F, 0b101, 1_000); $1 and ? placeholders (kept as they are).
+//   dropping more text never leaks; MySQL's executable /*!NNNNN ... */ is SQL), # comments
+//   (MySQL and default); numbers (1, 1.5, .5, 1e5, 0x1F, 0b101, 1_000); $1 and ? placeholders
+//   (kept as they are).
 // Literals (strings, numbers) become `?`; TRUE, FALSE and NULL are keywords and are kept (they
 // tell `IS NULL` from `= ?` and hold no data). An unterminated string, dollar quote or quoted
 // identifier swallows the rest of the text as one literal.
