@@ -4,6 +4,7 @@
 #   tools/fuzz.sh redis [SECONDS]         the Redis (RESP2/RESP3/inline) parser and matcher
 #   tools/fuzz.sh postgres [SECONDS]      the PostgreSQL (protocol 3.0) parser and matcher
 #   tools/fuzz.sh mysql [SECONDS]         the MySQL/MariaDB parser and matcher
+#   tools/fuzz.sh sql [SECONDS]           the SQL statement summariser (no literal in any output)
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
@@ -103,6 +104,17 @@ seeds = {
 for name, data in seeds.items():
     open(f"{sys.argv[1]}/seed-{name}", "wb").write(data)
 PY
+    ;;
+sql)
+    max_len=4096
+    # The fuzzer's input format (see tests/fuzz/sql_fuzz.cpp): byte 0 = dialect (bits 0-1: any,
+    # postgres, mysql) and mode (bit 2: secrets spliced in where `~` is), then the SQL text.
+    seed select '\000SELECT a.x, count(*) FROM s.t a JOIN "U" b ON a.id = b.id WHERE a.v IN (1, 2.5e3, $1) GROUP BY 1'
+    seed with '\001WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c) INSERT INTO t SELECT * FROM c; COMMIT'
+    seed quotes '\001SELECT E'"'"'\\'"'"'x'"'"', $q$ ; $q$, /* /* */ */ U&"a" FROM t -- c\n; DELETE FROM u'
+    seed mysql '\002INSERT IGNORE INTO `db`.`t` VALUES ("a\\"b", '"'"'c'"'"''"'"''"'"', 0x1F) # x\n ON DUPLICATE KEY UPDATE v = 1'
+    seed splice '\004UPDATE t SET a = ~, b = ~ WHERE c IN (~, ~, ~) AND d = ~; SELECT ~ FROM u'
+    seed splice-my '\006SELECT * FROM t WHERE a = ~ AND b = ~ LIMIT ~'
     ;;
 attribution)
     max_len=16384

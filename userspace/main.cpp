@@ -282,6 +282,26 @@ int main(int argc, char** argv) {
         ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
 
+    std::vector<std::string> slow_thresholds;
+    agent
+        ->add_option("--slow-threshold", slow_thresholds,
+                     "Slow-operation log threshold of a protocol, PROTOCOL=DURATION (repeatable; "
+                     "http=1s, redis=10ms and default=100ms unless set; off turns one off; config "
+                     "slow_log.thresholds)")
+        ->envname("LOUPE_SLOW_THRESHOLD")
+        ->delimiter(',')
+        ->check(setting_check(loupe::agent::check_slow_threshold));
+    agent
+        ->add_option("--slow-log-file", agent_config.slow_log_output.path,
+                     "Also write slow operations to this file as JSON lines, rotated at "
+                     "slow_log.max_file_bytes (config slow_log.file)")
+        ->envname("LOUPE_SLOW_LOG_FILE");
+    agent
+        ->add_flag("--slow-log-stdout", agent_config.slow_log_output.to_stdout,
+                   "Also write slow operations to standard output as JSON lines (config "
+                   "slow_log.stdout)")
+        ->envname("LOUPE_SLOW_LOG_STDOUT");
+
     loupe::top::TopOptions top_options;
     if (const char* agent_env = std::getenv("LOUPE_AGENT"); agent_env && *agent_env) {
         top_options.agent_url = agent_env;
@@ -362,6 +382,8 @@ int main(int argc, char** argv) {
                                           [local] { local->stop(); }};
         });
     if (agent->parsed()) {
+        for (const auto& threshold : slow_thresholds)
+            loupe::agent::apply_slow_threshold(threshold, agent_config.slow_log);
         agent_config.log_format = log_format;
         agent_config.log_level = log_level;
         return loupe::agent::Agent(agent_config).run();

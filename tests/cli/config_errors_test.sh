@@ -99,6 +99,26 @@ expect 1 "loupe top: cannot reach the agent at http://127.0.0.1:1: Connection re
 expect 2 "loupe top: --agent: expected an http:// or https:// URL" \
     -- "$bin" top --agent 127.0.0.1:9464 --once
 
+# The slow-operation log: its nested keys, durations with units, known protocols.
+f=$(config slow "listen: 127.0.0.1:1
+slow_log:
+  thresholds:
+    http: 10
+")
+expect 2 "loupe: invalid config: $f:4: invalid value for 'http' in 'slow_log.thresholds': expected a duration with its unit" \
+    -- "$bin" agent --config "$f"
+f=$(config slow_key "slow_log:
+  rotate_files: 2
+")
+expect 2 "loupe: invalid config: $f:2: unknown key 'slow_log.rotate_files' (did you mean rotated_files?)" \
+    -- "$bin" agent --config "$f"
+expect 2 "slow-operation log: cannot open the file: /nonexistent-dir/slow.log: No such file or directory" \
+    -- "$bin" agent --listen 127.0.0.1:0 --slow-log-file /nonexistent-dir/slow.log
+expect 105 "loupe agent: --slow-threshold: unknown protocol 'htp' (did you mean http?)" \
+    -- "$bin" agent --slow-threshold htp=1s
+expect 105 "loupe agent: LOUPE_SLOW_THRESHOLD: expected a duration with its unit" \
+    -- env LOUPE_SLOW_THRESHOLD=redis=5 "$bin" agent
+
 if ((failures > 0)); then
     echo "FAIL: $failures case(s)"
     exit 1

@@ -47,6 +47,26 @@ TEST(TopSnapshot, EndpointsStatusMixAndPeers) {
     EXPECT_EQ(rows[1].peers, (std::vector<std::string>{"10.0.0.5:5432", "10.0.0.6:5432"}));
 }
 
+TEST(TopSnapshot, SlowOperationsOfTheDrillDown) {
+    const auto rows = parse_slow(nlohmann::json::parse(R"([
+        {"time": "2026-12-03T13:45:01.123Z", "service": "api", "side": "client",
+         "protocol": "postgresql", "operation": "SELECT", "target": "SELECT accounts",
+         "statement": "SELECT * FROM accounts WHERE id = ?", "peer": "10.0.0.5:5432",
+         "duration_seconds": 0.25, "error": "57014"},
+        {"time": "2026-12-03T13:45:00.001Z", "side": "server", "protocol": "http",
+         "operation": "GET", "target": "/users/{id}", "duration_seconds": 1.5, "status": "200"},
+        "not an entry", {"duration_seconds": "wrong type"}])"));
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].what, "SELECT * FROM accounts WHERE id = ?");  // the statement first
+    EXPECT_EQ(rows[0].status, "57014");                              // the error over the status
+    EXPECT_EQ(rows[0].peer, "10.0.0.5:5432");
+    EXPECT_DOUBLE_EQ(rows[0].duration_seconds, 0.25);
+    EXPECT_EQ(rows[1].what, "/users/{id}");
+    EXPECT_EQ(rows[1].status, "200");
+    EXPECT_EQ(rows[2].duration_seconds, 0);
+    EXPECT_TRUE(parse_slow(nlohmann::json::object()).empty());
+}
+
 TEST(TopColumns, Formatting) {
     EXPECT_EQ(format_bytes(512), "512B");
     EXPECT_EQ(format_bytes(10485760), "10.0M");

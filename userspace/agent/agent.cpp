@@ -59,12 +59,15 @@ Agent::Agent(AgentConfig config)
       store_(aggregate::StoreLimits{config_.max_series, config_.max_routes_per_service,
                                     std::chrono::minutes(15)},
              &series_budget_),
+      slow_log_(config_.slow_log),
+      slow_writer_(config_.slow_log_output),
       tracker_(
           pipeline::Selection{config_.pids, config_.comms, config_.ports}, config_.max_connections,
           [this](const protocols::Request& request, const pipeline::ConnectionTracker::Origin& at) {
               const aggregate::RequestContext context{service_key(at.tgid, std::string(at.service)),
                                                       at.server_address, at.server_port};
               store_.record(request, context, drain_clock_);
+              if (slow_log_.is_slow(request)) record_slow(request, context);
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
       identities_(attribution::ServiceIdentities::read_proc_cgroup, 20'000,
@@ -84,6 +87,22 @@ Agent::Agent(AgentConfig config)
     // all exited: the services departed longest ago go first.
     series_budget_.set_reclaimer(
         [this](std::size_t samples) { return resource_tracker_.evict_departed(samples); });
+}
+
+void Agent::record_slow(const protocols::Request& request,
+                        const aggregate::RequestContext& context) {
+    const std::string service(context.service);
+    const auto line =
+        slow_log_.record(request, service, context.server_address, context.server_port,
+                         identities_.labels_of(service), drain_clock_);
+    if (!line || !slow_writer_.enabled() || slow_writer_.write(*line)) return;
+    slow_log_.count_write_error();
+    // Said once a minute at most: the counter says how many.
+    if (slow_write_warned_.count() == 0 ||
+        drain_clock_ - slow_write_warned_ > std::chrono::minutes(1)) {
+        slow_write_warned_ = drain_clock_;
+        spdlog::warn("slow-operation log: cannot write: {}", slow_writer_.last_error());
+    }
 }
 
 const std::string& Agent::service_name(const std::string& comm) const {
@@ -440,7 +459,8 @@ std::string Agent::metrics_text() {
         &series_budget_,
         resource_tracker_.services_dropped(),
         resource_tracker_.services_evicted(),
-        resource_tracker_.services_refused()};
+        resource_tracker_.services_refused(),
+        &slow_log_};
     std::string text = exporter::render_prometheus(view);
     last_metrics_bytes_ = text.size();
     return text;
@@ -455,7 +475,8 @@ void Agent::read(const std::function<void(const api::StateView&)>& fn) {
                               alert_engine_,
                               identities_,
                               now(),
-                              started_};
+                              started_,
+                              &slow_log_};
     fn(view);
 }
 
@@ -541,6 +562,12 @@ bool Agent::start() {
     // keeps the peak. Two arenas: one per server thread would each keep their own peak.
     ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     ::mallopt(M_ARENA_MAX, 2);
+    // A slow-log file that cannot be opened would otherwise be found out at the first slow
+    // operation, maybe days later.
+    if (std::string problem; !slow_writer_.open(problem)) {
+        spdlog::error("slow-operation log: cannot open the file: {}", problem);
+        return false;
+    }
     std::string host;
     int port = 0;
     if (!parse_listen(config_.listen, host, port)) {

@@ -20,6 +20,8 @@
 #include "attribution/pod_metadata_client.h"
 #include "attribution/service_identities.h"
 #include "aggregate/request_metrics.h"
+#include "aggregate/slow_operations.h"
+#include "export/slow_log_file.h"
 #include "capture/socket_capture.h"
 #include "capture/resource_capture.h"
 #include "doctor/kernel_features.h"
@@ -101,6 +103,12 @@ class Agent final : private api::AgentSource {
     // at, one clock read a drain instead of one a request (clock_gettime was ~6 % of the agent's
     // CPU under nginx + wrk on this VM's kvm-clock). Guarded by mutex_.
     std::chrono::nanoseconds drain_clock_{0};
+    // Finished requests over their protocol's threshold (guarded by mutex_), and where their
+    // lines go besides memory.
+    aggregate::SlowOperationLog slow_log_;
+    exporter::SlowLogWriter slow_writer_;
+    std::chrono::nanoseconds slow_write_warned_{0};
+    void record_slow(const protocols::Request& request, const aggregate::RequestContext& context);
     pipeline::ConnectionTracker tracker_;
     std::unique_ptr<capture::SocketCapture> capture_;
     std::string capture_error_;

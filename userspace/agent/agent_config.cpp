@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <functional>
 
+#include "protocols/registry.h"
 #include "util/logging.h"
 #include "util/suggest.h"
 #include "util/url.h"
@@ -117,6 +119,155 @@ std::optional<std::string> check_url_or_empty(const std::string& text) {
     return util::http_url_problem(text);
 }
 
+std::optional<std::chrono::nanoseconds> parse_duration(const std::string& text) {
+    if (text == "off" || text == "0") return std::chrono::nanoseconds(0);
+    std::size_t digits = 0;
+    while (digits < text.size() &&
+           ((text[digits] >= '0' && text[digits] <= '9') || text[digits] == '.'))
+        ++digits;
+    if (digits == 0 || digits == text.size()) return std::nullopt;
+    double value = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + digits, value);
+    if (ec != std::errc() || ptr != text.data() + digits || !(value >= 0)) return std::nullopt;
+    const std::string unit = text.substr(digits);
+    double scale = 0;
+    if (unit == "ns") scale = 1;
+    if (unit == "us") scale = 1e3;
+    if (unit == "ms") scale = 1e6;
+    if (unit == "s") scale = 1e9;
+    if (unit == "m") scale = 60e9;
+    if (scale == 0 || value * scale > 3600e9) return std::nullopt;  // up to an hour
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(value * scale));
+}
+
+namespace {
+
+std::vector<std::string> slow_log_protocols() {
+    std::vector<std::string> names;
+    for (const auto& protocol : protocols::all_protocols())
+        names.emplace_back(protocol.metrics->system);
+    names.emplace_back("default");
+    return names;
+}
+
+std::string duration_expected() {
+    return "expected a duration with its unit, such as 500us, 100ms, 1.5s or 2m (at most 1 hour), "
+           "or off";
+}
+
+}  // namespace
+
+std::optional<std::string> check_slow_threshold(const std::string& text) {
+    const auto equals = text.find('=');
+    const auto names = slow_log_protocols();
+    std::string list;
+    for (const auto& name : names)
+        list += (list.empty() ? "" : ", ") + name;
+    if (equals == std::string::npos)
+        return "expected PROTOCOL=DURATION such as redis=5ms (PROTOCOL: " + list + ")";
+    const std::string name = text.substr(0, equals);
+    if (std::find(names.begin(), names.end(), name) == names.end())
+        return "unknown protocol '" + name + "'" + util::did_you_mean(name, names) +
+               ": expected one of " + list;
+    if (!parse_duration(text.substr(equals + 1))) return duration_expected();
+    return std::nullopt;
+}
+
+void apply_slow_threshold(const std::string& text, aggregate::SlowLogSettings& settings) {
+    const auto equals = text.find('=');
+    const std::string name = text.substr(0, equals);
+    const auto duration =
+        parse_duration(text.substr(equals + 1)).value_or(std::chrono::nanoseconds(0));
+    if (name == "default")
+        settings.default_threshold = duration;
+    else
+        settings.thresholds[name] = duration;
+}
+
+namespace {
+
+// The `slow_log:` mapping of the config file.
+std::optional<std::string> parse_slow_log(const YAML::Node& node, const std::string& path,
+                                          AgentConfig& config) {
+    auto at = [&](const YAML::Node& n) { return fmt::format("{}:{}", path, n.Mark().line + 1); };
+    if (!node.IsMap())
+        return fmt::format(
+            "{}: invalid value for 'slow_log': expected a mapping such as "
+            "'slow_log: {{file: /var/log/loupe/slow.log}}', got {}",
+            at(node), got(node));
+    const std::vector<std::string> keys = {"thresholds",    "file", "stdout", "max_file_bytes",
+                                           "rotated_files", "rate", "burst",  "keep"};
+    for (const auto& entry : node) {
+        const auto key = entry.first.as<std::string>();
+        const YAML::Node& value = entry.second;
+        auto invalid = [&](const std::string& expected) {
+            return fmt::format("{}: invalid value for 'slow_log.{}': {}, got {}", at(value), key,
+                               expected, got(value));
+        };
+        auto count = [&](std::uint64_t min, std::uint64_t max) -> std::optional<std::uint64_t> {
+            if (!value.IsScalar()) return std::nullopt;
+            const auto n = parse_unsigned(value.Scalar());
+            if (!n || *n < min || *n > max) return std::nullopt;
+            return n;
+        };
+        if (key == "thresholds") {
+            if (!value.IsMap())
+                return invalid(
+                    "expected a mapping of protocols to durations, such as "
+                    "'{http: 1s, redis: 10ms, default: 100ms}'");
+            for (const auto& threshold : value) {
+                const auto name = threshold.first.as<std::string>();
+                const std::string item =
+                    name + "=" + (threshold.second.IsScalar() ? threshold.second.Scalar() : "");
+                if (auto problem = check_slow_threshold(item)) {
+                    const bool bad_name = problem->starts_with("unknown");
+                    return fmt::format("{}: invalid {} in 'slow_log.thresholds': {}{}",
+                                       at(bad_name ? threshold.first : threshold.second),
+                                       bad_name ? "protocol" : "value for '" + name + "'", *problem,
+                                       bad_name ? "" : ", got " + got(threshold.second));
+                }
+                apply_slow_threshold(item, config.slow_log);
+            }
+        } else if (key == "file") {
+            if (!value.IsScalar()) return invalid("expected a file name");
+            config.slow_log_output.path = value.Scalar();
+        } else if (key == "stdout") {
+            bool on = false;
+            if (!value.IsScalar() || !YAML::convert<bool>::decode(value, on))
+                return invalid("expected true or false");
+            config.slow_log_output.to_stdout = on;
+        } else if (key == "max_file_bytes") {
+            const auto n = count(4096, std::uint64_t{1} << 40);
+            if (!n) return invalid("expected a number of bytes of at least 4096");
+            config.slow_log_output.max_bytes = *n;
+        } else if (key == "rotated_files") {
+            const auto n = count(0, 100);
+            if (!n) return invalid("expected a number of files from 0 to 100");
+            config.slow_log_output.rotated_files = static_cast<std::uint32_t>(*n);
+        } else if (key == "rate") {
+            double rate = 0;
+            if (!value.IsScalar() || !YAML::convert<double>::decode(value, rate) || !(rate > 0) ||
+                rate > 1e6)
+                return invalid("expected entries per second, more than 0 (such as 10 or 0.5)");
+            config.slow_log.rate_per_second = rate;
+        } else if (key == "burst") {
+            const auto n = count(1, 1'000'000);
+            if (!n) return invalid("expected a whole number of at least 1");
+            config.slow_log.burst = static_cast<std::uint32_t>(*n);
+        } else if (key == "keep") {
+            const auto n = count(1, 100'000);
+            if (!n) return invalid("expected a whole number from 1 to 100000");
+            config.slow_log.keep = static_cast<std::size_t>(*n);
+        } else {
+            return fmt::format("{}: unknown key 'slow_log.{}'{}", at(entry.first), key,
+                               util::did_you_mean(key, keys));
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::string> load_config_file(const std::string& path, AgentConfig& config) {
     if (std::error_code ec; std::filesystem::is_directory(path, ec))
         return fmt::format(
@@ -214,6 +365,10 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
     config.config_path = path;
     for (const auto& entry : root) {
         const auto key = entry.first.as<std::string>();
+        if (key == "slow_log") {
+            if (auto error = parse_slow_log(entry.second, path, config)) return error;
+            continue;
+        }
         if (key == "alerting") {
             alerts::AlertingConfig alerting;
             if (auto error = alerts::parse_alerting(entry.second, path, alerting)) return error;
@@ -222,7 +377,7 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
         }
         const auto it = settings.find(key);
         if (it == settings.end()) {
-            std::vector<std::string> keys = {"alerting"};
+            std::vector<std::string> keys = {"alerting", "slow_log"};
             for (const auto& [name, _] : settings)
                 keys.push_back(name);
             return fmt::format("{}:{}: unknown key '{}'{}", path, entry.first.Mark().line + 1, key,

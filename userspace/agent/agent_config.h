@@ -1,13 +1,16 @@
 // The agent's settings: defaults < YAML file (--config) < environment (LOUPE_*) < flags.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "aggregate/slow_operations.h"
 #include "alerts/alert_rules.h"
+#include "export/slow_log_file.h"
 
 namespace loupe::agent {
 
@@ -38,6 +41,9 @@ struct AgentConfig {
     std::map<std::string, std::string> service_names;  // comm -> service_name
     KubernetesConfig kubernetes;
     alerts::AlertingConfig alerting;
+    // The slow-operation log: thresholds, rate and memory; file and stdout.
+    aggregate::SlowLogSettings slow_log;
+    exporter::SlowLogFileSettings slow_log_output;
     std::string config_path;  // the file these came from, re-read on SIGHUP
 };
 
@@ -59,6 +65,14 @@ std::optional<std::string> check_port(const std::string& text);
 std::optional<std::string> check_positive_count(const std::string& text);
 // An http:// or https:// URL, or empty (the setting's default).
 std::optional<std::string> check_url_or_empty(const std::string& text);
+
+// A duration with its unit: "250us", "100ms", "1.5s", "2m"; "off" or "0" is 0 (no slow log).
+std::optional<std::chrono::nanoseconds> parse_duration(const std::string& text);
+// A --slow-threshold item: PROTOCOL=DURATION, PROTOCOL a protocol's name ("http", "redis"...) or
+// "default".
+std::optional<std::string> check_slow_threshold(const std::string& text);
+// Applies a checked --slow-threshold item.
+void apply_slow_threshold(const std::string& text, aggregate::SlowLogSettings& settings);
 
 // Splits "HOST:PORT" (IPv6 as "[::1]:9464"); port 0 means any free port. False when malformed.
 bool parse_listen(const std::string& listen, std::string& host, int& port);

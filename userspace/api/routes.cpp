@@ -1,11 +1,14 @@
 #include "api/routes.h"
 
+#include <charconv>
 #include <ctime>
+#include <limits>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include "api/service_views.h"
+#include "protocols/registry.h"
 #include "util/version.h"
 
 namespace loupe::api {
@@ -152,6 +155,34 @@ void register_routes(httplib::Server& routes, AgentSource& agent) {
         });
         json_reply(res, {{"service", req.matches[1]}, {"processes", rows}},
                    rows.empty() ? 404 : 200);
+    });
+    // The latest slow operations, newest first: ?service=KEY (a service's name as
+    // /api/v1/services gives it) and ?limit=N (default and most: the log's `keep`).
+    routes.Get("/api/v1/slow", [&agent](const httplib::Request& req, httplib::Response& res) {
+        const std::string service = req.get_param_value("service");
+        std::size_t limit = std::numeric_limits<std::size_t>::max();
+        if (req.has_param("limit")) {
+            const std::string text = req.get_param_value("limit");
+            std::size_t value = 0;
+            const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+            if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() ||
+                value == 0) {
+                json_reply(res, {{"error", "limit: expected a whole number of at least 1"}}, 400);
+                return;
+            }
+            limit = value;
+        }
+        nlohmann::json body = {{"slow_operations", nlohmann::json::array()}};
+        agent.read([&](const StateView& s) {
+            if (!s.slow_log) return;
+            body["slow_operations"] = s.slow_log->latest(service, limit);
+            nlohmann::json thresholds = nlohmann::json::object();
+            for (const auto& protocol : protocols::all_protocols())
+                thresholds[std::string(protocol.metrics->system)] =
+                    std::chrono::duration<double>(s.slow_log->threshold(protocol.id)).count();
+            body["thresholds_seconds"] = thresholds;
+        });
+        json_reply(res, body);
     });
     routes.Get("/api/v1/alerts", [&agent](const httplib::Request&, httplib::Response& res) {
         nlohmann::json body;

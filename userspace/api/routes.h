@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregate/request_metrics.h"
+#include "aggregate/slow_operations.h"
 #include "alerts/alert_engine.h"
 #include "attribution/service_identities.h"
 #include "resources/resource_tracker.h"
@@ -31,6 +32,7 @@ struct StateView {
     const attribution::ServiceIdentities& identities;
     std::chrono::nanoseconds now{0};      // CLOCK_MONOTONIC
     std::chrono::nanoseconds started{0};  // when the agent started, same clock
+    const aggregate::SlowOperationLog* slow_log = nullptr;
 };
 
 struct Readiness {

@@ -421,6 +421,23 @@ std::string render_prometheus(const MetricsView& view) {
             counter("_pushes_total", what + " messages the server pushed (no reply to a command).",
                     c.parser.pushes);
     }
+    if (view.slow_log) {
+        out.family("loupe_slow_operations_total", "counter",
+                   "Finished operations over their protocol's slow-log threshold (logged or "
+                   "dropped).");
+        for (const auto& protocol : protocols::all_protocols())
+            out.sample("loupe_slow_operations_total",
+                       {{"protocol", std::string(protocol.metrics->system)}},
+                       static_cast<double>(view.slow_log->slow(protocol.id)));
+        out.family("loupe_slow_operations_dropped_total", "counter",
+                   "Slow operations not logged: over the log's rate (rate_limit), or the file or "
+                   "stdout refused the line (write_error; still in /api/v1/slow).");
+        for (std::size_t i = 0; i < aggregate::kSlowDropReasons.size(); ++i)
+            out.sample(
+                "loupe_slow_operations_dropped_total",
+                {{"reason", std::string(aggregate::kSlowDropReasons[i])}},
+                static_cast<double>(view.slow_log->dropped(static_cast<aggregate::SlowDrop>(i))));
+    }
     add_single(out, "loupe_services_evicted_total", "counter",
                "Services whose processes had all exited, forgotten before their expiry to make "
                "room for live services or new series.",

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "aggregate/request_metrics.h"
+#include "aggregate/slow_operations.h"
 #include "capture/socket_capture.h"
 #include "alerts/alert_engine.h"
 #include "alerts/notifier.h"
@@ -47,6 +48,7 @@ struct MetricsView {
     std::uint64_t services_dropped = 0;
     std::uint64_t services_evicted = 0;
     std::size_t services_refused = 0;
+    const aggregate::SlowOperationLog* slow_log = nullptr;
 };
 
 std::string render_prometheus(const MetricsView& view);

@@ -196,4 +196,13 @@ std::optional<std::vector<ProcessRow>> AgentClient::processes(const std::string&
     return parse_processes(member(*doc, "processes"));
 }
 
+std::optional<std::vector<SlowRow>> AgentClient::slow(const std::string& service, std::size_t limit,
+                                                      std::string& error) {
+    std::string query = encode_path(service);
+    // '/' and '@' are kept by encode_path; in a query value only '&', '=', '+' and '#' matter.
+    auto doc = get("/api/v1/slow?service=" + query + "&limit=" + std::to_string(limit), error);
+    if (!doc) return std::nullopt;
+    return parse_slow(member(*doc, "slow_operations"));
+}
+
 }  // namespace loupe::top

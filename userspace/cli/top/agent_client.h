@@ -32,6 +32,9 @@ class AgentClient {
     std::optional<Endpoints> endpoints(const std::string& service, std::string& error);
     std::optional<std::vector<ProcessRow>> processes(const std::string& service,
                                                      std::string& error);
+    // The latest slow operations of a service, newest first (at most `limit`).
+    std::optional<std::vector<SlowRow>> slow(const std::string& service, std::size_t limit,
+                                             std::string& error);
     std::optional<nlohmann::json> get(const std::string& path, std::string& error);
     const std::string& base_url() const { return base_url_; }
     // How far back the request rates of the last snapshot looked, in seconds (0: no rate yet).

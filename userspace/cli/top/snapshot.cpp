@@ -213,6 +213,27 @@ std::vector<ProcessRow> parse_processes(const nlohmann::json& processes) {
     return rows;
 }
 
+std::vector<SlowRow> parse_slow(const nlohmann::json& slow_operations) {
+    std::vector<SlowRow> rows;
+    if (!slow_operations.is_array()) return rows;
+    for (const auto& e : slow_operations) {
+        if (!e.is_object()) continue;
+        SlowRow r;
+        r.time = text(e, "time");
+        r.side = text(e, "side");
+        r.protocol = text(e, "protocol");
+        r.operation = text(e, "operation");
+        r.what = text(e, "statement");
+        if (r.what.empty()) r.what = text(e, "target");
+        r.peer = text(e, "peer");
+        r.duration_seconds = number(e, "duration_seconds");
+        r.status = text(e, "error");
+        if (r.status.empty()) r.status = text(e, "status");
+        rows.push_back(std::move(r));
+    }
+    return rows;
+}
+
 NodeInfo parse_node(const nlohmann::json& node) {
     NodeInfo n;
     n.cpu_utilization = number(node, "cpu_utilization");

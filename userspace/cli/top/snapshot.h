@@ -75,6 +75,16 @@ struct ProcessRow {
     double rss_bytes = 0;
 };
 
+// One entry of the slow-operation log (/api/v1/slow), as the drill-down shows it.
+struct SlowRow {
+    std::string time;  // RFC 3339, UTC
+    std::string side, protocol, operation;
+    std::string what;  // the route, or the SQL statement (literals replaced), or empty
+    std::string peer;
+    double duration_seconds = 0;
+    std::string status;
+};
+
 struct NodeInfo {
     double cpu_utilization = 0;
     double memory_utilization = 0;
@@ -100,6 +110,7 @@ std::vector<ServiceRow> parse_services(const nlohmann::json& services);
 std::vector<DbRow> parse_databases(const nlohmann::json& databases);
 Endpoints parse_endpoints(const nlohmann::json& endpoints);
 std::vector<ProcessRow> parse_processes(const nlohmann::json& processes);
+std::vector<SlowRow> parse_slow(const nlohmann::json& slow_operations);
 NodeInfo parse_node(const nlohmann::json& node);
 
 }  // namespace loupe::top

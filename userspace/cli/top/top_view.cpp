@@ -55,6 +55,9 @@ void TopView::refresh_data() {
             endpoints_ = std::move(*endpoints);
         if (auto processes = client_.processes(detail_service_, ignored))
             processes_ = std::move(*processes);
+        slow_.clear();
+        if (show_slow_)
+            if (auto slow = client_.slow(detail_service_, 50, ignored)) slow_ = std::move(*slow);
     }
 }
 
@@ -208,6 +211,28 @@ void TopView::draw_detail(int top, int height, int width) {
         }
     }
     ++y;
+    if (show_slow_) {
+        // Newest first; the time of day in UTC is enough to tell them apart.
+        put(y++, 0,
+            fmt::format("{:<13}{:<7}{:<7}{:>9}  {:<14}{:<10}{}", "TIME (UTC)", "SIDE", "PROTO",
+                        "DURATION", "OPERATION", "STATUS", "ROUTE / STATEMENT  PEER"),
+            width, A_REVERSE);
+        for (const auto& s : slow_) {
+            if (y >= top + height) break;
+            const std::string clock = s.time.size() >= 23 ? s.time.substr(11, 12) : s.time;
+            put(y++, 0,
+                pad(safe(clock), 13, false) + pad(safe(s.side), 7, false) +
+                    pad(safe(s.protocol), 7, false) +
+                    pad(format_seconds(s.duration_seconds), 9, true) + "  " +
+                    pad(safe(s.operation), 13, false) + " " + pad(safe(s.status), 9, false) + " " +
+                    safe(s.what) + (s.peer.empty() ? "" : "  " + safe(s.peer)),
+                width);
+        }
+        if (slow_.empty())
+            put(y++, 0, "(no slow operation of this service in the agent's latest; s: processes)",
+                width);
+        return;
+    }
     put(y++, 0, fmt::format("{:>8}{:>12}{:>10}", "PID", "CPU TIME", "RSS"), width, A_REVERSE);
     for (const auto& p : processes_) {
         if (y >= top + height) break;
@@ -225,6 +250,8 @@ void TopView::draw_help(int top, int height, int width) {
         "  Enter                          drill into the selected service (routes, database",
         "                                 operations, peers, processes)",
         "  Esc, Left, Backspace           back",
+        "  s                              drill-down: the latest slow operations instead of the",
+        "                                 processes (again: back to the processes)",
         "  < >                            sort by the previous / next column",
         "  i                              invert the sort order",
         "  R E L D P M N                  sort by RPS, errors, p95, database p95, CPU, memory, "
@@ -252,7 +279,10 @@ void TopView::draw_help(int top, int height, int width) {
 
 void TopView::draw_footer(int y, int width) {
     std::string text = editing_filter_ ? "filter: " + filter_draft_ + "_"
-                                       : "q quit  ? help  Enter drill  / filter  < > sort  p pause";
+                       : mode_ == Mode::kDetail
+                           ? (show_slow_ ? "q quit  ? help  Esc back  s processes  p pause"
+                                         : "q quit  ? help  Esc back  s slow operations  p pause")
+                           : "q quit  ? help  Enter drill  / filter  < > sort  p pause";
     put(y, 0, pad(text, width, false), width, A_REVERSE);
 }
 
@@ -367,6 +397,12 @@ bool TopView::handle_key(int key) {
         case 'M':
             sort_column_ = column_index("RSS");
             descending_ = true;
+            break;
+        case 's':
+            if (mode_ == Mode::kDetail) {
+                show_slow_ = !show_slow_;
+                refresh_data();
+            }
             break;
         case 'N':
             sort_column_ = column_index("SERVICE");

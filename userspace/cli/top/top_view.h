@@ -59,6 +59,10 @@ class TopView {
     std::string detail_service_;
     Endpoints endpoints_;  // the drilled-into service's routes and database operations
     std::vector<ProcessRow> processes_;
+    // The drill-down's lower panel: the service's processes, or (key s) its latest slow
+    // operations.
+    bool show_slow_ = false;
+    std::vector<SlowRow> slow_;
     std::chrono::steady_clock::time_point next_refresh_{};
     util::TerminalCharset charset_ = util::TerminalCharset::kAscii;
 };

@@ -413,20 +413,20 @@ void MysqlConnection::on_command(const Packet& p, RequestSink& sink) {
                 if (!lenenc(b, at, params) || !lenenc(b, at, sets) || params != 0) at = b.size();
             }
             const std::string_view text = as_text(b.subspan(std::min(at, b.size())));
-            auto parts = sql::split_statements(text);
+            auto parts = sql::split_statements(text, sql::Dialect::mysql);
             if (parts.empty()) parts.push_back(text);
             if (parts.size() > kMaxStatementsPerQuery) parts.resize(kMaxStatementsPerQuery);
             pending.statements.reserve(parts.size());
             for (auto part : parts)
-                pending.statements.push_back(
-                    std::make_shared<const sql::StatementShape>(sql::describe_statement(part)));
+                pending.statements.push_back(std::make_shared<const sql::StatementShape>(
+                    sql::describe_statement(part, sql::Dialect::mysql)));
             break;
         }
         case kComStmtPrepare: {
             const std::string_view text = as_text(b.subspan(1));
             pending.kind = ReplyKind::kPrepare;
-            pending.statements.push_back(
-                std::make_shared<const sql::StatementShape>(sql::describe_statement(text)));
+            pending.statements.push_back(std::make_shared<const sql::StatementShape>(
+                sql::describe_statement(text, sql::Dialect::mysql)));
             last_prepared_shape_ = pending.statements.front();
             last_prepare_serial_ = serial_ + 1;
             break;

@@ -236,7 +236,7 @@ ShapePtr PostgresConnection::shape_of(std::string_view sql) {
     const std::uint64_t hash = std::hash<std::string_view>{}(sql);
     for (const auto& c : shape_cache_)
         if (c.hash == hash && c.length == sql.size()) return c.shape;
-    sql::StatementShape described = sql::describe_statement(sql);
+    sql::StatementShape described = sql::describe_statement(sql, sql::Dialect::postgres);
     auto shape = std::make_shared<Shape>(
         Shape{std::move(described.operation), std::move(described.summary),
               std::move(described.collection), std::move(described.normalized)});
@@ -331,7 +331,7 @@ void PostgresConnection::on_frontend(const Message& m) {
             std::string_view text = m.body;
             if (!text.empty() && text.back() == '\0') text.remove_suffix(1);
             Pending p = make_pending(Kind::kQuery, m.start_ns);
-            for (const std::string_view s : sql::split_statements(text)) {
+            for (const std::string_view s : sql::split_statements(text, sql::Dialect::postgres)) {
                 if (p.statements.size() >= kMaxQueryStatements ||
                     pending_statements_ + p.statements.size() >= kMaxPendingStatements) {
                     ++pg_stats_.untracked_statements;
