@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "alerts/alert_rules.h"
+#include "export/otlp/otlp_config.h"
 
 namespace loupe::agent {
 
@@ -38,6 +39,7 @@ struct AgentConfig {
     std::map<std::string, std::string> service_names;  // comm -> service_name
     KubernetesConfig kubernetes;
     alerts::AlertingConfig alerting;
+    otlp::OtlpSettings otlp;  // OTLP export (off without an endpoint)
     std::string config_path;  // the file these came from, re-read on SIGHUP
 };
 
