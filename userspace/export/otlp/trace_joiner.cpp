@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "aggregate/request_metrics.h"
 
@@ -182,25 +183,29 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
     Entry* e = find(seq);
     if (!e || e->parent_resolved) return;
     e->parent_resolved = true;
-    auto enclosing = [&](auto& index, std::uint64_t key, Side side) -> Entry* {
-        if (key == 0 && side == Side::kClient) return nullptr;
-        Entry* best = nullptr;
+    // The innermost enclosing span of `side` under `key` (the latest start); its seq, or none.
+    auto enclosing = [&](auto& index, std::uint64_t key, Side side) -> std::optional<std::uint64_t> {
+        std::optional<std::uint64_t> best;
+        std::uint64_t best_start = 0;
         const auto [begin, end] = index.equal_range(key);
         for (auto it = begin; it != end; ++it) {
             if (it->second == seq) continue;
-            Entry* candidate = find(it->second);
+            const Entry* candidate = find(it->second);
             if (!candidate || candidate->span.side != side) continue;
             if (candidate->start_ns > e->start_ns || candidate->end_ns < e->end_ns) continue;
-            // The innermost enclosing span: the latest start.
-            if (!best || candidate->start_ns > best->start_ns) best = candidate;
+            if (!best || candidate->start_ns > best_start) {
+                best = it->second;
+                best_start = candidate->start_ns;
+            }
         }
         return best;
     };
-    Entry* parent = nullptr;
+    std::optional<std::uint64_t> parent;
     if (e->span.side == Side::kServer) {
         // An incoming traceparent wins over the client span on this host: it names the caller's
         // own span.
-        if (e->tuple_key != 0 && !e->has_remote) parent = enclosing(clients_by_tuple_, e->tuple_key, Side::kClient);
+        if (e->tuple_key != 0 && !e->has_remote)
+            parent = enclosing(clients_by_tuple_, e->tuple_key, Side::kClient);
         if (parent) ++counters_.parent_connection;
     } else if ((e->thread_key & 0xffffffffu) != 0) {
         parent = enclosing(servers_by_thread_, e->thread_key, Side::kServer);
@@ -208,8 +213,8 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
     }
     if (parent) {
         e->has_local_parent = true;
-        e->parent_seq = first_seq_ + static_cast<std::uint64_t>(parent - &entries_[0]);
-        e->span.parent_span_id = parent->span.span_id;
+        e->parent_seq = *parent;
+        e->span.parent_span_id = find(*parent)->span.span_id;
     } else if (e->has_remote) {
         e->span.parent_span_id = e->remote_parent;
         ++counters_.parent_traceparent;
