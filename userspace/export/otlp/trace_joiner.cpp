@@ -12,6 +12,9 @@
 namespace loupe::otlp {
 namespace {
 
+// Latest spans of a thread or connection looked at for a parent.
+constexpr std::size_t kMaxCandidates = 32;
+
 using protocols::Protocol;
 using protocols::Side;
 
@@ -160,16 +163,16 @@ void TraceJoiner::add(const protocols::Request& request,
     // Indexes for the spans that arrive later to find this one.
     if (s.side == Side::kServer) {
         e.thread_key = (std::uint64_t{origin.tgid} << 32) | origin.tid;
-        if (origin.tid != 0) servers_by_thread_.emplace(e.thread_key, seq);
+        if (origin.tid != 0) servers_by_thread_[e.thread_key].push_back(seq);
         if (origin.local.port != 0 && origin.peer.port != 0) {
             e.tuple_key = tuple_key(origin.peer, origin.local);
-            if (e.has_remote) remote_servers_by_tuple_.emplace(e.tuple_key, seq);
+            if (e.has_remote) remote_servers_by_tuple_[e.tuple_key].push_back(seq);
         }
     } else {
         e.thread_key = (std::uint64_t{origin.tgid} << 32) | origin.tid;
         if (origin.local.port != 0 && origin.peer.port != 0) {
             e.tuple_key = tuple_key(origin.local, origin.peer);
-            clients_by_tuple_.emplace(e.tuple_key, seq);
+            clients_by_tuple_[e.tuple_key].push_back(seq);
         }
     }
 }
@@ -187,14 +190,17 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
     auto enclosing = [&](auto& index, std::uint64_t key, Side side) -> std::optional<std::uint64_t> {
         std::optional<std::uint64_t> best;
         std::uint64_t best_start = 0;
-        const auto [begin, end] = index.equal_range(key);
-        for (auto it = begin; it != end; ++it) {
-            if (it->second == seq) continue;
-            const Entry* candidate = find(it->second);
+        const auto found = index.find(key);
+        if (found == index.end()) return best;
+        const auto& seqs = found->second;
+        std::size_t looked = 0;
+        for (auto it = seqs.rbegin(); it != seqs.rend() && looked < kMaxCandidates; ++it, ++looked) {
+            if (*it == seq) continue;
+            const Entry* candidate = find(*it);
             if (!candidate || candidate->span.side != side) continue;
             if (candidate->start_ns > e->start_ns || candidate->end_ns < e->end_ns) continue;
             if (!best || candidate->start_ns > best_start) {
-                best = it->second;
+                best = *it;
                 best_start = candidate->start_ns;
             }
         }
@@ -235,9 +241,10 @@ const TraceId& TraceJoiner::trace_of(std::uint64_t seq, int depth) {
         fill_random(random_, e->span.trace_id);
         if (e->span.side == Side::kClient && e->tuple_key != 0) {
             // The server it called continued a traceparent (this process sent it): that trace.
-            const auto [begin, end] = remote_servers_by_tuple_.equal_range(e->tuple_key);
-            for (auto it = begin; it != end; ++it) {
-                const Entry* server = find(it->second);
+            const auto found = remote_servers_by_tuple_.find(e->tuple_key);
+            if (found != remote_servers_by_tuple_.end())
+            for (const std::uint64_t server_seq : found->second) {
+                const Entry* server = find(server_seq);
                 if (server && server->start_ns >= e->start_ns && server->end_ns <= e->end_ns) {
                     e->span.trace_id = server->remote_trace;
                     break;
@@ -291,19 +298,18 @@ void TraceJoiner::release(std::uint64_t now_ns, std::vector<Span>& out, bool eve
 void TraceJoiner::forget_front() {
     const Entry& e = entries_.front();
     const std::uint64_t seq = first_seq_;
-    auto erase = [seq](auto& index, std::uint64_t key) {
-        const auto [begin, end] = index.equal_range(key);
-        for (auto it = begin; it != end; ++it)
-            if (it->second == seq) {
-                index.erase(it);
-                return;
-            }
+    auto erase = [seq](Index& index, std::uint64_t key) {
+        const auto it = index.find(key);
+        if (it == index.end()) return;
+        if (!it->second.empty() && it->second.front() == seq) it->second.pop_front();
+        if (it->second.empty()) index.erase(it);
     };
     if (e.span.side == Side::kServer) {
         erase(servers_by_thread_, e.thread_key);
         if (e.has_remote && e.tuple_key != 0) erase(remote_servers_by_tuple_, e.tuple_key);
-    } else if (e.tuple_key != 0)
+    } else if (e.tuple_key != 0) {
         erase(clients_by_tuple_, e.tuple_key);
+    }
     entries_.pop_front();
     ++first_seq_;
     if (next_release_ > 0) --next_release_;

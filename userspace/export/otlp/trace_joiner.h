@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <random>
 #include <string_view>
 #include <unordered_map>
@@ -56,7 +57,8 @@ class TraceJoiner {
     void release(std::uint64_t now_ns, std::vector<Span>& out, bool everything = false);
 
     const JoinerCounters& counters() const { return counters_; }
-    std::size_t held() const { return entries_.size(); }
+    // Spans not released yet (released ones are kept a while longer only as parents to find).
+    std::size_t held() const { return entries_.size() - next_release_; }
 
   private:
     struct Entry {
@@ -86,10 +88,13 @@ class TraceJoiner {
     std::mt19937_64 random_;
     std::deque<Entry> entries_;
     std::uint64_t first_seq_ = 0;  // seq of entries_.front()
-    std::unordered_multimap<std::uint64_t, std::uint64_t> servers_by_thread_;  // -> seq
-    std::unordered_multimap<std::uint64_t, std::uint64_t> clients_by_tuple_;  // -> seq
+    // Seqs by key, oldest first (spans are forgotten oldest first: a pop at the front). A lookup
+    // looks at the latest few only, so that a busy thread or connection costs no more.
+    using Index = std::unordered_map<std::uint64_t, std::deque<std::uint64_t>>;
+    Index servers_by_thread_;
+    Index clients_by_tuple_;
     // Server spans that carried a traceparent: the client span calling them joins that trace.
-    std::unordered_multimap<std::uint64_t, std::uint64_t> remote_servers_by_tuple_;
+    Index remote_servers_by_tuple_;
     std::size_t next_release_ = 0;  // index of the first entry not released
     JoinerCounters counters_;
 };
