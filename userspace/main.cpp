@@ -304,7 +304,8 @@ int main(int argc, char** argv) {
         ->envname("LOUPE_OTLP_SAMPLING_RATIO")
         ->check(setting_check(loupe::otlp::check_sampling_ratio))
         ->capture_default_str();
-    std::uint32_t keep_over_ms = static_cast<std::uint32_t>(agent_config.otlp.always_keep_over.count());
+    std::uint32_t keep_over_ms =
+        static_cast<std::uint32_t>(agent_config.otlp.always_keep_over.count());
     agent
         ->add_option("--otlp-always-keep-over-ms", keep_over_ms,
                      "Spans at least this long are exported whatever the sampling ratio")

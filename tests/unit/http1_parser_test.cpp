@@ -829,7 +829,8 @@ namespace {
 TEST(Http1Traceparent, KeepsOnlyAWellFormedTraceparent) {
     Conn c;
     const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    c.in(1, "GET /a HTTP/1.1\r\nHost: x\r\nTraceparent: " + tp + "\r\nAuthorization: secret\r\n\r\n");
+    c.in(1,
+         "GET /a HTTP/1.1\r\nHost: x\r\nTraceparent: " + tp + "\r\nAuthorization: secret\r\n\r\n");
     c.out(2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     // Malformed ones (upper-case hex, wrong version, all-zero ids, wrong length) are not kept.
     for (const std::string bad :

@@ -42,12 +42,12 @@ TEST(TraceJoiner, JoinsThreeProcessesByConnectionAndThread) {
                nginx = end(1, 80);
     joiner.add(http(Side::kServer, 300, 400), Origin{3, "nginx", {}, 0, 33, nginx, front_out},
                "nginx", 10);
-    joiner.add(http(Side::kClient, 250, 450), Origin{2, "python3", "127.0.0.1", 80, 22, front_out, nginx},
-               "python3", 10);
+    joiner.add(http(Side::kClient, 250, 450),
+               Origin{2, "python3", "127.0.0.1", 80, 22, front_out, nginx}, "python3", 10);
     joiner.add(http(Side::kServer, 200, 500), Origin{2, "python3", {}, 0, 22, front, curl_end},
                "python3", 10);
-    joiner.add(http(Side::kClient, 100, 600), Origin{1, "curl", "127.0.0.1", 8080, 11, curl_end, front},
-               "curl", 10);
+    joiner.add(http(Side::kClient, 100, 600),
+               Origin{1, "curl", "127.0.0.1", 8080, 11, curl_end, front}, "curl", 10);
     std::vector<Span> spans;
     joiner.release(10 + 1'000'000'000, spans);
     EXPECT_TRUE(spans.empty());  // held for 2 s
@@ -73,8 +73,8 @@ TEST(TraceJoiner, IncomingTraceparentWins) {
     joiner.add(http(Side::kServer, 300, 400, 200,
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                Origin{3, "nginx", {}, 0, 33, server, client}, "nginx", 0);
-    joiner.add(http(Side::kClient, 250, 450), Origin{1, "curl", "127.0.0.1", 80, 11, client, server},
-               "curl", 0);
+    joiner.add(http(Side::kClient, 250, 450),
+               Origin{1, "curl", "127.0.0.1", 80, 11, client, server}, "curl", 0);
     std::vector<Span> spans;
     joiner.release(0, spans, true);
     ASSERT_EQ(spans.size(), 2u);

@@ -38,7 +38,10 @@ void BM_OtlpSpansEndToEnd(benchmark::State& state) {
             t += 100'000;
             const auto port = static_cast<std::uint16_t>(30000 + (i % 64));
             const loupe::pipeline::ConnectionTracker::Origin origin{
-                1000u + static_cast<std::uint32_t>(i % 8), "nginx", "127.0.0.1", 8080,
+                1000u + static_cast<std::uint32_t>(i % 8),
+                "nginx",
+                "127.0.0.1",
+                8080,
                 2000u + static_cast<std::uint32_t>(i % 8),
                 loupe::pipeline::make_endpoint(2, a, port),
                 loupe::pipeline::make_endpoint(2, a, 8080)};

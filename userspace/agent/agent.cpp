@@ -93,6 +93,10 @@ Agent::Agent(AgentConfig config)
 
 std::shared_ptr<const otlp::Attributes> Agent::otlp_resource(const std::string& service) {
     std::lock_guard lock(mutex_);
+    return otlp_resource_locked(service);
+}
+
+std::shared_ptr<const otlp::Attributes> Agent::otlp_resource_locked(const std::string& service) {
     if (auto it = otlp_resources_.find(service); it != otlp_resources_.end()) return it->second;
     auto attributes = std::make_shared<otlp::Attributes>();
     auto add = [&](std::string key, std::string value) {
@@ -127,8 +131,8 @@ void Agent::start_otlp() {
     if (!traces.empty()) {
         otlp::JoinerOptions options;
         options.sampling_ratio = config_.otlp.sampling_ratio;
-        options.always_keep_over_ns =
-            static_cast<std::uint64_t>(std::chrono::nanoseconds(config_.otlp.always_keep_over).count());
+        options.always_keep_over_ns = static_cast<std::uint64_t>(
+            std::chrono::nanoseconds(config_.otlp.always_keep_over).count());
         std::lock_guard lock(mutex_);
         joiner_ = std::make_unique<otlp::TraceJoiner>(options, unix_offset_ns_);
     }
@@ -149,26 +153,22 @@ void Agent::start_otlp() {
     const auto start_unix =
         static_cast<std::uint64_t>(static_cast<std::int64_t>(started_.count()) + unix_offset_ns_);
     auto metrics_context = context;
-    otlp_ = std::make_unique<otlp::OtlpExporter>(
-        options, context, [this, metrics_context, start_unix] {
+    otlp_ =
+        std::make_unique<otlp::OtlpExporter>(options, context, [this, metrics_context, start_unix] {
             std::size_t points = 0;
             std::lock_guard lock(mutex_);
             const auto now_unix = static_cast<std::uint64_t>(
                 static_cast<std::int64_t>(now().count()) + unix_offset_ns_);
-            // The resources are read under mutex_ already held: from the cache or built here.
-            otlp::EncoderContext locked = metrics_context;
+            otlp::EncoderContext locked = metrics_context;  // mutex_ is held: no second lock
             locked.resource_of = [this](const std::string& service) {
-                if (auto it = otlp_resources_.find(service); it != otlp_resources_.end())
-                    return it->second;
-                auto attributes = std::make_shared<otlp::Attributes>();
-                attributes->emplace_back("service.name", service);
-                return std::shared_ptr<const otlp::Attributes>(attributes);
+                return otlp_resource_locked(service);
             };
-            std::string body =
-                otlp::encode_request_metrics(store_.series(), locked, start_unix, now_unix, &points);
+            std::string body = otlp::encode_request_metrics(store_.series(), locked, start_unix,
+                                                            now_unix, &points);
             return std::make_pair(std::move(body), points);
         });
-    spdlog::info("otlp: exporting{}{}", traces.empty() ? "" : " traces to " + util::split_url(traces).first,
+    spdlog::info("otlp: exporting{}{}",
+                 traces.empty() ? "" : " traces to " + util::split_url(traces).first,
                  metrics.empty() ? "" : " metrics to " + util::split_url(metrics).first);
 }
 
@@ -473,8 +473,7 @@ void Agent::consume_loop() {
             }
             tracker_.end_drain();
             if (joiner_)
-                joiner_->release(static_cast<std::uint64_t>(drain_clock_.count()),
-                                 released_spans_);
+                joiner_->release(static_cast<std::uint64_t>(drain_clock_.count()), released_spans_);
         }
         if (otlp_) otlp_->enqueue(released_spans_);  // outside the lock: the queue has its own
         if (now() - last_expiry > std::chrono::seconds(10)) {

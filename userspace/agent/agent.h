@@ -73,6 +73,7 @@ class Agent final : private api::AgentSource {
     void start_otlp();
     // The OTLP resource of a service key: its identity's labels under OTel's names.
     std::shared_ptr<const otlp::Attributes> otlp_resource(const std::string& service);
+    std::shared_ptr<const otlp::Attributes> otlp_resource_locked(const std::string& service);
     // Labels of firing/resolved alerts as the metrics carry them (service_name, k8s_*).
     void attribute_alerts(std::vector<alerts::Alert>& alerts) const;
     // --pid/--comm selection, for resources (HTTP applies --port too, in the tracker).

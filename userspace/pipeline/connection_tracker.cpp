@@ -21,8 +21,8 @@ class ConnectionTracker::Emitter final : public protocols::RequestSink {
               .protocols[static_cast<std::size_t>(request.protocol) % LOUPE_PROTOCOL_COUNT]
               .requests;
         if (!conn_.selected) return;
-        Origin origin{conn_.tgid, conn_.service, {}, 0, conn_.last_tid, conn_.local_end,
-                      conn_.peer_end};
+        Origin origin{conn_.tgid,      conn_.service, {}, 0, conn_.last_tid,
+                      conn_.local_end, conn_.peer_end};
         if (request.side == Side::kClient) {
             origin.server_address = conn_.peer_address;
             origin.server_port = conn_.peer_port;

@@ -27,8 +27,8 @@ std::string percent_decode(std::string_view s) {
     std::string out;
     out.reserve(s.size());
     for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() &&
-            hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+            hex_value(s[i + 2]) >= 0) {
             out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
             i += 2;
         } else {
@@ -107,8 +107,9 @@ std::optional<std::string> apply_otel_environment(OtlpSettings& settings,
         for (const auto& [k, _] : *headers)
             for (const char c : k)
                 if (static_cast<unsigned char>(c) <= ' ' || c == ':' || c == 0x7f)
-                    return std::string("OTEL_EXPORTER_OTLP_HEADERS: a header name has a space, ':' "
-                                       "or control character");
+                    return std::string(
+                        "OTEL_EXPORTER_OTLP_HEADERS: a header name has a space, ':' "
+                        "or control character");
         settings.headers.insert(settings.headers.end(), headers->begin(), headers->end());
     }
     if (const auto v = value("OTEL_RESOURCE_ATTRIBUTES")) {
@@ -117,8 +118,8 @@ std::optional<std::string> apply_otel_environment(OtlpSettings& settings,
             return std::string(
                 "OTEL_RESOURCE_ATTRIBUTES: expected key=value pairs separated by commas, such as "
                 "deployment.environment.name=prod");
-        settings.resource_attributes.insert(settings.resource_attributes.end(),
-                                            attributes->begin(), attributes->end());
+        settings.resource_attributes.insert(settings.resource_attributes.end(), attributes->begin(),
+                                            attributes->end());
     }
     if (const auto v = value("OTEL_EXPORTER_OTLP_COMPRESSION")) {
         if (*v == "gzip")

@@ -18,15 +18,15 @@ struct OtlpSettings {
     std::string endpoint;
     std::string traces_endpoint;   // full URL of the traces signal; overrides endpoint's
     std::string metrics_endpoint;  // full URL of the metrics signal
-    std::vector<std::pair<std::string, std::string>> headers;  // sent with every export
+    std::vector<std::pair<std::string, std::string>> headers;              // sent with every export
     std::vector<std::pair<std::string, std::string>> resource_attributes;  // added to each resource
-    bool traces = true;   // spans sent (with an endpoint)
-    bool metrics = true;  // metrics sent (with an endpoint)
+    bool traces = true;           // spans sent (with an endpoint)
+    bool metrics = true;          // metrics sent (with an endpoint)
     double sampling_ratio = 1.0;  // head sampling of traces, 0..1
     // Spans at least this long are always kept, as are errors.
     std::chrono::milliseconds always_keep_over{1000};
     std::chrono::milliseconds metrics_interval{10'000};
-    std::size_t max_queued_spans = 100'000;  // spans waiting to be sent; more are dropped
+    std::size_t max_queued_spans = 100'000;     // spans waiting to be sent; more are dropped
     std::chrono::milliseconds timeout{10'000};  // of each export request
     bool gzip = true;
 };

@@ -21,8 +21,8 @@ namespace pb_trace = opentelemetry::proto::trace::v1;
 namespace pb_metrics = opentelemetry::proto::metrics::v1;
 using protocols::Side;
 
-void add_string(google::protobuf::RepeatedPtrField<pb_common::KeyValue>* into,
-                std::string_view key, std::string_view value) {
+void add_string(google::protobuf::RepeatedPtrField<pb_common::KeyValue>* into, std::string_view key,
+                std::string_view value) {
     auto* kv = into->Add();
     kv->set_key(key.data(), key.size());
     kv->mutable_value()->set_string_value(value.data(), value.size());
@@ -211,8 +211,7 @@ std::string encode_request_metrics(const aggregate::SeriesMap& series,
 
 std::string gzip(const std::string& data, int level) {
     z_stream stream{};
-    if (deflateInit2(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return {};
+    if (deflateInit2(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return {};
     std::string out;
     out.resize(deflateBound(&stream, static_cast<uLong>(data.size())) + 32);
     stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));

@@ -20,7 +20,8 @@ std::chrono::milliseconds retry_after(const httplib::Result& res) {
     const std::string value = res->get_header_value("Retry-After");
     unsigned seconds = 0;
     const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-    if (ec != std::errc() || ptr != value.data() + value.size()) return std::chrono::milliseconds(0);
+    if (ec != std::errc() || ptr != value.data() + value.size())
+        return std::chrono::milliseconds(0);
     return std::chrono::seconds(std::min(seconds, 300u));
 }
 
@@ -31,8 +32,7 @@ std::string shown(const std::string& url) {
 
 }  // namespace
 
-OtlpExporter::OtlpExporter(ExporterOptions options, EncoderContext context,
-                           MetricsSource metrics)
+OtlpExporter::OtlpExporter(ExporterOptions options, EncoderContext context, MetricsSource metrics)
     : options_(std::move(options)), context_(std::move(context)), metrics_(std::move(metrics)) {
     if (!options_.traces_url.empty()) span_thread_ = std::thread([this] { span_loop(); });
     if (!options_.metrics_url.empty() && metrics_)
@@ -58,9 +58,9 @@ void OtlpExporter::enqueue(std::vector<Span>& spans) {
             spans.clear();
             return;
         }
-        const std::size_t room =
-            options_.max_queued_spans > queue_.size() ? options_.max_queued_spans - queue_.size()
-                                                      : 0;
+        const std::size_t room = options_.max_queued_spans > queue_.size()
+                                     ? options_.max_queued_spans - queue_.size()
+                                     : 0;
         const std::size_t taken = std::min(room, spans.size());
         for (std::size_t i = 0; i < taken; ++i)
             queue_.push_back(std::move(spans[i]));
@@ -133,9 +133,8 @@ void OtlpExporter::span_loop() {
         bool stopping = false;
         {
             std::unique_lock lock(mutex_);
-            wake_.wait_until(lock, last_send + options_.batch_delay, [this] {
-                return stopping_ || queue_.size() >= options_.batch_spans;
-            });
+            wake_.wait_until(lock, last_send + options_.batch_delay,
+                             [this] { return stopping_ || queue_.size() >= options_.batch_spans; });
             stopping = stopping_;
             const std::size_t n = std::min(queue_.size(), options_.batch_spans);
             batch.reserve(n);

@@ -28,7 +28,7 @@ struct ExporterOptions {
     std::vector<std::pair<std::string, std::string>> headers;
     bool gzip = true;
     std::size_t max_queued_spans = 100'000;
-    std::size_t batch_spans = 4096;  // spans per export request at most
+    std::size_t batch_spans = 4096;               // spans per export request at most
     std::chrono::milliseconds batch_delay{1000};  // a partial batch waits at most this long
     std::chrono::milliseconds metrics_interval{10'000};
     std::chrono::milliseconds timeout{10'000};
@@ -37,7 +37,7 @@ struct ExporterOptions {
 };
 
 struct ExporterCounters {
-    std::uint64_t spans_sent = 0;        // accepted by the receiver (rejected ones included)
+    std::uint64_t spans_sent = 0;  // accepted by the receiver (rejected ones included)
     std::uint64_t spans_dropped_queue_full = 0;
     std::uint64_t spans_dropped_failed = 0;  // the receiver refused the batch (not retryable)
     std::uint64_t spans_rejected = 0;        // partial_success.rejected_spans

@@ -28,7 +28,8 @@ std::string render_otlp_metrics(const ExporterCounters& e, const JoinerCounters&
                static_cast<double>(e.spans_dropped_failed));
     counter("loupe_otlp_spans_rejected_total",
             "Spans the receiver reported rejected (partial_success)", e.spans_rejected);
-    gauge("loupe_otlp_spans_queued", "Spans waiting to be sent", static_cast<double>(e.spans_queued));
+    gauge("loupe_otlp_spans_queued", "Spans waiting to be sent",
+          static_cast<double>(e.spans_queued));
     gauge("loupe_otlp_spans_held", "Spans held for trace joining before they are queued",
           static_cast<double>(spans_held));
     counter("loupe_otlp_spans_released_early_total",
@@ -52,8 +53,7 @@ std::string render_otlp_metrics(const ExporterCounters& e, const JoinerCounters&
     counter("loupe_otlp_data_points_sent_total", "Metric data points the receiver accepted",
             e.data_points_sent);
     counter("loupe_otlp_data_points_rejected_total",
-            "Data points the receiver reported rejected (partial_success)",
-            e.data_points_rejected);
+            "Data points the receiver reported rejected (partial_success)", e.data_points_rejected);
     counter("loupe_otlp_retries_total",
             "Export attempts that failed and were retried (429, 502, 503, 504, unreachable)",
             e.retries);

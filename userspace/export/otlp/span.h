@@ -15,7 +15,7 @@ using SpanId = std::array<std::uint8_t, 8>;
 struct Span {
     TraceId trace_id{};
     SpanId span_id{};
-    SpanId parent_span_id{};  // all zero: a root span
+    SpanId parent_span_id{};        // all zero: a root span
     bool sampled_by_caller = true;  // the traceparent's sampled flag (kept as trace flags)
     protocols::Protocol protocol = protocols::Protocol::kUnknown;
     protocols::Side side = protocols::Side::kServer;
@@ -29,11 +29,11 @@ struct Span {
     int http_status = 0;         // http.response.status_code
     std::string server_address;  // client spans
     std::uint16_t server_port = 0;
-    std::string db_system;     // db.system.name
-    std::string db_namespace;  // db.namespace
-    std::string db_summary;    // db.query.summary
-    std::string db_collection; // db.collection.name
-    std::string error_type;    // error.type; not empty: the span's status is ERROR
+    std::string db_system;      // db.system.name
+    std::string db_namespace;   // db.namespace
+    std::string db_summary;     // db.query.summary
+    std::string db_collection;  // db.collection.name
+    std::string error_type;     // error.type; not empty: the span's status is ERROR
     std::uint64_t start_unix_ns = 0;
     std::uint64_t end_unix_ns = 0;
 };

@@ -127,8 +127,8 @@ void TraceJoiner::add(const protocols::Request& request,
     e.start_ns = request.start_ns;
     e.end_ns = std::max(request.end_ns, request.start_ns);
     e.arrived_ns = now_ns;
-    s.start_unix_ns = static_cast<std::uint64_t>(static_cast<std::int64_t>(e.start_ns) +
-                                                 unix_offset_ns_);
+    s.start_unix_ns =
+        static_cast<std::uint64_t>(static_cast<std::int64_t>(e.start_ns) + unix_offset_ns_);
     s.end_unix_ns =
         static_cast<std::uint64_t>(static_cast<std::int64_t>(e.end_ns) + unix_offset_ns_);
     if (s.side == Side::kClient) {
@@ -187,14 +187,16 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
     if (!e || e->parent_resolved) return;
     e->parent_resolved = true;
     // The innermost enclosing span of `side` under `key` (the latest start); its seq, or none.
-    auto enclosing = [&](auto& index, std::uint64_t key, Side side) -> std::optional<std::uint64_t> {
+    auto enclosing = [&](auto& index, std::uint64_t key,
+                         Side side) -> std::optional<std::uint64_t> {
         std::optional<std::uint64_t> best;
         std::uint64_t best_start = 0;
         const auto found = index.find(key);
         if (found == index.end()) return best;
         const auto& seqs = found->second;
         std::size_t looked = 0;
-        for (auto it = seqs.rbegin(); it != seqs.rend() && looked < kMaxCandidates; ++it, ++looked) {
+        for (auto it = seqs.rbegin(); it != seqs.rend() && looked < kMaxCandidates;
+             ++it, ++looked) {
             if (*it == seq) continue;
             const Entry* candidate = find(*it);
             if (!candidate || candidate->span.side != side) continue;
@@ -243,13 +245,13 @@ const TraceId& TraceJoiner::trace_of(std::uint64_t seq, int depth) {
             // The server it called continued a traceparent (this process sent it): that trace.
             const auto found = remote_servers_by_tuple_.find(e->tuple_key);
             if (found != remote_servers_by_tuple_.end())
-            for (const std::uint64_t server_seq : found->second) {
-                const Entry* server = find(server_seq);
-                if (server && server->start_ns >= e->start_ns && server->end_ns <= e->end_ns) {
-                    e->span.trace_id = server->remote_trace;
-                    break;
+                for (const std::uint64_t server_seq : found->second) {
+                    const Entry* server = find(server_seq);
+                    if (server && server->start_ns >= e->start_ns && server->end_ns <= e->end_ns) {
+                        e->span.trace_id = server->remote_trace;
+                        break;
+                    }
                 }
-            }
         }
     }
     return e->span.trace_id;

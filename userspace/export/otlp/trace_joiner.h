@@ -37,11 +37,11 @@ struct JoinerOptions {
 };
 
 struct JoinerCounters {
-    std::uint64_t spans = 0;          // requests turned into spans
-    std::uint64_t sampled_out = 0;    // not exported: head sampling
-    std::uint64_t released_early = 0;  // held shorter than hold_ns (max_held reached)
-    std::uint64_t parent_thread = 0;   // client spans joined to their thread's server span
-    std::uint64_t parent_connection = 0;  // server spans joined to a client span on this host
+    std::uint64_t spans = 0;               // requests turned into spans
+    std::uint64_t sampled_out = 0;         // not exported: head sampling
+    std::uint64_t released_early = 0;      // held shorter than hold_ns (max_held reached)
+    std::uint64_t parent_thread = 0;       // client spans joined to their thread's server span
+    std::uint64_t parent_connection = 0;   // server spans joined to a client span on this host
     std::uint64_t parent_traceparent = 0;  // server spans continuing an incoming traceparent
 };
 

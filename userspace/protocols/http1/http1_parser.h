@@ -71,7 +71,7 @@ struct Framing {
     bool has_length = false;
     bool bad_length = false;  // unparsable or conflicting Content-Length
     bool has_te = false;
-    bool chunked = false;  // the last transfer coding is chunked
+    bool chunked = false;     // the last transfer coding is chunked
     Traceparent traceparent;  // a request's trace context (W3C), when valid
 };
 struct StartLine;
