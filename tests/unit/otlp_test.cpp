@@ -143,3 +143,17 @@ TEST(OtlpEncoder, Names) {
 
 }  // namespace
 }  // namespace loupe::otlp
+
+namespace loupe::otlp {
+namespace {
+
+TEST(OtlpEncoder, ReadsPartialSuccess) {
+    // ExportTraceServiceResponse{partial_success{rejected_spans: 3}}, encoded by hand.
+    EXPECT_EQ(rejected_spans(std::string("\x0a\x02\x08\x03", 4)), 3);
+    EXPECT_EQ(rejected_data_points(std::string("\x0a\x02\x08\x05", 4)), 5);
+    EXPECT_EQ(rejected_spans(""), 0);  // an empty answer: everything accepted
+    EXPECT_EQ(rejected_spans("\xff\xff"), -1);
+}
+
+}  // namespace
+}  // namespace loupe::otlp
