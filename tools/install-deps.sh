@@ -7,7 +7,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
-  libyaml-cpp-dev libncurses-dev
+  libyaml-cpp-dev libncurses-dev libprotobuf-dev protobuf-compiler
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux

@@ -159,6 +159,14 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    // OpenTelemetry's standard variables sit with the environment: over the file, under flags.
+    if (auto error = loupe::otlp::apply_otel_environment(
+            agent_config.otlp, [](const char* name) -> const char* { return std::getenv(name); })) {
+        std::cerr << "loupe: invalid environment: "
+                  << loupe::util::terminal_safe(*error, loupe::util::charset_from_environment())
+                  << '\n';
+        return 2;
+    }
     std::string log_format = env_or("LOUPE_LOG_FORMAT", agent_config.log_format.c_str());
     std::string log_level = env_or("LOUPE_LOG_LEVEL", agent_config.log_level.c_str());
     app.add_option("--log-format", log_format,
@@ -301,6 +309,42 @@ int main(int argc, char** argv) {
                    "Also write slow operations to standard output as JSON lines (config "
                    "slow_log.stdout)")
         ->envname("LOUPE_SLOW_LOG_STDOUT");
+    agent
+        ->add_option("--otlp-endpoint", agent_config.otlp.endpoint,
+                     "Send spans and metrics over OTLP/HTTP (protobuf, gzip) to this base URL, "
+                     "e.g. http://collector:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT; per signal "
+                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and _METRICS_ENDPOINT)")
+        ->envname("LOUPE_OTLP_ENDPOINT")
+        ->check(setting_check(loupe::agent::check_url_or_empty));
+    agent
+        ->add_option("--otlp-sampling-ratio", agent_config.otlp.sampling_ratio,
+                     "Share of traces whose spans are exported (head sampling by trace id); "
+                     "errors and slow spans are always kept")
+        ->envname("LOUPE_OTLP_SAMPLING_RATIO")
+        ->check(setting_check(loupe::otlp::check_sampling_ratio))
+        ->capture_default_str();
+    std::uint32_t keep_over_ms =
+        static_cast<std::uint32_t>(agent_config.otlp.always_keep_over.count());
+    agent
+        ->add_option("--otlp-always-keep-over-ms", keep_over_ms,
+                     "Spans at least this long are exported whatever the sampling ratio")
+        ->envname("LOUPE_OTLP_ALWAYS_KEEP_OVER_MS")
+        ->check(setting_check(loupe::agent::check_positive_count))
+        ->capture_default_str();
+    std::uint32_t metrics_interval_s =
+        static_cast<std::uint32_t>(agent_config.otlp.metrics_interval.count() / 1000);
+    agent
+        ->add_option("--otlp-metrics-interval-seconds", metrics_interval_s,
+                     "How often metrics are exported over OTLP")
+        ->envname("LOUPE_OTLP_METRICS_INTERVAL_SECONDS")
+        ->check(setting_check(loupe::agent::check_positive_count))
+        ->capture_default_str();
+    agent
+        ->add_option("--otlp-max-queued-spans", agent_config.otlp.max_queued_spans,
+                     "Spans waiting to be sent at most; more are dropped and counted")
+        ->envname("LOUPE_OTLP_MAX_QUEUED_SPANS")
+        ->check(setting_check(loupe::agent::check_positive_count))
+        ->capture_default_str();
 
     loupe::top::TopOptions top_options;
     if (const char* agent_env = std::getenv("LOUPE_AGENT"); agent_env && *agent_env) {
@@ -386,6 +430,8 @@ int main(int argc, char** argv) {
             loupe::agent::apply_slow_threshold(threshold, agent_config.slow_log);
         agent_config.log_format = log_format;
         agent_config.log_level = log_level;
+        agent_config.otlp.always_keep_over = std::chrono::milliseconds(keep_over_ms);
+        agent_config.otlp.metrics_interval = std::chrono::seconds(metrics_interval_s);
         return loupe::agent::Agent(agent_config).run();
     }
     return 0;

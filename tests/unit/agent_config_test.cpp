@@ -284,3 +284,43 @@ TEST(AgentConfig, ParsesListen) {
 
 }  // namespace
 }  // namespace loupe::agent
+
+namespace loupe::agent {
+namespace {
+
+TEST(AgentConfig, OtlpKeys) {
+    const auto path = write_temp(
+        "otlp_endpoint: http://collector:4318\n"
+        "otlp_traces_endpoint: https://tempo:4318/v1/traces\n"
+        "otlp_headers: {api-key: abc}\n"
+        "otlp_resource_attributes: {deployment.environment.name: prod}\n"
+        "otlp_metrics: false\notlp_compression: none\notlp_sampling_ratio: 0.25\n"
+        "otlp_always_keep_over_ms: 500\notlp_metrics_interval_seconds: 30\n"
+        "otlp_max_queued_spans: 1000\n");
+    AgentConfig c;
+    EXPECT_FALSE(load_config_file(path, c));
+    EXPECT_EQ(c.otlp.endpoint, "http://collector:4318");
+    EXPECT_EQ(otlp::traces_url(c.otlp), "https://tempo:4318/v1/traces");
+    EXPECT_EQ(otlp::metrics_url(c.otlp), "");
+    ASSERT_EQ(c.otlp.headers.size(), 1u);
+    EXPECT_EQ(c.otlp.headers[0].second, "abc");
+    EXPECT_EQ(c.otlp.resource_attributes.size(), 1u);
+    EXPECT_FALSE(c.otlp.gzip);
+    EXPECT_DOUBLE_EQ(c.otlp.sampling_ratio, 0.25);
+    EXPECT_EQ(c.otlp.always_keep_over, std::chrono::milliseconds(500));
+    EXPECT_EQ(c.otlp.metrics_interval, std::chrono::seconds(30));
+    EXPECT_EQ(c.otlp.max_queued_spans, 1000u);
+    std::remove(path.c_str());
+
+    const auto bad = write_temp("listen: 127.0.0.1:1\notlp_sampling_ratio: 2\n");
+    AgentConfig d;
+    const auto error = load_config_file(bad, d);
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(*error, bad +
+                          ":2: invalid value for 'otlp_sampling_ratio': expected a ratio from 0 "
+                          "to 1, such as 0.1, got '2'");
+    std::remove(bad.c_str());
+}
+
+}  // namespace
+}  // namespace loupe::agent

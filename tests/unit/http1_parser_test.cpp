@@ -822,3 +822,44 @@ TEST(Http1Parser, ReusableAfterClose) {
 
 }  // namespace
 }  // namespace loupe::http1
+
+namespace loupe::http1 {
+namespace {
+
+TEST(Http1Traceparent, KeepsOnlyAWellFormedTraceparent) {
+    Conn c;
+    const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    c.in(1,
+         "GET /a HTTP/1.1\r\nHost: x\r\nTraceparent: " + tp + "\r\nAuthorization: secret\r\n\r\n");
+    c.out(2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    // Malformed ones (upper-case hex, wrong version, all-zero ids, wrong length) are not kept.
+    for (const std::string bad :
+         {"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+          "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+          "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+          "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", "secret"}) {
+        c.in(3, "GET /b HTTP/1.1\r\ntraceparent: " + bad + "\r\n\r\n");
+        c.out(4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+    // Without one, the next request does not inherit the previous one's.
+    c.in(5, "GET /c HTTP/1.1\r\n\r\n");
+    c.out(6, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    ASSERT_EQ(c.exchanges.size(), 8u);
+    EXPECT_EQ(c.exchanges[0].traceparent.view(), tp);
+    for (std::size_t i = 1; i < c.exchanges.size(); ++i)
+        EXPECT_EQ(c.exchanges[i].traceparent.view(), "") << i;
+}
+
+TEST(Http1Traceparent, SplitHeaderBlock) {
+    Conn c;
+    const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    c.in(1, "GET /a HTTP/1.1\r\nHost: x\r\n");
+    c.in(2, "traceparent: " + tp + "\r\n\r\n");
+    c.out(3, "HTTP/1.1 204 No Content\r\n\r\n");
+    ASSERT_EQ(c.exchanges.size(), 1u);
+    EXPECT_EQ(c.exchanges[0].traceparent.view(), tp);
+}
+
+}  // namespace
+}  // namespace loupe::http1

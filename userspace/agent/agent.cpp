@@ -16,8 +16,10 @@
 
 #include "api/routes.h"
 #include "capture/hook_set.h"
+#include "export/otlp/otlp_metrics_text.h"
 #include "export/prometheus_exporter.h"
 #include "util/terminal_text.h"
+#include "util/url.h"
 #include "util/version.h"
 
 namespace loupe::agent {
@@ -68,6 +70,9 @@ Agent::Agent(AgentConfig config)
                                                       at.server_address, at.server_port};
               store_.record(request, context, drain_clock_);
               if (slow_log_.is_slow(request)) record_slow(request, context);
+              if (joiner_)
+                  joiner_->add(request, at, context.service,
+                               static_cast<std::uint64_t>(drain_clock_.count()));
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
       identities_(attribution::ServiceIdentities::read_proc_cgroup, 20'000,
@@ -103,6 +108,87 @@ void Agent::record_slow(const protocols::Request& request,
         slow_write_warned_ = drain_clock_;
         spdlog::warn("slow-operation log: cannot write: {}", slow_writer_.last_error());
     }
+}
+
+std::shared_ptr<const otlp::Attributes> Agent::otlp_resource(const std::string& service) {
+    std::lock_guard lock(mutex_);
+    return otlp_resource_locked(service);
+}
+
+std::shared_ptr<const otlp::Attributes> Agent::otlp_resource_locked(const std::string& service) {
+    if (auto it = otlp_resources_.find(service); it != otlp_resources_.end()) return it->second;
+    auto attributes = std::make_shared<otlp::Attributes>();
+    auto add = [&](std::string key, std::string value) {
+        for (const auto& [k, _] : *attributes)
+            if (k == key) return;  // the process's own attribution wins over configured ones
+        attributes->emplace_back(std::move(key), std::move(value));
+    };
+    if (const attribution::Labels* labels = identities_.labels_of(service)) {
+        for (const auto& [name, value] : *labels) {
+            if (value.empty()) continue;
+            std::string key = name;
+            std::replace(key.begin(), key.end(), '_', '.');
+            if (name == "service_name") key = "service.name";
+            if (name == "container_id") key = "container.id";
+            add(key, value);
+        }
+    } else {
+        add("service.name", service);
+    }
+    for (const auto& [k, v] : config_.otlp.resource_attributes)
+        add(k, v);
+    if (otlp_resources_.size() > 10'000) otlp_resources_.clear();  // identities come and go
+    otlp_resources_.emplace(service, attributes);
+    return attributes;
+}
+
+void Agent::start_otlp() {
+    const std::string traces = otlp::traces_url(config_.otlp);
+    const std::string metrics = otlp::metrics_url(config_.otlp);
+    if (traces.empty() && metrics.empty()) return;
+    unix_offset_ns_ = otlp::measure_unix_offset();
+    if (!traces.empty()) {
+        otlp::JoinerOptions options;
+        options.sampling_ratio = config_.otlp.sampling_ratio;
+        options.always_keep_over_ns = static_cast<std::uint64_t>(
+            std::chrono::nanoseconds(config_.otlp.always_keep_over).count());
+        std::lock_guard lock(mutex_);
+        joiner_ = std::make_unique<otlp::TraceJoiner>(options, unix_offset_ns_);
+    }
+    otlp::ExporterOptions options;
+    options.traces_url = traces;
+    options.metrics_url = metrics;
+    options.headers = config_.otlp.headers;
+    options.gzip = config_.otlp.gzip;
+    options.max_queued_spans = config_.otlp.max_queued_spans;
+    options.metrics_interval = config_.otlp.metrics_interval;
+    options.timeout = config_.otlp.timeout;
+    otlp::EncoderContext context;
+    context.resource_of = [this](const std::string& service) { return otlp_resource(service); };
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) == 0) context.host_name = host;
+    context.scope_version = kVersion;
+    // Counting began when the agent started: every export's start time.
+    const auto start_unix =
+        static_cast<std::uint64_t>(static_cast<std::int64_t>(started_.count()) + unix_offset_ns_);
+    auto metrics_context = context;
+    otlp_ =
+        std::make_unique<otlp::OtlpExporter>(options, context, [this, metrics_context, start_unix] {
+            std::size_t points = 0;
+            std::lock_guard lock(mutex_);
+            const auto now_unix = static_cast<std::uint64_t>(
+                static_cast<std::int64_t>(now().count()) + unix_offset_ns_);
+            otlp::EncoderContext locked = metrics_context;  // mutex_ is held: no second lock
+            locked.resource_of = [this](const std::string& service) {
+                return otlp_resource_locked(service);
+            };
+            std::string body = otlp::encode_request_metrics(store_.series(), locked, start_unix,
+                                                            now_unix, &points);
+            return std::make_pair(std::move(body), points);
+        });
+    spdlog::info("otlp: exporting{}{}",
+                 traces.empty() ? "" : " traces to " + util::split_url(traces).first,
+                 metrics.empty() ? "" : " metrics to " + util::split_url(metrics).first);
 }
 
 const std::string& Agent::service_name(const std::string& comm) const {
@@ -405,7 +491,10 @@ void Agent::consume_loop() {
                 capture_->release(static_cast<std::uint64_t>(collected));
             }
             tracker_.end_drain();
+            if (joiner_)
+                joiner_->release(static_cast<std::uint64_t>(drain_clock_.count()), released_spans_);
         }
+        if (otlp_) otlp_->enqueue(released_spans_);  // outside the lock: the queue has its own
         if (now() - last_expiry > std::chrono::seconds(10)) {
             {
                 std::lock_guard lock(mutex_);
@@ -432,7 +521,9 @@ void Agent::consume_loop() {
         drain_clock_ = now();
         capture_->flush();
         tracker_.end_all_closed();
+        if (joiner_) joiner_->release(0, released_spans_, true);
     }
+    if (otlp_) otlp_->enqueue(released_spans_);
 }
 
 std::string Agent::metrics_text() {
@@ -462,6 +553,10 @@ std::string Agent::metrics_text() {
         resource_tracker_.services_refused(),
         &slow_log_};
     std::string text = exporter::render_prometheus(view);
+    if (otlp_)
+        text += otlp::render_otlp_metrics(otlp_->counters(),
+                                          joiner_ ? joiner_->counters() : otlp::JoinerCounters{},
+                                          joiner_ ? joiner_->held() : 0);
     last_metrics_bytes_ = text.size();
     return text;
 }
@@ -590,6 +685,7 @@ bool Agent::start() {
     spdlog::info("loupe agent {} listening on http://{}", kVersion, config_.listen);
 
     start_pod_metadata();
+    start_otlp();
     start_resources();  // first: the socket capture's programs share its per-process maps
     const bool capturing = start_capture();
     // Before ready: the selected processes are traced from the first request a client can make
@@ -638,6 +734,7 @@ void Agent::stop() {
     if (alert_thread_.joinable()) alert_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     pod_metadata_.reset();
+    otlp_.reset();  // a last export of what is queued
     {
         std::lock_guard lock(mutex_);
         capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready

@@ -25,6 +25,8 @@
 #include "capture/socket_capture.h"
 #include "capture/resource_capture.h"
 #include "doctor/kernel_features.h"
+#include "export/otlp/otlp_exporter.h"
+#include "export/otlp/trace_joiner.h"
 #include "pipeline/connection_tracker.h"
 #include "resources/procfs.h"
 #include "resources/resource_tracker.h"
@@ -69,6 +71,11 @@ class Agent final : private api::AgentSource {
     const std::string& service_key(std::uint32_t pid, const std::string& comm);
     // Pod metadata from the API server or kubelet, when running in Kubernetes.
     void start_pod_metadata();
+    // OTLP export, when an endpoint is configured: the trace joiner and the exporter's threads.
+    void start_otlp();
+    // The OTLP resource of a service key: its identity's labels under OTel's names.
+    std::shared_ptr<const otlp::Attributes> otlp_resource(const std::string& service);
+    std::shared_ptr<const otlp::Attributes> otlp_resource_locked(const std::string& service);
     // Labels of firing/resolved alerts as the metrics carry them (service_name, k8s_*).
     void attribute_alerts(std::vector<alerts::Alert>& alerts) const;
     // --pid/--comm selection, for resources (HTTP applies --port too, in the tracker).
@@ -148,6 +155,13 @@ class Agent final : private api::AgentSource {
     std::atomic<bool> started_up_{false};
     std::thread consumer_;
     std::unique_ptr<HttpEndpoint> endpoint_;
+
+    // OTLP: spans joined under mutex_ (fed by the tracker's sink), sent by the exporter's threads.
+    std::unique_ptr<otlp::TraceJoiner> joiner_;
+    std::vector<otlp::Span> released_spans_;  // consume_loop's scratch
+    std::map<std::string, std::shared_ptr<const otlp::Attributes>> otlp_resources_;  // mutex_
+    std::int64_t unix_offset_ns_ = 0;
+    std::unique_ptr<otlp::OtlpExporter> otlp_;
 
     std::mutex features_mutex_;
     std::unique_ptr<doctor::KernelReport> features_;

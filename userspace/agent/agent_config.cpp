@@ -357,6 +357,61 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
         {"k8s_ca_file",
          {"a file name",
           [&](const YAML::Node& n) { config.kubernetes.ca_file = n.as<std::string>(); }}},
+        {"otlp_endpoint",
+         {"an http:// or https:// base URL such as http://collector:4318",
+          [&](const YAML::Node& n) { config.otlp.endpoint = n.as<std::string>(); },
+          check_url_or_empty}},
+        {"otlp_traces_endpoint",
+         {"the full URL of the traces signal",
+          [&](const YAML::Node& n) { config.otlp.traces_endpoint = n.as<std::string>(); },
+          check_url_or_empty}},
+        {"otlp_metrics_endpoint",
+         {"the full URL of the metrics signal",
+          [&](const YAML::Node& n) { config.otlp.metrics_endpoint = n.as<std::string>(); },
+          check_url_or_empty}},
+        {"otlp_headers",
+         {"a mapping of header names to values",
+          [&](const YAML::Node& n) {
+              for (const auto& [k, v] : n.as<std::map<std::string, std::string>>())
+                  config.otlp.headers.emplace_back(k, v);
+          }}},
+        {"otlp_resource_attributes",
+         {"a mapping of attribute names to values",
+          [&](const YAML::Node& n) {
+              for (const auto& [k, v] : n.as<std::map<std::string, std::string>>())
+                  config.otlp.resource_attributes.emplace_back(k, v);
+          }}},
+        {"otlp_traces",
+         {"true or false", [&](const YAML::Node& n) { config.otlp.traces = n.as<bool>(); }}},
+        {"otlp_metrics",
+         {"true or false", [&](const YAML::Node& n) { config.otlp.metrics = n.as<bool>(); }}},
+        {"otlp_compression",
+         {"gzip or none",
+          [&](const YAML::Node& n) {
+              const auto v = n.as<std::string>();
+              if (v != "gzip" && v != "none") throw YAML::Exception(n.Mark(), "");
+              config.otlp.gzip = v == "gzip";
+          }}},
+        {"otlp_sampling_ratio",
+         {"a ratio from 0 to 1",
+          [&](const YAML::Node& n) { config.otlp.sampling_ratio = n.as<double>(); },
+          otlp::check_sampling_ratio}},
+        {"otlp_always_keep_over_ms",
+         {whole_number,
+          [&](const YAML::Node& n) {
+              config.otlp.always_keep_over = std::chrono::milliseconds(n.as<std::uint32_t>());
+          },
+          check_positive_count}},
+        {"otlp_metrics_interval_seconds",
+         {whole_number,
+          [&](const YAML::Node& n) {
+              config.otlp.metrics_interval = std::chrono::seconds(n.as<std::uint32_t>());
+          },
+          check_positive_count}},
+        {"otlp_max_queued_spans",
+         {whole_number,
+          [&](const YAML::Node& n) { config.otlp.max_queued_spans = n.as<std::size_t>(); },
+          check_positive_count}},
         {"k8s_refresh_seconds",
          {"a whole number of seconds, at least 1",
           [&](const YAML::Node& n) { config.kubernetes.refresh_seconds = n.as<std::uint32_t>(); },

@@ -11,6 +11,7 @@
 #include "aggregate/slow_operations.h"
 #include "alerts/alert_rules.h"
 #include "export/slow_log_file.h"
+#include "export/otlp/otlp_config.h"
 
 namespace loupe::agent {
 
@@ -44,6 +45,7 @@ struct AgentConfig {
     // The slow-operation log: thresholds, rate and memory; file and stdout.
     aggregate::SlowLogSettings slow_log;
     exporter::SlowLogFileSettings slow_log_output;
+    otlp::OtlpSettings otlp;  // OTLP export (off without an endpoint)
     std::string config_path;  // the file these came from, re-read on SIGHUP
 };
 

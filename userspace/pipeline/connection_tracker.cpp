@@ -21,7 +21,8 @@ class ConnectionTracker::Emitter final : public protocols::RequestSink {
               .protocols[static_cast<std::size_t>(request.protocol) % LOUPE_PROTOCOL_COUNT]
               .requests;
         if (!conn_.selected) return;
-        Origin origin{conn_.tgid, conn_.service, {}, 0};
+        Origin origin{conn_.tgid,      conn_.service, {}, 0, conn_.last_tid,
+                      conn_.local_end, conn_.peer_end};
         if (request.side == Side::kClient) {
             origin.server_address = conn_.peer_address;
             origin.server_port = conn_.peer_port;
@@ -33,6 +34,20 @@ class ConnectionTracker::Emitter final : public protocols::RequestSink {
     ConnectionTracker& tracker_;
     const Connection& conn_;
 };
+
+Endpoint make_endpoint(std::uint8_t family, const std::uint8_t* addr, std::uint16_t port) {
+    Endpoint end;
+    end.port = port;
+    if (family == 2 /* AF_INET */) {
+        end.address[10] = end.address[11] = 0xff;
+        std::copy(addr, addr + 4, end.address.begin() + 12);
+    } else if (family == 10 /* AF_INET6 */) {
+        std::copy(addr, addr + 16, end.address.begin());
+    } else {
+        end.port = 0;
+    }
+    return end;
+}
 
 std::string format_address(std::uint8_t family, const std::uint8_t* addr) {
     char text[INET6_ADDRSTRLEN] = {};
@@ -171,6 +186,8 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
         conn.peer_address = format_address(e.family, e.remote_addr);
         conn.peer_port = e.remote_port;
         conn.local_port = e.local_port;
+        conn.local_end = make_endpoint(e.family, e.local_addr, e.local_port);
+        conn.peer_end = make_endpoint(e.family, e.remote_addr, e.remote_port);
         // Role unknown: a selected port may be either end.
         const std::uint16_t port = role == Side::kClient ? e.remote_port : e.local_port;
         conn.selected =
@@ -198,6 +215,7 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
                 selection_.ports.empty() && selected(e.header.conn.tgid, conn->service, 0);
         }
         conn->last_seen_ns = e.header.timestamp_ns;
+        conn->last_tid = e.header.tid;
         protocols::ConnectionParser* parser =
             parser_for(*conn, static_cast<Protocol>(e.header.protocol));
         if (!parser) return;

@@ -42,15 +42,30 @@ struct PipelineCounters {
     std::uint64_t connections_opened = 0;
 };
 
+// One end of a TCP connection: IPv4 as v4-mapped IPv6, so that both ends of a loopback
+// connection compare equal whatever socket family each side used. Port 0: unknown.
+struct Endpoint {
+    std::array<std::uint8_t, 16> address{};
+    std::uint16_t port = 0;
+    bool operator==(const Endpoint&) const = default;
+};
+
+// An address of an open event (AF_INET: 4 bytes, AF_INET6: 16) as an Endpoint.
+Endpoint make_endpoint(std::uint8_t family, const std::uint8_t* addr, std::uint16_t port);
+
 class ConnectionTracker {
   public:
     // Where a request happened: the process, its service name (comm) and, for client-side
-    // requests, the server called.
+    // requests, the server called; for tracing, the thread whose read or write finished the
+    // request and both ends of the connection.
     struct Origin {
         std::uint32_t tgid = 0;
         std::string_view service;
         std::string_view server_address;
         std::uint16_t server_port = 0;
+        std::uint32_t tid = 0;
+        Endpoint local{};
+        Endpoint peer{};
     };
     // Gets each finished request of a selected connection; views valid during the call only.
     using Sink = std::function<void(const protocols::Request&, const Origin&)>;
@@ -83,6 +98,8 @@ class ConnectionTracker {
         std::string peer_address;  // the server's address, for client-side series
         std::uint16_t peer_port = 0;
         std::uint16_t local_port = 0;
+        Endpoint local_end{}, peer_end{};
+        std::uint32_t last_tid = 0;  // of the latest read or write
         std::uint64_t last_seen_ns = 0;
         std::uint64_t closed_ns = 0;  // close event seen: ends at the next end_drain()
         std::uint64_t closed_in_drain = 0;

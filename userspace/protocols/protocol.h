@@ -77,6 +77,9 @@ struct Request {
     // Cache lookups answered by this operation (Redis read commands): GET-like nil = a miss.
     std::uint32_t cache_hits = 0;
     std::uint32_t cache_misses = 0;
+    // HTTP: the request's W3C traceparent header, only when well formed (hex digits and dashes:
+    // "00-<trace id>-<parent id>-<flags>"); else empty. No other header value is ever kept.
+    std::string_view traceparent;
     std::uint64_t start_ns = 0;  // server: first request byte read; client: first byte written
     std::uint64_t end_ns = 0;    // server: last reply byte written; client: last byte read
 };

@@ -314,16 +314,35 @@ void parse_transfer_encoding(detail::Framing& f, const std::uint8_t* v, std::siz
     f.chunked = end - begin == 7 && iequals(v + begin, "chunked", 7);
 }
 
+// traceparent (W3C Trace Context, version 00): kept only when exactly well formed.
+void parse_traceparent(detail::Framing& f, const std::uint8_t* v, std::size_t n) {
+    constexpr std::size_t kLength = Traceparent::kLength;
+    if (n != kLength || v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-')
+        return;
+    bool trace_zero = true, span_zero = true;
+    for (std::size_t i = 0; i < kLength; ++i) {
+        if (i == 2 || i == 35 || i == 52) continue;
+        const std::uint8_t c = v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return;
+        if (c != '0' && i >= 3 && i < 35) trace_zero = false;
+        if (c != '0' && i >= 36 && i < 52) span_zero = false;
+    }
+    if (trace_zero || span_zero) return;
+    std::memcpy(f.traceparent.text.data(), v, kLength);
+    f.traceparent.valid = true;
+}
+
 void parse_header_line(detail::Framing& f, const std::uint8_t* s, std::size_t n) {
-    // Only two headers matter for framing; reject everything else on its first byte.
+    // Three headers matter (two for framing); reject everything else on its first byte.
     const std::uint8_t first = static_cast<std::uint8_t>(s[0] | 0x20);
     std::size_t name_len;
-    if (first == 'c')
+    if (first == 'c') {
         name_len = 14;
-    else if (first == 't')
-        name_len = 17;
-    else
+    } else if (first == 't') {
+        name_len = n > 11 && s[11] == ':' ? 11 : 17;
+    } else {
         return;
+    }
     if (n <= name_len || s[name_len] != ':') return;  // no OWS allowed before the colon
     std::size_t b = name_len + 1;
     std::size_t e = n;
@@ -335,6 +354,8 @@ void parse_header_line(detail::Framing& f, const std::uint8_t* s, std::size_t n)
         parse_content_length(f, s + b, e - b);
     else if (name_len == 17 && iequals(s, "transfer-encoding", 17))
         parse_transfer_encoding(f, s + b, e - b);
+    else if (name_len == 11 && iequals(s, "traceparent", 11))
+        parse_traceparent(f, s + b, e - b);
 }
 
 // Walks header lines from `line` (the start of a line), parsing each complete one into `f`.
@@ -594,7 +615,7 @@ void Http1Connection::enqueue(const char* method, std::string path, std::uint64_
                        pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
         pending_head_ = 0;
     }
-    pending_.push_back(Pending{method, std::move(path), ts, dropped_tail_});
+    pending_.push_back(Pending{method, std::move(path), ts, dropped_tail_, {}});
     dropped_tail_ = 0;
 }
 
@@ -633,6 +654,7 @@ void Http1Connection::act_on_start_line(Stream& st, const StartLine& line, std::
         current_.method = p.method;
         current_.path = std::move(p.path);
         current_.start_ns = p.start_ns;
+        current_.traceparent = p.traceparent;
         if (++pending_head_ == pending_.size()) {
             pending_.clear();
             pending_head_ = 0;
@@ -670,6 +692,9 @@ void Http1Connection::set_framing(Stream& st, const Framing& f, std::uint64_t ts
                                   std::vector<Exchange>& out) {
     st.body = Body::kNone;
     st.remaining = 0;
+    // The request was queued at its start line; its headers are known now (not when dropped).
+    if (request && f.traceparent.valid && pending_requests() > 0 && dropped_tail_ == 0)
+        pending_.back().traceparent = f.traceparent;
     if (!request && response_without_body(st, ts, out)) return;
     if (f.has_te) {
         if (f.chunked) {
@@ -767,11 +792,13 @@ void Http1Connection::complete_response(std::uint64_t end_ns, std::vector<Exchan
         ex.status = current_.status;
         ex.start_ns = current_.start_ns;
         ex.end_ns = end_ns;
+        ex.traceparent = current_.traceparent;
         out.push_back(std::move(ex));
     }
     current_.active = false;
     current_.matched = false;
     current_.path.clear();
+    current_.traceparent.valid = false;
 }
 
 void Http1Connection::finish_open_response(std::vector<Exchange>& out) {
@@ -952,6 +979,7 @@ void Http1Connection::on_close(std::uint64_t timestamp_ns, std::vector<Exchange>
         ex.status = 0;
         ex.start_ns = p.start_ns;
         ex.end_ns = timestamp_ns;
+        ex.traceparent = p.traceparent;
         out.push_back(std::move(ex));
     }
     pending_.clear();

@@ -2,6 +2,7 @@
 // Used by pipeline/ConnectionTracker; how segments are read is documented on Http1Connection.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -17,6 +18,15 @@ using protocols::Direction;
 using protocols::Segment;
 using Role = protocols::Side;
 
+// A W3C traceparent header's value, kept only when well formed ("00-<32 hex>-<16 hex>-<2 hex>",
+// lower-case, ids not all zero): nothing but hex digits and dashes ever leaves the parser.
+struct Traceparent {
+    static constexpr std::size_t kLength = 55;
+    std::array<char, kLength> text{};
+    bool valid = false;
+    std::string_view view() const { return valid ? std::string_view(text.data(), kLength) : ""; }
+};
+
 struct Exchange {
     Role role = Role::kUnknown;
     std::string method;          // GET, POST, ... or "_OTHER" for an unknown method token
@@ -24,6 +34,7 @@ struct Exchange {
     int status = 0;              // response status; 0 = connection closed without a response
     std::uint64_t start_ns = 0;  // server: first request byte read; client: first byte written
     std::uint64_t end_ns = 0;    // server: last response byte written; client: last byte read
+    Traceparent traceparent;     // the request's, when it carried a valid one
 };
 
 struct ParserStats {
@@ -60,7 +71,8 @@ struct Framing {
     bool has_length = false;
     bool bad_length = false;  // unparsable or conflicting Content-Length
     bool has_te = false;
-    bool chunked = false;  // the last transfer coding is chunked
+    bool chunked = false;     // the last transfer coding is chunked
+    Traceparent traceparent;  // a request's trace context (W3C), when valid
 };
 struct StartLine;
 }  // namespace detail
@@ -166,6 +178,7 @@ class Http1Connection {
         std::string path;
         std::uint64_t start_ns = 0;
         std::uint32_t dropped_before = 0;  // dropped requests sent just before this one
+        Traceparent traceparent;
     };
 
     // The response in progress, paired (or not) with its request.
@@ -177,6 +190,7 @@ class Http1Connection {
         std::uint64_t start_ns = 0;
         std::uint64_t last_ns = 0;  // last response segment seen
         int status = 0;
+        Traceparent traceparent;
     };
 
     enum class ChunkResult : std::uint8_t { kMore, kDone, kLost };

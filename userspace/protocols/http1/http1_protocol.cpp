@@ -49,6 +49,7 @@ class Http1Parser final : public protocols::ConnectionParser {
             r.status = ex.status;
             r.start_ns = ex.start_ns;
             r.end_ns = ex.end_ns;
+            r.traceparent = ex.traceparent.view();
             sink.on_request(r);
         }
         exchanges_.clear();
