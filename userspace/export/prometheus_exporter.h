@@ -47,6 +47,7 @@ struct MetricsView {
     std::uint64_t services_dropped = 0;
     std::uint64_t services_evicted = 0;
     std::size_t services_refused = 0;
+    capture::TlsCounters tls{};
 };
 
 std::string render_prometheus(const MetricsView& view);

@@ -83,6 +83,7 @@ class ConnectionTracker {
         std::string peer_address;  // the server's address, for client-side series
         std::uint16_t peer_port = 0;
         std::uint16_t local_port = 0;
+        bool tls = false;  // its data is TLS plaintext (LOUPE_EVENT_FLAG_TLS)
         std::uint64_t last_seen_ns = 0;
         std::uint64_t closed_ns = 0;  // close event seen: ends at the next end_drain()
         std::uint64_t closed_in_drain = 0;

@@ -45,6 +45,7 @@ struct Segment {
     std::uint64_t length = 0;            // bytes the read/write moved; may exceed head.size()
     std::span<const std::uint8_t> head;  // the first bytes of the data, as captured
     std::span<const std::uint8_t> tail;  // its last bytes when length > head.size(), else empty
+    bool tls = false;                    // TLS plaintext (from a TLS library's hooks)
 };
 
 // One finished request or operation. Views are valid during RequestSink::on_request only.
@@ -77,6 +78,9 @@ struct Request {
     // Cache lookups answered by this operation (Redis read commands): GET-like nil = a miss.
     std::uint32_t cache_hits = 0;
     std::uint32_t cache_misses = 0;
+    // Its bytes were TLS plaintext, read through a TLS library's hooks (set by the pipeline from
+    // the capture, not by parsers).
+    bool tls = false;
     std::uint64_t start_ns = 0;  // server: first request byte read; client: first byte written
     std::uint64_t end_ns = 0;    // server: last reply byte written; client: last byte read
 };
