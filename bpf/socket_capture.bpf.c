@@ -712,6 +712,16 @@ int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 
     return 0;
 }
 
+// SSL_do_handshake (SSL_accept and SSL_connect call it): no plaintext, but its socket calls tie
+// the SSL* to its connection before the first SSL_read, which OpenSSL may serve from its buffer
+// (a request that came in the same read as the client's Finished) with no socket call of its own.
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake_enter, void *ssl)
+{
+    tls_enter(ssl, NULL, 0, false);
+    return 0;
+}
+
 // SSL_free: the SSL* is forgotten (its address may serve another connection next).
 SEC("uprobe")
 int BPF_KPROBE(ssl_free_enter, void *ssl)
@@ -771,7 +781,8 @@ __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
     return 0;
 }
 
-// The return of SSL_read, SSL_write, SSL_read_ex and SSL_write_ex alike (the call says which).
+// The return of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex and SSL_do_handshake alike (the
+// call says which).
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_return, long ret)
 {
@@ -779,15 +790,20 @@ int BPF_KRETPROBE(ssl_return, long ret)
     struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL, 0);
     if (!call || !call->ssl)
         return 0;
-    __s64 moved = ret;
+    // All four return an int: the upper half of the register is not part of it (-1 comes back
+    // as 0xffffffff).
+    int rc = (int)ret;
+    __s64 moved = rc;
     if (call->ex_length) {
         // SSL_*_ex: 1 on success, the count in *ex_length.
         __u64 n = 0;
-        if (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (const void *)call->ex_length) != 0)
+        if (rc != 1 || bpf_probe_read_user(&n, sizeof(n), (const void *)call->ex_length) != 0)
             n = 0;
         moved = (__s64)n;
     }
     __u64 pid_tgid = ((__u64)task->tgid << 32) | (__u32)task->pid;
+    if (!call->buf)
+        moved = 0; // SSL_do_handshake: ties, sends nothing
     if (!tls_paused)
         tls_send(call, pid_tgid, moved);
     call->ssl = 0;

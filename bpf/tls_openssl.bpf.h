@@ -27,7 +27,7 @@
 // The SSL call a thread is in (between a uprobe and its uretprobe).
 struct tls_call {
     __u64 ssl;        // the SSL* (0: in no call)
-    __u64 buf;        // the caller's buffer
+    __u64 buf;        // the caller's buffer (0: SSL_do_handshake)
     __u64 ex_length;  // SSL_*_ex: where the library writes the bytes moved (a size_t *); else 0
     __u64 generation; // of the connection a socket call inside this call named (0: none)
     __s32 fd;

@@ -128,7 +128,8 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     const bool tls = options.tls && !hook_disabled(options.disabled_hooks, "tls");
     bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,    skel.progs.ssl_write_enter,
                                    skel.progs.ssl_read_ex_enter, skel.progs.ssl_write_ex_enter,
-                                   skel.progs.ssl_return,        skel.progs.ssl_free_enter};
+                                   skel.progs.ssl_return,        skel.progs.ssl_free_enter,
+                                   skel.progs.ssl_handshake_enter};
     for (bpf_program* prog : tls_programs)
         bpf_program__set_autoload(prog, tls);
     if (int err = socket_capture__load(&skel); err != 0) {
@@ -160,7 +161,8 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
         capture->tls_ = std::make_unique<TlsLibraries>(
             TlsPrograms{skel.progs.ssl_read_enter, skel.progs.ssl_write_enter,
                         skel.progs.ssl_read_ex_enter, skel.progs.ssl_write_ex_enter,
-                        skel.progs.ssl_return, skel.progs.ssl_free_enter});
+                        skel.progs.ssl_return, skel.progs.ssl_free_enter,
+                        skel.progs.ssl_handshake_enter});
     else if (capture->tls_error_.empty())
         capture->tls_error_ = "turned off (--disable-hooks tls)";
     if (capture->hooks_.empty()) {

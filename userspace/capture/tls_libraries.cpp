@@ -91,6 +91,8 @@ void TlsLibraries::attach(Library& library, const std::string& host_path) {
         {programs_.call_return, "SSL_read_ex", true},
         {programs_.write_ex_enter, "SSL_write_ex", false},
         {programs_.call_return, "SSL_write_ex", true},
+        {programs_.handshake_enter, "SSL_do_handshake", false},
+        {programs_.call_return, "SSL_do_handshake", true},
         {programs_.free_enter, "SSL_free", false},
     };
     for (const Probe& probe : probes) {

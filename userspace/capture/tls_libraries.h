@@ -29,6 +29,7 @@ struct TlsPrograms {
     bpf_program* write_ex_enter = nullptr;  // SSL_write_ex
     bpf_program* call_return = nullptr;     // every one of the four, at return
     bpf_program* free_enter = nullptr;      // SSL_free
+    bpf_program* handshake_enter = nullptr;  // SSL_do_handshake (its return: call_return)
 };
 
 // One library file and what is attached to it, for the API and `loupe doctor`.
@@ -41,8 +42,8 @@ struct TlsLibraryStatus {
 };
 
 // The functions the agent probes in each OpenSSL library, in order.
-inline constexpr const char* kOpenSslProbedFunctions[] = {"SSL_read", "SSL_write", "SSL_read_ex",
-                                                          "SSL_write_ex", "SSL_free"};
+inline constexpr const char* kOpenSslProbedFunctions[] = {
+    "SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex", "SSL_do_handshake", "SSL_free"};
 
 // The OpenSSL libraries the running processes map now (for `loupe doctor`): each file once, by
 // the path its first process names it, with the number of processes that map it.
