@@ -23,6 +23,7 @@ cert, key = sys.argv[1], sys.argv[2]
 counts = collections.Counter()
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"         # keep-alive
+    disable_nagle_algorithm = True        # headers and body are two writes: no delayed-ACK wait
     def do_GET(self):
         status = 200 if self.path.startswith("/ok") or self.path.startswith("/items/") else 404
         body = b"x" * (100 if status == 200 else 10)
@@ -65,7 +66,7 @@ def exchange(conn, method, path, body=None):
 # Keep-alive: many requests on a few connections.
 for c in range(3):
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context)
-    for i in range(150):
+    for i in range(100):
         exchange(conn, "GET", "/ok?token=secret")
         exchange(conn, "GET", f"/items/{i}")
         if i % 10 == 0:
