@@ -532,13 +532,14 @@ nlohmann::json Agent::agent_status() {
                                      {"error", lib.error}});
             }
             const auto tls = capture_->tls_counters();
-            body["tls"] = {{"enabled", capture_->tls_error().empty()},
-                           {"error", capture_->tls_error()},
-                           {"libraries", libraries},
-                           {"uprobes_attached", uprobes},
-                           {"connections", {{"openssl", tls.openssl_connections},
-                                            {"unknown", tls.unknown_connections}}},
-                           {"untied_calls", tls.untied_calls}};
+            body["tls"] = {
+                {"enabled", capture_->tls_error().empty()},
+                {"error", capture_->tls_error()},
+                {"libraries", libraries},
+                {"uprobes_attached", uprobes},
+                {"connections",
+                 {{"openssl", tls.openssl_connections}, {"unknown", tls.unknown_connections}}},
+                {"untied_calls", tls.untied_calls}};
         }
         if (resource_capture_) {
             body["resource_hooks_attached"] = resource_capture_->attached_hooks();

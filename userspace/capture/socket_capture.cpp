@@ -126,24 +126,25 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
     const bool tls = options.tls && !hook_disabled(options.disabled_hooks, "tls");
-    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,    skel.progs.ssl_write_enter,
-                                   skel.progs.ssl_read_ex_enter, skel.progs.ssl_write_ex_enter,
-                                   skel.progs.ssl_return,        skel.progs.ssl_free_enter,
+    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,     skel.progs.ssl_write_enter,
+                                   skel.progs.ssl_read_ex_enter,  skel.progs.ssl_write_ex_enter,
+                                   skel.progs.ssl_return,         skel.progs.ssl_free_enter,
                                    skel.progs.ssl_handshake_enter};
     for (bpf_program* prog : tls_programs)
         bpf_program__set_autoload(prog, tls);
     if (int err = socket_capture__load(&skel); err != 0) {
         if (tls) {
             // The uprobes are the newest part: the capture goes on without them.
-            spdlog::warn("the kernel refused the TLS uprobe programs ({}): TLS connections are "
-                         "counted but not read",
-                         std::strerror(-err));
+            spdlog::warn(
+                "the kernel refused the TLS uprobe programs ({}): TLS connections are "
+                "counted but not read",
+                std::strerror(-err));
             CaptureOptions without = options;
             without.tls = false;
             auto plain = start(without, std::move(handler), error);
             if (plain)
-                plain->tls_error_ = std::string("the kernel refused the uprobe programs: ") +
-                                    std::strerror(-err);
+                plain->tls_error_ =
+                    std::string("the kernel refused the uprobe programs: ") + std::strerror(-err);
             return plain;
         }
         error = std::string("the kernel refused the socket capture programs: ") +
@@ -158,11 +159,10 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
     capture->hooks_.attach(skel.obj);
     if (tls)
-        capture->tls_ = std::make_unique<TlsLibraries>(
-            TlsPrograms{skel.progs.ssl_read_enter, skel.progs.ssl_write_enter,
-                        skel.progs.ssl_read_ex_enter, skel.progs.ssl_write_ex_enter,
-                        skel.progs.ssl_return, skel.progs.ssl_free_enter,
-                        skel.progs.ssl_handshake_enter});
+        capture->tls_ = std::make_unique<TlsLibraries>(TlsPrograms{
+            skel.progs.ssl_read_enter, skel.progs.ssl_write_enter, skel.progs.ssl_read_ex_enter,
+            skel.progs.ssl_write_ex_enter, skel.progs.ssl_return, skel.progs.ssl_free_enter,
+            skel.progs.ssl_handshake_enter});
     else if (capture->tls_error_.empty())
         capture->tls_error_ = "turned off (--disable-hooks tls)";
     if (capture->hooks_.empty()) {

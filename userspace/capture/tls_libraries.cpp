@@ -97,8 +97,7 @@ void TlsLibraries::attach(Library& library, const std::string& host_path) {
     };
     for (const Probe& probe : probes) {
         if (!probe.program) continue;
-        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = probe.retprobe,
-                    .func_name = probe.function);
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = probe.retprobe, .func_name = probe.function);
         // pid -1: every process that maps the file, now or later.
         BpfLinkPtr link(
             bpf_program__attach_uprobe_opts(probe.program, -1, host_path.c_str(), 0, &opts));
@@ -112,7 +111,8 @@ void TlsLibraries::attach(Library& library, const std::string& host_path) {
             continue;
         }
         library.links.push_back(std::move(link));
-        library.uprobes.push_back(std::string(probe.function) + (probe.retprobe ? " (return)" : ""));
+        library.uprobes.push_back(std::string(probe.function) +
+                                  (probe.retprobe ? " (return)" : ""));
     }
     if (library.links.empty())
         spdlog::warn(
@@ -155,8 +155,8 @@ std::vector<TlsLibraryStatus> TlsLibraries::status() const {
     std::lock_guard lock(mutex_);
     std::vector<TlsLibraryStatus> out;
     for (const auto& [id, library] : libraries_)
-        out.push_back({"openssl", library.path, library.uprobes, library.pids.size(),
-                       library.error});
+        out.push_back(
+            {"openssl", library.path, library.uprobes, library.pids.size(), library.error});
     return out;
 }
 

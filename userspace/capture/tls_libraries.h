@@ -23,19 +23,19 @@ namespace loupe::capture {
 
 // The programs attached to each library (from the socket capture's object).
 struct TlsPrograms {
-    bpf_program* read_enter = nullptr;      // SSL_read
-    bpf_program* write_enter = nullptr;     // SSL_write
-    bpf_program* read_ex_enter = nullptr;   // SSL_read_ex
-    bpf_program* write_ex_enter = nullptr;  // SSL_write_ex
-    bpf_program* call_return = nullptr;     // every one of the four, at return
-    bpf_program* free_enter = nullptr;      // SSL_free
+    bpf_program* read_enter = nullptr;       // SSL_read
+    bpf_program* write_enter = nullptr;      // SSL_write
+    bpf_program* read_ex_enter = nullptr;    // SSL_read_ex
+    bpf_program* write_ex_enter = nullptr;   // SSL_write_ex
+    bpf_program* call_return = nullptr;      // every one of the four, at return
+    bpf_program* free_enter = nullptr;       // SSL_free
     bpf_program* handshake_enter = nullptr;  // SSL_do_handshake (its return: call_return)
 };
 
 // One library file and what is attached to it, for the API and `loupe doctor`.
 struct TlsLibraryStatus {
-    std::string library;  // "openssl"
-    std::string path;     // as the first process that mapped it names it
+    std::string library;               // "openssl"
+    std::string path;                  // as the first process that mapped it names it
     std::vector<std::string> uprobes;  // functions probed ("SSL_read", "SSL_read (return)"...)
     std::size_t processes = 0;         // scanned processes that map it
     std::string error;                 // why some or all uprobes could not attach
