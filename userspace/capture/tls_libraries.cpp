@@ -82,17 +82,20 @@ void TlsLibraries::attach(Library& library, const std::string& host_path) {
         const char* function;
         bool retprobe;
     };
+    // Returns before entries (and entries detached first, ~Library): a call whose entry was seen
+    // always has its return seen, so no thread is left in a call that ended (its next socket
+    // I/O would be taken for that SSL*'s).
     const Probe probes[] = {
-        {programs_.read_enter, "SSL_read", false},
         {programs_.call_return, "SSL_read", true},
-        {programs_.write_enter, "SSL_write", false},
         {programs_.call_return, "SSL_write", true},
-        {programs_.read_ex_enter, "SSL_read_ex", false},
         {programs_.call_return, "SSL_read_ex", true},
-        {programs_.write_ex_enter, "SSL_write_ex", false},
         {programs_.call_return, "SSL_write_ex", true},
-        {programs_.handshake_enter, "SSL_do_handshake", false},
         {programs_.call_return, "SSL_do_handshake", true},
+        {programs_.read_enter, "SSL_read", false},
+        {programs_.write_enter, "SSL_write", false},
+        {programs_.read_ex_enter, "SSL_read_ex", false},
+        {programs_.write_ex_enter, "SSL_write_ex", false},
+        {programs_.handshake_enter, "SSL_do_handshake", false},
         {programs_.free_enter, "SSL_free", false},
     };
     for (const Probe& probe : probes) {

@@ -70,6 +70,14 @@ class TlsLibraries {
         auto operator<=>(const FileId&) const = default;
     };
     struct Library {
+        Library() = default;
+        Library(const Library&) = delete;
+        Library& operator=(const Library&) = delete;
+        // Detaches in the reverse order of attach: entry uprobes before return ones.
+        ~Library() {
+            while (!links.empty())
+                links.pop_back();
+        }
         std::string path;
         std::vector<BpfLinkPtr> links;
         std::vector<std::string> uprobes;
