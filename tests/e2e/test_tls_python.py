@@ -2,14 +2,16 @@
 """Python (Debian's /usr/bin/python3, whose _ssl links libssl.so.3): an http.server wrapped in ssl
 and an http.client.HTTPSConnection client, both started after the agent (the server loads its
 ssl module only once the agent runs, as a process that dlopens libssl late does). loupe counts both
-sides over TLS, exactly, with url_scheme="https"."""
+sides over TLS, exactly, with url_scheme="https". Then, with the TLS uprobes off (--disable-hooks
+tls), the same traffic is TLS that no hooked library reads: every connection is counted as
+loupe_tls_connections_total{library="unknown"} and nothing of it is parsed."""
 import collections
 import json
 import os
 import subprocess
 import time
 
-from loupe_e2e import (Agent, Workload, diff_counts, fail, parse_metrics, promtool_check, require_root,
+from loupe_e2e import (Agent, Workload, diff_counts, fail, metric, parse_metrics, promtool_check, require_root,
                        select, self_signed_certificate, server_counts)
 
 PYTHON = "/usr/bin/python3"
@@ -27,18 +29,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         status = 200 if self.path.startswith("/ok") or self.path.startswith("/items/") else 404
         body = b"x" * (100 if status == 200 else 10)
+        counts[f"GET {self.path.split('?')[0]} {status}"] += 1  # before the client can see it
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        counts[f"GET {self.path.split('?')[0]} {status}"] += 1
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
+        counts[f"POST {self.path} 201"] += 1
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        counts[f"POST {self.path} 201"] += 1
     def log_message(self, *args):
         pass
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -49,6 +51,7 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 print(server.server_address[1], flush=True)
 sys.stdin.readline()                      # done: report what was served
 print(json.dumps(counts), flush=True)
+sys.stdin.readline()                      # serves on until told to end
 '''
 
 CLIENT = r'''
@@ -157,8 +160,30 @@ def main():
     if "secret" in text:
         fail("a query string leaked into the metrics")
     promtool_check(text)
-    server.kill()
     client.kill()
+    agent.stop()
+
+    # Unhooked: recognised as TLS from its records, counted at close, never parsed.
+    agent = Agent("--disable-hooks", "tls")
+    _, body = agent.api("/api/v1/agent")
+    if body["tls"]["enabled"] or body["tls"]["uprobes_attached"]:
+        fail(f"--disable-hooks tls left TLS capture on: {body['tls']}")
+    client = Workload("tlsclient", CLIENT, port, python=PYTHON)
+    client.send("go")
+    json.loads(client.readline(timeout=30))
+    client.kill()
+    agent.settle(1.0)
+    samples = parse_metrics(agent.metrics_text())
+    connections = 3 + 20  # the client's, each seen at both ends
+    unknown = metric(samples, "loupe_tls_connections_total", library="unknown")
+    if unknown < 2 * connections:
+        fail(f"unhooked TLS connections: {unknown} counted, expected at least {2 * connections}")
+    parsed = [l for l, v in select(samples, "http_server_request_duration_seconds_count", service_name="tlsserver")
+              + select(samples, "http_client_request_duration_seconds_count", service_name="tlsclient") if v]
+    if parsed:
+        fail(f"unhooked TLS traffic was parsed: {parsed}")
+    print(f"unhooked: {int(unknown)} TLS connections counted as unknown, none parsed")
+    server.kill()
     agent.stop()
     print("tls python: ok")
 
