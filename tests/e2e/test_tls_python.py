@@ -108,14 +108,19 @@ def main():
     work = __import__("tempfile").mkdtemp(prefix="loupe-tls-python-")
     cert, key = self_signed_certificate(work)
 
-    agent = Agent()
+    # Only these two: no process the agent selects maps libssl when it starts (the agent itself
+    # does), so the server's libssl is found only by a later scan of its maps, after its dlopen.
+    agent = Agent("--comm", "tlsserver,tlsclient")
+    _, body = agent.api("/api/v1/agent")
+    if body["tls"]["libraries"]:
+        fail(f"libraries probed before any selected process mapped one: {body['tls']}")
     server = Workload("tlsserver", SERVER, cert, key, python=PYTHON)
     if server.readline() != "started":
         fail("server did not start")
     server.send("go")
     port = int(server.readline())
-    # The server's libssl is probed: at once when another process mapped the same file already,
-    # else at the agent's next scan of /proc (within 5 s: every process's maps).
+    # The server's libssl is probed at the agent's next scan of its maps (a new process's at once,
+    # every process's every 5 s).
     deadline = time.time() + 12
     while True:
         _, body = agent.api("/api/v1/agent")
