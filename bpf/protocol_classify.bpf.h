@@ -24,7 +24,7 @@
 // Load-time: the protocols connections are classified as (bit 1 << enum loupe_protocol). A
 // connection that is none of them stops costing after a few events.
 const volatile __u32 enabled_protocols =
-    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS);
+    (1U << LOUPE_PROTOCOL_HTTP1) | (1U << LOUPE_PROTOCOL_REDIS) | (1U << LOUPE_PROTOCOL_POSTGRES);
 
 #define WORD4(a, b, c, d)                                                                          \
     ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
@@ -101,12 +101,144 @@ static __always_inline int looks_like_redis(const __u8 *p, __u32 len)
 
 #undef WORD4
 
+#define BE32(p, i)                                                                                 \
+    (((__u32)(p)[i] << 24) | ((__u32)(p)[(i) + 1] << 16) | ((__u32)(p)[(i) + 2] << 8) |            \
+     (__u32)(p)[(i) + 3])
+#define PG_SSL_REQUEST 80877103U
+#define PG_GSSENC_REQUEST 80877104U
+#define PG_CANCEL_REQUEST 80877102U
+// PostgreSQL's own limit on a startup-phase message (MAX_STARTUP_PACKET_LENGTH).
+#define PG_MAX_STARTUP_LENGTH 10000U
+
+// PostgreSQL: the first message a client sends, untyped: int32 length, int32 code. SSLRequest and
+// GSSENCRequest (length 8) and CancelRequest (length 16) by their fixed codes; a StartupMessage
+// by protocol major version 3 (0x0003xxxx), a length PostgreSQL accepts, and its first parameter
+// name (`user`, `database`...: [a-z_.0-9] up to its NUL). Every client writes these whole, so 8
+// bytes decide. SQL keywords alone never classify (beyla#1745, OBI#1464): a connection picked up
+// mid-stream is taken by its messages' framing (looks_like_postgres_midstream).
+static __always_inline int looks_like_postgres(const __u8 *p, __u32 len)
+{
+    if (len < 8)
+        return CLASSIFY_NO;
+    __u32 length = BE32(p, 0);
+    __u32 code = BE32(p, 4);
+    if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST)
+        return length == 8 ? CLASSIFY_YES : CLASSIFY_NO;
+    if (code == PG_CANCEL_REQUEST)
+        return length == 16 ? CLASSIFY_YES : CLASSIFY_NO;
+    if ((code >> 16) != 3 || length <= 9 || length > PG_MAX_STARTUP_LENGTH || len < 9)
+        return CLASSIFY_NO;
+    __u8 c = p[8];
+    if (!((c >= 'a' && c <= 'z') || c == '_'))
+        return CLASSIFY_NO;
+    bool ended = false;
+#pragma unroll
+    for (__u32 i = 9; i < CLASSIFY_BYTES; i++) {
+        c = p[i];
+        if (i >= len || ended)
+            continue;
+        if (c == 0)
+            ended = true;
+        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'))
+            return CLASSIFY_NO;
+    }
+    return CLASSIFY_YES;
+}
+
+// A byte of an identifier as drivers name prepared statements and portals ("P0_12", "S_1",
+// "_pg3_0", "stmt.7").
+static __always_inline bool pg_name_byte(__u8 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '$' || c == '-';
+}
+
+static __always_inline bool pg_text_byte(__u8 c)
+{
+    return (c >= 0x20 && c < 0x7f) || c == '\t' || c == '\n' || c == '\r';
+}
+
+// The first byte of a statement's text: a keyword's letter, `(`, a comment, white space.
+static __always_inline bool pg_sql_start(__u8 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '(' || c == '/' ||
+           c == '-' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// PostgreSQL picked up mid-stream (a connection open before loupe started, its prepared
+// statements too): a read or write that begins with a client's Query, Parse, or Bind of a named
+// statement. Taken only on framing that text or another protocol does not have by chance: the
+// type letter, a big-endian length whose high byte is 0, and then
+// - Query ('Q'): the length is exactly the read or write (libpq sends each Query by itself), and
+//   the rest of the 16 bytes is SQL text (printable, starting like a statement);
+// - Parse ('P'): a statement name (identifier bytes, possibly empty) ended by NUL within the 16
+//   bytes, then SQL text as above (or a name running past them);
+// - Bind ('B'): a portal name (usually empty) and a non-empty statement name, both identifiers
+//   ended by NUL within the 16 bytes (or a statement name of 4+ bytes running past them);
+// and for Parse and Bind the message fits in the read or write. The parser in user space still
+// has to confirm (the messages that follow, and their replies).
+static __always_inline int looks_like_postgres_midstream(const __u8 *p, __u32 len, __u64 total)
+{
+    __u8 type = p[0];
+    if (len < CLASSIFY_BYTES || (type != 'Q' && type != 'P' && type != 'B'))
+        return CLASSIFY_NO;
+    __u32 length = BE32(p, 1);
+    if (p[1] != 0 || length < 8 || (__u64)length + 1 > total)
+        return CLASSIFY_NO;
+    if (type == 'Q' && (__u64)length + 1 != total)
+        return CLASSIFY_NO;
+    // Q: state 1 from the start (text). P: 0 = in the name, 1 = in the text. B: 0 = portal name,
+    // 2 = statement name, 3 = after it.
+    __u32 state = type == 'Q' ? 1 : 0;
+    bool text_started = false;
+    __u32 name_bytes = 0;
+    __u32 statement_bytes = 0;
+#pragma unroll
+    for (__u32 i = 5; i < CLASSIFY_BYTES; i++) {
+        __u8 c = p[i];
+        if (state == 0) {
+            if (c == 0)
+                state = type == 'P' ? 1 : 2;
+            else if (pg_name_byte(c))
+                name_bytes++;
+            else
+                return CLASSIFY_NO;
+        } else if (state == 1) {
+            if (!text_started) {
+                if (!pg_sql_start(c))
+                    return CLASSIFY_NO;
+                text_started = true;
+            } else if (!pg_text_byte(c)) {
+                return CLASSIFY_NO;
+            }
+        } else if (state == 2) {
+            if (c == 0) {
+                if (statement_bytes == 0)
+                    return CLASSIFY_NO;
+                state = 3;
+            } else if (pg_name_byte(c)) {
+                statement_bytes++;
+            } else {
+                return CLASSIFY_NO;
+            }
+        }
+    }
+    // A name longer than the bytes looked at: taken when long enough to be one (4+ bytes).
+    if (type == 'B')
+        return state == 3 || (state == 2 && statement_bytes >= 4) ? CLASSIFY_YES : CLASSIFY_NO;
+    return text_started || (state == 0 && name_bytes >= 8) ? CLASSIFY_YES : CLASSIFY_NO;
+}
+
+#undef BE32
+
 // The protocol of a message start (`p`: CLASSIFY_BYTES bytes, the first `len` valid), among the
 // enabled ones: LOUPE_PROTOCOL_UNKNOWN with *maybe set when it may yet become one of them.
-static __always_inline __u8 classify_start(const __u8 *p, __u32 len, bool *maybe)
+// `total`: the bytes of the whole read or write (PostgreSQL's Query must be all of it).
+static __always_inline __u8 classify_start(const __u8 *p, __u32 len, __u64 total, bool *maybe)
 {
     int http = CLASSIFY_NO;
     int redis = CLASSIFY_NO;
+    int postgres = CLASSIFY_NO;
     if (enabled_protocols & (1U << LOUPE_PROTOCOL_HTTP1))
         http = looks_like_http1(p, len);
     if (http == CLASSIFY_YES)
@@ -115,6 +247,12 @@ static __always_inline __u8 classify_start(const __u8 *p, __u32 len, bool *maybe
         redis = looks_like_redis(p, len);
     if (redis == CLASSIFY_YES)
         return LOUPE_PROTOCOL_REDIS;
+    if (enabled_protocols & (1U << LOUPE_PROTOCOL_POSTGRES))
+        postgres = looks_like_postgres(p, len);
+    if (postgres == CLASSIFY_NO && (enabled_protocols & (1U << LOUPE_PROTOCOL_POSTGRES)))
+        postgres = looks_like_postgres_midstream(p, len, total);
+    if (postgres == CLASSIFY_YES)
+        return LOUPE_PROTOCOL_POSTGRES;
     *maybe = http == CLASSIFY_MAYBE || redis == CLASSIFY_MAYBE;
     return LOUPE_PROTOCOL_UNKNOWN;
 }

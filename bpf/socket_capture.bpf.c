@@ -65,6 +65,7 @@ const volatile __u32 copy_cap[LOUPE_PROTOCOL_COUNT] = {
     [LOUPE_PROTOCOL_UNKNOWN] = LOUPE_DATA_HEAD_MAX,
     [LOUPE_PROTOCOL_HTTP1] = LOUPE_COPY_CAP_DEFAULT,
     [LOUPE_PROTOCOL_REDIS] = LOUPE_COPY_CAP_DEFAULT,
+    [LOUPE_PROTOCOL_POSTGRES] = LOUPE_COPY_CAP_DEFAULT,
 };
 
 // A chunk copies at most what a copy_from_source call does.
@@ -84,8 +85,12 @@ struct conn_state {
     __u8 held_len;    // bytes in held[]: the beginning of a message start, too short to decide
     __u8 held_egress; // held[] was written (not read) by the process
     __u16 blank_bytes; // CR/LF skipped while undecided
-    __u8 tls;         // TLS_* (tls_openssl.bpf.h): its socket carries TLS records
-    __u8 reserved0;
+    // PostgreSQL answered an SSLRequest/GSSENCRequest with 'S'/'G': encrypted from then on, so
+    // no more data events (its close still is sent).
+    __u8 encrypted;
+    __u8 early_events; // data events sent once classified, up to 255: the SSL answer is early
+    __u8 tls;          // TLS_* (tls_openssl.bpf.h): its socket carries TLS records
+    __u8 reserved0[3];
     __u32 write_seq;  // the TCP write_seq its last write left (write_time)
     __u64 held_ns;    // when the first held byte moved
     __u8 held[CLASSIFY_BYTES];
@@ -247,7 +252,7 @@ __noinline int classify_undecided(struct conn_state *state, struct loupe_data_ev
         return UNDECIDED_KEEP;
     }
     bool maybe = false;
-    __u8 protocol = classify_start(start, len, &maybe);
+    __u8 protocol = classify_start(start, len, e->length - skip, &maybe);
     if (protocol != LOUPE_PROTOCOL_UNKNOWN) {
         state->protocol = protocol;
         state->held_len = 0;
@@ -460,6 +465,19 @@ static __always_inline void emit_data(struct loupe_cpu_batch *b, struct conn_sta
     __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
     if (size > sizeof(struct loupe_data_event))
         size = sizeof(struct loupe_data_event);
+    // PostgreSQL's one-byte answer to an SSLRequest or GSSENCRequest: 'S' or 'G' means TLS or
+    // GSS encryption from the next byte on. This event still goes (user space counts it); later
+    // reads and writes cost no copy. A 1-byte 'S' write is no other PostgreSQL message (every
+    // typed message is 5 bytes at least), and the answer comes among the connection's first
+    // events (after SSLRequest, or GSSENCRequest, 'N', SSLRequest). Socket bytes only (`sk`): a
+    // TLS library's plaintext is past that answer.
+    if (sk) {
+        if (state->early_events < 255)
+            state->early_events++;
+        if (protocol == LOUPE_PROTOCOL_POSTGRES && total == 1 && e->head_len == 1 &&
+            state->early_events <= 4 && (e->head[0] == 'S' || e->head[0] == 'G'))
+            state->encrypted = 1;
+    }
     if (timed)
         batch_commit(b, size, now);
     else
@@ -545,7 +563,7 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     }
     if (account)
         account_socket_io(sk, ret, transmit, tgid, task, state ? &state->accounting : NULL);
-    if (!state || state->ignored)
+    if (!state || state->ignored || state->encrypted)
         return;
     __u64 now = transmit ? write_time(sk, state) : bpf_ktime_get_ns();
     if (task->flags & PF_IO_WORKER)

@@ -2,6 +2,7 @@
 # Fuzzes one of loupe's parsers with libFuzzer + ASan + UBSan.
 #   tools/fuzz.sh http1 [SECONDS]         the HTTP/1.x parser and matcher
 #   tools/fuzz.sh redis [SECONDS]         the Redis (RESP2/RESP3/inline) parser and matcher
+#   tools/fuzz.sh postgres [SECONDS]      the PostgreSQL (protocol 3.0) parser and matcher
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
@@ -9,7 +10,7 @@
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|redis|attribution|records [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|redis|postgres|attribution|records [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -39,6 +40,32 @@ redis)
     seed resp3 '\001\006*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n\376\007%%1\r\n$5\r\nproto\r\n:3\r\n\376\006*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n\376\007>3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n\376\006*1\r\n$4\r\nPING\r\n\376\007|1\r\n+a\r\n:1\r\n_\r\n'
     seed pubsub2 '\002\007*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nn*\r\n\376\006*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$1\r\nn\r\n$1\r\nx\r\n\376\007*1\r\n$11\r\nUNSUBSCRIBE\r\n\376\006*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n'
     seed bigvalue '\002\003*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\nxxxx\376\375xxxx\376\373xx\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\376\000+OK\r\n$100000\r\nyy\376\374\376\002yy\r\n'
+    ;;
+postgres)
+    max_len=4096
+    # Same record format as redis (tests/fuzz/postgres_fuzz.cpp). Written by python: binary.
+    python3 - "$corpus" <<'PY'
+import struct, sys
+def m(t, body=b""): return t + struct.pack(">I", len(body) + 4) + body
+def c(s): return s + b"\0"
+startup = struct.pack(">II", 0, 196608) + c(b"user") + c(b"u") + c(b"database") + c(b"d") + b"\0"
+startup = struct.pack(">I", len(startup)) + startup[4:]
+reply = m(b"R", struct.pack(">I", 0)) + m(b"S", c(b"a") + c(b"b")) + m(b"K", bytes(8)) + m(b"Z", b"I")
+err = m(b"E", b"S" + c(b"ERROR") + b"C" + c(b"23505") + b"\0")
+ext = m(b"P", c(b"s1") + c(b"SELECT $1") + bytes(2)) + m(b"B", c(b"") + c(b"s1") + bytes(6)) + m(b"D", b"P\0") + m(b"E", c(b"") + bytes(4)) + m(b"S")
+ext_reply = m(b"1") + m(b"2") + m(b"n") + m(b"D", bytes(2)) + m(b"C", c(b"SELECT 1")) + m(b"Z", b"I")
+seeds = {
+    "simple": b"\x02" + b"\x07" + startup + b"\xfe\x06" + reply + b"\xfe\x07" + m(b"Q", c(b"BEGIN; SELECT 1; COMMIT")) + b"\xfe\x06" + m(b"C", c(b"BEGIN")) + m(b"C", c(b"SELECT 1")) + err + m(b"Z", b"E") + b"\xff",
+    "extended": b"\x01" + b"\x06" + startup + b"\xfe\x07" + reply + b"\xfe\x06" + ext + ext + b"\xfe\x07" + ext_reply + ext_reply,
+    "ssl": b"\x02" + b"\x07" + struct.pack(">II", 8, 80877103) + b"\xfe\x06N" + b"\xfe\x07" + startup + b"\xfe\x06" + reply,
+    "copy": b"\x02\x07" + startup + b"\xfe\x06" + reply + b"\xfe\x07" + m(b"Q", c(b"COPY t FROM STDIN")) + b"\xfe\x06" + m(b"G", bytes(3)) + b"\xfe\x07" + m(b"d", b"1\n") + m(b"c") + b"\xfe\x06" + m(b"C", c(b"COPY 1")) + m(b"Z", b"I"),
+    "midstream": b"\x00\x06" + m(b"B", c(b"") + c(b"P0_1") + bytes(6)) + m(b"E", c(b"") + bytes(4)) + m(b"S") + b"\xfe\x07" + m(b"2") + m(b"C", c(b"UPDATE 1")) + m(b"Z", b"T") + b"\xfe\x06" + m(b"Q", c(b"COMMIT")) + b"\xfe\x07" + m(b"C", c(b"COMMIT")) + m(b"Z", b"I"),
+    "tls": b"\x01\x07" + struct.pack(">II", 8, 80877103) + b"\xfe\x06S\xfe\x07\x16\x03\x01\x00\x10",
+    "bigrow": b"\x02\x07" + startup + b"\xfe\x06" + reply + b"\xfe\x07" + m(b"Q", c(b"SELECT x")) + b"\xfe\x0b" + b"D" + struct.pack(">I", 4 + 2 + 4 + 4100) + b"\0\1" + struct.pack(">I", 4100) + b"xx" + b"\xfe\x06" + m(b"C", c(b"SELECT 1")) + m(b"Z", b"I"),
+}
+for name, data in seeds.items():
+    open(f"{sys.argv[1]}/seed-{name}", "wb").write(data)
+PY
     ;;
 attribution)
     max_len=16384
@@ -97,7 +124,7 @@ for name, record in seeds.items():
 PY
     ;;
 *)
-    echo "fuzz: unknown target '$target' (http1, redis, attribution or records)" >&2
+    echo "fuzz: unknown target '$target' (http1, redis, postgres, attribution or records)" >&2
     exit 2
     ;;
 esac

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
   redis-server redis-tools python3-redis
+  postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2
 )
 
 # npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;

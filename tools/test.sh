@@ -2,7 +2,7 @@
 # Every test of loupe, from a fresh Debian 12 machine, as root:
 #   1. installs the dependencies (idempotent);
 #   2. builds with warnings as errors and runs every ctest suite: unit, BPF (real kernel), CLI;
-#   3. fuzzes the HTTP/1.x and Redis parsers (libFuzzer, clang) for LOUPE_FUZZ_SECONDS (default 30)
+#   3. fuzzes the HTTP/1.x, Redis and PostgreSQL parsers (libFuzzer, clang) for LOUPE_FUZZ_SECONDS (default 30)
 #      each, and the attribution inputs (cgroup text, PodList JSON) and the ring-buffer records for
 #      as long;
 #   4. rebuilds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
@@ -20,9 +20,10 @@ cmake --build build -j"$jobs"
 echo "== tests"
 (cd build && ctest --output-on-failure --timeout 600)
 
-echo "== fuzz the HTTP/1.x and Redis parsers, the attribution inputs and the ring-buffer records"
+echo "== fuzz the HTTP/1.x, Redis and PostgreSQL parsers, the attribution inputs and the ring-buffer records"
 ./tools/fuzz.sh http1 "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh redis "${LOUPE_FUZZ_SECONDS:-30}"
+./tools/fuzz.sh postgres "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh attribution "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh records "${LOUPE_FUZZ_SECONDS:-30}"
 
@@ -30,6 +31,6 @@ echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOUPE_WERROR=ON -DLOUPE_SANITIZE=ON \
       -DLOUPE_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build-asan -j"$jobs" --target loupe_unit_tests loupe_http1_tests loupe_redis_tests \
-      loupe_redis_replay_tests
+      loupe_redis_replay_tests loupe_postgres_tests
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -L unit --timeout 600)

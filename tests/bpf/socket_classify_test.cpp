@@ -1,6 +1,7 @@
 // The kernel's protocol classification, against real socket reads and writes: a child process
 // talks to itself over a loopback TCP connection (loupe never traces itself), and the events the
 // real programs sent for it are checked: their protocol, and which ones were sent at all.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,126 @@ TEST(SocketClassify, KeywordsInArbitraryTrafficDoNotClassify) {
         const auto data = data_of(events, ends[i].server);
         ASSERT_EQ(data.size(), 1u) << firsts[i];
         EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_UNKNOWN) << firsts[i];
+    }
+}
+
+std::string be32(std::uint32_t v) {
+    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+            static_cast<char>(v)};
+}
+
+// PostgreSQL: the untyped message a client sends first, by its code and length. The SSLRequest's
+// answer is one byte; the StartupMessage follows in plaintext.
+TEST(SocketClassify, PostgresStartupMessages) {
+    REQUIRE_ROOT();
+    const std::string startup_body = std::string("user\0loupe\0database\0bench\0\0", 27);
+    const std::vector<std::string> firsts = {
+        be32(8) + be32(80877103),                       // SSLRequest
+        be32(8) + be32(80877104),                       // GSSENCRequest
+        be32(16) + be32(80877102) + be32(1) + be32(2),  // CancelRequest
+        be32(8 + 27) + be32(196608) + startup_body,     // StartupMessage 3.0
+        be32(8 + 27) + be32(196610) + startup_body,     // 3.2 (PostgreSQL 18)
+    };
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i) {
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+                send_and_receive(e[i].server, e[i].client, "N");
+            }
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i)
+        for (const int fd : {ends[i].client, ends[i].server}) {
+            const auto data = data_of(events, fd);
+            ASSERT_EQ(data.size(), 2u) << i;
+            EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_POSTGRES) << i;
+            EXPECT_EQ(data[1].protocol, LOUPE_PROTOCOL_POSTGRES) << i;  // the one-byte answer
+        }
+}
+
+std::string typed(char type, const std::string& body) {
+    return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
+}
+
+// An SSLRequest answered 'S': TLS from the next byte on. The answer's event is sent (user space
+// counts the connection), nothing after it is copied.
+TEST(SocketClassify, PostgresTlsStopsTheCopy) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            send_and_receive(c.client, c.server, be32(8) + be32(80877103));
+            send_and_receive(c.server, c.client, "S");
+            send_and_receive(c.client, c.server,
+                             std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 9));
+            send_and_receive(c.server, c.client,
+                             std::string("\x16\x03\x03\x00\x7a\x02\x00\x00\x76", 9));
+        },
+        ends);
+    for (const int fd : {ends[0].client, ends[0].server}) {
+        const auto data = data_of(events, fd);
+        ASSERT_EQ(data.size(), 2u) << fd;
+        EXPECT_EQ(data[1].head, "S");
+    }
+}
+
+// A connection open before loupe started: taken at a client's Query (the whole write), Parse or
+// Bind of a named statement.
+TEST(SocketClassify, PostgresPickedUpMidStream) {
+    REQUIRE_ROOT();
+    const std::vector<std::string> firsts = {
+        typed('Q', std::string("SELECT abalance FROM pgbench_accounts\0", 38)),
+        typed('P', std::string("\0SELECT $1::int\0\0\0", 18)) + typed('S', ""),
+        typed('B', std::string("\0P0_12\0\0\0\0\0\0\0", 13)) +
+            typed('E', std::string("\0\0\0\0\0", 5)) + typed('S', ""),
+    };
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i)
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i)
+        for (const int fd : {ends[i].client, ends[i].server}) {
+            const auto data = data_of(events, fd);
+            ASSERT_EQ(data.size(), 1u) << i;
+            EXPECT_EQ(data[0].protocol, LOUPE_PROTOCOL_POSTGRES) << i;
+        }
+}
+
+// SQL in other traffic, typed messages without the framing a mid-stream pick-up needs, and
+// near-misses of the startup codes: none is PostgreSQL (beyla#1745, OBI#1464).
+TEST(SocketClassify, SqlInOtherTrafficIsNotPostgres) {
+    REQUIRE_ROOT();
+    const std::vector<std::string> firsts = {
+        "SELECT * FROM users WHERE id = 1;\n",
+        std::string("Q\0\0\0\015SELECT 1\0", 14),
+        typed('Q', std::string("SELECT abalance FROM pgbench_accounts\0", 38)) + "x",  // not all
+        typed('Q', std::string("\x01\x02"
+                               "binary payload here\0",
+                               22)),
+        typed('B', std::string("\0\0\0\0\0\0\0\0\0\0\0\0", 12)),  // no statement name
+        typed('P', std::string("name with space\0SELECT\0", 23)),
+        be32(9) + be32(80877103) + "x",  // SSLRequest code, wrong length
+        be32(8 + 11) + be32(196608) + std::string("User\0x\0\0", 8) + "xxx",  // not a parameter
+        be32(20000) + be32(196608) + std::string("user\0x\0\0", 8),  // beyond PostgreSQL's limit
+        be32(8 + 10) + be32(131072) + std::string("user\0x\0\0\0\0", 10),  // protocol 2.0
+        "POST /q HTTP/1.1\r\nContent-Length: 20\r\n\r\nINSERT INTO t VALUES",
+    };
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            for (std::size_t i = 0; i < firsts.size(); ++i)
+                send_and_receive(e[i].client, e[i].server, firsts[i]);
+        },
+        ends, static_cast<int>(firsts.size()));
+    for (std::size_t i = 0; i < firsts.size(); ++i) {
+        const auto data = data_of(events, ends[i].server);
+        ASSERT_EQ(data.size(), 1u) << i;
+        EXPECT_NE(data[0].protocol, LOUPE_PROTOCOL_POSTGRES) << i;
     }
 }
 

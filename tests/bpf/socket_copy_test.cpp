@@ -192,5 +192,31 @@ TEST(SocketCopy, CapsPerProtocolAndNoneBeforeClassification) {
     EXPECT_EQ(chunks[ends[2].client], 0);
 }
 
+// PostgreSQL's default cap: 16 KiB of each read and write (the backend's 8 KiB writes and libpq's
+// 16 KiB reads whole), after the startup message classified the connection.
+TEST(SocketCopy, PostgresDefaultCapIs16KiB) {
+    REQUIRE_ROOT();
+    const std::string startup = std::string("\0\0\0\x17\0\3\0\0user\0loupe\0\0", 23);
+    std::string query = "Q";
+    const std::string sql = "SELECT '" + pattern(20000, 3) + "'";
+    const std::uint32_t length = static_cast<std::uint32_t>(sql.size() + 5);
+    query += static_cast<char>(length >> 24);
+    query += static_cast<char>(length >> 16);
+    query += static_cast<char>(length >> 8);
+    query += static_cast<char>(length);
+    query += sql + '\0';
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [&](const std::vector<Ends>& e) {
+            send_and_receive(e[0].client, e[0].server, startup);
+            send_and_receive(e[0].client, e[0].server, query);
+        },
+        ends);
+    const Seen q = event_of_length(events, ends[0].server, query.size());
+    EXPECT_EQ(q.protocol, LOUPE_PROTOCOL_POSTGRES);
+    EXPECT_EQ(q.head, query.substr(0, 16384));
+    EXPECT_EQ(q.tail, query.substr(query.size() - LOUPE_DATA_TAIL_MAX));
+}
+
 }  // namespace
 }  // namespace loupe::capture

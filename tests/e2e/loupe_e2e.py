@@ -183,8 +183,25 @@ class Agent:
         fail(f"/api/v1/agent never showed hooks_paused={paused}")
 
     def settle(self, seconds=0.6):
-        """Lets the agent drain its ring buffer (every 100 ms at most) and parse."""
+        """Lets the agent drain its ring buffer (every 100 ms at most) and parse: waits `seconds`,
+        then until loupe_events_total stops moving (at most 4 s more), so that a machine busy
+        with other work (a loaded CI host) does not make a test read counts the agent has not
+        reached yet. Traffic still flowing only costs the wait."""
         time.sleep(seconds)
+        deadline = time.time() + 4
+        last = None
+        while time.time() < deadline:
+            try:
+                status, body = http_get(self.url("/metrics"))
+            except OSError:
+                return  # no endpoint (or not yet): the plain wait is all there is
+            if status != 200:
+                return
+            m = re.search(r"^loupe_events_total (\S+)$", body, re.M)
+            if not m or m.group(1) == last:
+                return
+            last = m.group(1)
+            time.sleep(0.3)
 
     def stop(self):
         """SIGTERM must end the agent cleanly (exit 0) within 5 s."""

@@ -92,10 +92,9 @@ void RequestMetricsStore::record(const protocols::Request& request, const Reques
                                  std::chrono::nanoseconds now) {
     const protocols::MetricSpec* spec = metric_spec(request.protocol);
     if (!spec) return;
-    // Runs for every request: an existing series is found from views, with no string built but
-    // the normalised target.
-    std::string target;
-    if (spec->normalize_target) target = spec->normalize_target(request.target);
+    // Runs for every request: an existing series is found from views, with no string built (a
+    // target's normalised form comes from a cache).
+    const std::string_view target = normalized_target(request, *spec);
     std::array<char, 16> status_scratch{};
     std::array<char, 8> port_digits{};
     std::string_view port;
@@ -141,6 +140,20 @@ void RequestMetricsStore::record(const protocols::Request& request, const Reques
         s.cache_window->add(request.cache_hits, request.cache_misses, now);
     }
     s.last_update = now;
+}
+
+std::string_view RequestMetricsStore::normalized_target(const protocols::Request& request,
+                                                        const protocols::MetricSpec& spec) {
+    if (!spec.normalize_target) return {};
+    if (request.target.size() > kMaxCachedTarget) {
+        uncached_target_ = spec.normalize_target(request.target);
+        return uncached_target_;
+    }
+    auto& cache = target_cache_[static_cast<std::size_t>(request.protocol) % target_cache_.size()];
+    if (const auto it = cache.find(request.target); it != cache.end()) return it->second;
+    if (cache.size() >= kTargetCacheEntries) cache.clear();
+    return cache.emplace(std::string(request.target), spec.normalize_target(request.target))
+        .first->second;
 }
 
 bool RequestMetricsStore::seen_before(const std::string& cap_key, std::string_view value,
@@ -216,7 +229,10 @@ std::size_t RequestMetricsStore::expire_idle(std::chrono::nanoseconds now) {
 }
 
 std::size_t RequestMetricsStore::memory_bytes() const {
-    std::size_t bytes = sizeof(*this);
+    std::size_t bytes = sizeof(*this) + uncached_target_.capacity();
+    for (const auto& cache : target_cache_)
+        for (const auto& [raw, route] : cache)
+            bytes += raw.capacity() + route.capacity() + 64;  // 64: node and bucket overhead
     for (const auto& [key, s] : series_)
         bytes += sizeof(key) + key.service.capacity() + key.target.capacity() +
                  key.operation.capacity() + s.window.memory_bytes() + sizeof(Series) -

@@ -35,15 +35,20 @@ struct CaptureOptions {
     // The protocols the kernel classifies connections as (bit 1 << loupe_protocol); the events of
     // a connection carry its protocol. A connection that is none of them stops costing after a
     // few events.
-    std::uint32_t protocols = (1u << LOUPE_PROTOCOL_HTTP1) | (1u << LOUPE_PROTOCOL_REDIS);
+    std::uint32_t protocols = (1u << LOUPE_PROTOCOL_HTTP1) | (1u << LOUPE_PROTOCOL_REDIS) |
+                              (1u << LOUPE_PROTOCOL_POSTGRES);
     // Bytes of one read or write copied on a connection of each protocol (index: loupe_protocol),
     // at most LOUPE_COPY_CAP_MAX: the first LOUPE_DATA_HEAD_MAX in its data event, the rest in
     // chunk events. Past it, a read or write is counted, not copied: a message that starts there
     // is lost to its parser, which counts the loss (desync). Unclassified connections: the head.
     // Redis: 16 KiB, what redis-server reads at a time (its PROTO_IOBUF_LEN): a pipeline of any
     // length is then seen whole on the server side, read by read.
-    std::array<std::uint32_t, LOUPE_PROTOCOL_COUNT> copy_caps = {LOUPE_DATA_HEAD_MAX,
-                                                                 LOUPE_COPY_CAP_DEFAULT, 16384};
+    // PostgreSQL: 16 KiB. The server writes through its 8 KiB send buffer and reads into an 8 KiB
+    // receive buffer; libpq reads into a 16 KiB buffer and writes when 8 KiB are queued: every
+    // read and write of ordinary traffic is then copied whole, so no message header is missed (a
+    // larger message, a 16 MB row, is skipped by its length).
+    std::array<std::uint32_t, LOUPE_PROTOCOL_COUNT> copy_caps = {
+        LOUPE_DATA_HEAD_MAX, LOUPE_COPY_CAP_DEFAULT, 16384, 16384};
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
     // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
     bool batch_events = true;

@@ -3,6 +3,8 @@
 #include <array>
 
 #include "protocols/http1/http1_protocol.h"
+#include "protocols/postgres/metric_spec.h"
+#include "protocols/postgres/postgres.h"
 #include "protocols/redis/metric_spec.h"
 #include "protocols/redis/redis.h"
 
@@ -12,6 +14,7 @@ namespace {
 const std::array kProtocols = {
     ProtocolInfo{Protocol::kHttp1, "http1", &http1::kMetricSpec, &http1::make_parser},
     ProtocolInfo{Protocol::kRedis, "redis", &redis::kMetricSpec, &redis::make_parser},
+    ProtocolInfo{Protocol::kPostgres, "postgres", &postgres::kMetricSpec, &postgres::make_parser},
 };
 
 }  // namespace
