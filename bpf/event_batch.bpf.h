@@ -278,4 +278,14 @@ static __always_inline void batch_commit(struct loupe_cpu_batch *b, __u32 size, 
         batch_flush(b);
 }
 
+// As batch_commit, but never arms the batch timer: for programs that may not use a bpf_timer
+// (kprobe-type programs: uprobes). The batch waits for a timer armed already, else goes now.
+static __always_inline void batch_commit_untimed(struct loupe_cpu_batch *b, __u32 size, __u64 now)
+{
+    batch_append(b, size, now);
+    if (!batch_events || b->timer != LOUPE_BATCH_TIMER_ARMED ||
+        (__s64)(now - b->first_ns) >= (__s64)BATCH_MAX_AGE_NS)
+        batch_flush(b);
+}
+
 #endif /* LOUPE_BPF_EVENT_BATCH_BPF_H */

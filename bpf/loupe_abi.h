@@ -118,6 +118,20 @@ enum loupe_drop_reason {
     LOUPE_DROP_COUNT,
 };
 
+/* loupe_event_header.flags */
+#define LOUPE_EVENT_FLAG_TLS 1 /* a data event's bytes are TLS plaintext, read or written through a
+                                  TLS library's call (the socket itself carried ciphertext) */
+
+/* TLS libraries loupe reads plaintext from (index of socket_capture's `tls_counters`). */
+enum loupe_tls_counter {
+    LOUPE_TLS_CONN_OPENSSL = 0, /* connections tied to an OpenSSL SSL* (their plaintext is read) */
+    LOUPE_TLS_CONN_UNKNOWN,     /* connections that carried TLS records but were never tied to a
+                                   hooked library's call: counted at their close, never parsed */
+    LOUPE_TLS_UNTIED_CALLS,     /* SSL_read/SSL_write calls that moved plaintext on an SSL* whose
+                                   socket loupe never saw (lost, or opened before loupe) */
+    LOUPE_TLS_COUNTER_COUNT,
+};
+
 /* A connection is (tgid, fd) plus the generation it got when loupe first saw it: a reused fd
  * gets a new generation, so a stale request can never pair with a stranger's response. */
 struct loupe_conn_ref {
@@ -130,7 +144,7 @@ struct loupe_event_header {
     __u16 kind;    /* enum loupe_event_kind */
     __u8 protocol; /* enum loupe_protocol of the connection when the event was made: UNKNOWN
                       until an event classified it (that event carries its protocol) */
-    __u8 reserved0;
+    __u8 flags;    /* LOUPE_EVENT_FLAG_* */
     __u32 tid;
     __u64 timestamp_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
     struct loupe_conn_ref conn;

@@ -27,6 +27,7 @@
 #include "protocol_classify.bpf.h"
 #include "syscall_buffers.bpf.h"
 #include "event_batch.bpf.h"
+#include "tls_openssl.bpf.h"
 #include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -89,6 +90,8 @@ struct conn_state {
     // no more data events (its close still is sent).
     __u8 encrypted;
     __u8 early_events; // data events sent once classified, up to 255: the SSL answer is early
+    __u8 tls;          // TLS_* (tls_openssl.bpf.h): its socket carries TLS records
+    __u8 reserved0[3];
     __u32 write_seq;  // the TCP write_seq its last write left (write_time)
     __u64 held_ns;    // when the first held byte moved
     __u8 held[CLASSIFY_BYTES];
@@ -106,6 +109,19 @@ struct {
     __type(key, int);
     __type(value, struct conn_state);
 } conns SEC(".maps");
+
+// @brief Per SSL* of a process (tls_openssl.bpf.h): the connection it is tied to (generation, tgid,
+// fd) and the classification state of its plaintext, as a socket's is in `conns`. LRU-bounded
+// (TLS_SESSIONS_MAX); an entry goes at SSL_free.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, TLS_SESSIONS_MAX);
+    __type(key, struct tls_session_key);
+    __type(value, struct conn_state);
+} tls_sessions SEC(".maps");
+
+// Set by user space while capture is paused: the uprobes send nothing.
+bool tls_paused = false;
 
 static __always_inline bool traced(__u32 tgid)
 {
@@ -150,7 +166,7 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
 {
     h->kind = kind;
     h->protocol = protocol;
-    h->reserved0 = 0;
+    h->flags = 0;
     h->tid = (__u32)pid_tgid;
     h->timestamp_ns = timestamp_ns;
     h->conn.tgid = pid_tgid >> 32;
@@ -229,6 +245,13 @@ __noinline int classify_undecided(struct conn_state *state, struct loupe_data_ev
     skip &= 2 * CLASSIFY_BYTES - 1;
     __builtin_memcpy(start, &e->head[skip], CLASSIFY_BYTES); // head[] is larger: past len unused
     len -= skip;
+    if (looks_like_tls_record(start, len)) {
+        // Ciphertext: never parsed. Its plaintext comes from the TLS library's hooks, when the
+        // process uses one loupe hooks (socket_data ties them); counted at close otherwise.
+        state->tls = TLS_RECORDS;
+        state->held_len = 0;
+        return UNDECIDED_KEEP;
+    }
     bool maybe = false;
     __u8 protocol = classify_start(start, len, e->length - skip, &maybe);
     if (protocol != LOUPE_PROTOCOL_UNKNOWN) {
@@ -284,7 +307,9 @@ struct chunk_job {
     __s32 fd;
     __u32 offset;
     __u32 end;
-    __u32 protocol;
+    __u16 protocol;
+    __u8 flags; // the data event's header flags
+    __u8 reserved0;
 };
 
 // bpf_loop callback: copies the next chunk of `ctx` (a struct chunk_job) into a chunk event;
@@ -307,6 +332,7 @@ static long copy_chunk(__u64 index, void *ctx)
         batch_reserve(b, offsetof(struct loupe_data_chunk_event, data) + want);
     fill_header(&c->header, LOUPE_EVENT_DATA_CHUNK, job->protocol, job->pid_tgid, job->fd,
                 job->generation, job->now);
+    c->header.flags = job->flags;
     c->offset = job->offset;
     c->reserved0 = 0;
     __u32 got = copy_from_source((struct copy_window *)c->data, want, &job->src);
@@ -321,6 +347,188 @@ static long copy_chunk(__u64 index, void *ctx)
         batch_flush(b);
     job->offset += got;
     return got < want;
+}
+
+// Sends the data event of one read or write of `total` bytes on the connection of `state` (its
+// bytes at job->src when `readable`), and on a classified connection the chunk events after it;
+// the connection's open event first when `sk` is given and it was not announced yet. Shared by
+// the socket tracepoints and the TLS uprobes (`flags`: LOUPE_EVENT_FLAG_*; `timed`: the caller
+// may arm the batch timer, which uprobes, as kprobe-type programs, may not). The caller holds `b`
+// and has set job's pid_tgid, fd, generation and now.
+static __always_inline void emit_data(struct loupe_cpu_batch *b, struct conn_state *state,
+                                      struct chunk_job *job, bool readable, __u64 ret,
+                                      bool transmit, __u8 syscall, __u8 vector, __u8 flags,
+                                      struct sock *sk, struct task_struct *task, bool timed)
+{
+    __u64 pid_tgid = job->pid_tgid;
+    __s32 fd = job->fd;
+    __u64 now = job->now;
+    bool undecided = state->protocol == LOUPE_PROTOCOL_UNKNOWN;
+    __u32 held = 0;
+    if (undecided && state->held_len && state->held_len <= CLASSIFY_BYTES) {
+        if (state->held_egress == transmit) {
+            held = state->held_len;
+        } else {
+            // The message start held went unfinished: the other side talks now.
+            state->held_len = 0;
+            if (spend_budget(state) == UNDECIDED_STOP)
+                return;
+        }
+    }
+
+    // Room for the bytes this event's head can hold, not for a whole head: small events pack.
+    __u64 total = ret + held;
+    __u32 head_room = total < LOUPE_DATA_HEAD_MAX ? total : LOUPE_DATA_HEAD_MAX;
+    if (vector == VECTOR_NONE)
+        head_room = held;
+    __u32 event_size = (offsetof(struct loupe_data_event, head) + head_room + 7) & ~7U;
+
+    // The connection's first event comes after its open event, in the same batch: room for both.
+    bool announce = sk && !state->announced;
+    struct batch_mark mark;
+    struct loupe_conn_open_event *open = NULL;
+    if (announce) {
+        batch_mark(b, &mark);
+        open = batch_reserve(b, sizeof(*open) + sizeof(struct loupe_batch_entry) + event_size);
+        fill_open(open, pid_tgid, fd, state, sk, task, now);
+        batch_append(b, sizeof(*open), now);
+    }
+    struct loupe_data_event *e = batch_reserve(b, event_size);
+    fill_header(&e->header, LOUPE_EVENT_DATA, state->protocol, pid_tgid, fd, state->generation,
+                now);
+    e->header.flags = flags;
+    e->length = total;
+    e->spread_ns = 0;
+    e->direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
+    e->syscall = syscall;
+    e->head_len = 0;
+    e->tail_len = 0;
+    e->reserved0 = 0;
+    e->captured = 0;
+    if (held) {
+        __builtin_memcpy(e->head, state->held, CLASSIFY_BYTES);
+        e->head_len = held;
+        __u64 spread = now > state->held_ns ? now - state->held_ns : 0;
+        e->spread_ns = spread > 0xffffffffULL ? 0xffffffffU : (__u32)spread;
+    }
+
+    if (readable) {
+        // Verifier workaround: a no-op mask (held <= CLASSIFY_BYTES) that bounds the offset.
+        __u32 at = held;
+        OPAQUE(at);
+        at &= 2 * CLASSIFY_BYTES - 1;
+        __u32 want = head_room > at ? head_room - at : 0;
+        if (vector == VECTOR_BUFFER && want != 0) {
+            // The usual read or write, one buffer: copied here, without the cursor's walk
+            // (cost.py: ~10 ns a run less). Verifier: no-op mask (want <= LOUPE_DATA_HEAD_MAX).
+            __u64 n = want;
+            OPAQUE(n);
+            n &= 2 * LOUPE_DATA_HEAD_MAX - 1;
+            if (bpf_probe_read_user(&e->head[at], n, (const void *)job->src.base) == 0) {
+                e->head_len = at + n;
+                job->src.base += n;
+                job->src.avail -= n;
+                job->src.remaining -= n;
+            } else {
+                count_drop(LOUPE_DROP_COPY_FAULT);
+                readable = false;
+            }
+        } else {
+            e->head_len =
+                at + copy_from_source((struct copy_window *)&e->head[at], want, &job->src);
+        }
+    }
+
+    if (undecided && classify_undecided(state, e, held != 0, transmit, now) != UNDECIDED_SEND) {
+        // Not committed: the event (and the open event before it) is left out of the batch.
+        if (announce)
+            batch_undo(b, &mark);
+        return;
+    }
+    if (announce) {
+        open->header.protocol = state->protocol;
+        state->announced = 1;
+    }
+
+    // What the connection's protocol copies of a read or write: the rest goes in chunk events.
+    __u32 protocol = state->protocol;
+    __u32 cap = protocol < LOUPE_PROTOCOL_COUNT ? copy_cap[protocol] : LOUPE_DATA_HEAD_MAX;
+    __u64 limit = total < cap ? total : cap;
+    bool chunks = readable && e->head_len == head_room && limit > head_room;
+    e->captured = chunks ? limit : e->head_len;
+    if (readable && e->captured < total) {
+        // The last bytes too: where a chunked body's terminator is.
+        __u64 end = source_end(&job->src, LOUPE_DATA_TAIL_MAX);
+        if (end && bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
+                                       (const void *)(end - LOUPE_DATA_TAIL_MAX)) == 0)
+            e->tail_len = LOUPE_DATA_TAIL_MAX;
+    }
+    __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
+    if (size > sizeof(struct loupe_data_event))
+        size = sizeof(struct loupe_data_event);
+    // PostgreSQL's one-byte answer to an SSLRequest or GSSENCRequest: 'S' or 'G' means TLS or
+    // GSS encryption from the next byte on. This event still goes (user space counts it); later
+    // reads and writes cost no copy. A 1-byte 'S' write is no other PostgreSQL message (every
+    // typed message is 5 bytes at least), and the answer comes among the connection's first
+    // events (after SSLRequest, or GSSENCRequest, 'N', SSLRequest). Socket bytes only (`sk`): a
+    // TLS library's plaintext is past that answer.
+    if (sk) {
+        if (state->early_events < 255)
+            state->early_events++;
+        if (protocol == LOUPE_PROTOCOL_POSTGRES && total == 1 && e->head_len == 1 &&
+            state->early_events <= 4 && (e->head[0] == 'S' || e->head[0] == 'G'))
+            state->encrypted = 1;
+    }
+    if (timed)
+        batch_commit(b, size, now);
+    else
+        batch_commit_untimed(b, size, now);
+    if (chunks) {
+        job->offset = head_room;
+        job->end = limit;
+        job->protocol = protocol;
+        job->flags = flags;
+        bpf_loop((limit - head_room + LOUPE_CHUNK_BYTES - 1) / LOUPE_CHUNK_BYTES, copy_chunk, job,
+                 0);
+    }
+}
+
+// A read or write of a connection by a thread inside an SSL call (tls_calls): the ciphertext of
+// that call. The connection becomes TLS for good (nothing of its own bytes is copied again), its
+// open event is sent (addresses, role), and the thread's call learns its connection, which the
+// call's uretprobe ties to the SSL*. Returns whether the caller is done with this read or write:
+// always for a TLS connection, in an SSL call or not (handshakes run outside SSL_read/SSL_write).
+static __always_inline bool tls_socket_io(struct sock *sk, struct conn_state *state,
+                                          struct task_struct *task, __u64 pid_tgid, __s32 fd,
+                                          __u64 now)
+{
+    struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL, 0);
+    if (!call || !call->ssl)
+        return state->tls != TLS_NONE;
+    if (state->tls != TLS_OPENSSL) {
+        state->tls = TLS_OPENSSL;
+        count_tls(LOUPE_TLS_CONN_OPENSSL);
+    }
+    if (!state->generation) {
+        state->generation = now;
+        state->tgid = pid_tgid >> 32;
+        state->fd = fd;
+    }
+    call->fd = fd;
+    call->generation = state->generation;
+    if (state->announced)
+        return true;
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b) {
+        count_drop(LOUPE_DROP_NESTED);
+        return true;
+    }
+    struct loupe_conn_open_event *open = batch_reserve(b, sizeof(*open));
+    fill_open(open, pid_tgid, fd, state, sk, task, now);
+    batch_commit(b, sizeof(*open), now);
+    batch_leave(b);
+    state->announced = 1;
+    return true;
 }
 
 // One read or write of `ret` bytes on `sk` by the current thread. `transmit`: a write.
@@ -370,6 +578,11 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         return;
     }
     __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
+    // A connection not classified yet may be the socket of an SSL call (a classified one speaks
+    // plaintext on its socket: no TLS library writes it).
+    if (state->protocol == LOUPE_PROTOCOL_UNKNOWN &&
+        tls_socket_io(sk, state, task, pid_tgid, fd, now))
+        return;
     struct loupe_cpu_batch *b = batch_enter();
     if (!b) {
         count_drop(LOUPE_DROP_NESTED);
@@ -386,136 +599,16 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         batch_leave(b);
         return;
     }
-    bool undecided = state->protocol == LOUPE_PROTOCOL_UNKNOWN;
-    __u32 held = 0;
-    if (undecided && state->held_len && state->held_len <= CLASSIFY_BYTES) {
-        if (state->held_egress == transmit) {
-            held = state->held_len;
-        } else {
-            // The message start held went unfinished: the other side talks now.
-            state->held_len = 0;
-            if (spend_budget(state) == UNDECIDED_STOP) {
-                batch_leave(b);
-                return;
-            }
-        }
-    }
-
-    // Room for the bytes this event's head can hold, not for a whole head: small events pack.
-    __u64 total = (__u64)ret + held;
-    __u32 head_room = total < LOUPE_DATA_HEAD_MAX ? total : LOUPE_DATA_HEAD_MAX;
-    if (vector == VECTOR_NONE)
-        head_room = held;
-    __u32 event_size = (offsetof(struct loupe_data_event, head) + head_room + 7) & ~7U;
-
-    // The connection's first event comes after its open event, in the same batch: room for both.
-    bool announce = !state->announced;
-    struct batch_mark mark;
-    struct loupe_conn_open_event *open = NULL;
-    if (announce) {
-        batch_mark(b, &mark);
-        open = batch_reserve(b, sizeof(*open) + sizeof(struct loupe_batch_entry) + event_size);
-        fill_open(open, pid_tgid, fd, state, sk, task, now);
-        batch_append(b, sizeof(*open), now);
-    }
-    struct loupe_data_event *e = batch_reserve(b, event_size);
-    fill_header(&e->header, LOUPE_EVENT_DATA, state->protocol, pid_tgid, fd, state->generation,
-                now);
-    e->length = total;
-    e->spread_ns = 0;
-    e->direction = transmit ? LOUPE_DIR_EGRESS : LOUPE_DIR_INGRESS;
-    e->syscall = syscall;
-    e->head_len = 0;
-    e->tail_len = 0;
-    e->reserved0 = 0;
-    e->captured = 0;
-    if (held) {
-        __builtin_memcpy(e->head, state->held, CLASSIFY_BYTES);
-        e->head_len = held;
-        __u64 spread = now > state->held_ns ? now - state->held_ns : 0;
-        e->spread_ns = spread > 0xffffffffULL ? 0xffffffffU : (__u32)spread;
-    }
-
     struct chunk_job job;
+    job.pid_tgid = pid_tgid;
+    job.generation = state->generation;
+    job.now = now;
+    job.fd = fd;
     bool readable = open_source(&job.src, vector, regs, (__u64)ret);
-    if (readable) {
-        // Verifier workaround: a no-op mask (held <= CLASSIFY_BYTES) that bounds the offset.
-        __u32 at = held;
-        OPAQUE(at);
-        at &= 2 * CLASSIFY_BYTES - 1;
-        __u32 want = head_room > at ? head_room - at : 0;
-        if (vector == VECTOR_BUFFER && want != 0) {
-            // The usual read or write, one buffer: copied here, without the cursor's walk
-            // (cost.py: ~10 ns a run less). Verifier: no-op mask (want <= LOUPE_DATA_HEAD_MAX).
-            __u64 n = want;
-            OPAQUE(n);
-            n &= 2 * LOUPE_DATA_HEAD_MAX - 1;
-            if (bpf_probe_read_user(&e->head[at], n, (const void *)job.src.base) == 0) {
-                e->head_len = at + n;
-                job.src.base += n;
-                job.src.avail -= n;
-                job.src.remaining -= n;
-            } else {
-                count_drop(LOUPE_DROP_COPY_FAULT);
-                readable = false;
-            }
-        } else {
-            e->head_len = at + copy_from_source((struct copy_window *)&e->head[at], want, &job.src);
-        }
-    }
-
-    if (undecided && classify_undecided(state, e, held != 0, transmit, now) != UNDECIDED_SEND) {
-        // Not committed: the event (and the open event before it) is left out of the batch.
-        if (announce)
-            batch_undo(b, &mark);
-        batch_leave(b);
-        return;
-    }
-    if (announce) {
-        open->header.protocol = state->protocol;
-        state->announced = 1;
-    }
-
-    // What the connection's protocol copies of a read or write: the rest goes in chunk events.
-    __u32 protocol = state->protocol;
-    __u32 cap = protocol < LOUPE_PROTOCOL_COUNT ? copy_cap[protocol] : LOUPE_DATA_HEAD_MAX;
-    __u64 limit = total < cap ? total : cap;
-    bool chunks = readable && e->head_len == head_room && limit > head_room;
-    e->captured = chunks ? limit : e->head_len;
-    if (readable && e->captured < total) {
-        // The last bytes too: where a chunked body's terminator is.
-        __u64 end = source_end(&job.src, LOUPE_DATA_TAIL_MAX);
-        if (end && bpf_probe_read_user(e->tail, LOUPE_DATA_TAIL_MAX,
-                                       (const void *)(end - LOUPE_DATA_TAIL_MAX)) == 0)
-            e->tail_len = LOUPE_DATA_TAIL_MAX;
-    }
-    __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
-    if (size > sizeof(struct loupe_data_event))
-        size = sizeof(struct loupe_data_event);
-    // PostgreSQL's one-byte answer to an SSLRequest or GSSENCRequest: 'S' or 'G' means TLS or
-    // GSS encryption from the next byte on. This event still goes (user space counts it); later
-    // reads and writes cost no copy. A 1-byte 'S' write is no other PostgreSQL message (every
-    // typed message is 5 bytes at least), and the answer comes among the connection's first
-    // events (after SSLRequest, or GSSENCRequest, 'N', SSLRequest).
-    if (state->early_events < 255)
-        state->early_events++;
-    if (protocol == LOUPE_PROTOCOL_POSTGRES && total == 1 && e->head_len == 1 &&
-        state->early_events <= 4 && (e->head[0] == 'S' || e->head[0] == 'G'))
-        state->encrypted = 1;
-    batch_commit(b, size, now);
-    if (chunks) {
-        job.pid_tgid = pid_tgid;
-        job.generation = state->generation;
-        job.now = now;
-        job.fd = fd;
-        job.offset = head_room;
-        job.end = limit;
-        job.protocol = protocol;
-        bpf_loop((limit - head_room + LOUPE_CHUNK_BYTES - 1) / LOUPE_CHUNK_BYTES, copy_chunk, &job,
-                 0);
-    }
+    emit_data(b, state, &job, readable, (__u64)ret, transmit, syscall, vector, 0, sk, task, true);
     batch_leave(b);
 }
+
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(socket_recv, struct sock *sk, int ret, int flags)
@@ -556,6 +649,12 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
     if (newstate != TCP_CLOSE && newstate != TCP_LAST_ACK)
         return 0;
     struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, 0);
+    if (state && state->tls == TLS_RECORDS && !state->closed) {
+        // TLS that no hooked library's call ever tied: counted, never read.
+        state->closed = 1;
+        count_tls(LOUPE_TLS_CONN_UNKNOWN);
+        return 0;
+    }
     if (!state || !state->announced || state->closed)
         return 0;
     state->closed = 1;
@@ -576,5 +675,156 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
         // space puts records back in time order).
         ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP, 1);
     }
+    return 0;
+}
+
+
+// ---- TLS plaintext: OpenSSL (tls_openssl.bpf.h) ----
+// User space attaches these to every libssl it finds, for every process. Entry: the thread
+// remembers its call. Return: the plaintext moved goes out as the data of the SSL*'s connection.
+
+static __always_inline void tls_enter(void *ssl, void *buf, __u64 ex_length, bool egress)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u32 tgid = task->tgid;
+    if (tgid == self_tgid || !tgid_selected(tgid) || !ssl)
+        return;
+    struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL,
+                                                 BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!call)
+        return;
+    // An inner call (a library whose SSL_read calls SSL_read_ex) replaces the outer one: its
+    // return sends the bytes, the outer one's then finds no call.
+    call->ssl = (__u64)ssl;
+    call->buf = (__u64)buf;
+    call->ex_length = ex_length;
+    call->generation = 0;
+    call->fd = -1;
+    call->egress = egress;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+{
+    tls_enter(ssl, buf, 0, false);
+    return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
+{
+    tls_enter(ssl, (void *)buf, 0, true);
+    return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+    tls_enter(ssl, buf, (__u64)readbytes, false);
+    return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+    tls_enter(ssl, (void *)buf, (__u64)written, true);
+    return 0;
+}
+
+// SSL_do_handshake (SSL_accept and SSL_connect call it): no plaintext, but its socket calls tie
+// the SSL* to its connection before the first SSL_read, which OpenSSL may serve from its buffer
+// (a request that came in the same read as the client's Finished) with no socket call of its own.
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake_enter, void *ssl)
+{
+    tls_enter(ssl, NULL, 0, false);
+    return 0;
+}
+
+// SSL_free: the SSL* is forgotten (its address may serve another connection next).
+SEC("uprobe")
+int BPF_KPROBE(ssl_free_enter, void *ssl)
+{
+    struct tls_session_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .ssl = (__u64)ssl};
+    bpf_map_delete_elem(&tls_sessions, &key);
+    return 0;
+}
+
+// The plaintext an SSL call moved: the state of its SSL* (tied to the connection a socket call
+// inside it named, else the one tied before), and its data event. Verifier: a global function,
+// verified once.
+__noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
+{
+    if (!call)
+        return 0; // verifier: a global function's pointers may be NULL
+    struct tls_session_key key = {.tgid = pid_tgid >> 32, .ssl = call->ssl};
+    struct conn_state *state = bpf_map_lookup_elem(&tls_sessions, &key);
+    if (call->generation && (!state || state->generation != call->generation)) {
+        // First call on this SSL* with a socket call inside (or a new connection under a reused
+        // SSL*): tied now, its plaintext classified from its start.
+        struct conn_state fresh = {};
+        fresh.generation = call->generation;
+        fresh.tgid = key.tgid;
+        fresh.fd = call->fd;
+        fresh.tls = TLS_OPENSSL;
+        bpf_map_update_elem(&tls_sessions, &key, &fresh, BPF_ANY);
+        state = bpf_map_lookup_elem(&tls_sessions, &key);
+    }
+    if (!state) {
+        count_tls(LOUPE_TLS_UNTIED_CALLS);
+        return 0;
+    }
+    if (moved <= 0 || state->ignored)
+        return 0;
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b) {
+        count_drop(LOUPE_DROP_NESTED);
+        return 0;
+    }
+    bool egress = call->egress;
+    struct chunk_job job;
+    job.pid_tgid = pid_tgid;
+    job.generation = state->generation;
+    job.now = bpf_ktime_get_ns();
+    job.fd = state->fd;
+    job.src.iov = 0;
+    job.src.iov_left = 0;
+    job.src.base = call->buf;
+    job.src.avail = moved;
+    job.src.piece = moved;
+    job.src.remaining = moved;
+    emit_data(b, state, &job, true, (__u64)moved, egress,
+              egress ? LOUPE_SYS_WRITE : LOUPE_SYS_READ, VECTOR_BUFFER, LOUPE_EVENT_FLAG_TLS, NULL,
+              NULL, false);
+    batch_leave(b);
+    return 0;
+}
+
+// The return of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex and SSL_do_handshake alike (the
+// call says which).
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_return, long ret)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL, 0);
+    if (!call || !call->ssl)
+        return 0;
+    // All four return an int: the upper half of the register is not part of it (-1 comes back
+    // as 0xffffffff).
+    int rc = (int)ret;
+    __s64 moved = rc;
+    if (call->ex_length) {
+        // SSL_*_ex: 1 on success, the count in *ex_length.
+        __u64 n = 0;
+        if (rc != 1 || bpf_probe_read_user(&n, sizeof(n), (const void *)call->ex_length) != 0)
+            n = 0;
+        moved = (__s64)n;
+    }
+    __u64 pid_tgid = ((__u64)task->tgid << 32) | (__u32)task->pid;
+    if (!call->buf)
+        moved = 0; // SSL_do_handshake: ties, sends nothing
+    if (!tls_paused)
+        tls_send(call, pid_tgid, moved);
+    call->ssl = 0;
     return 0;
 }

@@ -78,7 +78,7 @@ TEST(SocketClassify, KeywordsInArbitraryTrafficDoNotClassify) {
                                              "+OK\r\n",
                                              "PINGS\r\n",
                                              "SET k v\r\n",
-                                             std::string("\x16\x03\x01\x02", 4)};
+                                             std::string("\x16\x05\x01\x02", 4)};
     std::vector<Ends> ends;
     const auto events = trace_child(
         [&](const std::vector<Ends>& e) {
@@ -222,7 +222,7 @@ TEST(SocketClassify, UnrecognisedConnectionStopsAfterItsBudget) {
         [](const std::vector<Ends>& e) {
             const Ends& c = e[0];
             for (int i = 0; i < 20; ++i)
-                send_and_receive(c.client, c.server, std::string("\x16\x03\x01\x00\x10", 5));
+                send_and_receive(c.client, c.server, std::string("\x01\x03\x01\x00\x10", 5));
             send_and_receive(c.client, c.server, "GET / HTTP/1.1\r\n\r\n");  // too late
         },
         ends);
@@ -232,6 +232,25 @@ TEST(SocketClassify, UnrecognisedConnectionStopsAfterItsBudget) {
     EXPECT_EQ(server.size(), 8u);
     for (const auto& d : client)
         EXPECT_EQ(d.protocol, LOUPE_PROTOCOL_UNKNOWN);
+}
+
+// TLS records (the handshake of a library loupe does not hook, or one whose hooks missed it) are
+// recognised from their header and send nothing, then or later: ciphertext is never parsed.
+TEST(SocketClassify, TlsRecordsSendNothing) {
+    REQUIRE_ROOT();
+    std::vector<Ends> ends;
+    const auto events = trace_child(
+        [](const std::vector<Ends>& e) {
+            const Ends& c = e[0];
+            send_and_receive(c.client, c.server, std::string("\x16\x03\x01\x00\x10", 5));
+            send_and_receive(c.server, c.client, std::string("\x16\x03\x03\x00\x7a", 5));
+            for (int i = 0; i < 3; ++i)
+                send_and_receive(c.client, c.server, std::string("\x17\x03\x03\x00\x20", 5));
+            send_and_receive(c.client, c.server, "GET / HTTP/1.1\r\n\r\n");  // still ciphertext
+        },
+        ends);
+    EXPECT_TRUE(data_of(events, ends[0].client).empty());
+    EXPECT_TRUE(data_of(events, ends[0].server).empty());
 }
 
 // Which protocols are looked for is load-time configuration: with Redis off, a Redis connection

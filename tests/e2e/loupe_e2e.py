@@ -259,6 +259,16 @@ def promtool_check(text):
         fail("promtool check metrics failed:\n" + r.stdout + r.stderr)
 
 
+def self_signed_certificate(directory, name="localhost"):
+    """(certificate, key) paths of a fresh self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    require_tools("openssl")
+    cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
 class Nginx:
     """A private nginx (Debian's binary) with locations answering 200, 301, 404 and 500, an access
     log in a fixed format (the oracle), and a 20 KB file served with sendfile. `locations`: more
@@ -266,10 +276,15 @@ class Nginx:
 
     LOG_FORMAT = '$status $request_method $request_uri "$http_user_agent"'
 
-    def __init__(self, workers=2, locations=""):
+    def __init__(self, workers=2, locations="", tls=False):
         require_tools("nginx")
         self.work = tempfile.mkdtemp(prefix="loupe-nginx-")
         self.port = free_port()
+        self.scheme = "https" if tls else "http"
+        listen = f"127.0.0.1:{self.port}"
+        if tls:
+            cert, key = self_signed_certificate(self.work)
+            listen += f" ssl;\n        ssl_certificate {cert};\n        ssl_certificate_key {key}"
         os.makedirs(f"{self.work}/static")
         os.makedirs(f"{self.work}/root")
         # nginx's own default page (served with sendfile), as in BRIEF's overhead measurements.
@@ -298,7 +313,7 @@ http {{
     client_body_temp_path {w}; proxy_temp_path {w}; fastcgi_temp_path {w};
     uwsgi_temp_path {w}; scgi_temp_path {w};
     server {{
-        listen 127.0.0.1:{self.port};
+        listen {listen};
         root {w}/root;
         location = /ok {{ return 200 "ok\\n"; }}
         location = /redirect {{ return 301 /ok; }}
@@ -316,7 +331,7 @@ http {{
         wait_port(self.port)
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def access_log(self):
         """[(status, method, uri, user_agent)] in log order."""
@@ -417,13 +432,13 @@ class Workload:
     machine that is busy with other sessions. `preexec` runs in the child before exec, while the
     child still carries the test's own name."""
 
-    def __init__(self, comm, code, *args, netns=None, nice=0, preexec=None):
+    def __init__(self, comm, code, *args, netns=None, nice=0, preexec=None, python=None):
         if len(comm) > 15:
             fail(f"process name {comm!r} is longer than the kernel's 15 characters")
         self.comm = comm
         self.dir = tempfile.mkdtemp(prefix="loupe-workload-")
         path = os.path.join(self.dir, comm)
-        os.symlink(_REAL_PYTHON, path)
+        os.symlink(os.path.realpath(python) if python else _REAL_PYTHON, path)
         argv = [path, "-c", code, *map(str, args)]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]  # ip execs the command: same pid

@@ -63,6 +63,20 @@ TEST(RequestMetricsStore, CountsAndExactBuckets) {
     EXPECT_EQ(in_bounds, 2u);
 }
 
+TEST(RequestMetricsStore, TlsRequestsGetTheirOwnHttpsSeries) {
+    RequestMetricsStore store;
+    Obs plain = obs("/a", 200);
+    Obs tls = obs("/a", 200);
+    tls.request.tls = true;
+    record(store, plain, seconds(100));
+    record(store, tls, seconds(100));
+    record(store, tls, seconds(100));
+    std::map<std::string, std::uint64_t> by_scheme;
+    for (const auto& [key, s] : store.series())
+        by_scheme[key.url_scheme] += s.count;
+    EXPECT_EQ(by_scheme, (std::map<std::string, std::uint64_t>{{"http", 1}, {"https", 2}}));
+}
+
 TEST(RequestMetricsStore, HttpStatusLabelsAndErrors) {
     const auto& spec = http1::kMetricSpec;
     std::array<char, 16> digits{};

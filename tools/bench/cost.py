@@ -3,7 +3,11 @@
 with an agent attached and kernel.bpf_stats_enabled=1; prints the BPF run time of every loupe
 program (per request and in total) and the agent's own CPU.
 
-    sudo python3 tools/bench/cost.py [--seconds 10] [--path /] [--all-processes]
+    sudo python3 tools/bench/cost.py [--seconds 10] [--path /] [--all-processes] [--https]
+
+--https: nginx with `ssl` and wrk https:// (keep-alive), read through the OpenSSL uprobes. The
+BPF run time then includes the uprobe programs, not the traps that enter them (an uprobe hit and
+a uretprobe return each cost a trap into the kernel, which bpf_stats does not count).
 """
 import argparse
 import collections
@@ -38,10 +42,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--path", default="/")
     ap.add_argument("--all-processes", action="store_true")
+    ap.add_argument("--https", action="store_true", help="nginx with ssl, wrk https://")
     ap.add_argument("--agent-arg", action="append", default=[],
                     help="extra agent argument, repeatable (e.g. --agent-arg=--disable-hooks=sched_switch)")
     args = ap.parse_args()
-    nginx = Nginx(workers=1)
+    nginx = Nginx(workers=1, tls=args.https)
     agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     # Past the agent's one-off start-up work (its first /proc scan and identities), as in

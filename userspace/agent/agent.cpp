@@ -320,6 +320,7 @@ void Agent::start_resources() {
 // an older loupe had (sched_wakeup, syscalls/sys_exit_accept4): say so rather than ignore it.
 void Agent::warn_unknown_disabled_hooks() const {
     for (const auto& name : config_.disabled_hooks) {
+        if (name == "tls") continue;  // the TLS uprobes, all of them (SocketCapture)
         auto matches = [&](const std::vector<std::string>& hooks) {
             return std::any_of(hooks.begin(), hooks.end(), [&](const std::string& hook) {
                 return capture::hook_named(name, hook);
@@ -340,6 +341,10 @@ void Agent::resource_loop() {
         const auto pids = pids_of(processes);
         // New processes with a selected name are traced within a second of appearing.
         if (filtering_processes()) trace_only(pids);
+        // The TLS libraries of new processes; every process's every 5 s, for libraries loaded
+        // later (dlopen: Python's ssl module). A library already probed needs no scan: its
+        // uprobes serve every process that maps it, from the moment it does.
+        if (capture_) capture_->scan_tls_libraries(pids, ++tls_scans_ % 5 == 0);
         const auto node = procfs_.node();
         std::unordered_map<std::uint32_t, loupe_proc_stats> kernel;
         std::unordered_map<std::uint32_t, std::uint64_t> active;
@@ -551,7 +556,9 @@ std::string Agent::metrics_text() {
         resource_tracker_.services_dropped(),
         resource_tracker_.services_evicted(),
         resource_tracker_.services_refused(),
-        &slow_log_};
+        &slow_log_,
+
+        capture_ ? capture_->tls_counters() : capture::TlsCounters{}};
     std::string text = exporter::render_prometheus(view);
     if (otlp_)
         text += otlp::render_otlp_metrics(otlp_->counters(),
@@ -631,6 +638,25 @@ nlohmann::json Agent::agent_status() {
                                               std::string(std::strerror(-timer_error)) + ")";
             body["hooks_attached"] = capture_->attached_hooks();
             body["hooks_missing"] = capture_->missing_hooks();
+            nlohmann::json libraries = nlohmann::json::array();
+            std::size_t uprobes = 0;
+            for (const auto& lib : capture_->tls_libraries()) {
+                uprobes += lib.uprobes.size();
+                libraries.push_back({{"library", lib.library},
+                                     {"path", lib.path},
+                                     {"processes", lib.processes},
+                                     {"uprobes", lib.uprobes},
+                                     {"error", lib.error}});
+            }
+            const auto tls = capture_->tls_counters();
+            body["tls"] = {
+                {"enabled", capture_->tls_error().empty()},
+                {"error", capture_->tls_error()},
+                {"libraries", libraries},
+                {"uprobes_attached", uprobes},
+                {"connections",
+                 {{"openssl", tls.openssl_connections}, {"unknown", tls.unknown_connections}}},
+                {"untied_calls", tls.untied_calls}};
         }
         if (resource_capture_) {
             body["resource_hooks_attached"] = resource_capture_->attached_hooks();
@@ -691,6 +717,8 @@ bool Agent::start() {
     // Before ready: the selected processes are traced from the first request a client can make
     // once it saw the agent ready (the resource loop's first scan comes later).
     if (filtering_processes()) trace_only(pids_of(selected_processes()));
+    // Before ready too: the TLS libraries of the processes running now are probed.
+    if (capture_) capture_->scan_tls_libraries(pids_of(selected_processes()), true);
     warn_unknown_disabled_hooks();
     ready_ = capturing;
     started_up_ = true;

@@ -135,6 +135,7 @@ class Agent final : private api::AgentSource {
     std::size_t proc_stats_entries_ = 0;
     bool resources_sampled_ = false;
     std::thread resource_thread_;
+    std::uint64_t tls_scans_ = 0;  // rounds of resource_loop (its thread only)
 
     // Alerts: evaluated by alert_loop every evaluation_interval; guarded by mutex_.
     ResourceHistory history_;

@@ -27,6 +27,8 @@ std::string_view SeriesKeyView::field(KeyField f) const {
             return collection;
         case KeyField::kSystem:
             return system;
+        case KeyField::kUrlScheme:
+            return url_scheme;
         case KeyField::kConstant:
             break;
     }
@@ -56,6 +58,18 @@ std::pair<std::uint64_t, std::uint64_t> CacheWindow::window(
         }
     return out;
 }
+
+namespace {
+
+// Whether a series of `side` has a label from `field`: a key field no label shows stays empty,
+// so that it never splits series that would export the same labels.
+bool uses_field(const protocols::MetricSpec& spec, Side side, KeyField field) {
+    for (const auto& label : spec.family(side).labels)
+        if (label.field == field) return true;
+    return false;
+}
+
+}  // namespace
 
 const protocols::MetricSpec* metric_spec(Protocol protocol) {
     const auto* info = protocols::find_protocol(protocol);
@@ -101,7 +115,10 @@ void RequestMetricsStore::record(const protocols::Request& request, const Reques
                             client ? context.server_address : std::string_view(),
                             port,
                             request.collection,
-                            request.system_name};
+                            request.system_name,
+                            uses_field(*spec, request.side, KeyField::kUrlScheme)
+                                ? (request.tls ? "https" : "http")
+                                : std::string_view()};
     auto it = series_.find(key);
     if (it == series_.end()) {
         it = add_series(key, *spec);

@@ -32,10 +32,10 @@ struct SeriesKeyView {
     Protocol protocol = Protocol::kUnknown;
     Side side = Side::kServer;
     std::string_view service, operation, target, status, db_namespace, server_address, server_port,
-        collection, system;
+        collection, system, url_scheme;
     auto tie() const {
         return std::make_tuple(protocol, side, service, operation, target, status, db_namespace,
-                               server_address, server_port, collection, system);
+                               server_address, server_port, collection, system, url_scheme);
     }
     SeriesKey owned() const;
     std::string_view field(protocols::KeyField f) const;
@@ -53,9 +53,10 @@ struct SeriesKey {
     std::string server_port;     // client side only
     std::string collection;      // SQL: the one table a statement names
     std::string system;          // db_system_name when the protocol's spec does not fix it
+    std::string url_scheme;      // "http" or "https" (TLS), when the protocol's labels have it
     SeriesKeyView view() const {
         return {protocol,     side,           service,     operation,  target, status,
-                db_namespace, server_address, server_port, collection, system};
+                db_namespace, server_address, server_port, collection, system, url_scheme};
     }
     auto tie() const { return view().tie(); }
     bool operator<(const SeriesKey& o) const { return tie() < o.tie(); }
@@ -73,7 +74,8 @@ inline SeriesKey SeriesKeyView::owned() const {
             std::string(server_address),
             std::string(server_port),
             std::string(collection),
-            std::string(system)};
+            std::string(system),
+            std::string(url_scheme)};
 }
 
 // Orders keys and views alike (a transparent comparator: std::map::find takes a view).

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <string_view>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -14,6 +15,14 @@
 #include "capture/tracefs.h"
 
 namespace loupe::capture {
+namespace {
+
+// Uprobes attach to files, not to a kernel hook: their owner (TlsLibraries) attaches them.
+bool is_uprobe(std::string_view section) {
+    return section.starts_with("uprobe") || section.starts_with("uretprobe");
+}
+
+}  // namespace
 
 std::string hook_name(const bpf_program* prog) {
     const std::string section = bpf_program__section_name(prog);
@@ -28,6 +37,7 @@ void HookSet::select(bpf_object* obj, const std::vector<std::string>& disabled) 
     bpf_object__for_each_program(prog, obj) {
         if (!bpf_program__autoload(prog)) continue;  // left out by the caller
         const std::string section = bpf_program__section_name(prog);
+        if (is_uprobe(section)) continue;  // attached per library by their owner
         const std::string name = hook_name(prog);
         bool present = true;
         if (section.starts_with("tp_btf/")) {
@@ -56,6 +66,7 @@ void HookSet::attach(bpf_object* obj) {
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, obj) {
         if (!bpf_program__autoload(prog)) continue;
+        if (is_uprobe(bpf_program__section_name(prog))) continue;
         if (std::find(linked_.begin(), linked_.end(), prog) != linked_.end()) continue;
         const std::string name = hook_name(prog);
         BpfLinkPtr link(bpf_program__attach(prog));

@@ -30,6 +30,8 @@ void SocketCapture::SkeletonDeleter::operator()(socket_capture* skel) const noex
 void SocketCapture::set_paused(bool paused) {
     // TCP state changes stay: a connection closed meanwhile must still end in user space (its
     // pending request, a close-delimited response). They come once per connection state change.
+    // The uprobes stay attached (their links are the TLS libraries'), and send nothing.
+    skel_->bss->tls_paused = paused;
     if (paused)
         hooks_.detach({"inet_sock_set_state"});
     else
@@ -39,6 +41,7 @@ void SocketCapture::set_paused(bool paused) {
 SocketCapture::~SocketCapture() {
     // Links first: no program may run into a ring buffer that is being freed.
     hooks_.detach();
+    tls_.reset();
     ring_.reset();
 }
 
@@ -81,7 +84,7 @@ bool share_process_stats(socket_capture& skel,
 std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& options,
                                                     RecordHandler handler, std::string& error) {
     std::unique_ptr<SocketCapture> capture(new SocketCapture());
-    capture->handler_ = std::move(handler);
+    capture->handler_ = handler;
     capture->skel_.reset(socket_capture__open());
     if (!capture->skel_) {
         error = std::string("cannot open the socket capture BPF object: ") + std::strerror(errno);
@@ -122,7 +125,28 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     }
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
+    const bool tls = options.tls && !hook_disabled(options.disabled_hooks, "tls");
+    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,     skel.progs.ssl_write_enter,
+                                   skel.progs.ssl_read_ex_enter,  skel.progs.ssl_write_ex_enter,
+                                   skel.progs.ssl_return,         skel.progs.ssl_free_enter,
+                                   skel.progs.ssl_handshake_enter};
+    for (bpf_program* prog : tls_programs)
+        bpf_program__set_autoload(prog, tls);
     if (int err = socket_capture__load(&skel); err != 0) {
+        if (tls) {
+            // The uprobes are the newest part: the capture goes on without them.
+            spdlog::warn(
+                "the kernel refused the TLS uprobe programs ({}): TLS connections are "
+                "counted but not read",
+                std::strerror(-err));
+            CaptureOptions without = options;
+            without.tls = false;
+            auto plain = start(without, std::move(handler), error);
+            if (plain)
+                plain->tls_error_ =
+                    std::string("the kernel refused the uprobe programs: ") + std::strerror(-err);
+            return plain;
+        }
         error = std::string("the kernel refused the socket capture programs: ") +
                 std::strerror(-err) + " (run with --log-level debug for the verifier log)";
         return nullptr;
@@ -134,6 +158,13 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     // (counted as ringbuf_full: hundreds at each start under load, until this order).
     if (!capture->open_rings(cpus, ring_bytes, error)) return nullptr;
     capture->hooks_.attach(skel.obj);
+    if (tls)
+        capture->tls_ = std::make_unique<TlsLibraries>(TlsPrograms{
+            skel.progs.ssl_read_enter, skel.progs.ssl_write_enter, skel.progs.ssl_read_ex_enter,
+            skel.progs.ssl_write_ex_enter, skel.progs.ssl_return, skel.progs.ssl_free_enter,
+            skel.progs.ssl_handshake_enter});
+    else if (capture->tls_error_.empty())
+        capture->tls_error_ = "turned off (--disable-hooks tls)";
     if (capture->hooks_.empty()) {
         error = "no socket capture hook could be attached";
         return nullptr;
@@ -211,6 +242,7 @@ int SocketCapture::release(std::uint64_t clock_ns) {
 
 int SocketCapture::flush() {
     hooks_.detach();  // nothing is added to the batches below while they are read
+    tls_.reset();
     // Nor sent by their timers: a timer callback already running when the flag is set is done
     // long before the pause ends (it sends one batch), so a batch is read from the ring or from
     // the map, never both.
@@ -247,6 +279,15 @@ void SocketCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
 
 int SocketCapture::batch_timer_error() const {
     return skel_->bss->batch_timer_error;
+}
+
+TlsCounters SocketCapture::tls_counters() const {
+    const int fd = bpf_map__fd(skel_->maps.tls_counters);
+    TlsCounters out;
+    out.openssl_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_OPENSSL);
+    out.unknown_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_UNKNOWN);
+    out.untied_calls = sum_percpu_u64(fd, LOUPE_TLS_UNTIED_CALLS);
+    return out;
 }
 
 DropCounters SocketCapture::drops() const {

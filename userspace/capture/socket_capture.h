@@ -15,6 +15,7 @@
 #include "capture/event_merger.h"
 #include "capture/hook_set.h"
 #include "capture/tgid_bitmap.h"
+#include "capture/tls_libraries.h"
 #include "loupe_abi.h"
 
 struct socket_capture;  // generated skeleton
@@ -59,6 +60,16 @@ struct CaptureOptions {
     // Events reach the rings in per-CPU batches, sent by a per-CPU timer when they stop growing;
     // false sends each one at once (as when the kernel refuses the timer: batch_timer_error()).
     bool batch_events = true;
+    // TLS plaintext through uprobes on the TLS libraries the traced processes map
+    // (scan_tls_libraries); false: TLS connections are recognised and counted, never read.
+    bool tls = true;
+};
+
+// TLS connections and calls the kernel counted (loupe_abi.h's enum loupe_tls_counter).
+struct TlsCounters {
+    std::uint64_t openssl_connections = 0;  // tied to an OpenSSL SSL*: their plaintext is read
+    std::uint64_t unknown_connections = 0;  // TLS records seen, no hooked library: not read
+    std::uint64_t untied_calls = 0;         // plaintext of an SSL* whose socket was never seen
 };
 
 struct DropCounters {
@@ -118,6 +129,17 @@ class SocketCapture {
     void set_paused(bool paused);
 
     DropCounters drops() const;
+    TlsCounters tls_counters() const;
+    // Finds the TLS libraries that processes `pids` map and attaches the uprobes to new ones
+    // (see TlsLibraries::scan); nothing when TLS capture is off.
+    void scan_tls_libraries(const std::vector<std::uint32_t>& pids, bool full) {
+        if (tls_) tls_->scan(pids, full);
+    }
+    // The TLS libraries found; empty when TLS capture is off (tls_error() says why).
+    std::vector<TlsLibraryStatus> tls_libraries() const {
+        return tls_ ? tls_->status() : std::vector<TlsLibraryStatus>{};
+    }
+    const std::string& tls_error() const { return tls_error_; }
     // Why the kernel refused the timers that send the event batches (a negative errno), after
     // which every event is sent at once; 0 while it has not.
     int batch_timer_error() const;
@@ -147,6 +169,8 @@ class SocketCapture {
     EventMerger merger_{40'000'000};
     RecordHandler handler_;
     std::unique_ptr<TgidBitmap> process_filter_;  // with filter_tgids only
+    std::unique_ptr<TlsLibraries> tls_;           // with TLS capture only
+    std::string tls_error_;                       // why TLS capture is off
 };
 
 }  // namespace loupe::capture

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "capture/tls_libraries.h"
 #include "util/terminal_text.h"
 
 namespace loupe::doctor {
@@ -22,6 +23,17 @@ void print_text(const KernelReport& report, std::ostream& out) {
             out << fmt::format("  {:<29} without it: {}{}\n", "", f.impact,
                                f.essential ? " (essential)" : "");
     }
+    out << '\n';
+    // What the agent would probe for TLS plaintext (it attaches at start, and as processes map
+    // more libraries).
+    const auto libraries = capture::find_tls_libraries();
+    out << "TLS libraries mapped by running processes (OpenSSL; the agent probes";
+    for (const char* function : capture::kOpenSslProbedFunctions)
+        out << ' ' << function;
+    out << "):\n";
+    if (libraries.empty()) out << "  none\n";
+    for (const auto& [path, processes] : libraries)
+        out << fmt::format("  {} ({} processes)\n", safe(path), processes);
     out << '\n';
     if (!report.usable()) {
         out << "loupe cannot capture on this kernel: an essential feature is missing.\n";
@@ -47,6 +59,12 @@ void print_json(const KernelReport& report, std::ostream& out) {
                             {"degrades_capture", f.degrades},
                             {"detail", f.detail},
                             {"impact_if_missing", f.impact}});
+    nlohmann::json tls_libraries = nlohmann::json::array();
+    for (const auto& [path, processes] : capture::find_tls_libraries())
+        tls_libraries.push_back({{"library", "openssl"},
+                                 {"path", path},
+                                 {"processes", processes},
+                                 {"uprobes", capture::kOpenSslProbedFunctions}});
     nlohmann::json missing = nlohmann::json::array();
     for (const FeatureReport* f : report.degraded())
         missing.push_back(f->id);
@@ -54,7 +72,8 @@ void print_json(const KernelReport& report, std::ostream& out) {
                                 {"usable", report.usable()},
                                 {"complete", report.usable() && missing.empty()},
                                 {"degraded_by", missing},
-                                {"features", features}};
+                                {"features", features},
+                                {"tls_libraries", tls_libraries}};
     // ASCII only, and bytes that are not UTF-8 replaced rather than thrown about.
     out << doc.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << '\n';
 }

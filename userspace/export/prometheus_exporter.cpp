@@ -388,6 +388,14 @@ std::string render_prometheus(const MetricsView& view) {
         {"service_limit", view.services_dropped}};
     for (const auto& [reason, value] : reasons)
         out.sample("loupe_events_dropped_total", {{"reason", reason}}, static_cast<double>(value));
+    out.family("loupe_tls_connections_total", "counter",
+               "TLS connections, by library: openssl (plaintext read through its uprobes), "
+               "unknown (TLS records from a library loupe does not hook: counted at close, never "
+               "read).");
+    out.sample("loupe_tls_connections_total", {{"library", "openssl"}},
+               static_cast<double>(view.tls.openssl_connections));
+    out.sample("loupe_tls_connections_total", {{"library", "unknown"}},
+               static_cast<double>(view.tls.unknown_connections));
     // Per protocol, under the names HTTP has always had: loupe_http_exchanges_total, ...
     for (const auto& protocol : protocols::all_protocols()) {
         const auto& c = p.protocols[static_cast<std::size_t>(protocol.id) % p.protocols.size()];

@@ -49,6 +49,7 @@ struct MetricsView {
     std::uint64_t services_evicted = 0;
     std::size_t services_refused = 0;
     const aggregate::SlowOperationLog* slow_log = nullptr;
+    capture::TlsCounters tls{};
 };
 
 std::string render_prometheus(const MetricsView& view);

@@ -27,7 +27,13 @@ class ConnectionTracker::Emitter final : public protocols::RequestSink {
             origin.server_address = conn_.peer_address;
             origin.server_port = conn_.peer_port;
         }
-        tracker_.sink_(request, origin);
+        if (!conn_.tls) {
+            tracker_.sink_(request, origin);
+            return;
+        }
+        protocols::Request tls_request = request;
+        tls_request.tls = true;
+        tracker_.sink_(tls_request, origin);
     }
 
   private:
@@ -216,6 +222,7 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
         }
         conn->last_seen_ns = e.header.timestamp_ns;
         conn->last_tid = e.header.tid;
+        if (e.header.flags & LOUPE_EVENT_FLAG_TLS) conn->tls = true;
         protocols::ConnectionParser* parser =
             parser_for(*conn, static_cast<Protocol>(e.header.protocol));
         if (!parser) return;
@@ -228,6 +235,7 @@ void ConnectionTracker::on_event(const capture::DecodedEvent& event) {
         segment.length = e.length;
         segment.head = data->head();
         segment.tail = data->tail();
+        segment.tls = (e.header.flags & LOUPE_EVENT_FLAG_TLS) != 0;
         Emitter emitter(*this, *conn);
         parser->on_segment(segment, emitter);
         account_stats(*conn);

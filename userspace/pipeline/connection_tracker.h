@@ -100,6 +100,7 @@ class ConnectionTracker {
         std::uint16_t local_port = 0;
         Endpoint local_end{}, peer_end{};
         std::uint32_t last_tid = 0;  // of the latest read or write
+        bool tls = false;  // its data is TLS plaintext (LOUPE_EVENT_FLAG_TLS)
         std::uint64_t last_seen_ns = 0;
         std::uint64_t closed_ns = 0;  // close event seen: ends at the next end_drain()
         std::uint64_t closed_in_drain = 0;

@@ -26,6 +26,8 @@ enum class KeyField : std::uint8_t {
     kServerPort,
     kCollection,
     kSystem,  // Request::system_name; LabelSpec::constant when it is empty
+    // "https" for a request read through a TLS library's hooks (Request::tls), else "http"
+    kUrlScheme,
 };
 
 struct LabelSpec {

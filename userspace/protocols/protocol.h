@@ -45,6 +45,7 @@ struct Segment {
     std::uint64_t length = 0;            // bytes the read/write moved; may exceed head.size()
     std::span<const std::uint8_t> head;  // the first bytes of the data, as captured
     std::span<const std::uint8_t> tail;  // its last bytes when length > head.size(), else empty
+    bool tls = false;                    // TLS plaintext (from a TLS library's hooks)
 };
 
 // One finished request or operation. Views are valid during RequestSink::on_request only.
@@ -80,6 +81,9 @@ struct Request {
     // HTTP: the request's W3C traceparent header, only when well formed (hex digits and dashes:
     // "00-<trace id>-<parent id>-<flags>"); else empty. No other header value is ever kept.
     std::string_view traceparent;
+    // Its bytes were TLS plaintext, read through a TLS library's hooks (set by the pipeline from
+    // the capture, not by parsers).
+    bool tls = false;
     std::uint64_t start_ns = 0;  // server: first request byte read; client: first byte written
     std::uint64_t end_ns = 0;    // server: last reply byte written; client: last byte read
 };

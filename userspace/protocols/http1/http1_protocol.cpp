@@ -70,11 +70,12 @@ constexpr LabelSpec kServerLabels[] = {
     {"http_request_method", KeyField::kOperation},
     {"http_route", KeyField::kTarget},
     {"http_response_status_code", KeyField::kStatus},
+    {"url_scheme", KeyField::kUrlScheme},
 };
 constexpr LabelSpec kClientLabels[] = {
     {"http_request_method", KeyField::kOperation},    {"http_route", KeyField::kTarget},
     {"http_response_status_code", KeyField::kStatus}, {"server_address", KeyField::kServerAddress},
-    {"server_port", KeyField::kServerPort},
+    {"server_port", KeyField::kServerPort},           {"url_scheme", KeyField::kUrlScheme},
 };
 
 // "200", or "none" when the connection closed without a response.

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* State of the TLS plaintext capture (OpenSSL's SSL_read/SSL_write and their _ex forms), shared
+ * by the uprobes of socket_capture.bpf.c and its socket tracepoints. No kprobe: the socket
+ * tracepoint that fires inside an SSL call, on the same thread, names the socket of the SSL*.
+ *
+ *   SSL_write entry (uprobe)        remembers {SSL*, buffer, length} in the thread's tls_calls
+ *     write() -> sock_send_length   sees the thread in an SSL call: marks the connection TLS (its
+ *                                   ciphertext is never copied), sends its open event, and notes
+ *                                   the connection (fd, generation) in the thread's call
+ *   SSL_write return (uretprobe)    ties SSL* -> connection in tls_sessions, sends the plaintext
+ *                                   (the return value's bytes) as the connection's data event
+ *
+ * A read served from OpenSSL's own buffer makes no socket call: tls_sessions names its
+ * connection. A uprobe only reads user memory (bpf_probe_read_user), never writes it. */
+#ifndef LOUPE_BPF_TLS_OPENSSL_BPF_H
+#define LOUPE_BPF_TLS_OPENSSL_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "loupe_abi.h"
+
+// conn_state.tls: what loupe knows of a connection's TLS.
+#define TLS_NONE 0    // no TLS seen
+#define TLS_RECORDS 1 // its first bytes were TLS records, no hooked library's call tied it yet
+#define TLS_OPENSSL 2 // tied to an OpenSSL SSL*: its plaintext comes from the uprobes
+
+// The SSL call a thread is in (between a uprobe and its uretprobe).
+struct tls_call {
+    __u64 ssl;        // the SSL* (0: in no call)
+    __u64 buf;        // the caller's buffer (0: SSL_do_handshake)
+    __u64 ex_length;  // SSL_*_ex: where the library writes the bytes moved (a size_t *); else 0
+    __u64 generation; // of the connection a socket call inside this call named (0: none)
+    __s32 fd;
+    __u8 egress;      // SSL_write*
+    __u8 reserved[3];
+};
+
+// @brief The SSL call each thread is in: task storage, freed with the thread (a process killed
+// mid-call leaves nothing behind), one lookup from the current task in the uprobes and in the
+// socket tracepoints that fire inside the call.
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+struct tls_session_key {
+    __u32 tgid;
+    __u32 reserved0;
+    __u64 ssl; // the SSL* in that process
+};
+
+// Per SSL* (the value of tls_sessions): the connection it is tied to, and the classification
+// state of its plaintext. The struct conn_state of socket_capture.bpf.c (defined there).
+struct conn_state;
+
+// Bound of tls_sessions: SSL objects tied at once, machine-wide. An entry is forgotten at
+// SSL_free, or evicted least recently used; an SSL* evicted while in use is tied again at its next
+// socket call (a read served from OpenSSL's buffer before that is counted as untied).
+#define TLS_SESSIONS_MAX 32768
+
+// Per-CPU TLS counters, indexed by enum loupe_tls_counter.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, LOUPE_TLS_COUNTER_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} tls_counters SEC(".maps");
+
+static __always_inline void count_tls(__u32 counter)
+{
+    __u64 *value = bpf_map_lookup_elem(&tls_counters, &counter);
+    if (value)
+        *value += 1;
+}
+
+// A TLS record header (RFC 8446 5.1): content type 20-23 (change_cipher_spec, alert, handshake,
+// application_data), then legacy version 3.x (SSL 3.0 to TLS 1.3 records all say 3.0-3.4).
+static __always_inline bool looks_like_tls_record(const __u8 *p, __u32 len)
+{
+    return len >= 3 && p[0] >= 20 && p[0] <= 23 && p[1] == 3 && p[2] <= 4;
+}
+
+#endif /* LOUPE_BPF_TLS_OPENSSL_BPF_H */

@@ -1,0 +1,174 @@
+#include "capture/tls_libraries.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string_view>
+
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+namespace loupe::capture {
+namespace {
+
+// OpenSSL 1.1 and 3 (libssl.so.1.1, libssl.so.3), and a distribution's unversioned link. Not
+// NSS's libssl3.so: another API.
+bool is_openssl(std::string_view path) {
+    const auto slash = path.rfind('/');
+    const std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+    return name.starts_with("libssl.so");
+}
+
+}  // namespace
+
+std::vector<std::pair<TlsLibraries::FileId, std::string>> TlsLibraries::libraries_of(
+    std::uint32_t pid) {
+    std::vector<std::pair<FileId, std::string>> found;
+    const std::string proc = "/proc/" + std::to_string(pid);
+    std::ifstream maps(proc + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        // "start-end perms offset dev inode   path": only executable mappings of a libssl.
+        const auto path_at = line.find('/');
+        if (path_at == std::string::npos) continue;
+        const std::string_view path = std::string_view(line).substr(path_at);
+        if (!is_openssl(path) || path.ends_with(" (deleted)")) continue;
+        const auto perms = line.find(' ');
+        if (perms == std::string::npos || perms + 3 >= line.size() || line[perms + 3] != 'x')
+            continue;
+        // The file as this process sees it, from the host: its mount namespace's root.
+        const std::string host_path = proc + "/root" + std::string(path);
+        struct stat st {};
+        if (::stat(host_path.c_str(), &st) != 0) continue;
+        found.emplace_back(FileId{st.st_dev, st.st_ino}, host_path);
+    }
+    return found;
+}
+
+namespace {
+
+// "/proc/PID/root/usr/lib/libssl.so.3" -> "/usr/lib/libssl.so.3".
+std::string path_in_process(const std::string& host_path) {
+    const auto root = host_path.find("/root/");
+    return root == std::string::npos ? host_path : host_path.substr(root + 5);
+}
+
+}  // namespace
+
+std::map<std::string, std::size_t> find_tls_libraries() {
+    std::map<TlsLibraries::FileId, std::pair<std::string, std::size_t>> files;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        for (const auto& [id, host_path] :
+             TlsLibraries::libraries_of(static_cast<std::uint32_t>(std::stoul(name)))) {
+            auto& [path, processes] = files[id];
+            if (path.empty()) path = path_in_process(host_path);
+            ++processes;
+        }
+    }
+    std::map<std::string, std::size_t> out;
+    for (const auto& [id, file] : files)
+        out[file.first] += file.second;
+    return out;
+}
+
+void TlsLibraries::attach(Library& library, const std::string& host_path) {
+    struct Probe {
+        bpf_program* program;
+        const char* function;
+        bool retprobe;
+    };
+    // Returns before entries (and entries detached first, ~Library): a call whose entry was seen
+    // always has its return seen, so no thread is left in a call that ended (its next socket
+    // I/O would be taken for that SSL*'s).
+    const Probe probes[] = {
+        {programs_.call_return, "SSL_read", true},
+        {programs_.call_return, "SSL_write", true},
+        {programs_.call_return, "SSL_read_ex", true},
+        {programs_.call_return, "SSL_write_ex", true},
+        {programs_.call_return, "SSL_do_handshake", true},
+        {programs_.read_enter, "SSL_read", false},
+        {programs_.write_enter, "SSL_write", false},
+        {programs_.read_ex_enter, "SSL_read_ex", false},
+        {programs_.write_ex_enter, "SSL_write_ex", false},
+        {programs_.handshake_enter, "SSL_do_handshake", false},
+        {programs_.free_enter, "SSL_free", false},
+    };
+    for (const Probe& probe : probes) {
+        if (!probe.program) continue;
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = probe.retprobe, .func_name = probe.function);
+        // pid -1: every process that maps the file, now or later.
+        BpfLinkPtr link(
+            bpf_program__attach_uprobe_opts(probe.program, -1, host_path.c_str(), 0, &opts));
+        if (!link) {
+            const int err = errno;
+            // SSL_read_ex and SSL_write_ex are OpenSSL 1.1.1+ (and not in BoringSSL).
+            if (library.error.empty())
+                library.error = std::string(probe.function) + ": " + std::strerror(err);
+            spdlog::debug("cannot attach a uprobe to {} in {}: {}", probe.function, host_path,
+                          std::strerror(err));
+            continue;
+        }
+        library.links.push_back(std::move(link));
+        library.uprobes.push_back(std::string(probe.function) +
+                                  (probe.retprobe ? " (return)" : ""));
+    }
+    if (library.links.empty())
+        spdlog::warn(
+            "TLS library {}: no uprobe could be attached ({}); its connections' plaintext is not "
+            "seen",
+            library.path, library.error);
+    else
+        spdlog::info("TLS library {}: {} uprobes attached", library.path, library.links.size());
+}
+
+void TlsLibraries::scan(const std::vector<std::uint32_t>& pids, bool full) {
+    std::lock_guard lock(mutex_);
+    std::set<std::uint32_t> live(pids.begin(), pids.end());
+    for (const std::uint32_t pid : pids) {
+        if (!full && scanned_.contains(pid)) continue;
+        for (auto& [id, host_path] : libraries_of(pid)) {
+            auto [it, added] = libraries_.try_emplace(id);
+            Library& library = it->second;
+            if (added) {
+                library.path = path_in_process(host_path);
+                attach(library, host_path);
+            }
+            library.pids.insert(pid);
+        }
+    }
+    scanned_ = std::move(live);
+    for (auto it = libraries_.begin(); it != libraries_.end();) {
+        std::erase_if(it->second.pids, [&](std::uint32_t pid) { return !scanned_.contains(pid); });
+        if (full && it->second.pids.empty()) {
+            spdlog::info("TLS library {}: no process maps it any more, uprobes detached",
+                         it->second.path);
+            it = libraries_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+std::vector<TlsLibraryStatus> TlsLibraries::status() const {
+    std::lock_guard lock(mutex_);
+    std::vector<TlsLibraryStatus> out;
+    for (const auto& [id, library] : libraries_)
+        out.push_back(
+            {"openssl", library.path, library.uprobes, library.pids.size(), library.error});
+    return out;
+}
+
+std::size_t TlsLibraries::attached_uprobes() const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& [id, library] : libraries_)
+        n += library.links.size();
+    return n;
+}
+
+}  // namespace loupe::capture
