@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
   redis-server redis-tools python3-redis
+  # CPU profiling: go tool pprof reads the profiles loupe writes; Go programs are profiled
+  golang-go linux-perf
 )
 
 # npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;
