@@ -5,14 +5,16 @@
 // (tgid, user stack, kernel stack) triple: stacks are aggregated in the kernel, user space reads
 // counts, not samples.
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "kernel_defs.bpf.h"
 #include "profiler_abi.h"
 #include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define EFAULT 14
+#define EFAULT 14 /* errno values bpf_get_stackid and bpf_map_update_elem return */
 #define EEXIST 17
 
 // @brief Stacks by id (bpf_get_stackid), user and kernel alike: identical stacks share one id, so
@@ -65,6 +67,11 @@ int sample_stack(struct bpf_perf_event_data *ctx)
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
     if (tgid == 0 || !tgid_selected(tgid)) // idle (the swapper) or not selected: nothing to do
+        return 0;
+    // Kernel threads (kworkers, ksoftirqd) are no service's: with every process selected they
+    // would each become one. Their work done for a process shows in that process's stacks.
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
         return 0;
     count(LOUPE_PROFILE_SAMPLES);
     struct loupe_profile_key key = {.tgid = tgid};

@@ -244,6 +244,13 @@ int main(int argc, char** argv) {
         ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
     agent
+        ->add_option("--profile-frequency", agent_config.profile_frequency,
+                     "Continuous CPU profiling of the selected processes, samples per second "
+                     "per CPU (0: off); /api/v1/services/NAME/profile serves it")
+        ->envname("LOUPE_PROFILE_FREQUENCY")
+        ->check(setting_check(loupe::agent::check_profile_frequency))
+        ->capture_default_str();
+    agent
         ->add_option("--max-connections", agent_config.max_connections,
                      "Cap on connections tracked in user space")
         ->envname("LOUPE_MAX_CONNECTIONS")

@@ -9,14 +9,17 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <unordered_set>
 
 #include <httplib.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "api/routes.h"
 #include "capture/hook_set.h"
 #include "export/prometheus_exporter.h"
+#include "util/read_file.h"
 #include "util/terminal_text.h"
 #include "util/version.h"
 
@@ -170,8 +173,86 @@ bool Agent::start_capture() {
     return true;
 }
 
+void Agent::start_profiler() {
+    if (config_.profile_frequency == 0) {
+        profiler_error_ = "off (--profile-frequency 0)";
+        return;
+    }
+    profile::ContinuousProfilerOptions options;
+    options.frequency_hz = config_.profile_frequency;
+    options.filter_tgids = filtering_processes();
+    options.select_comms = kernel_selected_comms();
+    profiler_ = profile::ContinuousProfiler::start(
+        options,
+        [this](std::uint32_t tgid) -> std::string {
+            const auto comm = util::read_file(fmt::format("/proc/{}/comm", tgid));
+            if (!comm) return {};
+            std::string name = *comm;
+            while (!name.empty() && name.back() == '\n')
+                name.pop_back();
+            std::lock_guard lock(mutex_);
+            if (!selected_process(tgid, name)) return {};
+            return service_key(tgid, name);  // copied under the lock
+        },
+        profiler_error_);
+    if (!profiler_) {
+        spdlog::warn("CPU profiling unavailable: {}", profiler_error_);
+        return;
+    }
+    spdlog::info("CPU profiling at {} Hz", config_.profile_frequency);
+}
+
+api::ProfileReply Agent::service_profile(const std::string& service, int seconds,
+                                         const std::string& format) {
+    auto error = [](int status, const std::string& message) {
+        return api::ProfileReply{status, "application/json",
+                                 nlohmann::json{{"error", message}}.dump()};
+    };
+    if (!profiler_) return error(404, "CPU profiling is " + profiler_error_);
+    const auto profile = profiler_->profile(service, std::chrono::seconds(seconds));
+    if (!profile)
+        return error(
+            404, "no CPU samples of this service in the last " + std::to_string(seconds) + " s");
+    if (format == "folded") {
+        std::ostringstream out;
+        profile::write_folded(*profile, out);
+        return {200, "text/plain; charset=utf-8", out.str()};
+    }
+    if (format == "svg") {
+        std::ostringstream out;
+        profile::write_flame_graph_svg(
+            *profile,
+            fmt::format("{}: CPU, last {} s, {} samples at {} Hz", service, seconds,
+                        profile->total_samples(), profile->frequency_hz),
+            out);
+        return {200, "image/svg+xml", out.str()};
+    }
+    std::string body = profile::pprof_gzipped(*profile);
+    if (body.empty()) return error(500, "cannot compress the profile");
+    return {200, "application/octet-stream", std::move(body)};
+}
+
+std::string Agent::profile_metrics() const {
+    if (!profiler_) return {};
+    const auto c = profiler_->counters();
+    return fmt::format(
+        "# HELP loupe_profile_samples_total CPU profile samples kept (stack samples of selected "
+        "processes).\n"
+        "# TYPE loupe_profile_samples_total counter\n"
+        "loupe_profile_samples_total {}\n"
+        "# HELP loupe_profile_lost_samples_total CPU profile samples lost, by reason: "
+        "kernel_map_full (distinct stacks per second), no_stack (stack map full), bounds "
+        "(stacks per service window or services).\n"
+        "# TYPE loupe_profile_lost_samples_total counter\n"
+        "loupe_profile_lost_samples_total{{reason=\"kernel_map_full\"}} {}\n"
+        "loupe_profile_lost_samples_total{{reason=\"no_stack\"}} {}\n"
+        "loupe_profile_lost_samples_total{{reason=\"bounds\"}} {}\n",
+        c.samples, c.lost_kernel, c.lost_stack, c.dropped_bounds);
+}
+
 void Agent::trace_only(const std::vector<std::uint32_t>& pids) {
     if (resource_capture_) resource_capture_->set_traced_tgids(pids);
+    if (profiler_) profiler_->set_traced_tgids(pids);
     std::lock_guard lock(mutex_);
     if (capture_) capture_->set_traced_tgids(pids);
 }
@@ -442,6 +523,7 @@ std::string Agent::metrics_text() {
         resource_tracker_.services_evicted(),
         resource_tracker_.services_refused()};
     std::string text = exporter::render_prometheus(view);
+    text += profile_metrics();
     last_metrics_bytes_ = text.size();
     return text;
 }
@@ -565,6 +647,7 @@ bool Agent::start() {
     start_pod_metadata();
     start_resources();  // first: the socket capture's programs share its per-process maps
     const bool capturing = start_capture();
+    start_profiler();
     // Before ready: the selected processes are traced from the first request a client can make
     // once it saw the agent ready (the resource loop's first scan comes later).
     if (filtering_processes()) trace_only(pids_of(selected_processes()));
@@ -611,6 +694,7 @@ void Agent::stop() {
     if (alert_thread_.joinable()) alert_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     pod_metadata_.reset();
+    profiler_.reset();  // its thread asks the agent's state for service names
     {
         std::lock_guard lock(mutex_);
         capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready

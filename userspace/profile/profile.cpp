@@ -27,6 +27,36 @@ void Profile::add(const std::vector<Frame>& root_first, std::uint64_t count) {
     total_ += count;
 }
 
+bool Profile::add_bounded(const std::vector<Frame>& root_first, std::uint64_t count,
+                          std::size_t max_stacks) {
+    if (stacks_.size() >= max_stacks) {
+        std::vector<std::uint32_t> ids;
+        ids.reserve(root_first.size());
+        for (const Frame& f : root_first) {
+            auto it = frame_ids_.find(f.module + '\n' + f.function + (f.kernel ? "\nk" : ""));
+            if (it == frame_ids_.end()) return false;  // a new frame: a new stack
+            ids.push_back(it->second);
+        }
+        auto known = stacks_.find(ids);
+        if (known == stacks_.end()) return false;
+        known->second += count;
+        total_ += count;
+        return true;
+    }
+    add(root_first, count);
+    return true;
+}
+
+void Profile::merge(const Profile& other) {
+    std::vector<Frame> frames;
+    for (const auto& [stack, count] : other.stacks()) {
+        frames.clear();
+        for (std::uint32_t id : stack)
+            frames.push_back(other.frames()[id]);
+        add(frames, count);
+    }
+}
+
 void write_folded(const Profile& profile, std::ostream& out) {
     for (const auto& [stack, count] : profile.stacks()) {
         bool first = true;
@@ -141,6 +171,24 @@ std::string encode_pprof(const Profile& profile) {
     put_bytes(out, 11, period_type);
     put_uint(out, 12, period_ns);
     return out;
+}
+
+std::string pprof_gzipped(const Profile& profile) {
+    const std::string encoded = encode_pprof(profile);
+    z_stream stream{};
+    // windowBits 15 + 16: a gzip header and trailer, as pprof files have.
+    if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return {};
+    std::string out(deflateBound(&stream, static_cast<uLong>(encoded.size())), '\0');
+    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(encoded.data()));
+    stream.avail_in = static_cast<uInt>(encoded.size());
+    stream.next_out = reinterpret_cast<Bytef*>(out.data());
+    stream.avail_out = static_cast<uInt>(out.size());
+    const int result = deflate(&stream, Z_FINISH);
+    out.resize(stream.total_out);
+    deflateEnd(&stream);
+    return result == Z_STREAM_END ? out : std::string();
 }
 
 std::string write_pprof(const Profile& profile, const std::string& path) {

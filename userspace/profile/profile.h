@@ -17,6 +17,11 @@ class Profile {
   public:
     // A stack, root first (the order flame graphs and folded stacks draw).
     void add(const std::vector<Frame>& root_first, std::uint64_t count);
+    // Like add(), unless the stack is new and the profile already holds `max_stacks`: false then,
+    // nothing added (memory stays bounded whatever the number of distinct stacks).
+    bool add_bounded(const std::vector<Frame>& root_first, std::uint64_t count,
+                     std::size_t max_stacks);
+    void merge(const Profile& other);
 
     const std::vector<Frame>& frames() const { return frames_; }
     const std::map<std::vector<std::uint32_t>, std::uint64_t>& stacks() const { return stacks_; }
@@ -40,6 +45,8 @@ void write_folded(const Profile& profile, std::ostream& out);
 
 // pprof's profile.proto, gzipped (go tool pprof, Pyroscope). Empty string, or why it failed.
 std::string write_pprof(const Profile& profile, const std::string& path);
+// The gzipped pprof file's bytes (served over HTTP).
+std::string pprof_gzipped(const Profile& profile);
 // The encoded profile.proto message before compression (tests decode it).
 std::string encode_pprof(const Profile& profile);
 

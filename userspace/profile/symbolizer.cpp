@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -213,6 +214,9 @@ void Symbolizer::remember_process(std::uint32_t tgid) {
     ProcessImage& image = processes_[tgid];
     image.mappings = parse_maps(text);
     image.symbols.clear();
+    image.perf_map.clear();
+    image.perf_map_read = false;
+    image.read_at = std::chrono::steady_clock::now();
     // Symbol tables are read now, while /proc/PID/map_files still opens the files: the process
     // may exit before its stacks are named.
     for (const Mapping& m : image.mappings)
@@ -323,6 +327,21 @@ std::vector<Frame> Symbolizer::user_frames(std::uint32_t tgid,
         for (std::uint64_t ip : ips)
             frames.push_back({fmt::format("0x{:x}", ip), "[unknown]", false, false});
         return frames;
+    }
+    // Code mapped since the process was read (dlopen, a new JIT region): read its maps again,
+    // at most once a second.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - found->second.read_at > std::chrono::seconds(1) &&
+        std::any_of(ips.begin(), ips.end(), [&](std::uint64_t ip) {
+            const auto& maps = found->second.mappings;
+            auto it =
+                std::upper_bound(maps.begin(), maps.end(), ip,
+                                 [](std::uint64_t v, const Mapping& m) { return v < m.start; });
+            return it == maps.begin() || ip >= std::prev(it)->end;
+        })) {
+        remember_process(tgid);
+        found = processes_.find(tgid);
+        found->second.read_at = now;  // also when the process is gone: no retry storm
     }
     for (std::size_t i = 0; i < ips.size(); ++i) {
         // Callers' addresses are return addresses: one byte back is inside the call, in the

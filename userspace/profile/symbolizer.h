@@ -4,6 +4,7 @@
 // An address no table covers is shown as `module+0xoffset` (file offset), never as a wrong name.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -103,6 +104,7 @@ class Symbolizer {
         std::map<std::uint64_t, std::pair<std::uint64_t, std::string>>
             perf_map;  // start->size,name
         bool perf_map_read = false;
+        std::chrono::steady_clock::time_point read_at;  // when its maps were read
     };
     Frame user_frame(std::uint32_t tgid, ProcessImage& image, std::uint64_t ip);
     std::shared_ptr<ElfSymbols> symbols_for(std::uint32_t tgid, const Mapping& mapping);

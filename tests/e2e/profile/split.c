@@ -3,7 +3,8 @@
  * main -> run_split -> burn_*. The two loops differ in a constant so that the compiler cannot
  * fold them into one function. Built with clang -O2 -fno-omit-frame-pointer: clang keeps the
  * frame pointer in leaf functions too (GCC 12 drops it there, and the leaf's caller with it).
- * Runs for argv[1] seconds (default: forever). */
+ * Runs for argv[1] seconds (default: forever), or argv[2] rounds of run_split when given (a fixed
+ * amount of work, for benchmarks). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -41,6 +42,12 @@ __attribute__((noinline)) void run_split(uint64_t rounds)
 int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? atof(argv[1]) : 0;
+    long rounds = argc > 2 ? atol(argv[2]) : 0;
+    if (rounds > 0) {
+        for (long i = 0; i < rounds; i++)
+            run_split(200000);
+        return 0;
+    }
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {

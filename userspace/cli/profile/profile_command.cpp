@@ -58,8 +58,15 @@ bool is_kernel_thread(std::uint32_t pid) {
     return false;
 }
 
+// Running, or at least not a zombie: an exited process keeps its /proc entry until its parent
+// reaps it, which may be long after.
 bool alive(std::uint32_t tgid) {
-    return ::access(fmt::format("/proc/{}", tgid).c_str(), F_OK) == 0;
+    const auto stat = util::read_file(fmt::format("/proc/{}/stat", tgid));
+    if (!stat) return false;
+    const auto close = stat->rfind(')');
+    if (close == std::string::npos || close + 2 >= stat->size()) return false;
+    const char state = (*stat)[close + 2];
+    return state != 'Z' && state != 'X';
 }
 
 std::vector<std::uint32_t> processes_named(const std::vector<std::string>& comms) {
@@ -202,6 +209,9 @@ int run_profile(const ProfileOptions& options, std::ostream& out, std::ostream& 
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count());
     std::uint64_t samples_without_stack = 0;
+    // Unwind quality: samples whose user stack has at most 2 frames (unwinding stopped early,
+    // typically at code built without frame pointers), among those with a user stack.
+    std::uint64_t user_stacked = 0, shallow = 0;
     auto collect = [&] {
         for (const capture::StackCount& s : sampler->drain()) {
             if (!selected.count(s.tgid)) {  // selected by the kernel at exec or fork (--comm)
@@ -211,6 +221,10 @@ int run_profile(const ProfileOptions& options, std::ostream& out, std::ostream& 
             if (s.user_ips.empty() && s.kernel_ips.empty()) {
                 samples_without_stack += s.count;
                 continue;
+            }
+            if (!s.user_ips.empty()) {
+                user_stacked += s.count;
+                if (s.user_ips.size() <= 2) shallow += s.count;
             }
             std::vector<profile::Frame> frames = symbolizer.user_frames(s.tgid, s.user_ips);
             std::reverse(frames.begin(), frames.end());
@@ -262,6 +276,11 @@ int run_profile(const ProfileOptions& options, std::ostream& out, std::ostream& 
     if (lost > 0 || counters.lost_user_stacks > 0)
         err << fmt::format("loupe profile: {} samples dropped, {} without their user stack\n", lost,
                            counters.lost_user_stacks);
+    if (user_stacked > 0)
+        err << fmt::format(
+            "loupe profile: unwind quality: {:.1f}% of user stacks have 2 frames or "
+            "fewer\n",
+            100.0 * static_cast<double>(shallow) / static_cast<double>(user_stacked));
     if (result.total_samples() == 0)
         err << "loupe profile: no samples: the processes did not run on a CPU meanwhile\n";
 
