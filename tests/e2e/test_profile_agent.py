@@ -6,7 +6,8 @@
 - format=pprof is read by `go tool pprof -top`; format=svg parses as XML and names both;
 - loupe_profile_samples_total counts the samples, loupe_profile_lost_samples_total is exported
   (promtool accepts the exposition);
-- bad input: format=xml and seconds=0 give 400 with a JSON error, an unknown service 404."""
+- bad input: format=xml and seconds=0 give 400 with a JSON error, an unknown service 404;
+- SIGUSR1 (hooks paused) stops the sampling, SIGUSR2 starts it again."""
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 
-from loupe_e2e import Agent, fail, metric, promtool_check, require_root, require_tools
+from loupe_e2e import Agent, fail, metric, parse_metrics, promtool_check, require_root, require_tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -88,13 +89,29 @@ def main():
 
         text = agent.metrics_text()
         promtool_check(text)
-        from loupe_e2e import parse_metrics
         samples = parse_metrics(text)
         kept = metric(samples, "loupe_profile_samples_total")
         lost = metric(samples, "loupe_profile_lost_samples_total", reason="kernel_map_full")
         print(f"loupe_profile_samples_total {kept}, lost (kernel_map_full) {lost}")
         if kept < total:
             fail(f"loupe_profile_samples_total {kept} < the {total} samples served")
+
+        # SIGUSR1 stops the sampling (the perf events), SIGUSR2 starts it again.
+        status = agent.set_hooks_paused(True)
+        if status.get("cpu_profiling", {}).get("frequency_hz") != 199:
+            fail(f"/api/v1/agent cpu_profiling: {status.get('cpu_profiling')}")
+        time.sleep(1.5)  # the last drain of what was sampled before the pause
+        paused_at = metric(parse_metrics(agent.metrics_text()), "loupe_profile_samples_total")
+        time.sleep(2.5)
+        still = metric(parse_metrics(agent.metrics_text()), "loupe_profile_samples_total")
+        if still != paused_at:
+            fail(f"paused, yet samples went from {paused_at} to {still}")
+        agent.set_hooks_paused(False)
+        time.sleep(2.5)
+        resumed = metric(parse_metrics(agent.metrics_text()), "loupe_profile_samples_total")
+        print(f"pause: {paused_at} -> {still} paused, {resumed} 2.5 s after resuming")
+        if resumed <= still:
+            fail("resumed, yet no new samples")
     finally:
         workload.kill()
         workload.wait()

@@ -425,11 +425,13 @@ void Agent::set_hooks_paused(bool paused) {
     if (paused == hooks_paused_) return;
     if (capture_) capture_->set_paused(paused);
     if (resource_capture_) resource_capture_->set_paused(paused);
+    if (profiler_) profiler_->set_paused(paused);
     hooks_paused_ = paused;
     if (paused) {
         spdlog::warn(
             "SIGUSR1: kernel hooks detached but process exits and TCP state changes; requests, "
-            "socket bytes, disk, run-queue, retransmits and resets stop until SIGUSR2");
+            "socket bytes, disk, run-queue, retransmits, resets and CPU profiles stop until "
+            "SIGUSR2");
     } else {
         spdlog::info("SIGUSR2: kernel hooks attached again: {} socket capture, {} resource",
                      capture_ ? capture_->attached_hooks().size() : 0,
@@ -604,6 +606,10 @@ nlohmann::json Agent::agent_status() {
         }
         body["hooks_disabled"] = config_.disabled_hooks;
         body["hooks_paused"] = hooks_paused_;
+        body["cpu_profiling"] =
+            profiler_
+                ? nlohmann::json{{"frequency_hz", profiler_->frequency_hz()}, {"status", "on"}}
+                : nlohmann::json{{"status", profiler_error_}};
     }
     std::lock_guard lock(features_mutex_);
     if (features_) {

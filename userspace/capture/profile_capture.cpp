@@ -1,6 +1,8 @@
 #include "capture/profile_capture.h"
 
 #include <linux/perf_event.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -120,6 +122,7 @@ std::unique_ptr<ProfileCapture> ProfileCapture::start(const ProfileCaptureOption
                     std::strerror(err);
             return nullptr;
         }
+        capture->perf_events_.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
         capture->links_.push_back(std::move(link));
         ++sampled;
     }
@@ -196,6 +199,12 @@ void ProfileCapture::clear_stacks() {
     }
     for (std::int32_t id : ids)
         bpf_map_delete_elem(fd, &id);
+}
+
+void ProfileCapture::set_paused(bool paused) {
+    for (const UniqueFd& event : perf_events_)
+        if (event.valid())
+            ::ioctl(event.get(), paused ? PERF_EVENT_IOC_DISABLE : PERF_EVENT_IOC_ENABLE, 0);
 }
 
 ProfileCounters ProfileCapture::counters() const {

@@ -64,6 +64,8 @@ class ProfileCapture {
     // with lost stacks). Bounds the stack map of a long run; call right after drain().
     void clear_stacks();
     ProfileCounters counters() const;
+    // Stops the perf events (no sample, no cost) or starts them again.
+    void set_paused(bool paused);
     std::size_t cpus_sampled() const { return links_.size(); }
 
   private:
@@ -74,7 +76,8 @@ class ProfileCapture {
         void operator()(::profiler* skel) const noexcept;
     };
     std::unique_ptr<::profiler, SkeletonDeleter> skel_;
-    std::vector<BpfLinkPtr> links_;  // one per CPU; each owns its perf event's fd
+    std::vector<BpfLinkPtr> links_;      // one per CPU; each owns its perf event's fd
+    std::vector<UniqueFd> perf_events_;  // duplicates of those fds, to stop and start them
     std::unique_ptr<TgidBitmap> process_filter_;
     std::uint32_t active_ = 0;
 };

@@ -55,6 +55,7 @@ class ContinuousProfiler {
     // nullopt when the service has none.
     std::optional<Profile> profile(const std::string& service, std::chrono::seconds span) const;
     ContinuousProfilerCounters counters() const;
+    void set_paused(bool paused) { capture_->set_paused(paused); }
     unsigned frequency_hz() const { return options_.frequency_hz; }
     std::chrono::seconds retention() const {
         return options_.window * static_cast<long>(options_.windows_kept);
