@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "agent/agent_config.h"
 #include "cli/profile/profile_command.h"
 #include "profile/profile.h"
 #include "profile/symbolizer.h"
@@ -154,6 +156,38 @@ TEST(ProfileCommand, FormatFollowsTheExtension) {
     EXPECT_EQ(output_format("cpu.svg"), OutputFormat::kSvg);
     EXPECT_EQ(output_format(""), OutputFormat::kTop);
     EXPECT_FALSE(output_format("cpu.txt"));
+}
+
+TEST(ProfileAgentConfig, ProfileFrequencyFromFileAndChecks) {
+    const std::string path = ::testing::TempDir() + "/loupe_profile_config.yaml";
+    std::ofstream(path) << "profile_frequency: 49\n";
+    loupe::agent::AgentConfig config;
+    EXPECT_EQ(config.profile_frequency, 19u);  // on by default
+    EXPECT_FALSE(loupe::agent::load_config_file(path, config));
+    EXPECT_EQ(config.profile_frequency, 49u);
+    std::ofstream(path) << "profile_frequency: 5000\n";
+    const auto error = loupe::agent::load_config_file(path, config);
+    ASSERT_TRUE(error);
+    EXPECT_NE(error->find("profile_frequency"), std::string::npos) << *error;
+    EXPECT_FALSE(loupe::agent::check_profile_frequency("0"));  // off
+    EXPECT_FALSE(loupe::agent::check_profile_frequency("1000"));
+    EXPECT_TRUE(loupe::agent::check_profile_frequency("1001"));
+    EXPECT_TRUE(loupe::agent::check_profile_frequency("-1"));
+    std::remove(path.c_str());
+}
+
+TEST(ProfileFormats, BoundedProfileKeepsKnownStacksOnly) {
+    loupe::profile::Profile p;
+    const Frame a{"a", "m", false, true}, b{"b", "m", false, true};
+    EXPECT_TRUE(p.add_bounded({a}, 2, 1));
+    EXPECT_FALSE(p.add_bounded({a, b}, 5, 1));  // a second distinct stack: over the cap
+    EXPECT_TRUE(p.add_bounded({a}, 1, 1));      // a known one still counts
+    EXPECT_EQ(p.total_samples(), 3u);
+    EXPECT_EQ(p.stacks().size(), 1u);
+    loupe::profile::Profile merged;
+    merged.merge(p);
+    merged.merge(p);
+    EXPECT_EQ(merged.total_samples(), 6u);
 }
 
 }  // namespace
