@@ -3,6 +3,7 @@
 3:1 split workload running. After a few seconds:
 - /api/v1/services/split/profile?format=folded has burn_heavy and burn_light under
   main;run_split, at their 3:1 shares (within 8 points: fewer samples than the CLI test);
+- format=top (loupe top's drill-down) lists both functions at their shares;
 - format=pprof is read by `go tool pprof -top`; format=svg parses as XML and names both;
 - loupe_profile_samples_total counts the samples, loupe_profile_lost_samples_total is exported
   (promtool accepts the exposition);
@@ -78,6 +79,14 @@ def main():
         titles = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title"))
         if "burn_heavy" not in titles or "burn_light" not in titles:
             fail("the agent's flame graph does not name the functions")
+
+        # format=top: what loupe top's drill-down shows.
+        status, kind, body = get(agent, "/api/v1/services/split/profile?format=top")
+        top = json.loads(body) if status == 200 else {}
+        shares = {f["function"]: f["self_share"] for f in top.get("functions", [])}
+        print("format=top:", {k: round(v, 3) for k, v in list(shares.items())[:4]})
+        if abs(shares.get("burn_heavy", 0) - 0.75) > 0.08 or abs(shares.get("burn_light", 0) - 0.25) > 0.08:
+            fail(f"format=top: {status} {body[:500]!r}")
 
         for query, expected in (("format=xml", 400), ("seconds=0", 400), ("seconds=abc", 400)):
             status, kind, body = get(agent, f"/api/v1/services/split/profile?{query}")

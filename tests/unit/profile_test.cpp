@@ -12,6 +12,7 @@
 
 #include "agent/agent_config.h"
 #include "cli/profile/profile_command.h"
+#include "cli/top/snapshot.h"
 #include "profile/profile.h"
 #include "profile/symbolizer.h"
 
@@ -156,6 +157,18 @@ TEST(ProfileCommand, FormatFollowsTheExtension) {
     EXPECT_EQ(output_format("cpu.svg"), OutputFormat::kSvg);
     EXPECT_EQ(output_format(""), OutputFormat::kTop);
     EXPECT_FALSE(output_format("cpu.txt"));
+}
+
+TEST(ProfileTop, ParsesHotFunctions) {
+    const auto rows = loupe::top::parse_hot_functions(nlohmann::json::parse(
+        R"([{"function":"burn","module":"app","self_share":0.75,"total_share":0.8},
+            {"function":7}, "junk"])"));
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].function, "burn");
+    EXPECT_EQ(rows[0].module, "app");
+    EXPECT_DOUBLE_EQ(rows[0].self_share, 0.75);
+    EXPECT_DOUBLE_EQ(rows[0].total_share, 0.8);
+    EXPECT_EQ(rows[1].function, "");  // a bad field is left empty, the row kept
 }
 
 TEST(ProfileAgentConfig, ProfileFrequencyFromFileAndChecks) {

@@ -213,6 +213,22 @@ api::ProfileReply Agent::service_profile(const std::string& service, int seconds
     if (!profile)
         return error(
             404, "no CPU samples of this service in the last " + std::to_string(seconds) + " s");
+    if (format == "top") {  // the hottest functions, for loupe top's drill-down
+        const double total = static_cast<double>(profile->total_samples());
+        nlohmann::json rows = nlohmann::json::array();
+        for (const auto& f : profile::top_functions(*profile, 20))
+            rows.push_back({{"function", f.function},
+                            {"module", f.module},
+                            {"self_share", static_cast<double>(f.self) / total},
+                            {"total_share", static_cast<double>(f.total) / total}});
+        return {200, "application/json",
+                nlohmann::json{{"service", service},
+                               {"seconds", seconds},
+                               {"samples", profile->total_samples()},
+                               {"frequency_hz", profile->frequency_hz},
+                               {"functions", rows}}
+                    .dump()};
+    }
     if (format == "folded") {
         std::ostringstream out;
         profile::write_folded(*profile, out);

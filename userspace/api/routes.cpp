@@ -157,8 +157,8 @@ void register_routes(httplib::Server& routes, AgentSource& agent) {
                                                             httplib::Response& res) {
         const std::string format =
             req.has_param("format") ? req.get_param_value("format") : "pprof";
-        if (format != "pprof" && format != "folded" && format != "svg") {
-            json_reply(res, {{"error", "format: expected pprof, folded or svg"}}, 400);
+        if (format != "pprof" && format != "folded" && format != "svg" && format != "top") {
+            json_reply(res, {{"error", "format: expected pprof, folded, svg or top"}}, 400);
             return;
         }
         int seconds = 60;

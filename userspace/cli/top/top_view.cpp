@@ -49,12 +49,15 @@ void TopView::refresh_data() {
     if (mode_ == Mode::kDetail && error_.empty()) {
         endpoints_ = {};
         processes_.clear();
+        hot_functions_.clear();
         // A service without HTTP or database traffic, or without live processes, answers 404.
         std::string ignored;
         if (auto endpoints = client_.endpoints(detail_service_, ignored))
             endpoints_ = std::move(*endpoints);
         if (auto processes = client_.processes(detail_service_, ignored))
             processes_ = std::move(*processes);
+        if (auto hot = client_.hot_functions(detail_service_, ignored))
+            hot_functions_ = std::move(*hot);
     }
 }
 
@@ -214,6 +217,19 @@ void TopView::draw_detail(int top, int height, int width) {
         put(y++, 0,
             fmt::format("{:>8}{:>11.2f}s{:>10}", p.pid, p.cpu_seconds, format_bytes(p.rss_bytes)),
             width);
+    }
+    if (!hot_functions_.empty() && y + 2 < top + height) {
+        ++y;
+        put(y++, 0,
+            fmt::format("{:>7}{:>8}  {}", "SELF%", "TOTAL%", "HOTTEST FUNCTIONS (CPU, 60 s)"),
+            width, A_REVERSE);
+        for (const auto& f : hot_functions_) {
+            if (y >= top + height) break;
+            put(y++, 0,
+                fmt::format("{:>6.1f}%{:>7.1f}%  {} ({})", f.self_share * 100, f.total_share * 100,
+                            safe(f.function), safe(f.module)),
+                width);
+        }
     }
 }
 

@@ -59,6 +59,7 @@ class TopView {
     std::string detail_service_;
     Endpoints endpoints_;  // the drilled-into service's routes and database operations
     std::vector<ProcessRow> processes_;
+    std::vector<HotFunction> hot_functions_;
     std::chrono::steady_clock::time_point next_refresh_{};
     util::TerminalCharset charset_ = util::TerminalCharset::kAscii;
 };
