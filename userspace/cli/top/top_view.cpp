@@ -239,7 +239,7 @@ void TopView::draw_help(int top, int height, int width) {
         "",
         "  Up/Down, PgUp/PgDn, Home/End   move",
         "  Enter                          drill into the selected service (routes, database",
-        "                                 operations, peers, processes)",
+        "                                 operations, peers, processes, hottest functions)",
         "  Esc, Left, Backspace           back",
         "  < >                            sort by the previous / next column",
         "  i                              invert the sort order",
