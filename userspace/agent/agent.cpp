@@ -248,22 +248,10 @@ api::ProfileReply Agent::service_profile(const std::string& service, int seconds
     return {200, "application/octet-stream", std::move(body)};
 }
 
-std::string Agent::profile_metrics() const {
-    if (!profiler_) return {};
+std::optional<exporter::ProfileCounters> Agent::profile_counters() const {
+    if (!profiler_) return std::nullopt;
     const auto c = profiler_->counters();
-    return fmt::format(
-        "# HELP loupe_profile_samples_total CPU profile samples kept (stack samples of selected "
-        "processes).\n"
-        "# TYPE loupe_profile_samples_total counter\n"
-        "loupe_profile_samples_total {}\n"
-        "# HELP loupe_profile_lost_samples_total CPU profile samples lost, by reason: "
-        "kernel_map_full (distinct stacks per second), no_stack (stack map full), bounds "
-        "(stacks per service window or services).\n"
-        "# TYPE loupe_profile_lost_samples_total counter\n"
-        "loupe_profile_lost_samples_total{{reason=\"kernel_map_full\"}} {}\n"
-        "loupe_profile_lost_samples_total{{reason=\"no_stack\"}} {}\n"
-        "loupe_profile_lost_samples_total{{reason=\"bounds\"}} {}\n",
-        c.samples, c.lost_kernel, c.lost_stack, c.dropped_bounds);
+    return exporter::ProfileCounters{c.samples, c.lost_kernel, c.lost_stack, c.dropped_bounds};
 }
 
 void Agent::trace_only(const std::vector<std::uint32_t>& pids) {
@@ -539,9 +527,9 @@ std::string Agent::metrics_text() {
         &series_budget_,
         resource_tracker_.services_dropped(),
         resource_tracker_.services_evicted(),
-        resource_tracker_.services_refused()};
+        resource_tracker_.services_refused(),
+        profile_counters()};
     std::string text = exporter::render_prometheus(view);
-    text += profile_metrics();
     last_metrics_bytes_ = text.size();
     return text;
 }

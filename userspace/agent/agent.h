@@ -23,6 +23,7 @@
 #include "capture/socket_capture.h"
 #include "capture/resource_capture.h"
 #include "doctor/kernel_features.h"
+#include "export/prometheus_exporter.h"
 #include "pipeline/connection_tracker.h"
 #include "profile/continuous_profiler.h"
 #include "resources/procfs.h"
@@ -93,7 +94,7 @@ class Agent final : private api::AgentSource {
                                       const std::string& format) override;
     // Continuous CPU profiling (--profile-frequency), when perf events allow it.
     void start_profiler();
-    std::string profile_metrics() const;
+    std::optional<exporter::ProfileCounters> profile_counters() const;
     std::chrono::nanoseconds now() const;
 
     AgentConfig config_;

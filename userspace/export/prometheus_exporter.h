@@ -18,6 +18,14 @@
 
 namespace loupe::exporter {
 
+// The agent's continuous CPU profiling counters (profile/continuous_profiler.h).
+struct ProfileCounters {
+    std::uint64_t samples = 0;
+    std::uint64_t lost_kernel_map_full = 0;
+    std::uint64_t lost_no_stack = 0;
+    std::uint64_t lost_bounds = 0;
+};
+
 // A consistent view of everything exported, taken under the agent's lock.
 struct MetricsView {
     const aggregate::RequestMetricsStore& requests;
@@ -47,6 +55,7 @@ struct MetricsView {
     std::uint64_t services_dropped = 0;
     std::uint64_t services_evicted = 0;
     std::size_t services_refused = 0;
+    std::optional<ProfileCounters> profile{};  // when the agent profiles
 };
 
 std::string render_prometheus(const MetricsView& view);
