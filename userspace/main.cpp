@@ -337,6 +337,14 @@ int main(int argc, char** argv) {
     profile->add_option("--comm", profile_options.comms,
                         "Process name to profile, including processes that start meanwhile "
                         "(repeatable)");
+    profile->add_option("--service", profile_options.service,
+                        "Service to profile: its live processes, as the running agent (--agent) "
+                        "attributes them");
+    profile
+        ->add_option("--agent", profile_options.agent_url,
+                     "Agent base URL, for --service (env LOUPE_AGENT)")
+        ->envname("LOUPE_AGENT")
+        ->capture_default_str();
     profile->add_option("--duration", profile_options.duration, "How long: 10s, 500ms, 2m")
         ->capture_default_str();
     profile->add_option("--frequency", profile_options.frequency_hz, "Samples per second per CPU")

@@ -80,6 +80,20 @@ def main():
         if "burn_heavy" not in titles or "burn_light" not in titles:
             fail("the agent's flame graph does not name the functions")
 
+        # loupe profile --service: the agent resolves the service to its processes.
+        out = os.path.join(work, "service.folded")
+        r = subprocess.run([os.environ.get("LOUPE_BIN", "build/loupe"), "profile", "--service", "split",
+                            "--agent", agent.url(""), "--duration", "2s", "--frequency", "199",
+                            "--output", out], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0 or "burn_heavy" not in open(out).read():
+            fail(f"loupe profile --service split: {r.returncode} {r.stderr}")
+        r = subprocess.run([os.environ.get("LOUPE_BIN", "build/loupe"), "profile", "--service", "nope",
+                            "--agent", agent.url(""), "--duration", "2s"], capture_output=True, text=True,
+                           timeout=30)
+        if r.returncode != 2 or "knows no live process" not in r.stderr:
+            fail(f"loupe profile --service nope: {r.returncode} {r.stderr}")
+        print("--service:", r.stderr.strip())
+
         # format=top: what loupe top's drill-down shows.
         status, kind, body = get(agent, "/api/v1/services/split/profile?format=top")
         top = json.loads(body) if status == 200 else {}

@@ -50,7 +50,7 @@ def check_bad_input(work):
         (["--pid", me, "--frequency", "100000"], "too high"),
         (["--pid", me, "--duration", "soon"], "--duration"),
         (["--pid", me, "--output", os.path.join(work, "p.txt")], "unknown format"),
-        ([], "--pid N or --comm NAME"),
+        ([], "--pid N, --comm NAME or --service NAME"),
     ]
     for args, expected in cases:
         started = time.time()

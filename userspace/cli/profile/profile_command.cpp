@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "capture/profile_capture.h"
+#include "cli/top/agent_client.h"
 #include "profile/profile.h"
 #include "profile/symbolizer.h"
 #include "resources/procfs.h"
@@ -119,8 +120,8 @@ std::optional<OutputFormat> output_format(const std::string& path) {
 }
 
 std::optional<std::string> options_problem(const ProfileOptions& options) {
-    if (options.pids.empty() && options.comms.empty())
-        return "say which processes to profile: --pid N or --comm NAME";
+    if (options.pids.empty() && options.comms.empty() && options.service.empty())
+        return "say which processes to profile: --pid N, --comm NAME or --service NAME";
     if (options.frequency_hz == 0) return "--frequency must be at least 1 Hz, got 0";
     const unsigned kernel_max = capture::max_sample_rate();
     if (kernel_max > 0 && kernel_max < kMaxFrequencyHz && options.frequency_hz > kernel_max)
@@ -157,7 +158,24 @@ std::optional<std::string> options_problem(const ProfileOptions& options) {
     return std::nullopt;
 }
 
-int run_profile(const ProfileOptions& options, std::ostream& out, std::ostream& err) {
+int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& err) {
+    ProfileOptions options = given;
+    if (!options.service.empty()) {
+        // The agent knows which processes make up a service (names, containers, pods).
+        top::AgentClient agent(options.agent_url);
+        std::string error;
+        const auto processes = agent.processes(options.service, error);
+        if (!processes || processes->empty()) {
+            err << "loupe profile: --service " << options.service << ": "
+                << (error.find("answered 404") != std::string::npos
+                        ? "the agent at " + options.agent_url + " knows no live process of it"
+                        : error)
+                << '\n';
+            return 2;
+        }
+        for (const auto& p : *processes)
+            options.pids.push_back(p.pid);
+    }
     if (auto problem = options_problem(options)) {
         err << "loupe profile: " << *problem << '\n';
         return 2;

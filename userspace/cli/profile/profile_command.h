@@ -13,6 +13,8 @@ namespace loupe::profile_cli {
 struct ProfileOptions {
     std::vector<std::uint32_t> pids;
     std::vector<std::string> comms;
+    std::string service;  // resolved to its live processes by a running agent
+    std::string agent_url = "http://127.0.0.1:9464";
     std::string duration = "10s";
     unsigned frequency_hz = 99;
     std::string output;  // format from the extension; empty: print the top functions
