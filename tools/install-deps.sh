@@ -15,6 +15,8 @@ packages=(
   postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2
   # MySQL/MariaDB tests run a private mariadbd (own datadir, port and socket; --no-defaults)
   mariadb-server mariadb-client sysbench python3-pymysql
+  # CPU profiling: go tool pprof reads the profiles loupe writes; Go programs are profiled
+  golang-go linux-perf
 )
 
 # npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;

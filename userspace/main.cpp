@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
+#include "cli/profile/profile_command.h"
 #include "cli/top/top_command.h"
 #include "doctor/doctor_command.h"
 #include "util/logging.h"
@@ -251,6 +252,13 @@ int main(int argc, char** argv) {
         ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
     agent
+        ->add_option("--profile-frequency", agent_config.profile_frequency,
+                     "Continuous CPU profiling of the selected processes, samples per second "
+                     "per CPU (0: off); /api/v1/services/NAME/profile serves it")
+        ->envname("LOUPE_PROFILE_FREQUENCY")
+        ->check(setting_check(loupe::agent::check_profile_frequency))
+        ->capture_default_str();
+    agent
         ->add_option("--max-connections", agent_config.max_connections,
                      "Cap on connections tracked in user space")
         ->envname("LOUPE_MAX_CONNECTIONS")
@@ -381,6 +389,36 @@ int main(int argc, char** argv) {
                     "Highlight database operations' p95 above this many seconds")
         ->capture_default_str();
 
+    loupe::profile_cli::ProfileOptions profile_options;
+    auto* profile = app.add_subcommand(
+        "profile",
+        "Sample the CPU stacks of chosen processes (software cpu-clock perf event, frame-pointer "
+        "unwinding, symbols from their own ELF files, /tmp/perf-PID.map and /proc/kallsyms) and "
+        "write a pprof file (*.pb.gz), folded stacks (*.folded) or an interactive flame graph "
+        "(*.svg); with no --output, print the hottest functions. Needs root (or CAP_BPF and "
+        "CAP_PERFMON).");
+    profile->add_option("--pid", profile_options.pids, "Process id to profile (repeatable)");
+    profile->add_option("--comm", profile_options.comms,
+                        "Process name to profile, including processes that start meanwhile "
+                        "(repeatable)");
+    profile->add_option("--service", profile_options.service,
+                        "Service to profile: its live processes, as the running agent (--agent) "
+                        "attributes them");
+    profile
+        ->add_option("--agent", profile_options.agent_url,
+                     "Agent base URL, for --service (env LOUPE_AGENT)")
+        ->envname("LOUPE_AGENT")
+        ->capture_default_str();
+    profile->add_option("--duration", profile_options.duration, "How long: 10s, 500ms, 2m")
+        ->capture_default_str();
+    profile->add_option("--frequency", profile_options.frequency_hz, "Samples per second per CPU")
+        ->capture_default_str();
+    profile->add_option("--output", profile_options.output,
+                        "File to write; the format follows the extension: .pb.gz, .folded, .svg");
+    profile->add_option("--top", profile_options.top, "Functions listed without --output")
+        ->check(CLI::Range(1, 10000))
+        ->capture_default_str();
+
     warn_unknown_environment(app);
     try {
         app.parse(argc, argv);
@@ -416,6 +454,8 @@ int main(int argc, char** argv) {
     loupe::util::setup_logging(*format, *level);
 
     if (doctor->parsed()) return loupe::doctor::run_doctor(doctor_json, std::cout);
+    if (profile->parsed())
+        return loupe::profile_cli::run_profile(profile_options, std::cout, std::cerr);
     if (top->parsed())
         return loupe::top::run_top(top_options, []() -> std::optional<loupe::top::LocalAgent> {
             loupe::agent::AgentConfig config;

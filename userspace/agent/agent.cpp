@@ -9,15 +9,18 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <unordered_set>
 
 #include <httplib.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "api/routes.h"
 #include "capture/hook_set.h"
 #include "export/otlp/otlp_metrics_text.h"
 #include "export/prometheus_exporter.h"
+#include "util/read_file.h"
 #include "util/terminal_text.h"
 #include "util/url.h"
 #include "util/version.h"
@@ -275,8 +278,90 @@ bool Agent::start_capture() {
     return true;
 }
 
+void Agent::start_profiler() {
+    if (config_.profile_frequency == 0) {
+        profiler_error_ = "off (--profile-frequency 0)";
+        return;
+    }
+    profile::ContinuousProfilerOptions options;
+    options.frequency_hz = config_.profile_frequency;
+    options.filter_tgids = filtering_processes();
+    options.select_comms = kernel_selected_comms();
+    profiler_ = profile::ContinuousProfiler::start(
+        options,
+        [this](std::uint32_t tgid) -> std::string {
+            const auto comm = util::read_file(fmt::format("/proc/{}/comm", tgid));
+            if (!comm) return {};
+            std::string name = *comm;
+            while (!name.empty() && name.back() == '\n')
+                name.pop_back();
+            std::lock_guard lock(mutex_);
+            if (!selected_process(tgid, name)) return {};
+            return service_key(tgid, name);  // copied under the lock
+        },
+        profiler_error_);
+    if (!profiler_) {
+        spdlog::warn("CPU profiling unavailable: {}", profiler_error_);
+        return;
+    }
+    spdlog::info("CPU profiling at {} Hz", config_.profile_frequency);
+}
+
+api::ProfileReply Agent::service_profile(const std::string& service, int seconds,
+                                         const std::string& format) {
+    auto error = [](int status, const std::string& message) {
+        return api::ProfileReply{status, "application/json",
+                                 nlohmann::json{{"error", message}}.dump()};
+    };
+    if (!profiler_) return error(404, "CPU profiling is " + profiler_error_);
+    const auto profile = profiler_->profile(service, std::chrono::seconds(seconds));
+    if (!profile)
+        return error(
+            404, "no CPU samples of this service in the last " + std::to_string(seconds) + " s");
+    if (format == "top") {  // the hottest functions, for loupe top's drill-down
+        const double total = static_cast<double>(profile->total_samples());
+        nlohmann::json rows = nlohmann::json::array();
+        for (const auto& f : profile::top_functions(*profile, 20))
+            rows.push_back({{"function", f.function},
+                            {"module", f.module},
+                            {"self_share", static_cast<double>(f.self) / total},
+                            {"total_share", static_cast<double>(f.total) / total}});
+        return {200, "application/json",
+                nlohmann::json{{"service", service},
+                               {"seconds", seconds},
+                               {"samples", profile->total_samples()},
+                               {"frequency_hz", profile->frequency_hz},
+                               {"functions", rows}}
+                    .dump()};
+    }
+    if (format == "folded") {
+        std::ostringstream out;
+        profile::write_folded(*profile, out);
+        return {200, "text/plain; charset=utf-8", out.str()};
+    }
+    if (format == "svg") {
+        std::ostringstream out;
+        profile::write_flame_graph_svg(
+            *profile,
+            fmt::format("{}: CPU, last {} s, {} samples at {} Hz", service, seconds,
+                        profile->total_samples(), profile->frequency_hz),
+            out);
+        return {200, "image/svg+xml", out.str()};
+    }
+    std::string body = profile::pprof_gzipped(*profile);
+    if (body.empty()) return error(500, "cannot compress the profile");
+    return {200, "application/octet-stream", std::move(body)};
+}
+
+std::optional<exporter::ProfileCounters> Agent::profile_counters() const {
+    if (!profiler_) return std::nullopt;
+    const auto c = profiler_->counters();
+    return exporter::ProfileCounters{c.samples, c.lost_kernel, c.lost_stack, c.dropped_bounds};
+}
+
 void Agent::trace_only(const std::vector<std::uint32_t>& pids) {
     if (resource_capture_) resource_capture_->set_traced_tgids(pids);
+    if (profiler_) profiler_->set_traced_tgids(pids);
     std::lock_guard lock(mutex_);
     if (capture_) capture_->set_traced_tgids(pids);
 }
@@ -454,11 +539,13 @@ void Agent::set_hooks_paused(bool paused) {
     if (paused == hooks_paused_) return;
     if (capture_) capture_->set_paused(paused);
     if (resource_capture_) resource_capture_->set_paused(paused);
+    if (profiler_) profiler_->set_paused(paused);
     hooks_paused_ = paused;
     if (paused) {
         spdlog::warn(
             "SIGUSR1: kernel hooks detached but process exits and TCP state changes; requests, "
-            "socket bytes, disk, run-queue, retransmits and resets stop until SIGUSR2");
+            "socket bytes, disk, run-queue, retransmits, resets and CPU profiles stop until "
+            "SIGUSR2");
     } else {
         spdlog::info("SIGUSR2: kernel hooks attached again: {} socket capture, {} resource",
                      capture_ ? capture_->attached_hooks().size() : 0,
@@ -558,7 +645,8 @@ std::string Agent::metrics_text() {
         resource_tracker_.services_refused(),
         &slow_log_,
 
-        capture_ ? capture_->tls_counters() : capture::TlsCounters{}};
+        capture_ ? capture_->tls_counters() : capture::TlsCounters{},
+        profile_counters()};
     std::string text = exporter::render_prometheus(view);
     if (otlp_)
         text += otlp::render_otlp_metrics(otlp_->counters(),
@@ -664,6 +752,10 @@ nlohmann::json Agent::agent_status() {
         }
         body["hooks_disabled"] = config_.disabled_hooks;
         body["hooks_paused"] = hooks_paused_;
+        body["cpu_profiling"] =
+            profiler_
+                ? nlohmann::json{{"frequency_hz", profiler_->frequency_hz()}, {"status", "on"}}
+                : nlohmann::json{{"status", profiler_error_}};
     }
     std::lock_guard lock(features_mutex_);
     if (features_) {
@@ -714,6 +806,7 @@ bool Agent::start() {
     start_otlp();
     start_resources();  // first: the socket capture's programs share its per-process maps
     const bool capturing = start_capture();
+    start_profiler();
     // Before ready: the selected processes are traced from the first request a client can make
     // once it saw the agent ready (the resource loop's first scan comes later).
     if (filtering_processes()) trace_only(pids_of(selected_processes()));
@@ -763,6 +856,7 @@ void Agent::stop() {
     if (features_thread_.joinable()) features_thread_.join();
     pod_metadata_.reset();
     otlp_.reset();  // a last export of what is queued
+    profiler_.reset();  // its thread asks the agent's state for service names
     {
         std::lock_guard lock(mutex_);
         capture_.reset();  // detach before the server goes: scrapes during shutdown see 503 ready

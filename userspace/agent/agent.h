@@ -27,7 +27,9 @@
 #include "doctor/kernel_features.h"
 #include "export/otlp/otlp_exporter.h"
 #include "export/otlp/trace_joiner.h"
+#include "export/prometheus_exporter.h"
 #include "pipeline/connection_tracker.h"
+#include "profile/continuous_profiler.h"
 #include "resources/procfs.h"
 #include "resources/resource_tracker.h"
 
@@ -97,6 +99,11 @@ class Agent final : private api::AgentSource {
     nlohmann::json agent_status() override;
     api::Readiness readiness() override;
     double uptime_seconds() override;
+    api::ProfileReply service_profile(const std::string& service, int seconds,
+                                      const std::string& format) override;
+    // Continuous CPU profiling (--profile-frequency), when perf events allow it.
+    void start_profiler();
+    std::optional<exporter::ProfileCounters> profile_counters() const;
     std::chrono::nanoseconds now() const;
 
     AgentConfig config_;
@@ -130,6 +137,8 @@ class Agent final : private api::AgentSource {
     resources::ResourceTracker resource_tracker_;
     resources::NodeTracker node_tracker_;
     std::unique_ptr<capture::ResourceCapture> resource_capture_;
+    std::unique_ptr<profile::ContinuousProfiler> profiler_;  // null when off or unavailable
+    std::string profiler_error_;
     std::string resource_error_;
     capture::NodeKernelCounters kernel_counters_;
     std::size_t proc_stats_entries_ = 0;

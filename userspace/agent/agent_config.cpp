@@ -114,6 +114,12 @@ std::optional<std::string> check_positive_count(const std::string& text) {
     return "expected a whole number of at least 1";
 }
 
+std::optional<std::string> check_profile_frequency(const std::string& text) {
+    const auto value = parse_unsigned(text);
+    if (value && *value <= 1000) return std::nullopt;
+    return "expected samples per second from 0 (off) to 1000";
+}
+
 std::optional<std::string> check_url_or_empty(const std::string& text) {
     if (text.empty()) return std::nullopt;
     return util::http_url_problem(text);
@@ -332,6 +338,10 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
         {"max_connections",
          {whole_number, [&](const YAML::Node& n) { config.max_connections = n.as<std::size_t>(); },
           check_positive_count}},
+        {"profile_frequency",
+         {"0 (off) to 1000",
+          [&](const YAML::Node& n) { config.profile_frequency = n.as<unsigned>(); },
+          check_profile_frequency}},
         {"service_names",
          {"a mapping of process names to service names",
           [&](const YAML::Node& n) {

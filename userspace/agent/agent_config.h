@@ -39,6 +39,8 @@ struct AgentConfig {
     std::size_t max_series = 100'000;
     std::size_t max_routes_per_service = 100;
     std::size_t max_connections = 65'536;
+    // Continuous CPU profiling of the selected processes, samples per second per CPU; 0: off.
+    unsigned profile_frequency = 19;
     std::map<std::string, std::string> service_names;  // comm -> service_name
     KubernetesConfig kubernetes;
     alerts::AlertingConfig alerting;
@@ -65,6 +67,8 @@ std::optional<std::string> check_pid(const std::string& text);
 std::optional<std::string> check_port(const std::string& text);
 // The caps (max_series...): 0 would drop everything.
 std::optional<std::string> check_positive_count(const std::string& text);
+// 0 (off) to 1000 samples per second.
+std::optional<std::string> check_profile_frequency(const std::string& text);
 // An http:// or https:// URL, or empty (the setting's default).
 std::optional<std::string> check_url_or_empty(const std::string& text);
 

@@ -184,6 +184,33 @@ void register_routes(httplib::Server& routes, AgentSource& agent) {
         });
         json_reply(res, body);
     });
+    routes.Get(R"(/api/v1/services/(.+)/profile)", [&agent](const httplib::Request& req,
+                                                            httplib::Response& res) {
+        const std::string format =
+            req.has_param("format") ? req.get_param_value("format") : "pprof";
+        if (format != "pprof" && format != "folded" && format != "svg" && format != "top") {
+            json_reply(res, {{"error", "format: expected pprof, folded, svg or top"}}, 400);
+            return;
+        }
+        int seconds = 60;
+        if (req.has_param("seconds")) {
+            const std::string text = req.get_param_value("seconds");
+            std::size_t used = 0;
+            try {
+                seconds = std::stoi(text, &used);
+            } catch (...) {
+                used = 0;
+            }
+            if (used == 0 || used != text.size() || seconds < 1 || seconds > 3600) {
+                json_reply(res, {{"error", "seconds: expected a whole number from 1 to 3600"}},
+                           400);
+                return;
+            }
+        }
+        const ProfileReply reply = agent.service_profile(req.matches[1], seconds, format);
+        res.status = reply.status;
+        res.set_content(reply.body, reply.content_type);
+    });
     routes.Get("/api/v1/alerts", [&agent](const httplib::Request&, httplib::Response& res) {
         nlohmann::json body;
         agent.read([&](const StateView& s) { body = alerts_json(s); });

@@ -42,6 +42,13 @@ struct Readiness {
     std::string capture;         // "attached", or "unavailable: why"
 };
 
+// A service's CPU profile as /api/v1/services/{name}/profile serves it.
+struct ProfileReply {
+    int status = 200;
+    std::string content_type;
+    std::string body;  // the profile, or a JSON error document
+};
+
 class AgentSource {
   public:
     // Runs `fn` with the agent's state locked.
@@ -51,6 +58,9 @@ class AgentSource {
     virtual nlohmann::json agent_status() = 0;
     virtual Readiness readiness() = 0;
     virtual double uptime_seconds() = 0;
+    // The service's CPU profile of the last `seconds`, as pprof, folded or svg.
+    virtual ProfileReply service_profile(const std::string& service, int seconds,
+                                         const std::string& format) = 0;
 
   protected:
     ~AgentSource() = default;

@@ -487,6 +487,21 @@ std::string render_prometheus(const MetricsView& view) {
                    static_cast<double>(view.pod_metadata->pods));
     }
     if (view.alerts) add_alert_families(out, view, labels);
+    if (view.profile) {
+        add_single(out, "loupe_profile_samples_total", "counter",
+                   "CPU profile samples kept (stack samples of the traced processes).",
+                   static_cast<double>(view.profile->samples));
+        out.family("loupe_profile_lost_samples_total", "counter",
+                   "CPU profile samples lost, by reason: kernel_map_full (distinct stacks per "
+                   "second), no_stack (stack map full), bounds (stacks per service window, or "
+                   "services).");
+        out.sample("loupe_profile_lost_samples_total", {{"reason", "kernel_map_full"}},
+                   static_cast<double>(view.profile->lost_kernel_map_full));
+        out.sample("loupe_profile_lost_samples_total", {{"reason", "no_stack"}},
+                   static_cast<double>(view.profile->lost_no_stack));
+        out.sample("loupe_profile_lost_samples_total", {{"reason", "bounds"}},
+                   static_cast<double>(view.profile->lost_bounds));
+    }
     // Last, so that it counts every sample of this exposition, itself included.
     add_single(out, "loupe_series", "gauge",
                "Time series in this exposition, as Prometheus counts them (each histogram bucket "

@@ -19,6 +19,14 @@
 
 namespace loupe::exporter {
 
+// The agent's continuous CPU profiling counters (profile/continuous_profiler.h).
+struct ProfileCounters {
+    std::uint64_t samples = 0;
+    std::uint64_t lost_kernel_map_full = 0;
+    std::uint64_t lost_no_stack = 0;
+    std::uint64_t lost_bounds = 0;
+};
+
 // A consistent view of everything exported, taken under the agent's lock.
 struct MetricsView {
     const aggregate::RequestMetricsStore& requests;
@@ -50,6 +58,7 @@ struct MetricsView {
     std::size_t services_refused = 0;
     const aggregate::SlowOperationLog* slow_log = nullptr;
     capture::TlsCounters tls{};
+    std::optional<ProfileCounters> profile{};  // when the agent profiles
 };
 
 std::string render_prometheus(const MetricsView& view);

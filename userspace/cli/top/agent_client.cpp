@@ -189,6 +189,14 @@ std::optional<Endpoints> AgentClient::endpoints(const std::string& service, std:
     return endpoints;
 }
 
+std::optional<std::vector<HotFunction>> AgentClient::hot_functions(const std::string& service,
+                                                                   std::string& error) {
+    auto doc =
+        get("/api/v1/services/" + encode_path(service) + "/profile?seconds=60&format=top", error);
+    if (!doc) return std::nullopt;
+    return parse_hot_functions(member(*doc, "functions"));
+}
+
 std::optional<std::vector<ProcessRow>> AgentClient::processes(const std::string& service,
                                                               std::string& error) {
     auto doc = get("/api/v1/services/" + encode_path(service) + "/processes", error);

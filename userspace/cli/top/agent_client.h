@@ -35,6 +35,10 @@ class AgentClient {
     // The latest slow operations of a service, newest first (at most `limit`).
     std::optional<std::vector<SlowRow>> slow(const std::string& service, std::size_t limit,
                                              std::string& error);
+    // The service's hottest functions over the last minute; nullopt when it has no CPU samples
+    // (or the agent does not profile).
+    std::optional<std::vector<HotFunction>> hot_functions(const std::string& service,
+                                                          std::string& error);
     std::optional<nlohmann::json> get(const std::string& path, std::string& error);
     const std::string& base_url() const { return base_url_; }
     // How far back the request rates of the last snapshot looked, in seconds (0: no rate yet).

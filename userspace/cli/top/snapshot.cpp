@@ -234,6 +234,23 @@ std::vector<SlowRow> parse_slow(const nlohmann::json& slow_operations) {
     return rows;
 }
 
+std::vector<HotFunction> parse_hot_functions(const nlohmann::json& functions) {
+    std::vector<HotFunction> rows;
+    if (!functions.is_array()) return rows;
+    for (const auto& f : functions) {
+        if (!f.is_object()) continue;
+        HotFunction row;
+        if (f.contains("function") && f["function"].is_string())
+            row.function = f["function"].get<std::string>();
+        if (f.contains("module") && f["module"].is_string())
+            row.module = f["module"].get<std::string>();
+        row.self_share = number(f, "self_share");
+        row.total_share = number(f, "total_share");
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
 NodeInfo parse_node(const nlohmann::json& node) {
     NodeInfo n;
     n.cpu_utilization = number(node, "cpu_utilization");

@@ -85,6 +85,14 @@ struct SlowRow {
     std::string status;
 };
 
+// One of a service's hottest functions (its CPU profile, last minute).
+struct HotFunction {
+    std::string function;
+    std::string module;
+    double self_share = 0;   // of the service's samples, with the function as the leaf
+    double total_share = 0;  // with the function anywhere on the stack
+};
+
 struct NodeInfo {
     double cpu_utilization = 0;
     double memory_utilization = 0;
@@ -111,6 +119,7 @@ std::vector<DbRow> parse_databases(const nlohmann::json& databases);
 Endpoints parse_endpoints(const nlohmann::json& endpoints);
 std::vector<ProcessRow> parse_processes(const nlohmann::json& processes);
 std::vector<SlowRow> parse_slow(const nlohmann::json& slow_operations);
+std::vector<HotFunction> parse_hot_functions(const nlohmann::json& functions);
 NodeInfo parse_node(const nlohmann::json& node);
 
 }  // namespace loupe::top

@@ -49,6 +49,7 @@ void TopView::refresh_data() {
     if (mode_ == Mode::kDetail && error_.empty()) {
         endpoints_ = {};
         processes_.clear();
+        hot_functions_.clear();
         // A service without HTTP or database traffic, or without live processes, answers 404.
         std::string ignored;
         if (auto endpoints = client_.endpoints(detail_service_, ignored))
@@ -58,6 +59,8 @@ void TopView::refresh_data() {
         slow_.clear();
         if (show_slow_)
             if (auto slow = client_.slow(detail_service_, 50, ignored)) slow_ = std::move(*slow);
+        if (auto hot = client_.hot_functions(detail_service_, ignored))
+            hot_functions_ = std::move(*hot);
     }
 }
 
@@ -240,6 +243,19 @@ void TopView::draw_detail(int top, int height, int width) {
             fmt::format("{:>8}{:>11.2f}s{:>10}", p.pid, p.cpu_seconds, format_bytes(p.rss_bytes)),
             width);
     }
+    if (!hot_functions_.empty() && y + 2 < top + height) {
+        ++y;
+        put(y++, 0,
+            fmt::format("{:>7}{:>8}  {}", "SELF%", "TOTAL%", "HOTTEST FUNCTIONS (CPU, 60 s)"),
+            width, A_REVERSE);
+        for (const auto& f : hot_functions_) {
+            if (y >= top + height) break;
+            put(y++, 0,
+                fmt::format("{:>6.1f}%{:>7.1f}%  {} ({})", f.self_share * 100, f.total_share * 100,
+                            safe(f.function), safe(f.module)),
+                width);
+        }
+    }
 }
 
 void TopView::draw_help(int top, int height, int width) {
@@ -248,7 +264,7 @@ void TopView::draw_help(int top, int height, int width) {
         "",
         "  Up/Down, PgUp/PgDn, Home/End   move",
         "  Enter                          drill into the selected service (routes, database",
-        "                                 operations, peers, processes)",
+        "                                 operations, peers, processes, hottest functions)",
         "  Esc, Left, Backspace           back",
         "  s                              drill-down: the latest slow operations instead of the",
         "                                 processes (again: back to the processes)",

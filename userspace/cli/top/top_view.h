@@ -63,6 +63,7 @@ class TopView {
     // operations.
     bool show_slow_ = false;
     std::vector<SlowRow> slow_;
+    std::vector<HotFunction> hot_functions_;
     std::chrono::steady_clock::time_point next_refresh_{};
     util::TerminalCharset charset_ = util::TerminalCharset::kAscii;
 };

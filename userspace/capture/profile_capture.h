@@ -1,0 +1,85 @@
+// Loads profiler.bpf.c, attaches it to the software cpu-clock perf event of every CPU and reads
+// the stack counts it aggregates.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "capture/bpf_handles.h"
+#include "capture/tgid_bitmap.h"
+
+struct profiler;  // generated skeleton
+
+namespace loupe::capture {
+
+struct ProfileCaptureOptions {
+    unsigned frequency_hz = 99;
+    bool filter_tgids = true;                // sample only set_traced_tgids()'s processes
+    std::vector<std::string> select_comms;   // names the kernel selects at exec and fork
+    std::uint32_t max_stacks = 16384;        // distinct stacks (user and kernel) kept
+    std::uint32_t max_stack_counts = 16384;  // distinct (process, stacks) per read
+};
+
+// Stacks of one process counted `count` times since the last read. Instruction pointers, leaf
+// first; empty when that half of the stack was not taken.
+struct StackCount {
+    std::uint32_t tgid = 0;
+    std::vector<std::uint64_t> user_ips;
+    std::vector<std::uint64_t> kernel_ips;
+    std::uint64_t count = 0;
+    bool user_stack_lost = false;  // the kernel could not keep it (stack map full, collision)
+};
+
+struct ProfileCounters {
+    std::uint64_t samples = 0;             // samples of selected processes
+    std::uint64_t lost_counts_full = 0;    // dropped: the count map was full
+    std::uint64_t lost_user_stacks = 0;    // counted without their user stack
+    std::uint64_t lost_kernel_stacks = 0;  // counted without their kernel stack
+};
+
+// Why stack sampling cannot work here (no perf events, no permission), or nullopt when it can.
+std::optional<std::string> perf_sampling_unavailable();
+
+// The highest sampling rate the kernel accepts (kernel.perf_event_max_sample_rate), 0 if unknown.
+unsigned max_sample_rate();
+
+class ProfileCapture {
+  public:
+    // nullptr with `error` set when the program cannot load or the perf events cannot be opened.
+    static std::unique_ptr<ProfileCapture> start(const ProfileCaptureOptions& options,
+                                                 std::string& error);
+    ~ProfileCapture();
+    ProfileCapture(const ProfileCapture&) = delete;
+    ProfileCapture& operator=(const ProfileCapture&) = delete;
+
+    void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
+    bool selected(std::uint32_t tgid) const;
+    // The counts since the last call: switches the sampler to the other count map, then reads and
+    // empties the one it left.
+    std::vector<StackCount> drain();
+    // Forgets every stack (ids in either count map become unreadable: their counts are reported
+    // with lost stacks). Bounds the stack map of a long run; call right after drain().
+    void clear_stacks();
+    ProfileCounters counters() const;
+    // Stops the perf events (no sample, no cost) or starts them again.
+    void set_paused(bool paused);
+    std::size_t cpus_sampled() const { return links_.size(); }
+
+  private:
+    ProfileCapture() = default;
+    std::vector<std::uint64_t> stack(std::int32_t stack_id) const;
+
+    struct SkeletonDeleter {
+        void operator()(::profiler* skel) const noexcept;
+    };
+    std::unique_ptr<::profiler, SkeletonDeleter> skel_;
+    std::vector<BpfLinkPtr> links_;      // one per CPU; each owns its perf event's fd
+    std::vector<UniqueFd> perf_events_;  // duplicates of those fds, to stop and start them
+    std::unique_ptr<TgidBitmap> process_filter_;
+    std::uint32_t active_ = 0;
+};
+
+}  // namespace loupe::capture
