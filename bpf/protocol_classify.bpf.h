@@ -133,8 +133,13 @@ static __always_inline int mysql_whole_packet(__u32 payload, __u32 len)
 
 static __always_inline int looks_like_mysql(const __u8 *p, __u32 len)
 {
-    if (len < 5) // a packet header, written alone or first of a slow write
-        return len == 0 || (len == 4 && p[3] > 1) ? CLASSIFY_NO : CLASSIFY_MAYBE;
+    // A packet header written alone (the greeting's or the HandshakeResponse's: sequence 0 or 1,
+    // a payload under 64 KiB) may be MySQL. Shorter writes are not held: MySQL writes a header
+    // whole, and holding any 1-3 byte write kept other protocols' garbage from being counted.
+    if (len < 4)
+        return CLASSIFY_NO;
+    if (len == 4)
+        return p[3] <= 1 && p[2] == 0 ? CLASSIFY_MAYBE : CLASSIFY_NO;
     __u32 payload = (__u32)p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16);
     if (p[3] == 0 && p[4] == 10) { // greeting
         if (payload < MYSQL_MIN_GREETING || payload > 4096)
