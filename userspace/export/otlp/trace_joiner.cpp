@@ -12,6 +12,13 @@
 namespace loupe::otlp {
 namespace {
 
+// How far a server span may stick out of its client's span on the same connection: the two ends
+// are stamped by different processes, and a server's write is stamped when its hook runs unless
+// the TCP stack already sent every byte (capture's write_time), which on loopback can be after
+// the client has read the reply. Consecutive requests of one connection still pick the right
+// client span: the one that started last among those that fit.
+constexpr std::uint64_t kConnectionSlackNs = 1'000'000;
+
 // Latest spans of a thread or connection looked at for a parent.
 constexpr std::size_t kMaxCandidates = 32;
 
@@ -187,8 +194,8 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
     if (!e || e->parent_resolved) return;
     e->parent_resolved = true;
     // The innermost enclosing span of `side` under `key` (the latest start); its seq, or none.
-    auto enclosing = [&](auto& index, std::uint64_t key,
-                         Side side) -> std::optional<std::uint64_t> {
+    auto enclosing = [&](auto& index, std::uint64_t key, Side side,
+                         std::uint64_t slack_ns) -> std::optional<std::uint64_t> {
         std::optional<std::uint64_t> best;
         std::uint64_t best_start = 0;
         const auto found = index.find(key);
@@ -200,7 +207,9 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
             if (*it == seq) continue;
             const Entry* candidate = find(*it);
             if (!candidate || candidate->span.side != side) continue;
-            if (candidate->start_ns > e->start_ns || candidate->end_ns < e->end_ns) continue;
+            if (candidate->start_ns > e->start_ns + slack_ns ||
+                candidate->end_ns + slack_ns < e->end_ns)
+                continue;
             if (!best || candidate->start_ns > best_start) {
                 best = *it;
                 best_start = candidate->start_ns;
@@ -213,10 +222,10 @@ void TraceJoiner::resolve_parent(std::uint64_t seq) {
         // An incoming traceparent wins over the client span on this host: it names the caller's
         // own span.
         if (e->tuple_key != 0 && !e->has_remote)
-            parent = enclosing(clients_by_tuple_, e->tuple_key, Side::kClient);
+            parent = enclosing(clients_by_tuple_, e->tuple_key, Side::kClient, kConnectionSlackNs);
         if (parent) ++counters_.parent_connection;
     } else if ((e->thread_key & 0xffffffffu) != 0) {
-        parent = enclosing(servers_by_thread_, e->thread_key, Side::kServer);
+        parent = enclosing(servers_by_thread_, e->thread_key, Side::kServer, 0);
         if (parent) ++counters_.parent_thread;
     }
     if (parent) {
