@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "protocols/protocol.h"
+#include "protocols/segment_view.h"
 
 namespace loupe::postgres {
 
@@ -24,23 +25,8 @@ inline constexpr std::uint32_t kMaxStartupLength = 10000;
 // Largest message length believed (PostgreSQL's own limit on a field is 1 GiB).
 inline constexpr std::uint64_t kMaxMessageLength = (std::uint64_t{1} << 30) + 1024;
 
-// One read or write as positions in its connection's byte stream: [0, cap) visible in head,
-// [len - tail_len, len) visible in tail, the rest only counted.
-struct View {
-    const std::uint8_t* head = nullptr;
-    std::size_t cap = 0;
-    std::uint64_t len = 0;
-    const std::uint8_t* tail = nullptr;
-    std::size_t tail_len = 0;
-    std::uint64_t ts = 0;        // when its last bytes moved: messages end then
-    std::uint64_t first_ts = 0;  // when its first bytes moved: messages start then
-
-    explicit View(const protocols::Segment& s) noexcept;
-    // The visible bytes from p on: their count (0 when p lies in bytes never seen) and where.
-    std::size_t visible(std::uint64_t p, const std::uint8_t*& run) const noexcept;
-    // The bytes never seen from p on, up to the next visible byte or the end.
-    std::uint64_t hidden(std::uint64_t p) const noexcept;
-};
+// One read or write as positions in its connection's byte stream (protocols/segment_view.h).
+using View = protocols::SegmentView;
 
 // One complete message as the reader keeps it.
 struct Message {
