@@ -224,9 +224,12 @@ http.server.HTTPServer(("127.0.0.1", {port}), http.server.SimpleHTTPRequestHandl
             if status != 200:
                 fail(f"/api/v1/services answered {status} with a non-UTF-8 process name")
             names = [s["name"] for s in json.loads(body.decode("utf-8"))["services"]]
-            # Listed from its requests; its processes come with the next resource sample (1 s).
+            # Listed from its requests or from its processes, whichever comes first: its
+            # processes come with the next resource sample (1 s), its requests once the agent
+            # drained their events, which on a loaded machine can be the later of the two.
             if "\ufffd\ufffdloupe-odd" in names and \
-                    server.pid in [p["pid"] for p in doc_processes(agent)]:
+                    server.pid in [p["pid"] for p in doc_processes(agent)] and \
+                    raw_get(agent.port, b"/api/v1/services/%FF%FEloupe-odd/endpoints")[0] == 200:
                 break
             if time.time() > deadline:
                 fail(f"the process named {name!r} never showed up: {names}")
