@@ -2,15 +2,8 @@
 // connection, checked for crashes, sanitizer reports and the parser's invariants (bounded
 // memory, bounded queues and statement table, well-formed labels, monotonic counters).
 //
-// Input: byte 0 = side hint (mod 3), then records separated by 0xFD; each record is one control
-// byte followed by the segment's data:
-//   ctrl == 0xFF           on_close
-//   bit 0                  direction (0 ingress, 1 egress)
-//   bits 1-2               0: captured with a small head (first 64 bytes, last 16 as tail)
-//                          1: `data` with uncaptured bytes in the middle (length grows)
-//                          2: nothing captured (length = data size + extra)
-//                          3: head = all of data (no tail)
-//   bits 3-7               extra length for modes 1 and 2 (times 65521: payloads skipped)
+// Input: tests/fuzz/segment_records.h (records separated by 0xFD; extra lengths in 65521 bytes:
+// payloads skipped).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -20,27 +13,16 @@
 #include <string_view>
 
 #include "protocols/mysql/connection.h"
+#include "segment_records.h"
 
 namespace {
 
 using loupe::mysql::MysqlConnection;
-using loupe::protocols::Direction;
 using loupe::protocols::ParserStats;
 using loupe::protocols::Protocol;
 using loupe::protocols::Request;
 using loupe::protocols::Segment;
 using loupe::protocols::Side;
-
-constexpr std::size_t kHead = 64;
-constexpr std::size_t kTail = 16;
-
-#define check(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            std::fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-            std::abort();                                                              \
-        }                                                                              \
-    } while (0)
 
 bool all_of(std::string_view s, bool (*ok)(char)) {
     return std::all_of(s.begin(), s.end(), ok);
@@ -84,53 +66,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     MysqlConnection conn(static_cast<Side>(data[0] % 3));
     Checker sink;
-    std::uint64_t ts = 1000;
-    std::size_t pos = 1;
-    while (pos < size) {
-        const std::uint8_t* end = static_cast<const std::uint8_t*>(
-            std::find(data + pos, data + size, static_cast<std::uint8_t>(0xFD)));
-        if (end == data + pos) {
-            ++pos;
-            continue;
-        }
-        const std::uint8_t ctrl = data[pos];
-        const std::span<const std::uint8_t> body(data + pos + 1, end);
-        pos = static_cast<std::size_t>(end - data) + 1;
-        ts += 1 + (ctrl & 0x7);
-
-        const ParserStats before = conn.stats();
-        if (ctrl == 0xFF) {
-            conn.on_close(ts, sink);
-            check(conn.pending_commands() == 0);
-        } else {
-            Segment s;
-            s.direction = (ctrl & 1) ? Direction::kEgress : Direction::kIngress;
-            s.timestamp_ns = ts;
-            if (ctrl & 0x40) s.first_timestamp_ns = ts - 1;
-            const std::uint64_t extra = ctrl >> 3;
-            switch ((ctrl >> 1) & 3) {
-                case 0:
-                    s.length = body.size();
-                    s.head = body.first(std::min(body.size(), kHead));
-                    if (body.size() > kHead) s.tail = body.last(kTail);
-                    break;
-                case 1:
-                    s.length = body.size() + 1 + extra * 65521;
-                    s.head = body.first(std::min(body.size(), kHead));
-                    s.tail = body.last(std::min(body.size(), kTail));
-                    break;
-                case 2:
-                    s.length = body.size() + 1 + extra * 65521;
-                    break;
-                default:
-                    s.length = body.size();
-                    s.head = body;
-                    break;
-            }
+    const std::uint64_t ts = loupe::fuzz::for_each_record<Segment>(
+        data, size, {.separator = 0xFD, .skipped_unit = 65521, .uncaptured_unit = 65521},
+        [&](const Segment& s, std::uint64_t) {
+            const ParserStats before = conn.stats();
             conn.on_segment(s, sink);
-        }
-        check_connection(conn, before);
-    }
+            check_connection(conn, before);
+        },
+        [&](std::uint64_t at) {
+            const ParserStats before = conn.stats();
+            conn.on_close(at, sink);
+            check(conn.pending_commands() == 0);
+            check_connection(conn, before);
+        });
     conn.on_close(ts + 1, sink);
     check(conn.pending_commands() == 0);
     return 0;

@@ -15,19 +15,12 @@
 #include <string_view>
 
 #include "protocols/sql/statement.h"
+#include "segment_records.h"  // check()
 
 namespace {
 
 using loupe::sql::Dialect;
 using loupe::sql::StatementShape;
-
-#define check(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            std::fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-            std::abort();                                                              \
-        }                                                                              \
-    } while (0)
 
 bool valid_utf8(std::string_view s) {
     std::size_t i = 0;
