@@ -564,7 +564,7 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     }
     if (account)
         account_socket_io(sk, ret, transmit, tgid, task, state ? &state->accounting : NULL);
-    if (!state || state->ignored || state->encrypted)
+    if (!state || state->ignored)
         return;
     __u64 now = transmit ? write_time(sk, state) : bpf_ktime_get_ns();
     if (task->flags & PF_IO_WORKER)
@@ -578,6 +578,13 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         return;
     }
     __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
+    // PostgreSQL's bytes after an accepted SSLRequest are ciphertext: never copied. A TLS
+    // library's call that moves them still ties its SSL* to this connection, so that the
+    // session's plaintext comes through the library's uprobes.
+    if (state->encrypted) {
+        tls_socket_io(sk, state, task, pid_tgid, fd, now);
+        return;
+    }
     // A connection not classified yet may be the socket of an SSL call (a classified one speaks
     // plaintext on its socket: no TLS library writes it).
     if (state->protocol == LOUPE_PROTOCOL_UNKNOWN &&

@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
   redis-server redis-tools python3-redis
+  # a client with OpenSSL linked in statically (libssl.a): tests/e2e/test_tls_static.py
+  libssl-dev
   postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2
   # MySQL/MariaDB tests run a private mariadbd (own datadir, port and socket; --no-defaults)
   mariadb-server mariadb-client sysbench python3-pymysql

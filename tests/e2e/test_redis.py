@@ -24,7 +24,8 @@ import tempfile
 import time
 
 from loupe_e2e import (Agent, fail, free_port, metric_or, parse_metrics, promtool_check,
-                       require_root, require_tools, select, time_limit, wait_port)
+                       require_root, require_tools, select, self_signed_certificate, time_limit,
+                       wait_port)
 
 # Debian's interpreter: python3-redis is installed for it (the one running the tests may differ).
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -50,15 +51,25 @@ print("done", flush=True)
 
 
 class RedisServer:
-    def __init__(self):
+    """A private redis-server on a free port. With tls=True it also serves TLS on `tls_port`
+    (a self-signed certificate, `certificate`; no client certificate asked for)."""
+
+    def __init__(self, tls=False):
         require_tools("redis-server", "redis-cli", "redis-benchmark")
         self.work = tempfile.mkdtemp(prefix="loupe-redis-")
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.work, "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.work, "--daemonize", "no"]
+        if tls:
+            self.tls_port = free_port()
+            self.certificate, key = self_signed_certificate(self.work)
+            argv += ["--tls-port", str(self.tls_port), "--tls-cert-file", self.certificate,
+                     "--tls-key-file", key, "--tls-ca-cert-file", self.certificate,
+                     "--tls-auth-clients", "no"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
+        if tls:
+            wait_port(self.tls_port)
 
     def info(self, section):
         """INFO <section> over a raw socket (not redis-cli: no client process of our own to

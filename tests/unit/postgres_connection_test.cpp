@@ -42,6 +42,7 @@ struct Conversation {
     void feed(Direction d, const std::string& bytes, std::uint64_t ts,
               std::size_t captured = SIZE_MAX) {
         Segment s;
+        s.tls = tls_plaintext;
         s.direction = d;
         s.timestamp_ns = ts;
         s.length = bytes.size();
@@ -63,6 +64,7 @@ struct Conversation {
     Side side;
     PostgresConnection parser;
     Sink sink;
+    bool tls_plaintext = false;  // segments from a TLS library's hooks
 };
 
 class PostgresBothSides : public ::testing::TestWithParam<Side> {};
@@ -265,6 +267,27 @@ TEST_P(PostgresBothSides, SslAcceptedIsCountedAndNoLongerParsed) {
     c.backend(complete("SELECT 1") + ready(), 4);
     EXPECT_TRUE(c.sink.ops.empty());
     EXPECT_EQ(c.parser.postgres_stats().tls_connections, 1u);
+    EXPECT_EQ(c.parser.stats().desyncs, 0u);
+}
+
+TEST_P(PostgresBothSides, SslAcceptedGoesOnWithTheTlsLibrarysPlaintext) {
+    Conversation c(GetParam());
+    c.frontend(ssl_request(), 1);
+    c.backend("S", 2);
+    c.tls_plaintext = true;
+    c.frontend(startup({{"user", "app"}, {"database", "shop"}}), 3);
+    c.backend(startup_reply(), 4);
+    c.frontend(query("SELECT 1"), 10);
+    c.backend(complete("SELECT 1") + ready(), 11);
+    ASSERT_EQ(c.sink.ops.size(), 1u);
+    EXPECT_EQ(c.sink.ops[0].operation, "SELECT");
+    EXPECT_EQ(c.sink.ops[0].db, "shop");
+    EXPECT_EQ(c.parser.postgres_stats().tls_connections, 1u);
+    // A socket segment of the same session (ciphertext) is skipped, not parsed.
+    c.tls_plaintext = false;
+    c.frontend(query("SELECT 2"), 12);
+    c.backend(complete("SELECT 1") + ready(), 13);
+    EXPECT_EQ(c.sink.ops.size(), 1u);
     EXPECT_EQ(c.parser.stats().desyncs, 0u);
 }
 

@@ -1,6 +1,10 @@
 #include "capture/tls_libraries.h"
 
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -22,7 +26,70 @@ bool is_openssl(std::string_view path) {
     return name.starts_with("libssl.so");
 }
 
+// Closes what elf_begin opened.
+struct ElfFile {
+    int fd = -1;
+    Elf* elf = nullptr;
+    explicit ElfFile(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+        if (fd >= 0) elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+    }
+    ~ElfFile() {
+        if (elf) elf_end(elf);
+        if (fd >= 0) ::close(fd);
+    }
+    ElfFile(const ElfFile&) = delete;
+    ElfFile& operator=(const ElfFile&) = delete;
+};
+
+// Whether the ELF file at `path` defines functions SSL_read and SSL_write (in .symtab or
+// .dynsym; an import of a shared libssl is undefined here). A stripped static build defines
+// nothing readable: its TLS stays unseen.
+bool defines_openssl(const std::string& path) {
+    if (elf_version(EV_CURRENT) == EV_NONE) return false;
+    ElfFile file(path);
+    if (!file.elf || elf_kind(file.elf) != ELF_K_ELF) return false;
+    bool read = false, write = false;
+    for (Elf_Scn* section = elf_nextscn(file.elf, nullptr); section;
+         section = elf_nextscn(file.elf, section)) {
+        GElf_Shdr header;
+        if (!gelf_getshdr(section, &header) ||
+            (header.sh_type != SHT_SYMTAB && header.sh_type != SHT_DYNSYM) ||
+            header.sh_entsize == 0)
+            continue;
+        Elf_Data* data = elf_getdata(section, nullptr);
+        if (!data) continue;
+        const std::size_t count = header.sh_size / header.sh_entsize;
+        for (std::size_t i = 0; i < count; ++i) {
+            GElf_Sym symbol;
+            if (!gelf_getsym(data, static_cast<int>(i), &symbol) ||
+                GELF_ST_TYPE(symbol.st_info) != STT_FUNC || symbol.st_shndx == SHN_UNDEF)
+                continue;
+            const char* name = elf_strptr(file.elf, header.sh_link, symbol.st_name);
+            if (!name) continue;
+            const std::string_view n(name);
+            read = read || n == "SSL_read";
+            write = write || n == "SSL_write";
+            if (read && write) return true;
+        }
+    }
+    return false;
+}
+
 }  // namespace
+
+std::optional<std::pair<TlsLibraries::FileId, std::string>> TlsLibraries::static_openssl_of(
+    std::uint32_t pid) {
+    const std::string exe = "/proc/" + std::to_string(pid) + "/exe";
+    struct stat st {};
+    if (::stat(exe.c_str(), &st) != 0) return std::nullopt;  // a kernel thread, or gone
+    const FileId id{st.st_dev, st.st_ino};
+    if (libraries_.contains(id)) return std::pair{id, exe};
+    if (plain_executables_.contains(id)) return std::nullopt;
+    if (defines_openssl(exe)) return std::pair{id, exe};
+    if (plain_executables_.size() >= kMaxPlainExecutables) plain_executables_.clear();
+    plain_executables_.insert(id);
+    return std::nullopt;
+}
 
 std::vector<std::pair<TlsLibraries::FileId, std::string>> TlsLibraries::libraries_of(
     std::uint32_t pid) {
@@ -54,6 +121,14 @@ namespace {
 std::string path_in_process(const std::string& host_path) {
     const auto root = host_path.find("/root/");
     return root == std::string::npos ? host_path : host_path.substr(root + 5);
+}
+
+// A library's path in its process, or an executable's ("/proc/PID/exe" -> "/usr/bin/app").
+std::string display_path(const std::string& host_path) {
+    if (!host_path.ends_with("/exe")) return path_in_process(host_path);
+    std::error_code error;
+    const auto target = std::filesystem::read_symlink(host_path, error);
+    return error ? host_path : target.string();
 }
 
 }  // namespace
@@ -131,11 +206,13 @@ void TlsLibraries::scan(const std::vector<std::uint32_t>& pids, bool full) {
     std::set<std::uint32_t> live(pids.begin(), pids.end());
     for (const std::uint32_t pid : pids) {
         if (!full && scanned_.contains(pid)) continue;
-        for (auto& [id, host_path] : libraries_of(pid)) {
+        auto files = libraries_of(pid);
+        if (auto executable = static_openssl_of(pid)) files.push_back(std::move(*executable));
+        for (auto& [id, host_path] : files) {
             auto [it, added] = libraries_.try_emplace(id);
             Library& library = it->second;
             if (added) {
-                library.path = path_in_process(host_path);
+                library.path = display_path(host_path);
                 attach(library, host_path);
             }
             library.pids.insert(pid);

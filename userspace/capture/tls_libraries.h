@@ -2,7 +2,8 @@
 // them: each libssl.so* file a process maps (found in /proc/PID/maps, opened through
 // /proc/PID/root so that a container's own copy is found) gets the OpenSSL uprobes once, for
 // every process (an uprobe lives on the file's inode: processes that map it later, or dlopen it,
-// are traced at once). A file stays attached while some scanned process maps it.
+// are traced at once). So does an executable with OpenSSL linked in statically (its symbol table
+// defines SSL_read and SSL_write). A file stays attached while some scanned process maps it.
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -88,12 +90,18 @@ class TlsLibraries {
     // The libssl files process `pid` maps: the file, and its path as opened from the host
     // (through /proc/PID/root).
     static std::vector<std::pair<FileId, std::string>> libraries_of(std::uint32_t pid);
+    // Process `pid`'s executable (/proc/PID/exe) when OpenSSL is linked into it.
+    std::optional<std::pair<FileId, std::string>> static_openssl_of(std::uint32_t pid);
     void attach(Library& library, const std::string& host_path);
 
     TlsPrograms programs_;
     mutable std::mutex mutex_;
     std::map<FileId, Library> libraries_;
     std::set<std::uint32_t> scanned_;
+    // Executables whose symbols were read and hold no OpenSSL: each is read once (bounded: the
+    // set starts over when full).
+    static constexpr std::size_t kMaxPlainExecutables = 4096;
+    std::set<FileId> plain_executables_;
 };
 
 }  // namespace loupe::capture

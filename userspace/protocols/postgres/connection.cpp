@@ -69,7 +69,7 @@ void PostgresConnection::give_up() {
 
 void PostgresConnection::on_segment(const protocols::Segment& segment,
                                     protocols::RequestSink& sink) {
-    if (gave_up_) {
+    if (gave_up_ || (encrypted_ && !segment.tls)) {
         ++pg_stats_.skipped_segments;
         return;
     }
@@ -446,7 +446,7 @@ void PostgresConnection::on_backend(const Message& m, protocols::RequestSink& si
             ++pg_stats_.ssl_refused;
         } else {
             ++pg_stats_.tls_connections;
-            give_up();
+            encrypted_ = true;
         }
         return;
     }

@@ -59,7 +59,9 @@ struct PostgresStats {
 //  - Session set-up: the StartupMessage gives db_namespace (its `database`, else its `user`).
 //    SSLRequest/GSSENCRequest: a one-byte 'N' (the bytes after it in the same read are the next
 //    messages) keeps the session in plaintext; 'S'/'G' means it is encrypted from then on: counted
-//    (PostgresStats::tls_connections) and no longer parsed. CancelRequest is counted.
+//    (PostgresStats::tls_connections). Its socket bytes are no longer parsed (the kernel stops
+//    copying them); the plaintext a TLS library's hooks deliver (Segment::tls) goes on from the
+//    StartupMessage. CancelRequest is counted.
 //  - Simple query: a Query's text is split into statements (sql::split_statements); each
 //    CommandComplete or ErrorResponse ends the next one, reported with the Query's first byte as
 //    start. After an error the rest of that Query does not run and is not reported. COPY in/out:
@@ -164,6 +166,8 @@ class PostgresConnection final : public protocols::ConnectionParser {
 
     protocols::Side side_;
     bool gave_up_ = false;
+    // The server accepted SSLRequest/GSSENCRequest: only a TLS library's plaintext is parsed.
+    bool encrypted_ = false;
     bool front_resync_ = false;
     bool back_resync_ = false;
     bool group_open_ = false;       // a Parse/Bind/Describe began the next Execute's request
