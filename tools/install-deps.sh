@@ -11,6 +11,8 @@ packages=(
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
+  # e2e_otlp_https makes a self-signed certificate for its receiver
+  openssl
   redis-server redis-tools python3-redis
   postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2
   # MySQL/MariaDB tests run a private mariadbd (own datadir, port and socket; --no-defaults)

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""OTLP over https, and resource metrics over OTLP:
+  - the receiver serves a self-signed certificate made here; an agent given it through
+    OTEL_EXPORTER_OTLP_CERTIFICATE delivers nginx's spans and metrics over TLS, one without it
+    delivers nothing (the certificate is verified);
+  - process.cpu.time, process.memory.usage, process.disk.io and process.network.io of nginx over
+    OTLP equal /metrics' process_* samples at the same moment: each lies between two scrapes taken
+    before and after the export (monotonic counters) or equals them (nginx idle)."""
+import os
+import subprocess
+import tempfile
+import time
+
+from loupe_e2e import Agent, Nginx, fail, metric, parse_metrics, require_root, require_tools
+from otlp_receiver import Receiver, make_self_signed
+
+
+def resource_values(points):
+    """{(metric name, direction or None): value} of nginx's resource metrics in one export."""
+    out = {}
+    for resource, name, point in points:
+        if resource.get("service.name") != "nginx" or not name.startswith("process."):
+            continue
+        direction = point["attributes"].get("disk.io.direction") or point["attributes"].get("network.io.direction")
+        value = point.get("as_double", point.get("as_int", [None]))[0]
+        out[(name, direction)] = value
+    return out
+
+
+PROM = {
+    ("process.cpu.time", None): ("process_cpu_time_seconds_total", {}),
+    ("process.memory.usage", None): ("process_memory_usage_bytes", {}),
+    ("process.disk.io", "read"): ("process_disk_io_bytes_total", {"disk_io_direction": "read"}),
+    ("process.disk.io", "write"): ("process_disk_io_bytes_total", {"disk_io_direction": "write"}),
+    ("process.network.io", "transmit"): ("process_network_io_bytes_total", {"network_io_direction": "transmit"}),
+    ("process.network.io", "receive"): ("process_network_io_bytes_total", {"network_io_direction": "receive"}),
+}
+
+
+def main():
+    require_root()
+    require_tools("curl", "protoc", "nginx", "openssl")
+    work = tempfile.mkdtemp(prefix="loupe-otlp-tls-")
+    cert, key = make_self_signed(work)
+    trusted = Receiver(tls=(cert, key))
+    untrusted = Receiver(tls=(cert, key))
+    os.environ["OTEL_EXPORTER_OTLP_CERTIFICATE"] = cert
+    agent = Agent("--otlp-endpoint", trusted.endpoint, "--otlp-metrics-interval-seconds", "1")
+    del os.environ["OTEL_EXPORTER_OTLP_CERTIFICATE"]
+    # The same self-signed certificate, not trusted: the system's CAs do not know it.
+    stranger = Agent("--otlp-endpoint", untrusted.endpoint, "--otlp-metrics-interval-seconds", "1")
+    nginx = Nginx()
+    try:
+        for _ in range(10):
+            subprocess.run(["curl", "-s", "-o", "/dev/null", nginx.url("/ok")], check=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            time.sleep(0.5)
+            spans = [s for s in trusted.spans() if s["resource"].get("service.name") == "nginx"]
+            if len(spans) >= 10 and resource_values(trusted.last_metrics()):
+                break
+        # Nginx is idle now: a scrape, the next export, a scrape.
+        time.sleep(1.5)
+        before = parse_metrics(agent.metrics_text())
+        with trusted.lock:
+            exports = len(trusted.bodies["/v1/metrics"])
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            time.sleep(0.2)
+            with trusted.lock:
+                if len(trusted.bodies["/v1/metrics"]) > exports:
+                    break
+        after = parse_metrics(agent.metrics_text())
+        exported = resource_values(trusted.last_metrics())
+        stranger_samples = parse_metrics(stranger.metrics_text())
+    finally:
+        nginx.stop()
+        agent.stop()
+        stranger.stop()
+        trusted.stop()
+        untrusted.stop()
+
+    if len(spans) != 10:
+        fail(f"{len(spans)} nginx spans over https, expected 10")
+    if any(path == "/v1/metrics" for path, _, _ in trusted.requests) is False:
+        fail("no metrics export over https")
+    print(f"https: 10 nginx spans and {len(trusted.bodies['/v1/metrics'])} metrics exports through TLS")
+
+    with untrusted.lock:
+        delivered = len(untrusted.requests)
+        refused = untrusted.handshake_failures
+    sent = sum(v for (n, _), v in stranger_samples.items() if n == "loupe_otlp_spans_sent_total")
+    if delivered or not refused or sent:
+        fail(f"an agent without the certificate delivered {delivered} requests ({sent} spans); "
+             f"{refused} handshakes refused")
+    print(f"untrusted certificate: nothing delivered, {refused} handshakes refused")
+
+    if set(exported) != set(PROM):
+        fail(f"nginx's resource metrics over OTLP: {sorted(exported)}, expected {sorted(PROM)}")
+    for key, (name, labels) in PROM.items():
+        a = metric(before, name, service_name="nginx", **labels)
+        b = metric(after, name, service_name="nginx", **labels)
+        value = exported[key]
+        if not min(a, b) - 1e-9 <= value <= max(a, b) + 1e-9:
+            fail(f"{key[0]} {key[1] or ''}: OTLP {value}, /metrics {a} before and {b} after the export")
+    print("resource metrics: " + ", ".join(f"{n}{'/' + d if d else ''}={v:g}" for (n, d), v in sorted(exported.items()))
+          + " equal /metrics")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
