@@ -347,7 +347,8 @@ int main(int argc, char** argv) {
         ->envname("LOUPE_OTLP_METRICS_INTERVAL_SECONDS")
         ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
-    std::string histogram_form = agent_config.otlp.exponential_histograms ? "exponential" : "explicit";
+    std::string histogram_form =
+        agent_config.otlp.exponential_histograms ? "exponential" : "explicit";
     agent
         ->add_option("--otlp-histograms", histogram_form,
                      "Latency histograms over OTLP: exponential (the quantile sketches' buckets, "

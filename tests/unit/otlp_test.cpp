@@ -131,6 +131,23 @@ TEST(OtlpConfig, Environment) {
     EXPECT_TRUE(apply_otel_environment(s, getenv).has_value());
     EXPECT_EQ(check_sampling_ratio("0.25"), std::nullopt);
     EXPECT_TRUE(check_sampling_ratio("1.5").has_value());
+
+    OtlpSettings tls;
+    EXPECT_TRUE(tls.exponential_histograms);  // the default
+    env = {
+        {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"},
+        {"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "explicit_bucket_histogram"}};
+    ASSERT_EQ(apply_otel_environment(tls, getenv), std::nullopt);
+    EXPECT_EQ(tls.certificate, "/etc/otel/ca.pem");
+    EXPECT_FALSE(tls.exponential_histograms);
+    env = {{"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            "base2_exponential_bucket_histogram"}};
+    ASSERT_EQ(apply_otel_environment(tls, getenv), std::nullopt);
+    EXPECT_TRUE(tls.exponential_histograms);
+    env = {{"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "sum"}};
+    EXPECT_TRUE(apply_otel_environment(tls, getenv).has_value());
+    EXPECT_EQ(check_histogram_form("explicit"), std::nullopt);
+    EXPECT_TRUE(check_histogram_form("native").has_value());
 }
 
 TEST(OtlpEncoder, Names) {
@@ -182,8 +199,8 @@ TEST(OtlpEncoder, ExponentialHistogramIsTheSketchBucketForBucket) {
     limits.cumulative_sketches = true;
     aggregate::RequestMetricsStore store(limits);
     // Latencies from 1.5 us to 2.5 s: the sketch lowers its scale to hold them in 160 buckets.
-    const std::uint64_t durations[] = {1'500,      42'000,     250'000,      1'000'000,
-                                       3'700'000,  3'700'001,  99'000'000,   2'500'000'000,
+    const std::uint64_t durations[] = {1'500,      42'000,     250'000,    1'000'000,
+                                       3'700'000,  3'700'001,  99'000'000, 2'500'000'000,
                                        12'345'678, 777'777'777};
     std::uint64_t id = 0, sum_ns = 0;
     for (const std::uint64_t d : durations) {
@@ -232,7 +249,8 @@ TEST(OtlpEncoder, ExponentialHistogramIsTheSketchBucketForBucket) {
             got[point.positive().offset() + i] = point.positive().bucket_counts(i);
     EXPECT_EQ(got, expected);
     ASSERT_EQ(point.exemplars_size(), 1);
-    EXPECT_EQ(point.exemplars(0).trace_id(), std::string("\1\2\3\4\5\6\7\10\11\12\13\14\15\16\17\20"));
+    EXPECT_EQ(point.exemplars(0).trace_id(),
+              std::string("\1\2\3\4\5\6\7\10\11\12\13\14\15\16\17\20"));
     EXPECT_EQ(point.exemplars(0).span_id(), std::string("\11\10\7\6\5\4\3\2"));
     EXPECT_DOUBLE_EQ(point.exemplars(0).as_double(), 0.777777777);
     EXPECT_EQ(point.exemplars(0).time_unix_nano(), 1'700'000'000'000'000'000u);

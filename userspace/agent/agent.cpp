@@ -62,11 +62,11 @@ std::vector<std::uint32_t> pids_of(const std::vector<resources::ProcessSample>& 
 Agent::Agent(AgentConfig config)
     : config_(std::move(config)),
       series_budget_(config_.max_series),
-      store_(aggregate::StoreLimits{config_.max_series, config_.max_routes_per_service,
-                                    std::chrono::minutes(15),
-                                    !otlp::metrics_url(config_.otlp).empty() &&
-                                        config_.otlp.exponential_histograms},
-             &series_budget_),
+      store_(
+          aggregate::StoreLimits{
+              config_.max_series, config_.max_routes_per_service, std::chrono::minutes(15),
+              !otlp::metrics_url(config_.otlp).empty() && config_.otlp.exponential_histograms},
+          &series_budget_),
       slow_log_(config_.slow_log),
       slow_writer_(config_.slow_log_output),
       tracker_(
@@ -890,7 +890,7 @@ void Agent::stop() {
     if (alert_thread_.joinable()) alert_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     pod_metadata_.reset();
-    otlp_.reset();  // a last export of what is queued
+    otlp_.reset();      // a last export of what is queued
     profiler_.reset();  // its thread asks the agent's state for service names
     {
         std::lock_guard lock(mutex_);

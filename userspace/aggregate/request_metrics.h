@@ -168,7 +168,7 @@ class RequestMetricsStore {
     // `now` is CLOCK_MONOTONIC, the same clock as the kernel's timestamps. Returns the id of the
     // series that counted the request (Series::id), 0 when none did.
     std::uint64_t record(const protocols::Request& request, const RequestContext& context,
-                std::chrono::nanoseconds now);
+                         std::chrono::nanoseconds now);
     // Drops series idle for longer than limits.idle_expiry. Returns how many were removed.
     std::size_t expire_idle(std::chrono::nanoseconds now);
 

@@ -198,8 +198,9 @@ void fill_exponential(pb_metrics::ExponentialHistogramDataPoint* point,
 // The ScopeMetrics of a service, made once per export.
 class ServiceScopes {
   public:
-    ServiceScopes(opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest* request,
-                  const EncoderContext& context)
+    ServiceScopes(
+        opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest* request,
+        const EncoderContext& context)
         : request_(request), context_(context) {}
 
     pb_metrics::ScopeMetrics* of(std::string_view service) {
@@ -245,8 +246,8 @@ void add_request_points(const MetricsInput& input, ServiceScopes& scopes,
                     pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
             mit->second = metric;
         }
-        google::protobuf::RepeatedPtrField<pb_common::KeyValue>* attributes;
-        google::protobuf::RepeatedPtrField<pb_metrics::Exemplar>* exemplars;
+        google::protobuf::RepeatedPtrField<pb_common::KeyValue>* attributes = nullptr;
+        google::protobuf::RepeatedPtrField<pb_metrics::Exemplar>* exemplars = nullptr;
         if (exponential) {
             auto* point = mit->second->mutable_exponential_histogram()->add_data_points();
             point->set_start_time_unix_nano(start_unix_ns);
@@ -308,10 +309,10 @@ void add_resource_points(const MetricsInput& input, ServiceScopes& scopes,
         metric->set_name(name);
         metric->set_unit(unit);
         metric->set_description(description);
-        auto* sum = metric->mutable_sum();
-        sum->set_aggregation_temporality(pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
-        sum->set_is_monotonic(monotonic);
-        return sum;
+        auto* data = metric->mutable_sum();
+        data->set_aggregation_temporality(pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
+        data->set_is_monotonic(monotonic);
+        return data;
     };
     auto directions = [&](pb_metrics::ScopeMetrics* scope, const char* name, const char* attribute,
                           const char* description, const char* a, std::uint64_t value_a,
