@@ -5,13 +5,14 @@
     delivers nothing (the certificate is verified);
   - process.cpu.time, process.memory.usage, process.disk.io and process.network.io of nginx over
     OTLP equal /metrics' process_* samples at the same moment: each lies between two scrapes taken
-    before and after the export (monotonic counters) or equals them (nginx idle)."""
+    before and after the export (monotonic counters) or equals them (nginx idle);
+  - --otlp-histograms explicit sends /metrics' le buckets and counts as explicit-bucket histograms."""
 import os
 import subprocess
 import tempfile
 import time
 
-from loupe_e2e import Agent, Nginx, fail, metric, parse_metrics, require_root, require_tools
+from loupe_e2e import Agent, Nginx, fail, metric, parse_metrics, require_root, require_tools, select
 from otlp_receiver import Receiver, make_self_signed
 
 
@@ -45,7 +46,8 @@ def main():
     trusted = Receiver(tls=(cert, key))
     untrusted = Receiver(tls=(cert, key))
     os.environ["OTEL_EXPORTER_OTLP_CERTIFICATE"] = cert
-    agent = Agent("--otlp-endpoint", trusted.endpoint, "--otlp-metrics-interval-seconds", "1")
+    agent = Agent("--otlp-endpoint", trusted.endpoint, "--otlp-metrics-interval-seconds", "1",
+                  "--otlp-histograms", "explicit")
     del os.environ["OTEL_EXPORTER_OTLP_CERTIFICATE"]
     # The same self-signed certificate, not trusted: the system's CAs do not know it.
     stranger = Agent("--otlp-endpoint", untrusted.endpoint, "--otlp-metrics-interval-seconds", "1")
@@ -71,7 +73,8 @@ def main():
                 if len(trusted.bodies["/v1/metrics"]) > exports:
                     break
         after = parse_metrics(agent.metrics_text())
-        exported = resource_values(trusted.last_metrics())
+        last = trusted.last_metrics()
+        exported = resource_values(last)
         stranger_samples = parse_metrics(stranger.metrics_text())
     finally:
         nginx.stop()
@@ -105,6 +108,26 @@ def main():
             fail(f"{key[0]} {key[1] or ''}: OTLP {value}, /metrics {a} before and {b} after the export")
     print("resource metrics: " + ", ".join(f"{n}{'/' + d if d else ''}={v:g}" for (n, d), v in sorted(exported.items()))
           + " equal /metrics")
+    # --otlp-histograms explicit: /metrics' le bounds and counts.
+    histograms = [p for r, n, p in last if n == "http.server.request.duration" and r.get("service.name") == "nginx"]
+    if not histograms or any(p["kind"] != "histogram" for p in histograms):
+        fail(f"--otlp-histograms explicit: {[p['kind'] for p in histograms]}")
+    for p in histograms:
+        a = p["attributes"]
+        labels = {"http_request_method": a["http.request.method"], "http_route": a["http.route"],
+                  "http_response_status_code": str(a["http.response.status_code"])}
+        le = {float(l["le"]): v for l, v in select(after, "http_server_request_duration_seconds_bucket",
+                                                    service_name="nginx", **labels)}
+        cumulative = 0
+        for bound, count in zip(p["explicit_bounds"], p["bucket_counts"]):
+            cumulative += count
+            if le.get(bound) != cumulative:
+                fail(f"explicit histogram {labels}: {cumulative} under {bound}, /metrics le={le.get(bound)}")
+        prom_count = metric(after, "http_server_request_duration_seconds_count", service_name="nginx", **labels)
+        if p["count"][0] != prom_count or sum(p["bucket_counts"]) != prom_count:
+            fail(f"explicit histogram {labels}: count {p['count'][0]}, buckets {p['bucket_counts']}, "
+                 f"/metrics _count {prom_count}")
+    print(f"--otlp-histograms explicit: {len(histograms)} explicit-bucket histograms, counts equal /metrics")
     print("PASS")
 
 
