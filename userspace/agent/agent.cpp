@@ -118,7 +118,7 @@ void Agent::record_slow(const protocols::Request& request,
 
 void Agent::note_exemplars(const std::vector<otlp::Span>& spans) {
     // Only when the metrics carry them: exemplars name series, which only metrics export.
-    if (otlp::metrics_url(config_.otlp).empty()) return;
+    if (!otlp_metrics_) return;
     for (const otlp::Span& span : spans) {
         if (span.series_id == 0) continue;
         otlp::Exemplar& e = exemplars_[span.series_id];
@@ -166,6 +166,7 @@ void Agent::start_otlp() {
     const std::string metrics = otlp::metrics_url(config_.otlp);
     if (traces.empty() && metrics.empty()) return;
     unix_offset_ns_ = otlp::measure_unix_offset();
+    otlp_metrics_ = !metrics.empty();
     if (!traces.empty()) {
         otlp::JoinerOptions options;
         options.sampling_ratio = config_.otlp.sampling_ratio;
@@ -626,8 +627,9 @@ void Agent::consume_loop() {
                 std::unordered_set<std::uint64_t> series_ids;
                 for (const auto& [key, series] : store_.series()) {
                     in_use.insert(key.service);
-                    series_ids.insert(series.id);
+                    if (!exemplars_.empty()) series_ids.insert(series.id);
                 }
+                // The exemplars of expired series go with them.
                 std::erase_if(exemplars_,
                               [&](const auto& e) { return !series_ids.contains(e.first); });
                 for (const auto& [service, _] : resource_tracker_.services())

@@ -175,6 +175,7 @@ class Agent final : private api::AgentSource {
     std::int64_t unix_offset_ns_ = 0;
     // The latest sampled span of each request series (mutex_): its OTLP exemplar.
     otlp::Exemplars exemplars_;
+    bool otlp_metrics_ = false;  // metrics are exported (set once, before the consumer starts)
     std::unique_ptr<otlp::OtlpExporter> otlp_;
 
     std::mutex features_mutex_;
