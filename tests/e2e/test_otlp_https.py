@@ -3,7 +3,8 @@
   - the receiver serves a self-signed certificate made here; an agent given it through
     OTEL_EXPORTER_OTLP_CERTIFICATE delivers nginx's spans and metrics over TLS, one without it
     delivers nothing (the certificate is verified);
-  - process.cpu.time, process.memory.usage, process.disk.io and process.network.io of nginx over
+  - process.cpu.time, process.cpu.utilization, process.memory.usage, process.disk.io and
+    process.network.io of nginx over
     OTLP equal /metrics' process_* samples at the same moment: each lies between two scrapes taken
     before and after the export (monotonic counters) or equals them (nginx idle);
   - --otlp-histograms explicit sends /metrics' le buckets and counts as explicit-bucket histograms."""
@@ -30,6 +31,7 @@ def resource_values(points):
 
 PROM = {
     ("process.cpu.time", None): ("process_cpu_time_seconds_total", {}),
+    ("process.cpu.utilization", None): ("process_cpu_utilization_ratio", {}),
     ("process.memory.usage", None): ("process_memory_usage_bytes", {}),
     ("process.disk.io", "read"): ("process_disk_io_bytes_total", {"disk_io_direction": "read"}),
     ("process.disk.io", "write"): ("process_disk_io_bytes_total", {"disk_io_direction": "write"}),
