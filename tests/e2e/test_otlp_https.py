@@ -4,9 +4,9 @@
     OTEL_EXPORTER_OTLP_CERTIFICATE delivers nginx's spans and metrics over TLS, one without it
     delivers nothing (the certificate is verified);
   - process.cpu.time, process.cpu.utilization, process.memory.usage, process.disk.io and
-    process.network.io of nginx over
-    OTLP equal /metrics' process_* samples at the same moment: each lies between two scrapes taken
-    before and after the export (monotonic counters) or equals them (nginx idle);
+    process.network.io of nginx over OTLP equal /metrics' process_* samples at the same moment:
+    each lies between two scrapes taken before and after the export (monotonic counters) or
+    equals them (nginx idle);
   - --otlp-histograms explicit sends /metrics' le buckets and counts as explicit-bucket histograms."""
 import os
 import subprocess
