@@ -13,15 +13,27 @@ import subprocess
 import tempfile
 import time
 
-from loupe_e2e import Agent, Nginx, fail, metric, parse_metrics, require_root, require_tools, select
+from loupe_e2e import (Agent, Nginx, Workload, fail, metric, parse_metrics, require_root, require_tools,
+                       select)
 from otlp_receiver import Receiver, make_self_signed
 
 
-def resource_values(points):
-    """{(metric name, direction or None): value} of nginx's resource metrics in one export."""
+# Burns ~0.3 s of CPU (nginx's few requests cost less than a clock tick), then idles.
+BURN = r"""
+import sys, time
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+print("idle", flush=True)
+time.sleep(120)
+"""
+
+
+def resource_values(points, service="nginx"):
+    """{(metric name, direction or None): value} of a service's resource metrics in one export."""
     out = {}
     for resource, name, point in points:
-        if resource.get("service.name") != "nginx" or not name.startswith("process."):
+        if resource.get("service.name") != service or not name.startswith("process."):
             continue
         direction = point["attributes"].get("disk.io.direction") or point["attributes"].get("network.io.direction")
         value = point.get("as_double", point.get("as_int", [None]))[0]
@@ -54,14 +66,18 @@ def main():
     # The same self-signed certificate, not trusted: the system's CAs do not know it.
     stranger = Agent("--otlp-endpoint", untrusted.endpoint, "--otlp-metrics-interval-seconds", "1")
     nginx = Nginx()
+    burner = Workload("loupe_otlpcpu", BURN)
     try:
+        burner.readline()
         for _ in range(10):
             subprocess.run(["curl", "-s", "-o", "/dev/null", nginx.url("/ok")], check=True)
         deadline = time.time() + 15
         while time.time() < deadline:
             time.sleep(0.5)
             spans = [s for s in trusted.spans() if s["resource"].get("service.name") == "nginx"]
-            if len(spans) >= 10 and resource_values(trusted.last_metrics()):
+            last = trusted.last_metrics()
+            if len(spans) >= 10 and resource_values(last) and \
+                    resource_values(last, "loupe_otlpcpu").get(("process.cpu.time", None)):
                 break
         # Nginx is idle now: a scrape, the next export, a scrape.
         time.sleep(1.5)
@@ -77,8 +93,10 @@ def main():
         after = parse_metrics(agent.metrics_text())
         last = trusted.last_metrics()
         exported = resource_values(last)
+        burned = resource_values(last, "loupe_otlpcpu")
         stranger_samples = parse_metrics(stranger.metrics_text())
     finally:
+        burner.kill()
         nginx.stop()
         agent.stop()
         stranger.stop()
@@ -109,6 +127,14 @@ def main():
         value = exported[key]
         if not min(a, b) - 1e-9 <= value <= max(a, b) + 1e-9:
             fail(f"{key[0]} {key[1] or ''}: OTLP {value}, /metrics {a} before and {b} after the export")
+    for key in (("process.cpu.time", None), ("process.memory.usage", None)):
+        name, labels = PROM[key]
+        a = metric(before, name, service_name="loupe_otlpcpu", **labels)
+        b = metric(after, name, service_name="loupe_otlpcpu", **labels)
+        if not (burned.get(key) or 0) > 0 or not min(a, b) - 1e-9 <= burned[key] <= max(a, b) + 1e-9:
+            fail(f"loupe_otlpcpu {key[0]}: OTLP {burned.get(key)}, /metrics {a} before and {b} after")
+    print(f"loupe_otlpcpu: process.cpu.time={burned[('process.cpu.time', None)]:g} s, "
+          f"process.memory.usage={burned[('process.memory.usage', None)]:g} equal /metrics")
     print("resource metrics: " + ", ".join(f"{n}{'/' + d if d else ''}={v:g}" for (n, d), v in sorted(exported.items()))
           + " equal /metrics")
     # --otlp-histograms explicit: /metrics' le bounds and counts.
