@@ -11,6 +11,8 @@ packages=(
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux
+  # e2e_otlp_https makes a self-signed certificate for its receiver
+  openssl
   redis-server redis-tools python3-redis
   # a client with OpenSSL linked in statically (libssl.a): tests/e2e/test_tls_static.py
   libssl-dev

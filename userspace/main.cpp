@@ -347,6 +347,21 @@ int main(int argc, char** argv) {
         ->envname("LOUPE_OTLP_METRICS_INTERVAL_SECONDS")
         ->check(setting_check(loupe::agent::check_positive_count))
         ->capture_default_str();
+    std::string histogram_form =
+        agent_config.otlp.exponential_histograms ? "exponential" : "explicit";
+    agent
+        ->add_option("--otlp-histograms", histogram_form,
+                     "Latency histograms over OTLP: exponential (the quantile sketches' buckets, "
+                     "mapped exactly) or explicit (the le buckets of /metrics) (env "
+                     "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION)")
+        ->envname("LOUPE_OTLP_HISTOGRAMS")
+        ->check(setting_check(loupe::otlp::check_histogram_form))
+        ->capture_default_str();
+    agent
+        ->add_option("--otlp-certificate", agent_config.otlp.certificate,
+                     "PEM file of the CA certificates that verify an https OTLP endpoint (env "
+                     "OTEL_EXPORTER_OTLP_CERTIFICATE; default: the system's)")
+        ->envname("LOUPE_OTLP_CERTIFICATE");
     agent
         ->add_option("--otlp-max-queued-spans", agent_config.otlp.max_queued_spans,
                      "Spans waiting to be sent at most; more are dropped and counted")
@@ -472,6 +487,7 @@ int main(int argc, char** argv) {
         agent_config.log_level = log_level;
         agent_config.otlp.always_keep_over = std::chrono::milliseconds(keep_over_ms);
         agent_config.otlp.metrics_interval = std::chrono::seconds(metrics_interval_s);
+        agent_config.otlp.exponential_histograms = histogram_form == "exponential";
         return loupe::agent::Agent(agent_config).run();
     }
     return 0;

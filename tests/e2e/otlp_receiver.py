@@ -5,6 +5,7 @@ import gzip
 import http.server
 import os
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -105,12 +106,23 @@ def attributes(kvs):
     return out
 
 
+def make_self_signed(directory):
+    """A self-signed certificate for 127.0.0.1 and localhost (openssl): (cert path, key path)."""
+    cert, key = os.path.join(directory, "receiver.crt"), os.path.join(directory, "receiver.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=loupe-test-receiver", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
 class Receiver:
     """OTLP/HTTP receiver on a free loopback port. `fail_until`: answer 503 (Retry-After: 1) to
-    every export before that time.time()."""
+    every export before that time.time(). With `tls` (cert path, key path): https only."""
 
-    def __init__(self, port=None, fail_until=0.0):
+    def __init__(self, port=None, fail_until=0.0, tls=None):
         self.port = port or free_port()
+        self.tls = tls
+        self.handshake_failures = 0
         self.fail_until = fail_until
         self.lock = threading.Lock()
         self.bodies = {"/v1/traces": [], "/v1/metrics": []}
@@ -138,13 +150,30 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+
+            class TlsServer(http.server.ThreadingHTTPServer):
+                def get_request(self):
+                    sock, address = self.socket.accept()
+                    try:
+                        return context.wrap_socket(sock, server_side=True), address
+                    except (ssl.SSLError, OSError):
+                        with receiver.lock:
+                            receiver.handshake_failures += 1
+                        sock.close()
+                        raise
+
+            self.server = TlsServer(("127.0.0.1", self.port), Handler)
+        else:
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def stop(self):
         self.server.shutdown()

@@ -11,8 +11,8 @@ import subprocess
 import sys
 import time
 
-from loupe_e2e import (Agent, Nginx, fail, free_port, normalize_route, parse_metrics, require_root,
-                       require_tools, select, wait_port)
+from loupe_e2e import (Agent, Nginx, fail, free_port, metric, normalize_route, parse_metrics,
+                       require_root, require_tools, select, wait_port)
 from otlp_receiver import Receiver
 
 SECRET_HEADER = "hdr-secret-4f1c2a"
@@ -129,22 +129,66 @@ def main():
         fail(f"client span attributes: {front_client[0]['attributes']}")
     print("curl -> frontend -> nginx: 4 spans, one trace, parents by connection and by thread")
 
-    # 4. OTLP histogram counts equal /metrics.
+    # 4. OTLP histograms (exponential by default) equal /metrics: the same count and sum, buckets
+    # that add up to the count and agree with every le bucket, and an exemplar naming an exported
+    # span of the series.
     prom = {}
     for labels, value in select(samples, "http_server_request_duration_seconds_count", service_name="nginx"):
-        prom[(labels["http_request_method"], labels["http_route"], labels["http_response_status_code"])] = value
+        key = (labels["http_request_method"], labels["http_route"], labels["http_response_status_code"])
+        prom[key] = {"count": value, "le": {}}
+        prom[key]["sum"] = metric(samples, "http_server_request_duration_seconds_sum", **labels)
+        for le_labels, le_value in select(samples, "http_server_request_duration_seconds_bucket", **labels):
+            prom[key]["le"][float(le_labels["le"])] = le_value
     otlp = {}
+    spans_by_id = {s["span_id"]: s for s in spans}
+    exemplars = 0
     for resource, name, point in metrics:
         if name == "http.server.request.duration" and resource.get("service.name") == "nginx":
             a = point["attributes"]
+            key = (a["http.request.method"], a["http.route"], str(a["http.response.status_code"]))
+            if point["kind"] != "exponential_histogram":
+                fail(f"latency is not an exponential histogram by default: {point['kind']}")
             if point["temporality"] != "AGGREGATION_TEMPORALITY_CUMULATIVE":
                 fail(f"temporality {point['temporality']}")
-            otlp[(a["http.request.method"], a["http.route"], str(a["http.response.status_code"]))] = point["count"][0]
-            if sum(point["bucket_counts"]) != point["count"][0]:
+            count, total = point["count"][0], point["sum"][0]
+            scale = point["scale"][0]
+            positive = point.get("positive", [{}])[0]
+            offset = positive.get("offset", [0])[0]
+            buckets = positive.get("bucket_counts", [])
+            if sum(buckets) + point.get("zero_count", [0])[0] != count:
                 fail(f"bucket counts do not add up to the count: {point}")
-    if not prom or prom != otlp:
+            otlp[key] = count
+            if key in prom:
+                if abs(total - prom[key]["sum"]) > 1e-9 * max(1.0, total):
+                    fail(f"{key}: OTLP sum {total} != /metrics _sum {prom[key]['sum']}")
+                # Bucket j is (base^j, base^(j+1)] s: those wholly at or under a bound hold at most
+                # what /metrics counts under it; those wholly under the bound's edge at least.
+                base = 2.0 ** (2.0 ** -scale)
+                for bound, cumulative in prom[key]["le"].items():
+                    if bound == float("inf"):
+                        continue
+                    surely_under = sum(n for i, n in enumerate(buckets) if base ** (offset + i + 1) <= bound)
+                    maybe_under = sum(n for i, n in enumerate(buckets) if base ** (offset + i) < bound)
+                    if not surely_under <= cumulative <= maybe_under:
+                        fail(f"{key}: le={bound} counts {cumulative}, exponential buckets say "
+                             f"{surely_under}..{maybe_under} (scale {scale}, offset {offset}, {buckets})")
+            for e in point.get("exemplars", []):
+                trace_id, span_id = e["trace_id"][0].hex(), e["span_id"][0].hex()
+                span = spans_by_id.get(span_id)
+                if not span or span["trace_id"] != trace_id:
+                    fail(f"{key}: the exemplar's span {trace_id}/{span_id} is not an exported span")
+                sa = span["attributes"]
+                if (sa.get("http.request.method"), sa.get("http.route"), str(sa.get("http.response.status_code"))) != key:
+                    fail(f"{key}: the exemplar's span belongs to another series: {sa}")
+                if abs(e["as_double"][0] - (span["end"] - span["start"]) / 1e9) > 1e-6:
+                    fail(f"{key}: exemplar value {e['as_double'][0]} is not its span's duration")
+                exemplars += 1
+    if not prom or {k: v["count"] for k, v in prom.items()} != otlp:
         fail(f"OTLP histogram counts differ from /metrics:\n/metrics {prom}\nOTLP {otlp}")
-    print(f"metrics: {len(otlp)} nginx histogram series, counts equal to /metrics")
+    if exemplars != len(otlp):
+        fail(f"{exemplars} exemplars for {len(otlp)} nginx series (every series had sampled spans)")
+    print(f"metrics: {len(otlp)} nginx exponential histograms, count, sum and le buckets equal to "
+          f"/metrics; {exemplars} exemplars, each an exported span of its series")
 
     # 5. Secrets.
     for secret in (SECRET_HEADER, SECRET_QUERY, SECRET_BODY, "Bearer", "token="):

@@ -296,7 +296,8 @@ TEST(AgentConfig, OtlpKeys) {
         "otlp_resource_attributes: {deployment.environment.name: prod}\n"
         "otlp_metrics: false\notlp_compression: none\notlp_sampling_ratio: 0.25\n"
         "otlp_always_keep_over_ms: 500\notlp_metrics_interval_seconds: 30\n"
-        "otlp_max_queued_spans: 1000\n");
+        "otlp_max_queued_spans: 1000\n"
+        "otlp_histograms: explicit\notlp_certificate: /etc/otel/ca.pem\n");
     AgentConfig c;
     EXPECT_FALSE(load_config_file(path, c));
     EXPECT_EQ(c.otlp.endpoint, "http://collector:4318");
@@ -310,7 +311,16 @@ TEST(AgentConfig, OtlpKeys) {
     EXPECT_EQ(c.otlp.always_keep_over, std::chrono::milliseconds(500));
     EXPECT_EQ(c.otlp.metrics_interval, std::chrono::seconds(30));
     EXPECT_EQ(c.otlp.max_queued_spans, 1000u);
+    EXPECT_FALSE(c.otlp.exponential_histograms);
+    EXPECT_EQ(c.otlp.certificate, "/etc/otel/ca.pem");
     std::remove(path.c_str());
+
+    const auto form = write_temp("otlp_histograms: native\n");
+    AgentConfig e;
+    const auto form_error = load_config_file(form, e);
+    ASSERT_TRUE(form_error.has_value());
+    EXPECT_NE(form_error->find("expected exponential or explicit"), std::string::npos);
+    std::remove(form.c_str());
 
     const auto bad = write_temp("listen: 127.0.0.1:1\notlp_sampling_ratio: 2\n");
     AgentConfig d;

@@ -131,6 +131,23 @@ TEST(OtlpConfig, Environment) {
     EXPECT_TRUE(apply_otel_environment(s, getenv).has_value());
     EXPECT_EQ(check_sampling_ratio("0.25"), std::nullopt);
     EXPECT_TRUE(check_sampling_ratio("1.5").has_value());
+
+    OtlpSettings tls;
+    EXPECT_TRUE(tls.exponential_histograms);  // the default
+    env = {
+        {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"},
+        {"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "explicit_bucket_histogram"}};
+    ASSERT_EQ(apply_otel_environment(tls, getenv), std::nullopt);
+    EXPECT_EQ(tls.certificate, "/etc/otel/ca.pem");
+    EXPECT_FALSE(tls.exponential_histograms);
+    env = {{"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            "base2_exponential_bucket_histogram"}};
+    ASSERT_EQ(apply_otel_environment(tls, getenv), std::nullopt);
+    EXPECT_TRUE(tls.exponential_histograms);
+    env = {{"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "sum"}};
+    EXPECT_TRUE(apply_otel_environment(tls, getenv).has_value());
+    EXPECT_EQ(check_histogram_form("explicit"), std::nullopt);
+    EXPECT_TRUE(check_histogram_form("native").has_value());
 }
 
 TEST(OtlpEncoder, Names) {
@@ -153,6 +170,152 @@ TEST(OtlpEncoder, ReadsPartialSuccess) {
     EXPECT_EQ(rejected_data_points(std::string("\x0a\x02\x08\x05", 4)), 5);
     EXPECT_EQ(rejected_spans(""), 0);  // an empty answer: everything accepted
     EXPECT_EQ(rejected_spans("\xff\xff"), -1);
+}
+
+}  // namespace
+}  // namespace loupe::otlp
+
+#include <cmath>
+
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb.h"
+
+namespace loupe::otlp {
+namespace {
+
+namespace pb_metrics = opentelemetry::proto::metrics::v1;
+
+const pb_metrics::Metric* find_metric(
+    const opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest& request,
+    std::string_view name) {
+    for (const auto& rm : request.resource_metrics())
+        for (const auto& sm : rm.scope_metrics())
+            for (const auto& m : sm.metrics())
+                if (m.name() == name) return &m;
+    return nullptr;
+}
+
+TEST(OtlpEncoder, ExponentialHistogramIsTheSketchBucketForBucket) {
+    aggregate::StoreLimits limits;
+    limits.cumulative_sketches = true;
+    aggregate::RequestMetricsStore store(limits);
+    // Latencies from 1.5 us to 2.5 s: the sketch lowers its scale to hold them in 160 buckets.
+    const std::uint64_t durations[] = {1'500,      42'000,     250'000,    1'000'000,
+                                       3'700'000,  3'700'001,  99'000'000, 2'500'000'000,
+                                       12'345'678, 777'777'777};
+    std::uint64_t id = 0, sum_ns = 0;
+    for (const std::uint64_t d : durations) {
+        id = store.record(http(Side::kServer, 1'000, 1'000 + d), {"svc", {}, 0},
+                          std::chrono::seconds(1));
+        sum_ns += d;
+    }
+    ASSERT_NE(id, 0u);
+    Exemplars exemplars;
+    exemplars[id] = Exemplar{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+                             {9, 8, 7, 6, 5, 4, 3, 2},
+                             0.777777777,
+                             1'700'000'000'000'000'000};
+    MetricsInput input;
+    input.series = &store.series();
+    input.exemplars = &exemplars;
+    std::size_t points = 0;
+    const std::string body = encode_metrics(input, {}, 1, 2, &points);
+    opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest request;
+    ASSERT_TRUE(request.ParseFromString(body));
+    const pb_metrics::Metric* metric = find_metric(request, "http.server.request.duration");
+    ASSERT_NE(metric, nullptr);
+    ASSERT_TRUE(metric->has_exponential_histogram());
+    EXPECT_EQ(metric->unit(), "s");
+    EXPECT_EQ(metric->exponential_histogram().aggregation_temporality(),
+              pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
+    ASSERT_EQ(metric->exponential_histogram().data_points_size(), 1);
+    EXPECT_EQ(points, 1u);
+    const auto& point = metric->exponential_histogram().data_points(0);
+    EXPECT_EQ(point.count(), std::size(durations));
+    EXPECT_DOUBLE_EQ(point.sum(), static_cast<double>(sum_ns) / 1e9);
+    EXPECT_EQ(point.zero_count(), 0u);
+    EXPECT_LT(point.scale(), 6);  // the spread did not fit 160 buckets at scale 6
+    // Each value in the OTLP bucket that holds it by the specification's definition, computed
+    // here independently: bucket j of scale s is (2^(j/2^s), 2^((j+1)/2^s)] seconds.
+    std::map<int, std::uint64_t> expected;
+    for (const std::uint64_t d : durations) {
+        const long double position =
+            std::log2l(static_cast<long double>(d) / 1e9L) * std::exp2l(point.scale());
+        ASSERT_GT(std::fabs(position - std::roundl(position)), 1e-6L);  // not on an edge
+        ++expected[static_cast<int>(std::ceil(position)) - 1];
+    }
+    std::map<int, std::uint64_t> got;
+    for (int i = 0; i < point.positive().bucket_counts_size(); ++i)
+        if (point.positive().bucket_counts(i))
+            got[point.positive().offset() + i] = point.positive().bucket_counts(i);
+    EXPECT_EQ(got, expected);
+    ASSERT_EQ(point.exemplars_size(), 1);
+    EXPECT_EQ(point.exemplars(0).trace_id(),
+              std::string("\1\2\3\4\5\6\7\10\11\12\13\14\15\16\17\20"));
+    EXPECT_EQ(point.exemplars(0).span_id(), std::string("\11\10\7\6\5\4\3\2"));
+    EXPECT_DOUBLE_EQ(point.exemplars(0).as_double(), 0.777777777);
+    EXPECT_EQ(point.exemplars(0).time_unix_nano(), 1'700'000'000'000'000'000u);
+
+    // The explicit form: /metrics' bounds and counts.
+    input.form = HistogramForm::kExplicit;
+    ASSERT_TRUE(request.ParseFromString(encode_metrics(input, {}, 1, 2)));
+    metric = find_metric(request, "http.server.request.duration");
+    ASSERT_NE(metric, nullptr);
+    ASSERT_TRUE(metric->has_histogram());
+    EXPECT_EQ(metric->histogram().data_points(0).count(), std::size(durations));
+    EXPECT_EQ(metric->histogram().data_points(0).exemplars_size(), 1);
+}
+
+TEST(OtlpEncoder, BinaryUnitsAlignWithSecondsExactly) {
+    // 2^-30 s units: 1 s is 2^30 of them, 1 ms rounds down, and the clamp keeps 2.4 h.
+    EXPECT_EQ(aggregate::to_binary_units(1'000'000'000), std::uint64_t{1} << 30);
+    EXPECT_EQ(aggregate::to_binary_units(1'000'000), 1'073'741u);
+    EXPECT_EQ(aggregate::to_binary_units(0), 0u);
+    EXPECT_EQ(aggregate::to_binary_units(~std::uint64_t{0}),
+              aggregate::to_binary_units((std::uint64_t{1} << 43) - 1));
+    // Sketch bucket 64 * 30 (2^30 units, i.e. 1 s) at scale 6 is OTLP's bucket 0: (1, 2^(1/64)].
+    EXPECT_EQ(otlp_bucket_index(64 * 30, 6), 0);
+    EXPECT_EQ(otlp_bucket_index(8 * 30 - 3, 3), -3);
+}
+
+TEST(OtlpEncoder, ResourceMetricsUnderSemanticConventionNames) {
+    std::map<std::string, resources::ServiceResources> services;
+    auto& r = services["svc"];
+    r.totals.cpu_ns = 2'500'000'000;
+    r.rss_bytes = 123'456;
+    r.cpu_cores = 0.5;
+    r.totals.io_read_bytes = 10;
+    r.totals.io_write_bytes = 20;
+    r.totals.net_tx_bytes = 30;
+    r.totals.net_rx_bytes = 40;
+    MetricsInput input;
+    input.services = &services;
+    input.node_cpus = 4;
+    std::size_t points = 0;
+    opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest request;
+    ASSERT_TRUE(request.ParseFromString(encode_metrics(input, {}, 1, 2, &points)));
+    EXPECT_EQ(points, 7u);
+    const auto* cpu = find_metric(request, "process.cpu.time");
+    ASSERT_NE(cpu, nullptr);
+    EXPECT_EQ(cpu->unit(), "s");
+    EXPECT_TRUE(cpu->sum().is_monotonic());
+    EXPECT_DOUBLE_EQ(cpu->sum().data_points(0).as_double(), 2.5);
+    const auto* utilization = find_metric(request, "process.cpu.utilization");
+    ASSERT_NE(utilization, nullptr);
+    EXPECT_DOUBLE_EQ(utilization->gauge().data_points(0).as_double(), 0.125);
+    const auto* memory = find_metric(request, "process.memory.usage");
+    ASSERT_NE(memory, nullptr);
+    EXPECT_EQ(memory->unit(), "By");
+    EXPECT_FALSE(memory->sum().is_monotonic());
+    EXPECT_EQ(memory->sum().data_points(0).as_int(), 123'456);
+    const auto* network = find_metric(request, "process.network.io");
+    ASSERT_NE(network, nullptr);
+    ASSERT_EQ(network->sum().data_points_size(), 2);
+    EXPECT_EQ(network->sum().data_points(1).as_int(), 40);
+    EXPECT_EQ(network->sum().data_points(1).attributes(0).key(), "network.io.direction");
+    EXPECT_EQ(network->sum().data_points(1).attributes(0).value().string_value(), "receive");
+    const auto* disk = find_metric(request, "process.disk.io");
+    ASSERT_NE(disk, nullptr);
+    EXPECT_EQ(disk->sum().data_points(0).as_int(), 10);
 }
 
 }  // namespace

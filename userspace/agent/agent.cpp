@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -61,9 +62,11 @@ std::vector<std::uint32_t> pids_of(const std::vector<resources::ProcessSample>& 
 Agent::Agent(AgentConfig config)
     : config_(std::move(config)),
       series_budget_(config_.max_series),
-      store_(aggregate::StoreLimits{config_.max_series, config_.max_routes_per_service,
-                                    std::chrono::minutes(15)},
-             &series_budget_),
+      store_(
+          aggregate::StoreLimits{
+              config_.max_series, config_.max_routes_per_service, std::chrono::minutes(15),
+              !otlp::metrics_url(config_.otlp).empty() && config_.otlp.exponential_histograms},
+          &series_budget_),
       slow_log_(config_.slow_log),
       slow_writer_(config_.slow_log_output),
       tracker_(
@@ -71,11 +74,11 @@ Agent::Agent(AgentConfig config)
           [this](const protocols::Request& request, const pipeline::ConnectionTracker::Origin& at) {
               const aggregate::RequestContext context{service_key(at.tgid, std::string(at.service)),
                                                       at.server_address, at.server_port};
-              store_.record(request, context, drain_clock_);
+              const std::uint64_t series = store_.record(request, context, drain_clock_);
               if (slow_log_.is_slow(request)) record_slow(request, context);
               if (joiner_)
                   joiner_->add(request, at, context.service,
-                               static_cast<std::uint64_t>(drain_clock_.count()));
+                               static_cast<std::uint64_t>(drain_clock_.count()), series);
           },
           [](std::uint32_t tgid) { return read_comm(tgid); }),
       identities_(attribution::ServiceIdentities::read_proc_cgroup, 20'000,
@@ -110,6 +113,19 @@ void Agent::record_slow(const protocols::Request& request,
         drain_clock_ - slow_write_warned_ > std::chrono::minutes(1)) {
         slow_write_warned_ = drain_clock_;
         spdlog::warn("slow-operation log: cannot write: {}", slow_writer_.last_error());
+    }
+}
+
+void Agent::note_exemplars(const std::vector<otlp::Span>& spans) {
+    // Only when the metrics carry them: exemplars name series, which only metrics export.
+    if (!otlp_metrics_) return;
+    for (const otlp::Span& span : spans) {
+        if (span.series_id == 0) continue;
+        otlp::Exemplar& e = exemplars_[span.series_id];
+        e.trace_id = span.trace_id;
+        e.span_id = span.span_id;
+        e.seconds = static_cast<double>(span.end_unix_ns - span.start_unix_ns) / 1e9;
+        e.time_unix_ns = span.end_unix_ns;
     }
 }
 
@@ -150,6 +166,7 @@ void Agent::start_otlp() {
     const std::string metrics = otlp::metrics_url(config_.otlp);
     if (traces.empty() && metrics.empty()) return;
     unix_offset_ns_ = otlp::measure_unix_offset();
+    otlp_metrics_ = !metrics.empty();
     if (!traces.empty()) {
         otlp::JoinerOptions options;
         options.sampling_ratio = config_.otlp.sampling_ratio;
@@ -163,6 +180,10 @@ void Agent::start_otlp() {
     options.metrics_url = metrics;
     options.headers = config_.otlp.headers;
     options.gzip = config_.otlp.gzip;
+    options.ca_cert_path = config_.otlp.certificate;
+    if (!options.ca_cert_path.empty() && ::access(options.ca_cert_path.c_str(), R_OK) != 0)
+        spdlog::error("otlp: cannot read the CA certificate file {}: {}; https exports will fail",
+                      options.ca_cert_path, std::strerror(errno));
     options.max_queued_spans = config_.otlp.max_queued_spans;
     options.metrics_interval = config_.otlp.metrics_interval;
     options.timeout = config_.otlp.timeout;
@@ -185,8 +206,16 @@ void Agent::start_otlp() {
             locked.resource_of = [this](const std::string& service) {
                 return otlp_resource_locked(service);
             };
-            std::string body = otlp::encode_request_metrics(store_.series(), locked, start_unix,
-                                                            now_unix, &points);
+            otlp::MetricsInput input;
+            input.series = &store_.series();
+            input.form = config_.otlp.exponential_histograms ? otlp::HistogramForm::kExponential
+                                                             : otlp::HistogramForm::kExplicit;
+            input.exemplars = &exemplars_;
+            if (resources_sampled_) {
+                input.services = &resource_tracker_.services();
+                input.node_cpus = node_tracker_.node().cpus;
+            }
+            std::string body = otlp::encode_metrics(input, locked, start_unix, now_unix, &points);
             return std::make_pair(std::move(body), points);
         });
     spdlog::info("otlp: exporting{}{}",
@@ -583,8 +612,10 @@ void Agent::consume_loop() {
                 capture_->release(static_cast<std::uint64_t>(collected));
             }
             tracker_.end_drain();
-            if (joiner_)
+            if (joiner_) {
                 joiner_->release(static_cast<std::uint64_t>(drain_clock_.count()), released_spans_);
+                note_exemplars(released_spans_);
+            }
         }
         if (otlp_) otlp_->enqueue(released_spans_);  // outside the lock: the queue has its own
         if (now() - last_expiry > std::chrono::seconds(10)) {
@@ -593,8 +624,14 @@ void Agent::consume_loop() {
                 store_.expire_idle(now());
                 // Identities live as long as a series, a service or an alert names them.
                 std::unordered_set<std::string> in_use;
-                for (const auto& [key, _] : store_.series())
+                std::unordered_set<std::uint64_t> series_ids;
+                for (const auto& [key, series] : store_.series()) {
                     in_use.insert(key.service);
+                    if (!exemplars_.empty()) series_ids.insert(series.id);
+                }
+                // The exemplars of expired series go with them.
+                std::erase_if(exemplars_,
+                              [&](const auto& e) { return !series_ids.contains(e.first); });
                 for (const auto& [service, _] : resource_tracker_.services())
                     in_use.insert(service);
                 for (const auto& alert : alert_engine_.active())
@@ -855,7 +892,7 @@ void Agent::stop() {
     if (alert_thread_.joinable()) alert_thread_.join();
     if (features_thread_.joinable()) features_thread_.join();
     pod_metadata_.reset();
-    otlp_.reset();  // a last export of what is queued
+    otlp_.reset();      // a last export of what is queued
     profiler_.reset();  // its thread asks the agent's state for service names
     {
         std::lock_guard lock(mutex_);

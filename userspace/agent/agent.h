@@ -76,6 +76,8 @@ class Agent final : private api::AgentSource {
     // OTLP export, when an endpoint is configured: the trace joiner and the exporter's threads.
     void start_otlp();
     // The OTLP resource of a service key: its identity's labels under OTel's names.
+    // Keeps each series' latest sampled span as its exemplar (mutex_ held).
+    void note_exemplars(const std::vector<otlp::Span>& spans);
     std::shared_ptr<const otlp::Attributes> otlp_resource(const std::string& service);
     std::shared_ptr<const otlp::Attributes> otlp_resource_locked(const std::string& service);
     // Labels of firing/resolved alerts as the metrics carry them (service_name, k8s_*).
@@ -171,6 +173,9 @@ class Agent final : private api::AgentSource {
     std::vector<otlp::Span> released_spans_;  // consume_loop's scratch
     std::map<std::string, std::shared_ptr<const otlp::Attributes>> otlp_resources_;  // mutex_
     std::int64_t unix_offset_ns_ = 0;
+    // The latest sampled span of each request series (mutex_): its OTLP exemplar.
+    otlp::Exemplars exemplars_;
+    bool otlp_metrics_ = false;  // metrics are exported (set once, before the consumer starts)
     std::unique_ptr<otlp::OtlpExporter> otlp_;
 
     std::mutex features_mutex_;

@@ -402,6 +402,15 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
               if (v != "gzip" && v != "none") throw YAML::Exception(n.Mark(), "");
               config.otlp.gzip = v == "gzip";
           }}},
+        {"otlp_histograms",
+         {"exponential or explicit",
+          [&](const YAML::Node& n) {
+              config.otlp.exponential_histograms = n.as<std::string>() == "exponential";
+          },
+          otlp::check_histogram_form}},
+        {"otlp_certificate",
+         {"a file path",
+          [&](const YAML::Node& n) { config.otlp.certificate = n.as<std::string>(); }}},
         {"otlp_sampling_ratio",
          {"a ratio from 0 to 1",
           [&](const YAML::Node& n) { config.otlp.sampling_ratio = n.as<double>(); },

@@ -88,10 +88,11 @@ RequestMetricsStore::RequestMetricsStore(StoreLimits limits, stats::SeriesBudget
                                                                  (kMaxBounds + 3 + 2 * 5 + 2))),
       budget_(budget ? budget : own_budget_.get()) {}
 
-void RequestMetricsStore::record(const protocols::Request& request, const RequestContext& context,
-                                 std::chrono::nanoseconds now) {
+std::uint64_t RequestMetricsStore::record(const protocols::Request& request,
+                                          const RequestContext& context,
+                                          std::chrono::nanoseconds now) {
     const protocols::MetricSpec* spec = metric_spec(request.protocol);
-    if (!spec) return;
+    if (!spec) return 0;
     // Runs for every request: an existing series is found from views, with no string built (a
     // target's normalised form comes from a cache).
     const std::string_view target = normalized_target(request, *spec);
@@ -122,12 +123,13 @@ void RequestMetricsStore::record(const protocols::Request& request, const Reques
     auto it = series_.find(key);
     if (it == series_.end()) {
         it = add_series(key, *spec);
-        if (it == series_.end()) return;
+        if (it == series_.end()) return 0;
     }
     Series& s = it->second;
     const std::uint64_t duration =
         request.end_ns >= request.start_ns ? request.end_ns - request.start_ns : 0;
     s.window.insert(duration, now);
+    if (s.cumulative) s.cumulative->insert(to_binary_units(duration));
     const auto bounds = spec->bounds_ns;
     const auto bucket = std::lower_bound(bounds.begin(), bounds.end(), duration);
     if (bucket != bounds.end()) ++s.buckets[static_cast<std::size_t>(bucket - bounds.begin())];
@@ -140,6 +142,7 @@ void RequestMetricsStore::record(const protocols::Request& request, const Reques
         s.cache_window->add(request.cache_hits, request.cache_misses, now);
     }
     s.last_update = now;
+    return s.id;
 }
 
 std::string_view RequestMetricsStore::normalized_target(const protocols::Request& request,
@@ -192,7 +195,11 @@ SeriesMap::iterator RequestMetricsStore::add_series(SeriesKeyView key,
         ++series_dropped_;
         return series_.end();
     }
-    return series_.try_emplace(key.owned()).first;
+    const auto it = series_.try_emplace(key.owned()).first;
+    it->second.id = next_series_id_++;
+    if (limits_.cumulative_sketches)
+        it->second.cumulative = std::make_unique<stats::LogSketch>(kCumulativeBuckets);
+    return it;
 }
 
 std::uint64_t RequestMetricsStore::overflowed(Protocol protocol) const {
@@ -236,7 +243,8 @@ std::size_t RequestMetricsStore::memory_bytes() const {
     for (const auto& [key, s] : series_)
         bytes += sizeof(key) + key.service.capacity() + key.target.capacity() +
                  key.operation.capacity() + s.window.memory_bytes() + sizeof(Series) -
-                 sizeof(stats::WindowedSketch) + 64;  // 64: map node overhead
+                 sizeof(stats::WindowedSketch) + 64 +  // 64: map node overhead
+                 (s.cumulative ? s.cumulative->memory_bytes() : 0);
     return bytes;
 }
 

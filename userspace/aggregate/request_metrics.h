@@ -104,8 +104,26 @@ class CacheWindow {
     std::array<Slice, 30> slices_{};
 };
 
+// The unit of the cumulative sketches: 2^-30 s (about 0.93 ns). A LogSketch's bucket edges are
+// powers of 2^(2^-scale) of its unit, so in this unit they are exactly the edges of an
+// OpenTelemetry exponential histogram in seconds (index shifted by 30 * 2^scale), which in
+// nanoseconds (10^9 is no power of two) they are not.
+inline constexpr int kBinarySecondShift = 30;
+// A duration in nanoseconds in that unit, rounded down (exact integer arithmetic:
+// 2^30 / 10^9 = 2^21 / 1953125); durations past 2^43 ns (2.4 h) are clamped there, far beyond
+// the sketch's own clamp (kMaxValueNs units, 56 min).
+constexpr std::uint64_t to_binary_units(std::uint64_t ns) noexcept {
+    constexpr std::uint64_t kMaxNs = (std::uint64_t{1} << 43) - 1;
+    return ((ns < kMaxNs ? ns : kMaxNs) << 21) / 1953125;
+}
+
 struct Series {
     stats::WindowedSketch window;
+    // Every duration since the series began, in 2^-30 s units (to_binary_units), capped at
+    // kCumulativeBuckets counters: OTLP's exponential histogram. Only when the store was asked for
+    // it (StoreLimits::cumulative_sketches).
+    std::unique_ptr<stats::LogSketch> cumulative;
+    std::uint64_t id = 0;  // unique in the store, never reused: exemplars name their series by it
     std::array<std::uint64_t, kMaxBounds> buckets{};  // non-cumulative, exact; the spec's bounds
     std::uint64_t count = 0;
     std::uint64_t sum_ns = 0;
@@ -129,7 +147,14 @@ struct StoreLimits {
     // Values of each protocol's capped dimension (HTTP routes, command names) per service.
     std::size_t max_targets_per_service = 100;
     std::chrono::nanoseconds idle_expiry = std::chrono::minutes(15);
+    // Each series also keeps a cumulative sketch (Series::cumulative), for OTLP's exponential
+    // histograms.
+    bool cumulative_sketches = false;
 };
+
+// Counters of a cumulative sketch at most: OpenTelemetry SDKs' default max_size of an exponential
+// histogram (scale 6 holds a spread of 5.6x, 5 of 32x, 4 of 1,024x, 3 of 10^6x).
+inline constexpr std::size_t kCumulativeBuckets = 160;
 
 // The metric spec of a protocol (its registry entry); null for a protocol not registered.
 const protocols::MetricSpec* metric_spec(Protocol protocol);
@@ -140,9 +165,10 @@ class RequestMetricsStore {
     // the other exported series) instead of counting against limits.max_series.
     explicit RequestMetricsStore(StoreLimits limits = {}, stats::SeriesBudget* budget = nullptr);
 
-    // `now` is CLOCK_MONOTONIC, the same clock as the kernel's timestamps.
-    void record(const protocols::Request& request, const RequestContext& context,
-                std::chrono::nanoseconds now);
+    // `now` is CLOCK_MONOTONIC, the same clock as the kernel's timestamps. Returns the id of the
+    // series that counted the request (Series::id), 0 when none did.
+    std::uint64_t record(const protocols::Request& request, const RequestContext& context,
+                         std::chrono::nanoseconds now);
     // Drops series idle for longer than limits.idle_expiry. Returns how many were removed.
     std::size_t expire_idle(std::chrono::nanoseconds now);
 
@@ -191,6 +217,7 @@ class RequestMetricsStore {
     std::unordered_map<std::string, std::unordered_set<std::string>> capped_values_;
     std::unordered_map<std::string, std::unordered_set<std::size_t>> seen_once_;
     std::uint64_t series_dropped_ = 0;
+    std::uint64_t next_series_id_ = 1;
     std::array<std::uint64_t, LOUPE_PROTOCOL_COUNT> overflowed_{};
 };
 

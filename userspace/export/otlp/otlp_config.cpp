@@ -129,7 +129,23 @@ std::optional<std::string> apply_otel_environment(OtlpSettings& settings,
         else
             return "OTEL_EXPORTER_OTLP_COMPRESSION: expected gzip or none, got '" + *v + "'";
     }
+    if (const auto v = value("OTEL_EXPORTER_OTLP_CERTIFICATE")) settings.certificate = *v;
+    if (const auto v = value("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION")) {
+        if (*v == "base2_exponential_bucket_histogram")
+            settings.exponential_histograms = true;
+        else if (*v == "explicit_bucket_histogram")
+            settings.exponential_histograms = false;
+        else
+            return "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: expected "
+                   "base2_exponential_bucket_histogram or explicit_bucket_histogram, got '" +
+                   *v + "'";
+    }
     return std::nullopt;
+}
+
+std::optional<std::string> check_histogram_form(const std::string& text) {
+    if (text == "exponential" || text == "explicit") return std::nullopt;
+    return "expected exponential or explicit";
 }
 
 std::optional<std::string> check_sampling_ratio(const std::string& text) {

@@ -29,6 +29,11 @@ struct OtlpSettings {
     std::size_t max_queued_spans = 100'000;     // spans waiting to be sent; more are dropped
     std::chrono::milliseconds timeout{10'000};  // of each export request
     bool gzip = true;
+    // Latency histograms as exponential histograms (the sketches' buckets); false: explicit
+    // buckets with /metrics' bounds.
+    bool exponential_histograms = true;
+    // PEM file of the CA certificates that verify an https endpoint; empty: the system's.
+    std::string certificate;
 };
 
 // Full URLs of the two signals, from the settings: "" when that signal is not exported.
@@ -36,7 +41,8 @@ std::string traces_url(const OtlpSettings& settings);
 std::string metrics_url(const OtlpSettings& settings);
 
 // Applies OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT,
-// OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_COMPRESSION (read
+// OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_COMPRESSION,
+// OTEL_EXPORTER_OTLP_CERTIFICATE and OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION (read
 // through `getenv`) over `settings`. Returns what is wrong with a variable, naming it.
 std::optional<std::string> apply_otel_environment(OtlpSettings& settings,
                                                   const char* (*getenv)(const char*));
@@ -48,5 +54,7 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_key_value_
 
 // Checks of settings as text (flags and config keys), as agent_config.h's: nullopt when valid.
 std::optional<std::string> check_sampling_ratio(const std::string& text);
+// "exponential" or "explicit".
+std::optional<std::string> check_histogram_form(const std::string& text);
 
 }  // namespace loupe::otlp

@@ -141,39 +141,132 @@ std::string otel_metric_name(std::string_view family) {
     return name;
 }
 
-std::string encode_request_metrics(const aggregate::SeriesMap& series,
-                                   const EncoderContext& context, std::uint64_t start_unix_ns,
-                                   std::uint64_t now_unix_ns, std::size_t* data_points) {
-    google::protobuf::Arena arena;
-    auto* request = google::protobuf::Arena::CreateMessage<
-        opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest>(&arena);
-    // service -> metric name -> its histogram
-    std::map<std::string_view, std::pair<pb_metrics::ScopeMetrics*,
-                                         std::map<std::string_view, pb_metrics::Histogram*>>>
-        by_service;
-    std::size_t points = 0;
-    for (const auto& [key, s] : series) {
+namespace {
+
+void add_exemplar(google::protobuf::RepeatedPtrField<pb_metrics::Exemplar>* into,
+                  const Exemplar& e) {
+    auto* out = into->Add();
+    out->set_time_unix_nano(e.time_unix_ns);
+    out->set_as_double(e.seconds);
+    out->set_trace_id(e.trace_id.data(), e.trace_id.size());
+    out->set_span_id(e.span_id.data(), e.span_id.size());
+}
+
+void fill_explicit(pb_metrics::HistogramDataPoint* point, const aggregate::Series& s,
+                   const protocols::MetricSpec& spec) {
+    std::uint64_t in_bounds = 0;
+    for (std::size_t i = 0; i < spec.bounds_ns.size(); ++i) {
+        point->add_explicit_bounds(static_cast<double>(spec.bounds_ns[i]) / 1e9);
+        point->add_bucket_counts(s.buckets[i]);
+        in_bounds += s.buckets[i];
+    }
+    point->add_bucket_counts(s.count - std::min(in_bounds, s.count));  // +Inf
+}
+
+// The sketch's buckets, one for one: its edges in 2^-30 s units are the OTLP edges in seconds at
+// the same scale, so only the index moves (otlp_bucket_index).
+void fill_exponential(pb_metrics::ExponentialHistogramDataPoint* point,
+                      const stats::LogSketch& sketch, std::uint64_t count) {
+    const int scale = sketch.scale();
+    point->set_scale(scale);
+    point->set_zero_count(0);  // the sketch has no zero bucket: it clamps below 1000 units
+    int first = 0;
+    std::vector<std::uint64_t> counts;
+    sketch.for_each_bucket([&](int index, std::uint64_t n) {
+        if (counts.empty()) first = index;
+        counts.resize(static_cast<std::size_t>(index - first) + 1, 0);
+        counts.back() = n;
+    });
+    // A counter saturates at 2^32-1. Every other count being exact, a single saturated bucket
+    // holds what the others do not.
+    std::uint64_t total = 0;
+    std::size_t saturated = 0, saturated_at = 0;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        total += counts[i];
+        if (counts[i] == ~std::uint32_t{0}) {
+            ++saturated;
+            saturated_at = i;
+        }
+    }
+    if (saturated == 1 && total < count) counts[saturated_at] += count - total;
+    auto* positive = point->mutable_positive();
+    positive->set_offset(otlp_bucket_index(first, scale));
+    for (const std::uint64_t n : counts)
+        positive->add_bucket_counts(n);
+}
+
+// The ScopeMetrics of a service, made once per export.
+class ServiceScopes {
+  public:
+    ServiceScopes(
+        opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest* request,
+        const EncoderContext& context)
+        : request_(request), context_(context) {}
+
+    pb_metrics::ScopeMetrics* of(std::string_view service) {
+        auto [it, fresh] = scopes_.try_emplace(service, nullptr);
+        if (fresh) {
+            auto* resource_metrics = request_->add_resource_metrics();
+            fill_resource(resource_metrics->mutable_resource(), context_, std::string(service), 0,
+                          {});
+            it->second = resource_metrics->add_scope_metrics();
+            fill_scope(it->second->mutable_scope(), context_);
+        }
+        return it->second;
+    }
+
+  private:
+    opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest* request_;
+    const EncoderContext& context_;
+    std::map<std::string_view, pb_metrics::ScopeMetrics*> scopes_;
+};
+
+void add_request_points(const MetricsInput& input, ServiceScopes& scopes,
+                        std::uint64_t start_unix_ns, std::uint64_t now_unix_ns,
+                        std::size_t& points) {
+    const bool exponential = input.form == HistogramForm::kExponential;
+    // (service, metric name) -> the metric
+    std::map<std::pair<std::string_view, std::string_view>, pb_metrics::Metric*> metrics;
+    for (const auto& [key, s] : *input.series) {
         const protocols::MetricSpec* spec = aggregate::metric_spec(key.protocol);
         if (!spec || s.count == 0) continue;
-        auto [sit, fresh] = by_service.try_emplace(key.service);
-        if (fresh) {
-            auto* resource_metrics = request->add_resource_metrics();
-            fill_resource(resource_metrics->mutable_resource(), context, key.service, 0, {});
-            sit->second.first = resource_metrics->add_scope_metrics();
-            fill_scope(sit->second.first->mutable_scope(), context);
-        }
+        if (exponential && !s.cumulative) continue;  // made before the store kept sketches
         const protocols::FamilySpec& family = spec->family(key.side);
-        auto [mit, new_metric] = sit->second.second.try_emplace(family.histogram, nullptr);
+        auto [mit, new_metric] = metrics.try_emplace({key.service, family.histogram}, nullptr);
         if (new_metric) {
-            auto* metric = sit->second.first->add_metrics();
+            auto* metric = scopes.of(key.service)->add_metrics();
             metric->set_name(otel_metric_name(family.histogram));
             metric->set_description(std::string(family.histogram_help));
             metric->set_unit("s");
-            mit->second = metric->mutable_histogram();
-            mit->second->set_aggregation_temporality(
-                pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
+            if (exponential)
+                metric->mutable_exponential_histogram()->set_aggregation_temporality(
+                    pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
+            else
+                metric->mutable_histogram()->set_aggregation_temporality(
+                    pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
+            mit->second = metric;
         }
-        auto* point = mit->second->add_data_points();
+        google::protobuf::RepeatedPtrField<pb_common::KeyValue>* attributes = nullptr;
+        google::protobuf::RepeatedPtrField<pb_metrics::Exemplar>* exemplars = nullptr;
+        if (exponential) {
+            auto* point = mit->second->mutable_exponential_histogram()->add_data_points();
+            point->set_start_time_unix_nano(start_unix_ns);
+            point->set_time_unix_nano(now_unix_ns);
+            point->set_count(s.count);
+            point->set_sum(static_cast<double>(s.sum_ns) / 1e9);
+            fill_exponential(point, *s.cumulative, s.count);
+            attributes = point->mutable_attributes();
+            exemplars = point->mutable_exemplars();
+        } else {
+            auto* point = mit->second->mutable_histogram()->add_data_points();
+            point->set_start_time_unix_nano(start_unix_ns);
+            point->set_time_unix_nano(now_unix_ns);
+            point->set_count(s.count);
+            point->set_sum(static_cast<double>(s.sum_ns) / 1e9);
+            fill_explicit(point, s, *spec);
+            attributes = point->mutable_attributes();
+            exemplars = point->mutable_exemplars();
+        }
         ++points;
         for (const auto& label : family.labels) {
             std::string_view value = label.field == protocols::KeyField::kConstant
@@ -187,26 +280,100 @@ std::string encode_request_metrics(const aggregate::SeriesMap& series,
                 const auto [ptr, ec] =
                     std::from_chars(value.data(), value.data() + value.size(), number);
                 if (ec == std::errc() && ptr == value.data() + value.size()) {
-                    add_int(point->mutable_attributes(), otel_attribute_name(label.name), number);
+                    add_int(attributes, otel_attribute_name(label.name), number);
                     continue;
                 }
             }
-            add_string(point->mutable_attributes(), otel_attribute_name(label.name), value);
+            add_string(attributes, otel_attribute_name(label.name), value);
         }
-        point->set_start_time_unix_nano(start_unix_ns);
-        point->set_time_unix_nano(now_unix_ns);
-        point->set_count(s.count);
-        point->set_sum(static_cast<double>(s.sum_ns) / 1e9);
-        std::uint64_t in_bounds = 0;
-        for (std::size_t i = 0; i < spec->bounds_ns.size(); ++i) {
-            point->add_explicit_bounds(static_cast<double>(spec->bounds_ns[i]) / 1e9);
-            point->add_bucket_counts(s.buckets[i]);
-            in_bounds += s.buckets[i];
-        }
-        point->add_bucket_counts(s.count - std::min(in_bounds, s.count));  // +Inf
+        if (input.exemplars)
+            if (const auto e = input.exemplars->find(s.id); e != input.exemplars->end())
+                add_exemplar(exemplars, e->second);
     }
+}
+
+// /metrics' process_* families under semantic-convention names and units.
+void add_resource_points(const MetricsInput& input, ServiceScopes& scopes,
+                         std::uint64_t start_unix_ns, std::uint64_t now_unix_ns,
+                         std::size_t& points) {
+    using resources::ServiceResources;
+    auto point_of = [&](pb_metrics::NumberDataPoint* p) {
+        p->set_start_time_unix_nano(start_unix_ns);
+        p->set_time_unix_nano(now_unix_ns);
+        ++points;
+        return p;
+    };
+    auto sum = [&](pb_metrics::ScopeMetrics* scope, const char* name, const char* unit,
+                   const char* description, bool monotonic) {
+        auto* metric = scope->add_metrics();
+        metric->set_name(name);
+        metric->set_unit(unit);
+        metric->set_description(description);
+        auto* data = metric->mutable_sum();
+        data->set_aggregation_temporality(pb_metrics::AGGREGATION_TEMPORALITY_CUMULATIVE);
+        data->set_is_monotonic(monotonic);
+        return data;
+    };
+    auto directions = [&](pb_metrics::ScopeMetrics* scope, const char* name, const char* attribute,
+                          const char* description, const char* a, std::uint64_t value_a,
+                          const char* b, std::uint64_t value_b) {
+        auto* metric = sum(scope, name, "By", description, true);
+        for (const auto& [direction, value] : {std::pair{a, value_a}, std::pair{b, value_b}}) {
+            auto* p = point_of(metric->add_data_points());
+            p->set_as_int(static_cast<std::int64_t>(value));
+            add_string(p->mutable_attributes(), attribute, direction);
+        }
+    };
+    const double cpus = input.node_cpus ? input.node_cpus : 1.0;
+    for (const auto& [service, r] : *input.services) {
+        auto* scope = scopes.of(service);
+        point_of(sum(scope, "process.cpu.time", "s",
+                     "CPU time of the service's processes, live and exited.", true)
+                     ->add_data_points())
+            ->set_as_double(static_cast<double>(r.totals.cpu_ns) / 1e9);
+        auto* utilization = scope->add_metrics();
+        utilization->set_name("process.cpu.utilization");
+        utilization->set_unit("1");
+        utilization->set_description(
+            "Share of the node's CPU capacity the service used over the last second.");
+        point_of(utilization->mutable_gauge()->add_data_points())
+            ->set_as_double(r.cpu_cores / cpus);
+        point_of(sum(scope, "process.memory.usage", "By",
+                     "Resident memory (RSS) of the service's live processes.", false)
+                     ->add_data_points())
+            ->set_as_int(static_cast<std::int64_t>(r.rss_bytes));
+        directions(scope, "process.disk.io", "disk.io.direction",
+                   "Storage bytes the service caused to be read/written (/proc/PID/io).", "read",
+                   r.totals.io_read_bytes, "write", r.totals.io_write_bytes);
+        directions(scope, "process.network.io", "network.io.direction",
+                   "Socket bytes sent and received.", "transmit", r.totals.net_tx_bytes, "receive",
+                   r.totals.net_rx_bytes);
+    }
+}
+
+}  // namespace
+
+std::string encode_metrics(const MetricsInput& input, const EncoderContext& context,
+                           std::uint64_t start_unix_ns, std::uint64_t now_unix_ns,
+                           std::size_t* data_points) {
+    google::protobuf::Arena arena;
+    auto* request = google::protobuf::Arena::CreateMessage<
+        opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest>(&arena);
+    ServiceScopes scopes(request, context);
+    std::size_t points = 0;
+    if (input.series) add_request_points(input, scopes, start_unix_ns, now_unix_ns, points);
+    if (input.services) add_resource_points(input, scopes, start_unix_ns, now_unix_ns, points);
     if (data_points) *data_points = points;
     return request->SerializeAsString();
+}
+
+std::string encode_request_metrics(const aggregate::SeriesMap& series,
+                                   const EncoderContext& context, std::uint64_t start_unix_ns,
+                                   std::uint64_t now_unix_ns, std::size_t* data_points) {
+    MetricsInput input;
+    input.series = &series;
+    input.form = HistogramForm::kExplicit;
+    return encode_metrics(input, context, start_unix_ns, now_unix_ns, data_points);
 }
 
 std::string gzip(const std::string& data, int level) {

@@ -87,6 +87,7 @@ bool OtlpExporter::sleep(std::chrono::milliseconds duration) {
 OtlpExporter::Answer OtlpExporter::post(const std::string& url, const std::string& body) {
     const auto [base, path] = util::split_url(url);
     httplib::Client client(base);
+    if (!options_.ca_cert_path.empty()) client.set_ca_cert_path(options_.ca_cert_path);
     client.set_connection_timeout(std::min(options_.timeout, std::chrono::milliseconds(5000)));
     client.set_read_timeout(options_.timeout);
     client.set_write_timeout(options_.timeout);

@@ -27,6 +27,7 @@ struct ExporterOptions {
     std::string metrics_url;  // empty: no metrics
     std::vector<std::pair<std::string, std::string>> headers;
     bool gzip = true;
+    std::string ca_cert_path;  // PEM CA certificates for https URLs; empty: the system's
     std::size_t max_queued_spans = 100'000;
     std::size_t batch_spans = 4096;               // spans per export request at most
     std::chrono::milliseconds batch_delay{1000};  // a partial batch waits at most this long

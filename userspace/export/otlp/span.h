@@ -36,6 +36,9 @@ struct Span {
     std::string error_type;     // error.type; not empty: the span's status is ERROR
     std::uint64_t start_unix_ns = 0;
     std::uint64_t end_unix_ns = 0;
+    // The request series that counted it (aggregate::Series::id; 0: none): its metrics' exemplar.
+    // Not exported as such.
+    std::uint64_t series_id = 0;
 };
 
 }  // namespace loupe::otlp

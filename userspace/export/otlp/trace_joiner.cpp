@@ -117,7 +117,7 @@ TraceJoiner::TraceJoiner(JoinerOptions options, std::int64_t unix_offset_ns)
 
 void TraceJoiner::add(const protocols::Request& request,
                       const pipeline::ConnectionTracker::Origin& origin, std::string_view service,
-                      std::uint64_t now_ns) {
+                      std::uint64_t now_ns, std::uint64_t series_id) {
     const protocols::MetricSpec* spec = aggregate::metric_spec(request.protocol);
     if (!spec) return;
     ++counters_.spans;
@@ -130,6 +130,7 @@ void TraceJoiner::add(const protocols::Request& request,
     s.pid = origin.tgid;
     s.executable = origin.service;
     s.operation = request.operation;
+    s.series_id = series_id;
     fill_random(random_, s.span_id);
     e.start_ns = request.start_ns;
     e.end_ns = std::max(request.end_ns, request.start_ns);

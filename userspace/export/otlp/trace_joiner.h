@@ -50,9 +50,10 @@ class TraceJoiner {
     // unix_offset_ns: CLOCK_REALTIME - CLOCK_MONOTONIC, measured once (see measure_unix_offset).
     TraceJoiner(JoinerOptions options, std::int64_t unix_offset_ns);
 
-    // One finished request; `now_ns` (CLOCK_MONOTONIC) is when it arrived.
+    // One finished request; `now_ns` (CLOCK_MONOTONIC) is when it arrived; `series_id`: the
+    // request series that counted it (Span::series_id).
     void add(const protocols::Request& request, const pipeline::ConnectionTracker::Origin& origin,
-             std::string_view service, std::uint64_t now_ns);
+             std::string_view service, std::uint64_t now_ns, std::uint64_t series_id = 0);
     // Appends the spans held for hold_ns (or all with `everything`) to `out`, sampled.
     void release(std::uint64_t now_ns, std::vector<Span>& out, bool everything = false);
 
