@@ -107,9 +107,10 @@ print("done", flush=True)
 
 
 class MariaDB:
-    """A private mariadbd: its own datadir, TCP port and Unix socket; run as root."""
+    """A private mariadbd: its own datadir, TCP port and Unix socket; run as root. `binary`: the
+    server's name (benchmarks run the real `mariadbd`, as deployed)."""
 
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), binary=MARIADBD):
         require_tools("mariadbd", "mariadb-install-db", "mariadb")
         self.work = tempfile.mkdtemp(prefix="loupe-mariadb-")
         self.socket = os.path.join(self.work, "sock")
@@ -119,7 +120,7 @@ class MariaDB:
                         "--skip-test-db"], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=60)
         self.proc = subprocess.Popen(
-            [MARIADBD, "--no-defaults", f"--datadir={self.work}/data", "--user=root",
+            [binary, "--no-defaults", f"--datadir={self.work}/data", "--user=root",
              f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
              f"--pid-file={self.work}/pid", f"--log-error={self.work}/error.log",
              "--skip-log-bin", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",

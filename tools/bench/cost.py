@@ -37,6 +37,18 @@ def run_time_by_program(before, after):
     return by_name
 
 
+def print_per_operation(before, after, operations, agent_cpu_seconds, unit):
+    """The BPF run time of every loupe program and the agent's CPU, per `unit` (e.g. "command"),
+    between two prog_stats() readings that saw `operations` of them."""
+    by_name = run_time_by_program(before, after)
+    total_ns = sum(v[1] for v in by_name.values())
+    for name, (cnt, ns) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {name:<28} {cnt:>10} runs  {ns / cnt:>6.0f} ns/run  {cnt / operations:>5.2f} runs/{unit}  "
+              f"{ns / operations:>6.0f} ns/{unit}")
+    print(f"BPF total: {total_ns / operations:.0f} ns a {unit}; agent: "
+          f"{agent_cpu_seconds * 1e9 / operations:.0f} ns a {unit}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)

@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from cost import prog_stats, run_time_by_program  # noqa: E402
+from cost import print_per_operation, prog_stats  # noqa: E402
 from loupe_e2e import Agent, proc_cpu_seconds  # noqa: E402
 from test_redis import RedisServer  # noqa: E402
 
@@ -44,14 +44,9 @@ def main():
         subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
         agent.stop()
         server.stop()
-    by_name = run_time_by_program(before, after)
-    total_ns = sum(v[1] for v in by_name.values())
     print(f"{ops} commands in {t1 - t0:.1f} s ({ops / (t1 - t0):.0f}/s), -P {args.pipeline}, "
           f"{'all processes' if args.all_processes else '--comm redis-server'}")
-    for name, (cnt, ns) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
-        print(f"  {name:<28} {cnt:>10} runs  {ns / cnt:>6.0f} ns/run  {ns / ops:>6.0f} ns/command")
-    print(f"BPF total: {total_ns / ops:.0f} ns a command; agent: {(cpu1 - cpu0) * 1e9 / ops:.0f} ns "
-          f"a command")
+    print_per_operation(before, after, ops, cpu1 - cpu0, "command")
 
 
 if __name__ == "__main__":
