@@ -146,7 +146,7 @@ TEST(PrometheusExporter, ParserCountersAreExported) {
 
 // Database query summaries over the per-service cap: one family by db_system_name (MariaDB's
 // apart from MySQL's), HTTP's and Redis's overflow counters under their own names.
-TEST(PrometheusExporter, QuerySummaryOverflowIsOneFamilyByDbSystemName) {
+TEST(PrometheusExporter, QueryOverflowIsOneFamilyByDbSystemName) {
     aggregate::RequestMetricsStore store(aggregate::StoreLimits{1000, 4, std::chrono::minutes(15)});
     auto record = [&](protocols::Protocol protocol, std::string_view system,
                       const std::string& table) {
@@ -169,7 +169,7 @@ TEST(PrometheusExporter, QuerySummaryOverflowIsOneFamilyByDbSystemName) {
     MetricsView view{.requests = store, .pipeline = counters};
     const std::string text = render_prometheus(view);
     EXPECT_EQ(
-        samples_of(text, "loupe_db_query_summary_overflow_total"),
+        samples_of(text, "loupe_db_query_overflow_total"),
         (std::vector<std::string>{"{db_system_name=\"mariadb\"} 1", "{db_system_name=\"mysql\"} 0",
                                   "{db_system_name=\"postgresql\"} 3"}))
         << text;

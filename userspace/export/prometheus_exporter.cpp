@@ -459,12 +459,12 @@ std::string render_prometheus(const MetricsView& view) {
                     c.parser_specific[i]);
     }
     if (!summary_overflows.empty()) {
-        out.family("loupe_db_query_summary_overflow_total", "counter",
+        out.family("loupe_db_query_overflow_total", "counter",
                    "Database operations whose db_query_summary went to _OTHER because the "
                    "per-service cap (--max-routes-per-service) was reached, by db_system_name.");
         std::sort(summary_overflows.begin(), summary_overflows.end());
         for (const auto& [system, count] : summary_overflows)
-            out.sample("loupe_db_query_summary_overflow_total", {{"db_system_name", system}},
+            out.sample("loupe_db_query_overflow_total", {{"db_system_name", system}},
                        static_cast<double>(count));
     }
     if (view.slow_log) {

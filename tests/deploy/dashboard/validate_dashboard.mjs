@@ -58,7 +58,7 @@ const GLOBAL_METRICS = new Set([
   'loupe_postgresql_ssl_refused_total', 'loupe_postgresql_cancel_requests_total',
   'loupe_mysql_unparsed_segments_total', 'loupe_mysql_unmatched_responses_total',
   'loupe_mysql_desyncs_total', 'loupe_mysql_tls_connections_total',
-  'loupe_db_query_summary_overflow_total',
+  'loupe_db_query_overflow_total',
   'loupe_connections_tracked', 'loupe_series',
   'loupe_uptime_seconds', 'loupe_resident_memory_bytes', 'loupe_build_info', 'loupe_bpf_map_entries',
   'loupe_alerts_pending', 'loupe_alert_rules', 'loupe_alert_notifications_total',
