@@ -187,6 +187,33 @@ static __always_inline int looks_like_mysql(const __u8 *p, __u32 len)
     return CLASSIFY_NO;
 }
 
+// A MySQL client's SSL request: the 32-byte prefix of a HandshakeResponse41 (sequence id 1,
+// CLIENT_PROTOCOL_41 and CLIENT_SSL set), after which both ends speak TLS. A whole
+// HandshakeResponse is longer (it names the user): a 32-byte one is this request. The client writes
+// it whole; a server reads it whole (`head` holds the first `len` bytes of a read of `total`, the
+// ClientHello after it when the client's next write arrived too), or its 4-byte header alone and
+// then its payload (mariadbd: mysql_ssl_request_header, then mysql_ssl_request_payload).
+#define MYSQL_CLIENT_SSL 0x800
+#define MYSQL_SSL_REQUEST_PAYLOAD 32
+
+static __always_inline bool mysql_ssl_request_header(const __u8 *head, __u32 len)
+{
+    return len >= 4 && head[0] == MYSQL_SSL_REQUEST_PAYLOAD && head[1] == 0 && head[2] == 0 &&
+           head[3] == 1;
+}
+
+static __always_inline bool mysql_ssl_request_payload(const __u8 *payload, __u32 len, __u64 total)
+{
+    return len >= 2 && total >= MYSQL_SSL_REQUEST_PAYLOAD &&
+           (payload[1] & (MYSQL_CLIENT_PROTOCOL_41 >> 8)) && (payload[1] & (MYSQL_CLIENT_SSL >> 8));
+}
+
+static __always_inline bool mysql_ssl_request(const __u8 *head, __u32 len, __u64 total)
+{
+    return len >= 8 && total >= MYSQL_SSL_REQUEST_PAYLOAD + 4 && mysql_ssl_request_header(head, len) &&
+           mysql_ssl_request_payload(head + 4, len - 4, total - 4);
+}
+
 #undef WORD4
 
 #define BE32(p, i)                                                                                 \

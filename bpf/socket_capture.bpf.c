@@ -86,12 +86,13 @@ struct conn_state {
     __u8 held_len;    // bytes in held[]: the beginning of a message start, too short to decide
     __u8 held_egress; // held[] was written (not read) by the process
     __u16 blank_bytes; // CR/LF skipped while undecided
-    // PostgreSQL answered an SSLRequest/GSSENCRequest with 'S'/'G': encrypted from then on, so
-    // no more data events (its close still is sent).
+    // PostgreSQL answered an SSLRequest/GSSENCRequest with 'S'/'G', or a MySQL client sent an SSL
+    // request: encrypted from then on, so no more data events (its close still is sent).
     __u8 encrypted;
     __u8 early_events; // data events sent once classified, up to 255: the SSL answer is early
     __u8 tls;          // TLS_* (tls_openssl.bpf.h): its socket carries TLS records
-    __u8 reserved0[3];
+    __u8 mysql_ssl_header; // MySQL: the last event was an SSL request's header, read alone
+    __u8 reserved0[2];
     __u32 write_seq;  // the TCP write_seq its last write left (write_time)
     __u64 held_ns;    // when the first held byte moved
     __u8 held[CLASSIFY_BYTES];
@@ -466,18 +467,29 @@ static __always_inline void emit_data(struct loupe_cpu_batch *b, struct conn_sta
     __u32 size = offsetof(struct loupe_data_event, head) + e->head_len;
     if (size > sizeof(struct loupe_data_event))
         size = sizeof(struct loupe_data_event);
-    // PostgreSQL's one-byte answer to an SSLRequest or GSSENCRequest: 'S' or 'G' means TLS or
-    // GSS encryption from the next byte on. This event still goes (user space counts it); later
-    // reads and writes cost no copy. A 1-byte 'S' write is no other PostgreSQL message (every
-    // typed message is 5 bytes at least), and the answer comes among the connection's first
-    // events (after SSLRequest, or GSSENCRequest, 'N', SSLRequest). Socket bytes only (`sk`): a
-    // TLS library's plaintext is past that answer.
+    // Encryption negotiated inside the protocol: this event still goes (user space counts it);
+    // later reads and writes cost no copy. Among the connection's first events only, and socket
+    // bytes only (`sk`): a TLS library's plaintext is past the switch.
+    // - PostgreSQL's one-byte answer to an SSLRequest or GSSENCRequest: 'S' or 'G' means TLS or
+    //   GSS encryption from the next byte on. A 1-byte 'S' write is no other PostgreSQL message
+    //   (every typed message is 5 bytes at least), and the answer comes among the first events
+    //   (after SSLRequest, or GSSENCRequest, 'N', SSLRequest).
+    // - A MySQL client's SSL request (after the server's greeting): the TLS handshake follows
+    //   it at once, the client's ClientHello even in the same server read. A server may read
+    //   its header alone, then its payload.
     if (sk) {
         if (state->early_events < 255)
             state->early_events++;
         if (protocol == LOUPE_PROTOCOL_POSTGRES && total == 1 && e->head_len == 1 &&
             state->early_events <= 4 && (e->head[0] == 'S' || e->head[0] == 'G'))
             state->encrypted = 1;
+        if (protocol == LOUPE_PROTOCOL_MYSQL && state->early_events <= 4) {
+            if (mysql_ssl_request(e->head, e->head_len, total) ||
+                (state->mysql_ssl_header && mysql_ssl_request_payload(e->head, e->head_len, total)))
+                state->encrypted = 1;
+            state->mysql_ssl_header = !transmit && total == 4 &&
+                                      mysql_ssl_request_header(e->head, e->head_len);
+        }
     }
     if (timed)
         batch_commit(b, size, now);

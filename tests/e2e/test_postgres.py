@@ -20,7 +20,9 @@ Checked:
 - errors are counted with their SQLSTATE (db_response_status_code, error_type), as many as made;
 - `SELECT pg_sleep(0.05)`: the windowed p50 on both sides is within 5 % of 50 ms;
 - db_namespace is the database, db_system_name "postgresql"; the exposition passes promtool, and
-  nothing is desynchronised."""
+  nothing is desynchronised;
+- three psql connections whose SSLRequest is refused: loupe_postgresql_ssl_requests_total and
+  loupe_postgresql_ssl_refused_total rise by exactly 6 (each end once), tls_connections by 0."""
 import collections
 import os
 import re
@@ -216,6 +218,25 @@ def main():
             if p50 is None or abs(p50 - 0.05) > 0.05 * 0.05:
                 fail(f"{window}: p50 of SELECT pg_sleep(0.05) is {p50}, not 50 ms +- 5 %")
             print(f"{family}: pg_sleep(0.05) p50 = {p50 * 1000:.2f} ms", flush=True)
+
+        # Each libpq connection's SSLRequest (sslmode=prefer) is refused by this server without
+        # SSL: counted once at each end (psql's and its backend's), and no connection is TLS.
+        counters = ("loupe_postgresql_ssl_requests_total", "loupe_postgresql_ssl_refused_total",
+                    "loupe_postgresql_tls_connections_total")
+        agent.settle(0.3)
+        samples = agent.metrics()
+        counted_before = [metric_or(samples, name, 0) for name in counters]
+        refused = 3
+        for _ in range(refused):
+            run("psql", "-X", "-q", "-d", server.dsn(), "-c", "SELECT 1")
+        agent.settle(1.0)
+        samples = agent.metrics()
+        counted = [metric_or(samples, name, 0) - before_value
+                   for name, before_value in zip(counters, counted_before)]
+        if counted != [2 * refused, 2 * refused, 0]:
+            fail(f"{refused} SSL-refused connections (psql and its backend traced): "
+                 f"{dict(zip(counters, counted))}, expected {2 * refused}, {2 * refused}, 0")
+        print(f"SSL-refused connections counted: {dict(zip(counters, counted))}", flush=True)
 
         text = agent.metrics_text()
         promtool_check(text)

@@ -8,7 +8,8 @@ A private PostgreSQL 15 with a self-signed certificate; psql and the postgres ba
 sslmode=require and once with sslmode=disable:
 - with the TLS hooks (the default): the TLS session reports its five SELECTs on the client side
   and on the server side, as the plaintext session does, and both of its ends count as OpenSSL
-  connections; no garbage (unparsed segments, desyncs, unmatched replies).
+  connections and in loupe_postgresql_tls_connections_total (the parser saw the `S`); no garbage
+  (unparsed segments, desyncs, unmatched replies).
 - with --disable-hooks tls: the TLS session sends a handful of socket events (its SSLRequest, the
   `S`, open and close), the plaintext one tens of times more; the TLS session reports nothing and
   no garbage."""
@@ -33,7 +34,8 @@ def snapshot(agent):
                   for n in ("unparsed_segments", "desyncs", "unmatched_responses"))
     openssl = sum(v for _, v in select(samples, "loupe_tls_connections_total", library="openssl"))
     return {"events": metric(samples, "loupe_events_total"), "client": selects(CLIENT),
-            "server": selects(SERVER), "garbage": garbage, "openssl": openssl}
+            "server": selects(SERVER), "garbage": garbage, "openssl": openssl,
+            "accepted": metric_or(samples, "loupe_postgresql_tls_connections_total", 0)}
 
 
 def psql(dsn):
@@ -77,6 +79,9 @@ def main():
         if tls["openssl"] != 2 or plain["openssl"] != 0:
             fail(f"OpenSSL connections: {tls['openssl']:.0f} for the TLS session (2 ends), "
                  f"{plain['openssl']:.0f} for the plaintext one")
+        if tls["accepted"] != 2 or plain["accepted"] != 0:
+            fail(f"loupe_postgresql_tls_connections_total: +{tls['accepted']:.0f} for the TLS "
+                 f"session (2 ends), +{plain['accepted']:.0f} for the plaintext one")
 
         print("with --disable-hooks tls:")
         agent = Agent("--comm", "psql", "--disable-hooks", "tls")
@@ -86,6 +91,8 @@ def main():
             fail(f"the TLS session sent {tls['events']:.0f} events: the copy did not stop at 'S'")
         if plain["events"] < 10 * max(tls["events"], 1):
             fail(f"plaintext session: only {plain['events']:.0f} events (the check proves nothing)")
+        if tls["accepted"] != 1:  # psql's end only
+            fail(f"loupe_postgresql_tls_connections_total: +{tls['accepted']:.0f}, 1 expected")
         if tls["client"] != 0 or plain["client"] != 5:
             fail(f"{tls['client']:.0f} SELECTs over TLS (none readable), {plain['client']:.0f} in "
                  "plaintext (5 made)")

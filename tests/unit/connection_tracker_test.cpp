@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "protocols/registry.h"
+
 namespace loupe::pipeline {
 namespace {
 
@@ -302,6 +304,64 @@ TEST_F(Fixture, RedisConnectionsGetTheRedisParser) {
     EXPECT_EQ(requests[0].cache_misses, 1u);
     EXPECT_EQ(requests[0].end_ns - requests[0].start_ns, 8'000u);
     EXPECT_EQ(t.counters().protocols[LOUPE_PROTOCOL_REDIS].requests, 1u);
+}
+
+// A protocol's own counters (MetricSpec::parser_counters) reach the pipeline's totals, once each,
+// live and after the connection ends.
+std::uint64_t protocol_counter(const ConnectionTracker& t, protocols::Protocol protocol,
+                               std::string_view name) {
+    const auto& specs = protocols::find_protocol(protocol)->metrics->parser_counters;
+    for (std::size_t i = 0; i < specs.size(); ++i)
+        if (specs[i].name == name)
+            return t.counters().protocols[static_cast<std::size_t>(protocol)].parser_specific[i];
+    ADD_FAILURE() << "no counter " << name;
+    return 0;
+}
+
+TEST_F(Fixture, ParserCountersReachThePipelinesTotals) {
+    ConnectionTracker t = make();
+    const std::string ssl_request("\x00\x00\x00\x08\x04\xd2\x16\x2f", 8);
+    for (std::int32_t fd : {3, 4}) {
+        const std::uint64_t gen = 100 + static_cast<std::uint64_t>(fd);
+        t.on_record(open_rec(fd, gen, LOUPE_ROLE_SERVER, "postgres", 5432));
+        t.on_record(
+            data_rec(fd, gen, 1'000, LOUPE_DIR_INGRESS, ssl_request, LOUPE_PROTOCOL_POSTGRES));
+        t.on_record(data_rec(fd, gen, 2'000, LOUPE_DIR_EGRESS, "N", LOUPE_PROTOCOL_POSTGRES));
+    }
+    EXPECT_EQ(protocol_counter(t, protocols::Protocol::kPostgres, "ssl_requests"), 2u);
+    EXPECT_EQ(protocol_counter(t, protocols::Protocol::kPostgres, "ssl_refused"), 2u);
+    t.on_record(close_rec(3, 103, 3'000));
+    t.end_all_closed();
+    EXPECT_EQ(protocol_counter(t, protocols::Protocol::kPostgres, "ssl_refused"), 2u);
+    EXPECT_EQ(protocol_counter(t, protocols::Protocol::kPostgres, "tls_connections"), 0u);
+
+    // MySQL: the greeting, then the client's 32-byte SSL request (CLIENT_SSL, sequence id 1).
+    std::string greeting(
+        "\x0a"
+        "10.11.6-MariaDB\0",
+        17);
+    greeting += std::string("\x01\x00\x00\x00", 4) + "abcdefgh" + std::string(1, '\0') +
+                std::string("\xfe\xf7", 2) + "\x2d" + std::string("\x02\x00\xff\x81", 4) +
+                std::string(1, '\x15') + std::string(6, '\0') + std::string(4, '\0') +
+                "ijklmnopqrst" + std::string(1, '\0') + "mysql_native_password" +
+                std::string(1, '\0');
+    const auto packet = [](const std::string& payload, char sequence) {
+        const auto n = payload.size();
+        return std::string{static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+                           static_cast<char>(n >> 16), sequence} +
+               payload;
+    };
+    std::string ssl(32, '\0');
+    ssl[0] = '\x00';  // CLIENT_PROTOCOL_41 (0x200) | CLIENT_SSL (0x800) | ...
+    ssl[1] = '\x0a';
+    ssl[2] = '\x08';  // CLIENT_PLUGIN_AUTH, CLIENT_SECURE_CONNECTION...
+    ssl[8] = '\x2d';  // character set
+    t.on_record(open_rec(6, 300, LOUPE_ROLE_CLIENT, "mariadb", 40000, 3306));
+    t.on_record(
+        data_rec(6, 300, 1'000, LOUPE_DIR_INGRESS, packet(greeting, 0), LOUPE_PROTOCOL_MYSQL));
+    t.on_record(data_rec(6, 300, 2'000, LOUPE_DIR_EGRESS, packet(ssl, 1), LOUPE_PROTOCOL_MYSQL));
+    EXPECT_EQ(protocol_counter(t, protocols::Protocol::kMysql, "tls_connections"), 1u);
+    EXPECT_EQ(t.counters().protocols[LOUPE_PROTOCOL_MYSQL].parser.unparsed_segments, 0u);
 }
 
 }  // namespace

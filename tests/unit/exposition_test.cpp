@@ -1,6 +1,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -96,6 +97,86 @@ TEST(PrometheusExporter, SamplesPerSeriesMatchTheBudgetsCosts) {
     EXPECT_NE(text.find("\nloupe_series " + std::to_string(samples) + "\n"), std::string::npos);
     EXPECT_NE(text.find("le=\"0.075\""), std::string::npos);
     EXPECT_EQ(text.find("0.07500000000000001"), std::string::npos);
+}
+
+// Samples of `name` in an exposition: "labels value" lines, labels as written.
+std::vector<std::string> samples_of(const std::string& text, const std::string& name) {
+    std::vector<std::string> out;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);)
+        if (line.rfind(name + " ", 0) == 0 || line.rfind(name + "{", 0) == 0)
+            out.push_back(line.substr(name.size()));
+    return out;
+}
+
+// Every counter a database parser keeps beyond ParserStats is a counter family of its own, with
+// the pipeline's total.
+TEST(PrometheusExporter, ParserCountersAreExported) {
+    aggregate::RequestMetricsStore store;
+    pipeline::PipelineCounters counters;
+    std::size_t written = 0;
+    for (const auto& protocol : protocols::all_protocols()) {
+        auto& totals = counters.protocols[static_cast<std::size_t>(protocol.id)].parser_specific;
+        for (std::size_t i = 0; i < protocol.metrics->parser_counters.size(); ++i)
+            totals[i] = 100 * static_cast<std::size_t>(protocol.id) + i + 1;
+    }
+    MetricsView view{.requests = store, .pipeline = counters};
+    const std::string text = render_prometheus(view);
+    for (const auto& protocol : protocols::all_protocols()) {
+        const auto& specs = protocol.metrics->parser_counters;
+        for (std::size_t i = 0; i < specs.size(); ++i, ++written) {
+            const std::string name = "loupe_" + std::string(protocol.metrics->system) + "_" +
+                                     std::string(specs[i].name) + "_total";
+            EXPECT_NE(text.find("# TYPE " + name + " counter\n"), std::string::npos) << name;
+            EXPECT_EQ(
+                samples_of(text, name),
+                std::vector<std::string>{
+                    " " + std::to_string(100 * static_cast<std::size_t>(protocol.id) + i + 1)})
+                << name;
+        }
+    }
+    // The ones the README documents by name, among others.
+    for (const char* name :
+         {"loupe_postgresql_ssl_refused_total", "loupe_postgresql_tls_connections_total",
+          "loupe_postgresql_cancel_requests_total", "loupe_mysql_tls_connections_total",
+          "loupe_mysql_auth_failures_total"})
+        EXPECT_EQ(samples_of(text, name).size(), 1u) << name;
+    EXPECT_GE(written, 28u);
+}
+
+// Database query summaries over the per-service cap: one family by db_system_name (MariaDB's
+// apart from MySQL's), HTTP's and Redis's overflow counters under their own names.
+TEST(PrometheusExporter, QueryOverflowIsOneFamilyByDbSystemName) {
+    aggregate::RequestMetricsStore store(aggregate::StoreLimits{1000, 4, std::chrono::minutes(15)});
+    auto record = [&](protocols::Protocol protocol, std::string_view system,
+                      const std::string& table) {
+        protocols::Request r;
+        r.protocol = protocol;
+        r.side = protocols::Side::kServer;
+        r.operation = "SELECT";
+        r.target = "SELECT " + table;
+        r.system_name = system;
+        r.end_ns = 1'000'000;
+        store.record(r, {"svc"}, seconds(1000));
+    };
+    // A cap of 4: the first two summaries of a service are admitted at once, a third one seen
+    // once goes to _OTHER.
+    for (const char* table : {"a", "b", "c", "d", "e"})
+        record(protocols::Protocol::kPostgres, "", table);
+    for (const char* table : {"a", "b", "c"})
+        record(protocols::Protocol::kMysql, "mariadb", table);
+    pipeline::PipelineCounters counters;
+    MetricsView view{.requests = store, .pipeline = counters};
+    const std::string text = render_prometheus(view);
+    EXPECT_EQ(
+        samples_of(text, "loupe_db_query_overflow_total"),
+        (std::vector<std::string>{"{db_system_name=\"mariadb\"} 1", "{db_system_name=\"mysql\"} 0",
+                                  "{db_system_name=\"postgresql\"} 3"}))
+        << text;
+    EXPECT_EQ(text.find("loupe_postgresql_route_overflow_total"), std::string::npos);
+    EXPECT_EQ(text.find("loupe_mysql_route_overflow_total"), std::string::npos);
+    EXPECT_EQ(samples_of(text, "loupe_http_route_overflow_total").size(), 1u);
+    EXPECT_EQ(samples_of(text, "loupe_redis_operation_overflow_total").size(), 1u);
 }
 
 }  // namespace

@@ -114,3 +114,43 @@ TEST(MysqlClassify, SqlInsideOtherTrafficIsNotMysql) {
 }
 
 }  // namespace
+
+namespace {
+
+// The SSL request after which the kernel stops copying a MySQL connection (socket_capture.bpf.c).
+bool ssl_request(const Bytes& data) {
+    Bytes head = data;
+    head.resize(std::min<std::size_t>(data.size(), LOUPE_DATA_HEAD_MAX));
+    return mysql_ssl_request(head.data(), static_cast<__u32>(head.size()), data.size());
+}
+
+TEST(MysqlClassify, SslRequestStopsTheCopy) {
+    // CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION ..., max packet, charset, filler.
+    const std::string ssl = std::string("\x04\xaa\x0a\x00", 4) +
+                            std::string("\x00\x00\x00\x01", 4) + '\x2d' + std::string(23, '\0');
+    EXPECT_TRUE(ssl_request(packet(1, ssl)));
+    // A server's read that holds the ClientHello after it.
+    Bytes with_hello = packet(1, ssl);
+    for (int b : {0x16, 0x03, 0x01, 0x02, 0x00, 0x01})
+        with_hello.push_back(static_cast<std::uint8_t>(b));
+    EXPECT_TRUE(ssl_request(with_hello));
+    // A whole HandshakeResponse (no CLIENT_SSL, longer), another sequence id, a short prefix.
+    std::string no_ssl = ssl;
+    no_ssl[1] = '\x02';
+    EXPECT_FALSE(ssl_request(packet(1, no_ssl)));
+    EXPECT_FALSE(ssl_request(packet(1, ssl + "root" + '\0')));
+    EXPECT_FALSE(ssl_request(packet(0, ssl)));
+    const Bytes whole = packet(1, ssl);
+    EXPECT_FALSE(ssl_request(Bytes(whole.begin(), whole.begin() + 20)));
+    // A server that reads the header alone, then the payload.
+    EXPECT_TRUE(mysql_ssl_request_header(whole.data(), 4));
+    EXPECT_TRUE(mysql_ssl_request_payload(whole.data() + 4, 32, 32));
+    EXPECT_FALSE(mysql_ssl_request_header(packet(1, ssl + "root").data(), 4));
+    EXPECT_FALSE(mysql_ssl_request_payload(packet(1, no_ssl).data() + 4, 32, 32));
+    // CLIENT_PROTOCOL_41 missing: protocol 3.20, no such request.
+    std::string old = ssl;
+    old[1] = '\x08';
+    EXPECT_FALSE(ssl_request(packet(1, old)));
+}
+
+}  // namespace

@@ -185,7 +185,13 @@ SeriesMap::iterator RequestMetricsStore::add_series(SeriesKeyView key,
         if (values.size() >= limits_.max_targets_per_service ||
             !seen_before(cap_key, capped, values.size())) {
             capped = spec.overflow;
-            ++overflowed_[static_cast<std::size_t>(key.protocol) % overflowed_.size()];
+            const std::size_t index = static_cast<std::size_t>(key.protocol) % overflowed_.size();
+            ++overflowed_[index];
+            auto& by_system = overflowed_by_system_[index];
+            if (auto it = by_system.find(key.system); it != by_system.end())
+                ++it->second;
+            else
+                by_system.emplace(std::string(key.system), 1);
             if (const auto it = series_.find(key); it != series_.end()) return it;
         } else {
             values.emplace(capped);
@@ -204,6 +210,11 @@ SeriesMap::iterator RequestMetricsStore::add_series(SeriesKeyView key,
 
 std::uint64_t RequestMetricsStore::overflowed(Protocol protocol) const {
     return overflowed_[static_cast<std::size_t>(protocol) % overflowed_.size()];
+}
+
+const std::map<std::string, std::uint64_t, std::less<>>& RequestMetricsStore::overflowed_by_system(
+    Protocol protocol) const {
+    return overflowed_by_system_[static_cast<std::size_t>(protocol) % overflowed_by_system_.size()];
 }
 
 std::size_t RequestMetricsStore::expire_idle(std::chrono::nanoseconds now) {

@@ -176,6 +176,10 @@ class RequestMetricsStore {
     std::uint64_t series_dropped() const { return series_dropped_; }
     // Requests whose capped dimension went to the overflow value, by protocol.
     std::uint64_t overflowed(Protocol protocol) const;
+    // The same by the key's system (db_system_name when the protocol's spec does not fix it, as
+    // MySQL's "mysql"/"mariadb"; empty: the spec's constant).
+    const std::map<std::string, std::uint64_t, std::less<>>& overflowed_by_system(
+        Protocol protocol) const;
     std::size_t memory_bytes() const;
 
   private:
@@ -219,6 +223,8 @@ class RequestMetricsStore {
     std::uint64_t series_dropped_ = 0;
     std::uint64_t next_series_id_ = 1;
     std::array<std::uint64_t, LOUPE_PROTOCOL_COUNT> overflowed_{};
+    std::array<std::map<std::string, std::uint64_t, std::less<>>, LOUPE_PROTOCOL_COUNT>
+        overflowed_by_system_;
 };
 
 // Whether a series counts as failed, by its protocol's rule.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "export/text_exposition.h"
 #include "protocols/registry.h"
@@ -351,6 +352,13 @@ void add_alert_families(TextExposition& out, const MetricsView& view, ServiceLab
     }
 }
 
+// db_system_name of a database protocol's series when the request does not name it.
+std::string_view system_name_constant(const protocols::MetricSpec& spec) {
+    for (const auto& label : spec.server.labels)
+        if (label.name == "db_system_name" && !label.constant.empty()) return label.constant;
+    return spec.system;
+}
+
 }  // namespace
 
 std::string render_prometheus(const MetricsView& view) {
@@ -396,12 +404,15 @@ std::string render_prometheus(const MetricsView& view) {
                static_cast<double>(view.tls.openssl_connections));
     out.sample("loupe_tls_connections_total", {{"library", "unknown"}},
                static_cast<double>(view.tls.unknown_connections));
+    // Databases whose capped dimension is the query summary: one family, by db_system_name
+    // (written after the loop: a family's samples go together).
+    std::vector<std::pair<std::string, std::uint64_t>> summary_overflows;
     // Per protocol, under the names HTTP has always had: loupe_http_exchanges_total, ...
     for (const auto& protocol : protocols::all_protocols()) {
         const auto& c = p.protocols[static_cast<std::size_t>(protocol.id) % p.protocols.size()];
         const std::string prefix = "loupe_" + std::string(protocol.metrics->system);
-        auto counter = [&](const char* suffix, const std::string& help, std::uint64_t value) {
-            const std::string name = prefix + suffix;
+        auto counter = [&](std::string_view suffix, const std::string& help, std::uint64_t value) {
+            const std::string name = prefix + std::string(suffix);
             out.family(name, "counter", help);
             out.sample(name, {}, static_cast<double>(value));
         };
@@ -419,15 +430,42 @@ std::string render_prometheus(const MetricsView& view) {
                     " message boundaries lost in bytes the capture did not copy (the stream "
                     "resynchronised at the next message).",
                 c.parser.desyncs);
-        counter(protocol.metrics->capped == protocols::KeyField::kTarget
-                    ? "_route_overflow_total"
-                    : "_operation_overflow_total",
-                "Requests that went to " + std::string(protocol.metrics->overflow) +
-                    " because the per-service cap was reached.",
-                view.requests.overflowed(protocol.id));
+        if (protocol.metrics->database &&
+            protocol.metrics->capped == protocols::KeyField::kTarget) {
+            // The spec's own system always (a stable series), others (MariaDB) once seen.
+            const std::string constant(system_name_constant(*protocol.metrics));
+            std::uint64_t own = 0;
+            for (const auto& [system, count] : view.requests.overflowed_by_system(protocol.id)) {
+                if (system.empty() || system == constant)
+                    own += count;
+                else
+                    summary_overflows.emplace_back(system, count);
+            }
+            summary_overflows.emplace_back(constant, own);
+        } else {
+            counter(protocol.metrics->capped == protocols::KeyField::kTarget
+                        ? "_route_overflow_total"
+                        : "_operation_overflow_total",
+                    "Requests that went to " + std::string(protocol.metrics->overflow) +
+                        " because the per-service cap was reached.",
+                    view.requests.overflowed(protocol.id));
+        }
         if (protocol.metrics->database)
             counter("_pushes_total", what + " messages the server pushed (no reply to a command).",
                     c.parser.pushes);
+        const auto specific = protocol.metrics->parser_counters;
+        for (std::size_t i = 0; i < specific.size() && i < c.parser_specific.size(); ++i)
+            counter("_" + std::string(specific[i].name) + "_total", std::string(specific[i].help),
+                    c.parser_specific[i]);
+    }
+    if (!summary_overflows.empty()) {
+        out.family("loupe_db_query_overflow_total", "counter",
+                   "Database operations whose db_query_summary went to _OTHER because the "
+                   "per-service cap (--max-routes-per-service) was reached, by db_system_name.");
+        std::sort(summary_overflows.begin(), summary_overflows.end());
+        for (const auto& [system, count] : summary_overflows)
+            out.sample("loupe_db_query_overflow_total", {{"db_system_name", system}},
+                       static_cast<double>(count));
     }
     if (view.slow_log) {
         out.family("loupe_slow_operations_total", "counter",

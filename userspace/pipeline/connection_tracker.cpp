@@ -125,6 +125,7 @@ protocols::ConnectionParser* ConnectionTracker::parser_for(Connection& conn, Pro
     conn.parser = info->make_parser(conn.side_hint);
     conn.protocol = protocol;
     conn.reported = {};
+    conn.reported_specific = {};
     return conn.parser.get();
 }
 
@@ -178,6 +179,14 @@ void ConnectionTracker::account_stats(Connection& conn) {
     into.desyncs += now.desyncs - conn.reported.desyncs;
     into.pushes += now.pushes - conn.reported.pushes;
     conn.reported = now;
+    const auto specific = conn.parser->protocol_counters();
+    auto& specific_into =
+        counters_.protocols[static_cast<std::size_t>(conn.protocol) % LOUPE_PROTOCOL_COUNT]
+            .parser_specific;
+    for (std::size_t i = 0; i < specific.size() && i < specific_into.size(); ++i) {
+        specific_into[i] += specific[i] - conn.reported_specific[i];
+        conn.reported_specific[i] = specific[i];
+    }
 }
 
 void ConnectionTracker::on_event(const capture::DecodedEvent& event) {

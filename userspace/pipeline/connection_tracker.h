@@ -30,6 +30,8 @@ struct Selection {
 struct ProtocolCounters {
     std::uint64_t requests = 0;  // requests/operations reported (selected or not)
     protocols::ParserStats parser;
+    // The protocol's own counters (its MetricSpec::parser_counters, same order).
+    std::array<std::uint64_t, protocols::kMaxParserCounters> parser_specific{};
 };
 
 struct PipelineCounters {
@@ -100,7 +102,7 @@ class ConnectionTracker {
         std::uint16_t local_port = 0;
         Endpoint local_end{}, peer_end{};
         std::uint32_t last_tid = 0;  // of the latest read or write
-        bool tls = false;  // its data is TLS plaintext (LOUPE_EVENT_FLAG_TLS)
+        bool tls = false;            // its data is TLS plaintext (LOUPE_EVENT_FLAG_TLS)
         std::uint64_t last_seen_ns = 0;
         std::uint64_t closed_ns = 0;  // close event seen: ends at the next end_drain()
         std::uint64_t closed_in_drain = 0;
@@ -108,6 +110,8 @@ class ConnectionTracker {
         protocols::Protocol protocol = protocols::Protocol::kUnknown;  // of `parser`
         std::unique_ptr<protocols::ConnectionParser> parser;           // made at its first data
         protocols::ParserStats reported{};  // parser stats already added to counters_
+        // protocol_counters() already added to counters_ (as many as the protocol has).
+        std::array<std::uint64_t, protocols::kMaxParserCounters> reported_specific{};
     };
     class Emitter;
     static std::uint64_t key_of(std::uint32_t tgid, std::int32_t fd) {

@@ -63,6 +63,9 @@ struct MetricSpec {
     // The label of a request's target (HTTP: the route of its path); null: targets are not kept.
     std::string (*normalize_target)(std::string_view target) = nullptr;
     bool (*is_error)(Side side, std::string_view status) = nullptr;
+    // The parser's own counters (ConnectionParser::protocol_counters), at most
+    // kMaxParserCounters.
+    std::span<const ParserCounterSpec> parser_counters = {};
 
     // Samples one series puts in /metrics at most: the histogram's bounds, +Inf, _sum, _count;
     // per window (1m, 5m) three quantiles, _sum, _count; hits and misses when a cache is counted.

@@ -105,6 +105,16 @@ struct ParserStats {
     std::uint64_t pushes = 0;               // server-initiated messages that are no reply
 };
 
+// A protocol's own counter, beyond ParserStats (SSL refusals, CancelRequests...): exported as
+// loupe_<system>_<name>_total. A protocol lists them in its MetricSpec::parser_counters, and its
+// parsers report their values in that order (ConnectionParser::protocol_counters).
+struct ParserCounterSpec {
+    std::string_view name;  // without loupe_<system>_ and _total: "ssl_refused"
+    std::string_view help;
+};
+// At most this many per protocol (the pipeline keeps one array of totals per protocol).
+inline constexpr std::size_t kMaxParserCounters = 24;
+
 // One connection's parser state.
 class ConnectionParser {
   public:
@@ -115,6 +125,9 @@ class ConnectionParser {
     // The side, given at creation or inferred from the traffic.
     virtual Side side() const noexcept = 0;
     virtual const ParserStats& stats() const noexcept = 0;
+    // The protocol's own counters (MetricSpec::parser_counters, same order), all monotonic;
+    // valid until the next call. Empty: the protocol has none.
+    virtual std::span<const std::uint64_t> protocol_counters() const noexcept { return {}; }
     // Heap and inline bytes held (bounded by each parser's caps).
     virtual std::size_t memory_bytes() const noexcept = 0;
 };

@@ -153,6 +153,12 @@ std::unique_ptr<protocols::ConnectionParser> make_parser(Side hint) {
 
 MysqlConnection::MysqlConnection(Side hint) noexcept : side_(hint) {}
 
+std::span<const std::uint64_t> MysqlConnection::protocol_counters() const noexcept {
+    for (std::size_t i = 0; i < counter_values_.size(); ++i)
+        counter_values_[i] = mysql_stats_.*kCounterFields[i];
+    return counter_values_;
+}
+
 std::size_t MysqlConnection::memory_bytes() const noexcept {
     std::size_t bytes = sizeof(*this) + requests_.memory_bytes() + replies_.memory_bytes() +
                         statements_.capacity() * sizeof(Prepared) + database_.capacity() +

@@ -2,10 +2,12 @@
 // the pipeline creates per MySQL connection (through mysql::make_parser, mysql.h).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,6 +97,8 @@ class MysqlConnection final : public protocols::ConnectionParser {
     const protocols::ParserStats& stats() const noexcept override { return stats_; }
     std::size_t memory_bytes() const noexcept override;
 
+    std::span<const std::uint64_t> protocol_counters() const noexcept override;
+
     const MysqlStats& mysql_stats() const noexcept { return mysql_stats_; }
     std::size_t pending_commands() const noexcept { return pending_.size(); }
     std::size_t prepared_statements() const noexcept { return statements_.size(); }
@@ -180,6 +184,7 @@ class MysqlConnection final : public protocols::ConnectionParser {
 
     protocols::ParserStats stats_;
     MysqlStats mysql_stats_;
+    mutable std::array<std::uint64_t, std::size(kCounterFields)> counter_values_{};
 };
 
 }  // namespace loupe::mysql

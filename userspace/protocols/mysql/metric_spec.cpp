@@ -1,6 +1,7 @@
 #include "protocols/mysql/metric_spec.h"
 
 #include "protocols/db_metric_spec.h"
+#include "protocols/mysql/types.h"
 
 namespace loupe::mysql {
 namespace {
@@ -42,6 +43,7 @@ const protocols::MetricSpec kMetricSpec = {
     .status = &protocols::db::error_status,
     .normalize_target = &protocols::db::summary_label,
     .is_error = &protocols::db::is_error,
+    .parser_counters = kCounterSpecs,
 };
 
 }  // namespace loupe::mysql

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
+
+#include "protocols/protocol.h"
 
 namespace loupe::mysql {
 
@@ -68,5 +71,37 @@ struct MysqlStats {
     std::uint64_t sequence_errors = 0;     // reply packets out of sequence
     bool not_mysql = false;                // gave up: the connection does not speak the protocol
 };
+
+// MysqlStats as exported, loupe_mysql_<name>_total: kCounterSpecs[i] is the field
+// kCounterFields[i] (one order for MetricSpec::parser_counters and protocol_counters()).
+inline constexpr protocols::ParserCounterSpec kCounterSpecs[] = {
+    {"tls_connections",
+     "MySQL/MariaDB connections whose client sent an SSL request: TLS from then on, no longer "
+     "copied nor parsed."},
+    {"replication_connections",
+     "MySQL/MariaDB connections that asked for a binlog stream (COM_BINLOG_DUMP): not followed."},
+    {"compressed_connections",
+     "MySQL/MariaDB connections that negotiated compression: not parsed further."},
+    {"auth_failures", "MySQL/MariaDB ERR packets during the handshake."},
+    {"skipped_segments",
+     "Reads/writes on MySQL/MariaDB connections ignored while out of step or after giving up."},
+    {"unseen_replies",
+     "MySQL/MariaDB commands whose reply lost its boundaries in bytes never copied (reported with "
+     "the end of the last reply bytes seen)."},
+    {"prepared_statements_evicted",
+     "MySQL/MariaDB prepared statements forgotten because a connection's statement table was "
+     "full."},
+    {"unknown_statements", "MySQL/MariaDB executes of statement ids never seen prepared."},
+    {"sequence_errors", "MySQL/MariaDB reply packets out of sequence."},
+};
+inline constexpr std::uint64_t MysqlStats::*kCounterFields[] = {
+    &MysqlStats::tls_connections,        &MysqlStats::replication_connections,
+    &MysqlStats::compressed_connections, &MysqlStats::auth_failures,
+    &MysqlStats::skipped_segments,       &MysqlStats::unseen_replies,
+    &MysqlStats::statements_evicted,     &MysqlStats::unknown_statements,
+    &MysqlStats::sequence_errors,
+};
+static_assert(std::size(kCounterSpecs) == std::size(kCounterFields));
+static_assert(std::size(kCounterFields) <= protocols::kMaxParserCounters);
 
 }  // namespace loupe::mysql

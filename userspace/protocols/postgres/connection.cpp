@@ -43,6 +43,12 @@ PostgresConnection::PostgresConnection(Side hint) noexcept : side_(hint) {
     front_.set_framing(MessageReader::Framing::kStartup);
 }
 
+std::span<const std::uint64_t> PostgresConnection::protocol_counters() const noexcept {
+    for (std::size_t i = 0; i < counter_values_.size(); ++i)
+        counter_values_[i] = pg_stats_.*kCounterFields[i];
+    return counter_values_;
+}
+
 std::size_t PostgresConnection::memory_bytes() const noexcept {
     std::size_t bytes =
         sizeof(*this) + front_.memory_bytes() + back_.memory_bytes() + database_.capacity();

@@ -2,10 +2,13 @@
 // pipeline creates per PostgreSQL connection (through postgres::make_parser, postgres.h).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +53,75 @@ struct PostgresStats {
     std::uint64_t unseen_replies = 0;
     bool not_postgres = false;
 };
+
+// PostgresStats as exported, loupe_postgresql_<name>_total: kCounterSpecs[i] is the field
+// kCounterFields[i] (one order for MetricSpec::parser_counters and protocol_counters()).
+inline constexpr protocols::ParserCounterSpec kCounterSpecs[] = {
+    {"startup_messages",
+     "PostgreSQL StartupMessages (protocol 3.x): sessions seen from their start."},
+    {"midstream_connections",
+     "PostgreSQL connections picked up mid-stream (open before loupe started), at a Query, Parse "
+     "or "
+     "Bind."},
+    {"ssl_requests", "PostgreSQL SSLRequests and GSSENCRequests."},
+    {"ssl_refused",
+     "PostgreSQL SSLRequests/GSSENCRequests the server answered 'N': the session went on in "
+     "plaintext."},
+    {"tls_connections",
+     "PostgreSQL connections the server switched to TLS or GSS encryption ('S'/'G'): no longer "
+     "copied nor parsed."},
+    {"cancel_requests", "PostgreSQL CancelRequests."},
+    {"statements",
+     "PostgreSQL statements seen: Parse messages and the statements of Query messages."},
+    {"prepared_statements_evicted",
+     "PostgreSQL prepared statements forgotten because a connection's statement table was full."},
+    {"portals_evicted",
+     "PostgreSQL named portals forgotten because a connection's portal table was full."},
+    {"unknown_statements",
+     "PostgreSQL Binds of statements never seen parsed (prepared before loupe started, or "
+     "forgotten): reported as EXECUTE <name>."},
+    {"skipped_after_error_messages",
+     "PostgreSQL messages the server skipped after an error, up to the next Sync (not reported)."},
+    {"empty_queries", "PostgreSQL EmptyQueryResponses."},
+    {"portal_suspensions",
+     "PostgreSQL PortalSuspended replies (the portal's final Execute is the operation)."},
+    {"untracked_statements",
+     "PostgreSQL statements beyond the caps on statements tracked per connection (reported by "
+     "their CommandComplete's verb)."},
+    {"untracked_completions",
+     "PostgreSQL CommandCompletes beyond the statements seen in their Query."},
+    {"other_errors", "PostgreSQL ErrorResponses of no statement (startup, Sync, Describe)."},
+    {"skipped_segments",
+     "Reads/writes on PostgreSQL connections skipped while resynchronising or after giving up."},
+    {"lost_requests",
+     "PostgreSQL requests dropped unreported when a direction lost its message boundaries."},
+    {"unseen_replies",
+     "PostgreSQL statements reported without their reply's outcome (it lay in bytes never "
+     "copied)."},
+};
+inline constexpr std::uint64_t PostgresStats::*kCounterFields[] = {
+    &PostgresStats::startups,
+    &PostgresStats::midstream,
+    &PostgresStats::ssl_requests,
+    &PostgresStats::ssl_refused,
+    &PostgresStats::tls_connections,
+    &PostgresStats::cancel_requests,
+    &PostgresStats::statements,
+    &PostgresStats::statements_evicted,
+    &PostgresStats::portals_evicted,
+    &PostgresStats::unknown_statements,
+    &PostgresStats::skipped_after_error,
+    &PostgresStats::empty_queries,
+    &PostgresStats::suspended,
+    &PostgresStats::untracked_statements,
+    &PostgresStats::untracked_completions,
+    &PostgresStats::other_errors,
+    &PostgresStats::skipped_segments,
+    &PostgresStats::lost_requests,
+    &PostgresStats::unseen_replies,
+};
+static_assert(std::size(kCounterSpecs) == std::size(kCounterFields));
+static_assert(std::size(kCounterFields) <= protocols::kMaxParserCounters);
 
 // One PostgreSQL connection. How it reads the segments:
 //  - Side: the hint when the connection was seen opening; otherwise the direction of the first
@@ -107,6 +179,8 @@ class PostgresConnection final : public protocols::ConnectionParser {
     protocols::Side side() const noexcept override { return side_; }
     const protocols::ParserStats& stats() const noexcept override { return stats_; }
     std::size_t memory_bytes() const noexcept override;
+
+    std::span<const std::uint64_t> protocol_counters() const noexcept override;
 
     const PostgresStats& postgres_stats() const noexcept { return pg_stats_; }
     std::string_view db_namespace() const noexcept { return database_; }
@@ -196,6 +270,7 @@ class PostgresConnection final : public protocols::ConnectionParser {
 
     protocols::ParserStats stats_;
     PostgresStats pg_stats_;
+    mutable std::array<std::uint64_t, std::size(kCounterFields)> counter_values_{};
 };
 
 }  // namespace loupe::postgres
