@@ -180,10 +180,12 @@ class Conversation {
 
     MysqlConnection conn;
     Sink sink;
+    bool tls_plaintext = false;  // segments from a TLS library's hooks
 
   private:
     void send(const Bytes& b, std::uint64_t ts, bool ingress) {
         protocols::Segment s;
+        s.tls = tls_plaintext;
         s.direction = ingress ? Direction::kIngress : Direction::kEgress;
         s.timestamp_ns = ts;
         s.length = b.size();
@@ -417,6 +419,31 @@ TEST(MysqlConnection, SslRequestStopsParsing) {
     c.client({0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5}, 3);
     EXPECT_EQ(c.conn.mysql_stats().tls_connections, 1u);
     EXPECT_TRUE(c.sink.got.empty());
+}
+
+TEST(MysqlConnection, SslRequestGoesOnWithTheTlsLibrarysPlaintext) {
+    Conversation c;
+    c.server(greeting("10.11.6-MariaDB"), 1);
+    Bytes ssl;
+    put32(ssl, kClientCaps | kClientSsl | kClientConnectWithDb);
+    put32(ssl, 1 << 24);
+    ssl.push_back(45);
+    ssl.resize(32, 0);
+    c.client(packet(1, ssl), 2);
+    c.client({0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5}, 3);  // ciphertext: skipped
+    c.tls_plaintext = true;
+    Bytes full = response(kClientCaps | kClientSsl | kClientConnectWithDb, "shop");
+    full[3] = 2;  // the HandshakeResponse after the SSL request is packet 2
+    c.client(full, 4);
+    c.server(ok(3), 5);
+    c.client(command(kComQuery, "SELECT 1"), 10);
+    std::uint8_t seq = 1;
+    c.server(result_set(seq, 1, 1, false), 11);
+    EXPECT_EQ(c.conn.mysql_stats().tls_connections, 1u);
+    ASSERT_EQ(c.sink.got.size(), 1u);
+    EXPECT_EQ(c.sink.got[0].operation, "SELECT");
+    EXPECT_EQ(c.sink.got[0].db, "shop");
+    EXPECT_EQ(c.sink.got[0].system, "mariadb");
 }
 
 TEST(MysqlConnection, PickedUpMidStreamOnACommand) {

@@ -192,7 +192,7 @@ void MysqlConnection::stop() {
 }
 
 void MysqlConnection::on_segment(const Segment& segment, RequestSink& sink) {
-    if (phase_ == Phase::kStopped) {
+    if (phase_ == Phase::kStopped || (encrypted_ && !segment.tls)) {
         ++mysql_stats_.skipped_segments;
         return;
     }
@@ -330,8 +330,10 @@ void MysqlConnection::on_handshake_response(const Packet& p) {
         return;
     }
     if ((client & kClientSsl) != 0 && p.length == 32) {
+        // An SSL request: TLS from the next byte on. The HandshakeResponse follows (sequence 2)
+        // in the plaintext a TLS library's hooks deliver, if any.
         ++mysql_stats_.tls_connections;
-        stop();
+        encrypted_ = true;
         return;
     }
     capabilities_ = server_capabilities_ != 0 ? (client & server_capabilities_) : client;
@@ -365,7 +367,7 @@ void MysqlConnection::on_handshake_response(const Packet& p) {
 void MysqlConnection::on_request_packet(const Packet& p, RequestSink& sink) {
     switch (phase_) {
         case Phase::kResponse:
-            if (p.seq == 1) on_handshake_response(p);
+            if (p.seq == (encrypted_ ? 2 : 1)) on_handshake_response(p);
             return;
         case Phase::kAuth:
             return;  // authentication data: nothing to report

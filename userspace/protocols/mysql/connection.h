@@ -53,8 +53,9 @@ struct Pending {
 //  - Handshake: the greeting's version names the system ("mariadb" when it contains "MariaDB",
 //    else "mysql") and gives the server's capabilities; the HandshakeResponse gives the client's
 //    (CLIENT_DEPRECATE_EOF and CLIENT_COMPRESS count when both sides set them) and the database.
-//    An SSL request (a 32-byte HandshakeResponse with CLIENT_SSL) makes the rest TLS: counted,
-//    nothing more is parsed. A compressed connection is counted and not parsed.
+//    An SSL request (a 32-byte HandshakeResponse with CLIENT_SSL) makes the rest TLS: counted;
+//    socket segments are skipped from then on, and a TLS library's plaintext (Segment::tls) goes
+//    on with the HandshakeResponse as packet 2. A compressed connection is counted and not parsed.
 //  - Picked up mid-stream: nothing is parsed until a segment that starts with a command; replies
 //    are read from the first segment after it. Capabilities unknown: EOF packets are told from
 //    OK packets by their length (EOF: 5 bytes).
@@ -164,6 +165,8 @@ class MysqlConnection final : public protocols::ConnectionParser {
     std::uint32_t server_capabilities_ = 0;
     std::uint32_t capabilities_ = 0;  // negotiated (both sides); 0 when unknown
     bool capabilities_known_ = false;
+    // After an SSL request: only a TLS library's plaintext (Segment::tls) is parsed.
+    bool encrypted_ = false;
     ReplyState reply_state_ = ReplyState::kFirst;
     std::uint64_t left_ = 0;
     std::uint16_t prepare_columns_ = 0;
