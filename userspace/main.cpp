@@ -415,6 +415,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     profile->add_option("--output", profile_options.output,
                         "File to write; the format follows the extension: .pb.gz, .folded, .svg");
+    profile
+        ->add_option("--unwind", profile_options.unwind,
+                     "How user stacks are unwound: fp (frame pointers, in the kernel) or dwarf "
+                     "(a 16 KiB stack copy per sample unwound with libdw: for code built without "
+                     "frame pointers)")
+        ->capture_default_str();
     profile->add_option("--top", profile_options.top, "Functions listed without --output")
         ->check(CLI::Range(1, 10000))
         ->capture_default_str();
