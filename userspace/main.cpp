@@ -259,6 +259,13 @@ int main(int argc, char** argv) {
         ->check(setting_check(loupe::agent::check_profile_frequency))
         ->capture_default_str();
     agent
+        ->add_option("--profile-dwarf", agent_config.profile_dwarf,
+                     "Profile this service (or process name) with DWARF unwinding: a 16 KiB "
+                     "stack copy per sample, unwound with libdw, for code built without frame "
+                     "pointers (repeatable)")
+        ->envname("LOUPE_PROFILE_DWARF")
+        ->delimiter(',');
+    agent
         ->add_option("--max-connections", agent_config.max_connections,
                      "Cap on connections tracked in user space")
         ->envname("LOUPE_MAX_CONNECTIONS")
