@@ -64,11 +64,15 @@ def perf_chains(perf_data):
     chains = collections.Counter()
     samples = 0
     for block in script.stdout.split("\n\n"):
-        frames = [m.group(1) for m in re.finditer(r"^\s*[0-9a-f]+\s+(\S+)", block, re.M)]
+        frames = [(m.group(1), m.group(2))
+                  for m in re.finditer(r"^\s*([0-9a-f]+)\s+(\S+)", block, re.M)]
         if not frames:
             continue
         samples += 1
-        frames = [f.split("+")[0] for f in frames]  # perf prints sym+0xoff with some options
+        # The user stack only (kernel frames come first when the sample hit an interrupt).
+        frames = [sym.split("+")[0] for ip, sym in frames if not ip.startswith("ffff")]
+        if not frames:
+            continue
         if frames[0] in HOT:  # perf lists the leaf first
             chains[(frames[0], frames[2] if len(frames) > 2 else "", frames[1] if len(frames) > 1 else "")] += 1
     return samples, chains
