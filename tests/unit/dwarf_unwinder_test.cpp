@@ -106,6 +106,23 @@ TEST(DwarfUnwinder, UnwindsACopiedStackThroughCallersWithoutFramePointers) {
     EXPECT_EQ(unwinder.sessions(), 1u);
 }
 
+TEST(DwarfUnwinder, QualityCountsFramesUpToTheFirstThatIsNotCode) {
+    // What frame-pointer unwinding yields through code without frame pointers: the leaf, then
+    // "return addresses" read from a register holding data (here a stack address and ASCII).
+    const auto sample = loupe_dwarf_outer(kCopyBytes);
+    loupe::profile::DwarfUnwinder unwinder;
+    const std::vector<std::uint64_t> good = unwinder.unwind(sample);
+    loupe::profile::Symbolizer symbolizer;
+    symbolizer.remember_process(sample.tgid);
+    const auto good_frames = symbolizer.user_frames(sample.tgid, good);
+    EXPECT_EQ(loupe::profile::trustworthy_depth(good_frames), good_frames.size());
+    EXPECT_GT(loupe::profile::trustworthy_depth(good_frames), loupe::profile::kShallowStackFrames);
+    const std::vector<std::uint64_t> astray = {good.front(), sample.regs[7] + 64,
+                                               0x69666f72702d656full, good[1]};
+    const auto astray_frames = symbolizer.user_frames(sample.tgid, astray);
+    EXPECT_EQ(loupe::profile::trustworthy_depth(astray_frames), 1u);
+}
+
 TEST(DwarfUnwinder, StopsWhereTheCopyEnds) {
     // Only the first few bytes: the unwinder cannot read the caller's return address beyond them
     // and must stop there, not read this process's live memory.

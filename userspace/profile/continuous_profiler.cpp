@@ -94,12 +94,12 @@ void ContinuousProfiler::collect() {
                 dwarf_changed = true;
             }
         }
-        if (!s.user_ips.empty()) {
+        std::vector<Frame> frames = symbolizer_.user_frames(s.tgid, s.user_ips);
+        if (!frames.empty()) {
             const int mode = i >= frame_pointer_stacks ? 1 : 0;
             user_stacks[mode] += s.count;
-            if (s.user_ips.size() <= 2) shallow[mode] += s.count;
+            if (trustworthy_depth(frames) <= kShallowStackFrames) shallow[mode] += s.count;
         }
-        std::vector<Frame> frames = symbolizer_.user_frames(s.tgid, s.user_ips);
         std::reverse(frames.begin(), frames.end());
         const std::vector<Frame> kernel = symbolizer_.kernel_frames(s.kernel_ips);
         frames.insert(frames.end(), kernel.rbegin(), kernel.rend());

@@ -239,8 +239,9 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count());
     std::uint64_t samples_without_stack = 0;
-    // Unwind quality: samples whose user stack has at most 2 frames (unwinding stopped early,
-    // typically at code built without frame pointers), among those with a user stack.
+    // Unwind quality: samples whose user stack has at most 2 frames of code (unwinding stopped
+    // early or went astray, typically at code built without frame pointers), among those with a
+    // user stack.
     std::uint64_t user_stacked = 0, shallow = 0;
     auto collect = [&] {
         std::vector<capture::StackCount> stacks = sampler->drain();
@@ -261,11 +262,12 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
                 samples_without_stack += s.count;
                 continue;
             }
-            if (!s.user_ips.empty()) {
-                user_stacked += s.count;
-                if (s.user_ips.size() <= 2) shallow += s.count;
-            }
             std::vector<profile::Frame> frames = symbolizer.user_frames(s.tgid, s.user_ips);
+            if (!frames.empty()) {
+                user_stacked += s.count;
+                if (profile::trustworthy_depth(frames) <= profile::kShallowStackFrames)
+                    shallow += s.count;
+            }
             std::reverse(frames.begin(), frames.end());
             std::vector<profile::Frame> kernel = symbolizer.kernel_frames(s.kernel_ips);
             frames.insert(frames.end(), kernel.rbegin(), kernel.rend());
