@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "util/read_file.h"
 
@@ -72,9 +73,14 @@ void ContinuousProfiler::collect() {
     std::uint64_t user_stacks[2] = {0, 0}, shallow[2] = {0, 0};  // [0] fp, [1] dwarf
     std::vector<capture::StackCount> stacks = capture_->drain();
     const std::size_t frame_pointer_stacks = stacks.size();
-    if (!options_.dwarf_services.empty())
-        for (capture::StackCount& s : unwinder_.unwind_and_count(capture_->take_dwarf_samples()))
+    if (!options_.dwarf_services.empty()) {
+        const std::vector<capture::DwarfSample> samples = capture_->take_dwarf_samples();
+        for (capture::StackCount& s : unwinder_.unwind_and_count(samples))
             stacks.push_back(std::move(s));
+        if (!samples.empty() && !unwinder_.last_stop().empty())
+            spdlog::debug("DWARF unwinding: {} samples; the last stopped at the first frame: {}",
+                          samples.size(), unwinder_.last_stop());
+    }
     bool dwarf_changed = false;
     for (std::size_t i = 0; i < stacks.size(); ++i) {
         const capture::StackCount& s = stacks[i];

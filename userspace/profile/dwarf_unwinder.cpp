@@ -197,7 +197,10 @@ std::vector<std::uint64_t> DwarfUnwinder::unwind(const capture::DwarfSample& sam
         forget_process(sample.tgid);  // new code since its maps were read
         session = session_for(sample.tgid);
     }
-    if (!session) return {ip};
+    if (!session) {
+        last_stop_ = fmt::format("no libdw session for process {}", sample.tgid);
+        return {ip};
+    }
     std::vector<std::uint64_t> ips;
     session->sample = &sample;
     auto on_frame = [](Dwfl_Frame* frame, void* arg) -> int {
@@ -210,8 +213,11 @@ std::vector<std::uint64_t> DwarfUnwinder::unwind(const capture::DwarfSample& sam
     };
     // Unwinding ends with an error at the outermost frame or where the copy or the CFI ends:
     // the frames found until then are the stack.
-    dwfl_getthread_frames(session->dwfl.get(), static_cast<pid_t>(sample.tid), on_frame, &ips);
+    const int status =
+        dwfl_getthread_frames(session->dwfl.get(), static_cast<pid_t>(sample.tid), on_frame, &ips);
     session->sample = nullptr;
+    if (ips.size() <= 1 && status != 0)
+        last_stop_ = fmt::format("{} ({} stack bytes)", dwfl_errmsg(-1), sample.stack.size());
     if (ips.empty()) ips.push_back(ip);
     return ips;
 }

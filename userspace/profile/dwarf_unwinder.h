@@ -40,6 +40,8 @@ class DwarfUnwinder {
     // Drops the sessions of processes that exited.
     void forget_exited();
     std::size_t sessions() const { return sessions_.size(); }
+    // Why the last unwind that found no caller stopped (libdw's message), for the debug log.
+    const std::string& last_stop() const { return last_stop_; }
 
   private:
     struct Session;
@@ -50,6 +52,7 @@ class DwarfUnwinder {
     std::size_t max_processes_;
     std::list<std::uint32_t> recent_;  // most recently used first
     std::unordered_map<std::uint32_t, std::unique_ptr<Session>> sessions_;
+    std::string last_stop_;
 };
 
 }  // namespace loupe::profile
