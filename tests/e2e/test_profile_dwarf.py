@@ -184,6 +184,7 @@ def agent_folded(agent):
 
 
 def check_agent(binary):
+    os.environ["LOUPE_LOG_LEVEL"] = "debug"  # why DWARF unwinding stopped, should it
     agent = Agent("--comm", "split", "--profile-frequency", "199", "--profile-dwarf", "split")
     workload = subprocess.Popen([binary, "30"])
     try:
@@ -207,8 +208,9 @@ def check_agent(binary):
     print(f"agent: burn_* right callers {right}/{hot} in the last 5 s; user stacks dwarf "
           f"{dwarf_stacks} (shallow {dwarf_shallow}), fp {fp_stacks}")
     if hot < 150 or right < 0.95 * hot:
+        stops = [line for line in agent.logs().splitlines() if "DWARF unwinding" in line]
         fail(f"agent with --profile-dwarf split: {right} of {hot} burn_* samples have the callers "
-             f"main -> run_split: {chains.most_common(6)}")
+             f"main -> run_split: {chains.most_common(6)}\n" + "\n".join(stops[-5:]))
     if dwarf_stacks < 200 or dwarf_shallow > 0.1 * dwarf_stacks:
         fail(f"agent: {dwarf_shallow} of {dwarf_stacks} DWARF-mode user stacks are shallow")
 
