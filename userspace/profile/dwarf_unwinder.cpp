@@ -191,33 +191,35 @@ void DwarfUnwinder::forget_exited() {
 
 std::vector<std::uint64_t> DwarfUnwinder::unwind(const capture::DwarfSample& sample) {
     const std::uint64_t ip = sample.regs[LOUPE_PROFILE_DWARF_REG_IP];
-    Session* session = session_for(sample.tgid);
-    if (session && !dwfl_addrmodule(session->dwfl.get(), ip) &&
-        std::chrono::steady_clock::now() - session->read_at >= kMapsRefresh) {
-        forget_process(sample.tgid);  // new code since its maps were read
-        session = session_for(sample.tgid);
-    }
-    if (!session) {
-        last_stop_ = fmt::format("no libdw session for process {}", sample.tgid);
-        return {ip};
-    }
     std::vector<std::uint64_t> ips;
-    session->sample = &sample;
-    auto on_frame = [](Dwfl_Frame* frame, void* arg) -> int {
-        auto* out = static_cast<std::vector<std::uint64_t>*>(arg);
-        Dwarf_Addr pc = 0;
-        bool activation = false;
-        if (!dwfl_frame_pc(frame, &pc, &activation) || pc == 0) return DWARF_CB_ABORT;
-        out->push_back(pc);
-        return out->size() >= kMaxFrames ? DWARF_CB_ABORT : DWARF_CB_OK;
-    };
-    // Unwinding ends with an error at the outermost frame or where the copy or the CFI ends:
-    // the frames found until then are the stack.
-    const int status =
-        dwfl_getthread_frames(session->dwfl.get(), static_cast<pid_t>(sample.tid), on_frame, &ips);
-    session->sample = nullptr;
-    if (ips.size() <= 1 && status != 0)
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        Session* session = session_for(sample.tgid);
+        if (!session) {
+            last_stop_ = fmt::format("no libdw session for process {}", sample.tgid);
+            return {ip};
+        }
+        ips.clear();
+        session->sample = &sample;
+        auto on_frame = [](Dwfl_Frame* frame, void* arg) -> int {
+            auto* out = static_cast<std::vector<std::uint64_t>*>(arg);
+            Dwarf_Addr pc = 0;
+            bool activation = false;
+            if (!dwfl_frame_pc(frame, &pc, &activation) || pc == 0) return DWARF_CB_ABORT;
+            out->push_back(pc);
+            return out->size() >= kMaxFrames ? DWARF_CB_ABORT : DWARF_CB_OK;
+        };
+        // Unwinding ends with an error at the outermost frame or where the copy or the CFI
+        // ends: the frames found until then are the stack.
+        const int status = dwfl_getthread_frames(session->dwfl.get(),
+                                                 static_cast<pid_t>(sample.tid), on_frame, &ips);
+        session->sample = nullptr;
+        if (ips.size() > 1 || status == 0) break;
         last_stop_ = fmt::format("{} ({} stack bytes)", dwfl_errmsg(-1), sample.stack.size());
+        // No caller found: the maps may predate the code (read while the process was still
+        // exec'ing or loading libraries, or before a dlopen). Read again, at most once a second.
+        if (std::chrono::steady_clock::now() - session->read_at < kMapsRefresh) break;
+        forget_process(sample.tgid);
+    }
     if (ips.empty()) ips.push_back(ip);
     return ips;
 }

@@ -328,6 +328,8 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
             dwarf ? "dwarf" : "frame pointers",
             100.0 * static_cast<double>(shallow) / static_cast<double>(user_stacked), shallow,
             user_stacked);
+    if (dwarf && user_stacked > 0 && shallow * 2 > user_stacked && !unwinder.last_stop().empty())
+        err << "loupe profile: DWARF unwinding found no caller: " << unwinder.last_stop() << '\n';
     if (result.total_samples() == 0)
         err << "loupe profile: no samples: the processes did not run on a CPU meanwhile\n";
 
