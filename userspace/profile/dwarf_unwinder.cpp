@@ -213,8 +213,11 @@ std::vector<std::uint64_t> DwarfUnwinder::unwind(const capture::DwarfSample& sam
         const int status = dwfl_getthread_frames(session->dwfl.get(),
                                                  static_cast<pid_t>(sample.tid), on_frame, &ips);
         session->sample = nullptr;
-        if (ips.size() > 1 || status == 0) break;
-        last_stop_ = fmt::format("{} ({} stack bytes)", dwfl_errmsg(-1), sample.stack.size());
+        if (ips.size() > 1) break;
+        last_stop_ = fmt::format(
+            "{} ({} stack bytes, status {}, ip {:#x} {})",
+            status != 0 ? dwfl_errmsg(-1) : "outermost frame", sample.stack.size(), status, ip,
+            dwfl_addrmodule(session->dwfl.get(), ip) ? "in a file" : "in none");
         // No caller found: the maps may predate the code (read while the process was still
         // exec'ing or loading libraries, or before a dlopen). Read again, at most once a second.
         if (std::chrono::steady_clock::now() - session->read_at < kMapsRefresh) break;
