@@ -149,9 +149,16 @@ static __always_inline int sample_dwarf(struct bpf_perf_event_data *ctx, __u64 p
     barrier_var(size);
     if (size > LOUPE_PROFILE_DWARF_STACK_BYTES)
         size = LOUPE_PROFILE_DWARF_STACK_BYTES;
-    if (size > 0 && bpf_probe_read_user(sample->stack, size, (void *)sp) != 0) {
+    if (size == 0 || bpf_probe_read_user(sample->stack, size, (void *)sp) != 0) {
+        // A page of the range was not present (the copy cannot fault pages in): the rest of the
+        // stack pointer's own page, which the interrupted code was using, is.
         count(LOUPE_PROFILE_LOST_DWARF_COPY);
-        size = 0;
+        size = 4096 - (sp & 4095);
+        barrier_var(size);
+        if (size > 4096)
+            size = 4096;
+        if (bpf_probe_read_user(sample->stack, size, (void *)sp) != 0)
+            size = 0;
     }
     sample->stack_bytes = size;
     barrier_var(size);

@@ -120,6 +120,7 @@ def main():
     hot_samples = sum(chains.values())
     right = sum(c for (leaf, *callers), c in chains.items() if callers == ["main", "run_split"])
     dwarf_shallow = unwind_quality(results["dwarf"][1])
+    print("loupe profile --unwind dwarf said:", results["dwarf"][1].strip().replace("\n", " | "))
     print(f"dwarf: {total} samples, burn_heavy {heavy:.1f}%, burn_light {light:.1f}%, "
           f"right callers {right}/{hot_samples}, shallow {dwarf_shallow:.1f}%")
     if abs(heavy - 75) > 5 or abs(light - 25) > 5:
