@@ -491,11 +491,12 @@ std::string render_prometheus(const MetricsView& view) {
         add_single(out, "loupe_profile_samples_total", "counter",
                    "CPU profile samples kept (stack samples of the traced processes).",
                    static_cast<double>(view.profile->samples));
-        out.family("loupe_profile_lost_samples_total", "counter",
-                   "CPU profile samples lost, by reason: kernel_map_full (distinct stacks per "
-                   "second), no_stack (stack map full), bounds (stacks per service window, or "
-                   "services), dwarf_ring_full (DWARF-mode ring buffer full), dwarf_stack_copy "
-                   "(DWARF-mode user stack copy faulted: kept without its user stack).");
+        out.family(
+            "loupe_profile_lost_samples_total", "counter",
+            "CPU profile samples lost, by reason: kernel_map_full (distinct stacks per "
+            "second), no_stack (stack map full), bounds (stacks per service window, or "
+            "services), dwarf_ring_full (DWARF-mode ring buffer full), dwarf_stack_copy "
+            "(DWARF-mode user stack copy faulted: kept with the stack pointer's page only).");
         out.sample("loupe_profile_lost_samples_total", {{"reason", "kernel_map_full"}},
                    static_cast<double>(view.profile->lost_kernel_map_full));
         out.sample("loupe_profile_lost_samples_total", {{"reason", "no_stack"}},

@@ -317,10 +317,14 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
                            ended_early, static_cast<double>(result.duration_ns) / 1e9);
     const std::uint64_t lost =
         counters.lost_counts_full + counters.lost_dwarf_ring + samples_without_stack;
-    const std::uint64_t without_user_stack = counters.lost_user_stacks + counters.lost_dwarf_copy;
-    if (lost > 0 || without_user_stack > 0)
+    if (lost > 0 || counters.lost_user_stacks > 0)
         err << fmt::format("loupe profile: {} samples dropped, {} without their user stack\n", lost,
-                           without_user_stack);
+                           counters.lost_user_stacks);
+    if (counters.lost_dwarf_copy > 0)
+        err << fmt::format(
+            "loupe profile: {} DWARF samples copied only the stack pointer's page (the whole "
+            "copy faulted): their stacks end where that page does\n",
+            counters.lost_dwarf_copy);
     if (user_stacked > 0)
         err << fmt::format(
             "loupe profile: unwind quality ({}): {:.1f}% of user stacks have 2 frames or "
