@@ -4,6 +4,9 @@
 // its user and kernel stacks (frame-pointer unwinding, in the kernel) and counts one more for the
 // (tgid, user stack, kernel stack) triple: stacks are aggregated in the kernel, user space reads
 // counts, not samples.
+// DWARF mode, for processes built without frame pointers (opt-in per process: frame pointers
+// would stop at the first such function): the sample copies the user registers and up to 16 KiB
+// of the user stack, and sends them through a ring buffer; user space unwinds them with libdw.
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -54,11 +57,119 @@ struct {
 // Which count map the sampler fills (0 or 1): flipped by user space before each read.
 volatile __u32 active_counts = 0;
 
+// Set by user space before load: every selected process is sampled in DWARF mode.
+const volatile bool dwarf_all = false;
+
+// @brief Processes sampled in DWARF mode (key tgid, value unused), written by user space: an
+// opt-in per service, so a hash of the few chosen, asked only for selected processes' samples.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u32);
+    __type(value, __u8);
+} dwarf_tgids SEC(".maps");
+
+// @brief DWARF-mode samples on their way to user space (registers, kernel stack, user stack
+// bytes): each is unwound there, so they cannot be counted here. Sized by user space.
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} dwarf_samples SEC(".maps");
+
+// @brief Where a DWARF sample is built, per CPU: at ~17 KiB it cannot sit on the 512-byte BPF
+// stack, and reserving it whole in the ring would waste the stack bytes not copied.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct loupe_profile_dwarf_sample);
+} dwarf_scratch SEC(".maps");
+
 static __always_inline void count(__u32 slot)
 {
     __u64 *value = bpf_map_lookup_elem(&profile_counters, &slot);
     if (value)
         *value += 1;
+}
+
+static long vma_end(struct task_struct *task, struct vm_area_struct *vma, void *end)
+{
+    *(__u64 *)end = vma->vm_end;
+    return 0;
+}
+
+static __always_inline int sample_dwarf(struct bpf_perf_event_data *ctx, __u64 pid_tgid)
+{
+    __u32 zero = 0;
+    struct loupe_profile_dwarf_sample *sample = bpf_map_lookup_elem(&dwarf_scratch, &zero);
+    if (!sample)
+        return 0;
+    count(LOUPE_PROFILE_DWARF_SAMPLES);
+    sample->tgid = pid_tgid >> 32;
+    sample->tid = (__u32)pid_tgid;
+    // The user registers: where the sample interrupted user mode they are the interrupted ones;
+    // in a system call or an interrupt, the ones saved at kernel entry. Either way the task's
+    // pt_regs at the top of its kernel stack.
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    sample->regs[0] = BPF_CORE_READ(regs, ax);
+    sample->regs[1] = BPF_CORE_READ(regs, dx);
+    sample->regs[2] = BPF_CORE_READ(regs, cx);
+    sample->regs[3] = BPF_CORE_READ(regs, bx);
+    sample->regs[4] = BPF_CORE_READ(regs, si);
+    sample->regs[5] = BPF_CORE_READ(regs, di);
+    sample->regs[6] = BPF_CORE_READ(regs, bp);
+    sample->regs[7] = BPF_CORE_READ(regs, sp);
+    sample->regs[8] = BPF_CORE_READ(regs, r8);
+    sample->regs[9] = BPF_CORE_READ(regs, r9);
+    sample->regs[10] = BPF_CORE_READ(regs, r10);
+    sample->regs[11] = BPF_CORE_READ(regs, r11);
+    sample->regs[12] = BPF_CORE_READ(regs, r12);
+    sample->regs[13] = BPF_CORE_READ(regs, r13);
+    sample->regs[14] = BPF_CORE_READ(regs, r14);
+    sample->regs[15] = BPF_CORE_READ(regs, r15);
+    sample->regs[16] = BPF_CORE_READ(regs, ip);
+    long kernel_bytes = bpf_get_stack(ctx, sample->kernel_ips, sizeof(sample->kernel_ips), 0);
+    sample->kernel_depth = kernel_bytes > 0 ? kernel_bytes / sizeof(__u64) : 0;
+
+    // Copy from the stack pointer to the end of the stack's mapping, at most the buffer: a copy
+    // that crosses the end faults whole. Without the mapping (its lock was busy), to the end of
+    // the stack pointer's page, which is always mapped.
+    __u64 sp = sample->regs[LOUPE_PROFILE_DWARF_REG_SP];
+    __u64 end = 0;
+    __u32 size = LOUPE_PROFILE_DWARF_STACK_BYTES;
+    if (bpf_find_vma(task, sp, vma_end, &end, 0) == 0) {
+        if (end <= sp)
+            size = 0;
+        else if (end - sp < LOUPE_PROFILE_DWARF_STACK_BYTES)
+            size = end - sp;
+    } else {
+        size = 4096 - (sp & 4095);
+    }
+    barrier_var(size);
+    if (size > LOUPE_PROFILE_DWARF_STACK_BYTES)
+        size = LOUPE_PROFILE_DWARF_STACK_BYTES;
+    if (size == 0 || bpf_probe_read_user(sample->stack, size, (void *)sp) != 0) {
+        // A page of the range was not present (the copy cannot fault pages in): the rest of the
+        // stack pointer's own page, which the interrupted code was using, is.
+        count(LOUPE_PROFILE_LOST_DWARF_COPY);
+        size = 4096 - (sp & 4095);
+        barrier_var(size);
+        if (size > 4096)
+            size = 4096;
+        if (bpf_probe_read_user(sample->stack, size, (void *)sp) != 0)
+            size = 0;
+    }
+    sample->stack_bytes = size;
+    barrier_var(size);
+    if (size > LOUPE_PROFILE_DWARF_STACK_BYTES)
+        size = LOUPE_PROFILE_DWARF_STACK_BYTES;
+    // No wakeup: user space reads the ring on its own clock, not once per sample.
+    if (bpf_ringbuf_output(&dwarf_samples, sample,
+                           __builtin_offsetof(struct loupe_profile_dwarf_sample, stack) + size,
+                           BPF_RB_NO_WAKEUP) != 0)
+        count(LOUPE_PROFILE_LOST_DWARF_RING);
+    return 0;
 }
 
 SEC("perf_event")
@@ -74,6 +185,8 @@ int sample_stack(struct bpf_perf_event_data *ctx)
     if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
         return 0;
     count(LOUPE_PROFILE_SAMPLES);
+    if (dwarf_all || bpf_map_lookup_elem(&dwarf_tgids, &tgid))
+        return sample_dwarf(ctx, pid_tgid);
     struct loupe_profile_key key = {.tgid = tgid};
     key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
     if (key.user_stack_id < 0 && key.user_stack_id != -EFAULT)

@@ -259,6 +259,13 @@ int main(int argc, char** argv) {
         ->check(setting_check(loupe::agent::check_profile_frequency))
         ->capture_default_str();
     agent
+        ->add_option("--profile-dwarf", agent_config.profile_dwarf,
+                     "Profile this service (or process name) with DWARF unwinding: a 16 KiB "
+                     "stack copy per sample, unwound with libdw, for code built without frame "
+                     "pointers (repeatable)")
+        ->envname("LOUPE_PROFILE_DWARF")
+        ->delimiter(',');
+    agent
         ->add_option("--max-connections", agent_config.max_connections,
                      "Cap on connections tracked in user space")
         ->envname("LOUPE_MAX_CONNECTIONS")
@@ -430,6 +437,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     profile->add_option("--output", profile_options.output,
                         "File to write; the format follows the extension: .pb.gz, .folded, .svg");
+    profile
+        ->add_option("--unwind", profile_options.unwind,
+                     "How user stacks are unwound: fp (frame pointers, in the kernel) or dwarf "
+                     "(a 16 KiB stack copy per sample unwound with libdw: for code built without "
+                     "frame pointers)")
+        ->capture_default_str();
     profile->add_option("--top", profile_options.top, "Functions listed without --output")
         ->check(CLI::Range(1, 10000))
         ->capture_default_str();

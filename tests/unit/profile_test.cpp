@@ -189,6 +189,34 @@ TEST(ProfileAgentConfig, ProfileFrequencyFromFileAndChecks) {
     std::remove(path.c_str());
 }
 
+TEST(ProfileAgentConfig, ProfileDwarfFromFile) {
+    const std::string path = ::testing::TempDir() + "/loupe_profile_dwarf.yaml";
+    loupe::agent::AgentConfig config;
+    EXPECT_TRUE(config.profile_dwarf.empty());  // frame pointers unless asked
+    std::ofstream(path) << "profile_dwarf: [checkout, nginx]\n";
+    EXPECT_FALSE(loupe::agent::load_config_file(path, config));
+    EXPECT_EQ(config.profile_dwarf, (std::vector<std::string>{"checkout", "nginx"}));
+    std::ofstream(path) << "profile_dwarf: checkout\n";
+    EXPECT_FALSE(loupe::agent::load_config_file(path, config));
+    EXPECT_EQ(config.profile_dwarf, (std::vector<std::string>{"checkout"}));
+    std::ofstream(path) << "profile_dwarf: {a: b}\n";
+    const auto error = loupe::agent::load_config_file(path, config);
+    ASSERT_TRUE(error);
+    EXPECT_NE(error->find("profile_dwarf"), std::string::npos) << *error;
+    std::remove(path.c_str());
+}
+
+TEST(ProfileCommand, RefusesAnUnknownUnwindMode) {
+    loupe::profile_cli::ProfileOptions options;
+    options.pids = {static_cast<std::uint32_t>(::getpid())};
+    options.unwind = "lbr";
+    const auto problem = loupe::profile_cli::options_problem(options);
+    ASSERT_TRUE(problem);
+    EXPECT_NE(problem->find("--unwind"), std::string::npos) << *problem;
+    options.unwind = "dwarf";
+    EXPECT_FALSE(loupe::profile_cli::options_problem(options));
+}
+
 TEST(ProfileFormats, BoundedProfileKeepsKnownStacksOnly) {
     loupe::profile::Profile p;
     const Frame a{"a", "m", false, true}, b{"b", "m", false, true};

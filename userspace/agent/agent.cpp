@@ -15,6 +15,7 @@
 
 #include <httplib.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "api/routes.h"
@@ -316,6 +317,7 @@ void Agent::start_profiler() {
     options.frequency_hz = config_.profile_frequency;
     options.filter_tgids = filtering_processes();
     options.select_comms = kernel_selected_comms();
+    options.dwarf_services = config_.profile_dwarf;
     profiler_ = profile::ContinuousProfiler::start(
         options,
         [this](std::uint32_t tgid) -> std::string {
@@ -334,6 +336,9 @@ void Agent::start_profiler() {
         return;
     }
     spdlog::info("CPU profiling at {} Hz", config_.profile_frequency);
+    if (!config_.profile_dwarf.empty())
+        spdlog::info("CPU profiling: DWARF unwinding for {}",
+                     fmt::join(config_.profile_dwarf, ", "));
 }
 
 api::ProfileReply Agent::service_profile(const std::string& service, int seconds,
@@ -385,7 +390,10 @@ api::ProfileReply Agent::service_profile(const std::string& service, int seconds
 std::optional<exporter::ProfileCounters> Agent::profile_counters() const {
     if (!profiler_) return std::nullopt;
     const auto c = profiler_->counters();
-    return exporter::ProfileCounters{c.samples, c.lost_kernel, c.lost_stack, c.dropped_bounds};
+    return exporter::ProfileCounters{
+        c.samples,           c.lost_kernel,         c.lost_stack,     c.dropped_bounds,
+        c.lost_dwarf_ring,   c.lost_dwarf_copy,     c.user_stacks_fp, c.shallow_stacks_fp,
+        c.user_stacks_dwarf, c.shallow_stacks_dwarf};
 }
 
 void Agent::trace_only(const std::vector<std::uint32_t>& pids) {

@@ -342,6 +342,9 @@ std::optional<std::string> load_config_file(const std::string& path, AgentConfig
          {"0 (off) to 1000",
           [&](const YAML::Node& n) { config.profile_frequency = n.as<unsigned>(); },
           check_profile_frequency}},
+        {"profile_dwarf",
+         {"a service or process name or a list of them",
+          [&](const YAML::Node& n) { config.profile_dwarf = as_list<std::string>(n); }}},
         {"service_names",
          {"a mapping of process names to service names",
           [&](const YAML::Node& n) {

@@ -41,6 +41,8 @@ struct AgentConfig {
     std::size_t max_connections = 65'536;
     // Continuous CPU profiling of the selected processes, samples per second per CPU; 0: off.
     unsigned profile_frequency = 19;
+    // Services or process names profiled with DWARF unwinding (built without frame pointers).
+    std::vector<std::string> profile_dwarf;
     std::map<std::string, std::string> service_names;  // comm -> service_name
     KubernetesConfig kubernetes;
     alerts::AlertingConfig alerting;

@@ -6,7 +6,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <iterator>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -22,6 +25,8 @@
 
 namespace loupe::capture {
 
+static_assert(std::tuple_size_v<decltype(DwarfSample::regs)> == LOUPE_PROFILE_DWARF_REGS);
+
 namespace {
 
 int open_cpu_clock(int cpu, unsigned frequency_hz) {
@@ -32,6 +37,24 @@ int open_cpu_clock(int cpu, unsigned frequency_hz) {
     attr.freq = 1;
     attr.sample_freq = frequency_hz;
     return static_cast<int>(syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC));
+}
+
+int on_dwarf_sample(void* pending, void* data, std::size_t size) {
+    constexpr std::size_t header = offsetof(loupe_profile_dwarf_sample, stack);
+    if (size < header) return 0;
+    const auto* raw = static_cast<const loupe_profile_dwarf_sample*>(data);
+    DwarfSample sample;
+    sample.tgid = raw->tgid;
+    sample.tid = raw->tid;
+    std::copy(std::begin(raw->regs), std::end(raw->regs), sample.regs.begin());
+    const std::size_t depth = std::min<std::size_t>(raw->kernel_depth, LOUPE_PROFILE_STACK_DEPTH);
+    sample.kernel_ips.assign(raw->kernel_ips, raw->kernel_ips + depth);
+    while (!sample.kernel_ips.empty() && sample.kernel_ips.back() == 0)
+        sample.kernel_ips.pop_back();
+    const std::size_t stack_bytes = std::min<std::size_t>(raw->stack_bytes, size - header);
+    sample.stack.assign(raw->stack, raw->stack + stack_bytes);
+    static_cast<std::vector<DwarfSample>*>(pending)->push_back(std::move(sample));
+    return 0;
 }
 
 }  // namespace
@@ -84,8 +107,18 @@ std::unique_ptr<ProfileCapture> ProfileCapture::start(const ProfileCaptureOption
     bpf_map__set_max_entries(skel.maps.stacks, options.max_stacks);
     bpf_map__set_max_entries(skel.maps.counts_0, options.max_stack_counts);
     bpf_map__set_max_entries(skel.maps.counts_1, options.max_stack_counts);
+    // A ring buffer is at least a page; without DWARF mode it stays empty.
+    bpf_map__set_max_entries(skel.maps.dwarf_samples,
+                             std::max<std::uint32_t>(options.dwarf_ring_bytes, 4096));
+    skel.rodata->dwarf_all = options.dwarf_all;
     if (int err = profiler__load(&skel); err != 0) {
         error = std::string("the kernel refused the profiler program: ") + std::strerror(-err);
+        return nullptr;
+    }
+    capture->dwarf_ring_.reset(ring_buffer__new(
+        bpf_map__fd(skel.maps.dwarf_samples), on_dwarf_sample, &capture->dwarf_pending_, nullptr));
+    if (!capture->dwarf_ring_) {
+        error = std::string("cannot read the profiler's ring buffer: ") + std::strerror(errno);
         return nullptr;
     }
     if (options.filter_tgids &&
@@ -135,6 +168,34 @@ std::unique_ptr<ProfileCapture> ProfileCapture::start(const ProfileCaptureOption
 
 void ProfileCapture::set_traced_tgids(const std::vector<std::uint32_t>& tgids) {
     if (process_filter_) process_filter_->replace(tgids);
+}
+
+bool ProfileCapture::set_dwarf_tgids(const std::vector<std::uint32_t>& tgids) {
+    const int fd = bpf_map__fd(skel_->maps.dwarf_tgids);
+    for (std::uint32_t tgid : dwarf_tgids_)
+        if (std::find(tgids.begin(), tgids.end(), tgid) == tgids.end())
+            bpf_map_delete_elem(fd, &tgid);
+    bool all_kept = true;
+    dwarf_tgids_.clear();
+    const std::uint8_t on = 1;
+    for (std::uint32_t tgid : tgids) {
+        if (bpf_map_update_elem(fd, &tgid, &on, BPF_ANY) == 0)
+            dwarf_tgids_.push_back(tgid);
+        else
+            all_kept = false;
+    }
+    return all_kept;
+}
+
+void ProfileCapture::poll_dwarf_samples() {
+    ring_buffer__consume(dwarf_ring_.get());
+}
+
+std::vector<DwarfSample> ProfileCapture::take_dwarf_samples() {
+    poll_dwarf_samples();
+    std::vector<DwarfSample> out;
+    out.swap(dwarf_pending_);
+    return out;
 }
 
 bool ProfileCapture::selected(std::uint32_t tgid) const {
@@ -214,6 +275,9 @@ ProfileCounters ProfileCapture::counters() const {
     out.lost_counts_full = sum_percpu_u64(fd, LOUPE_PROFILE_LOST_COUNTS_FULL);
     out.lost_user_stacks = sum_percpu_u64(fd, LOUPE_PROFILE_LOST_USER_STACK);
     out.lost_kernel_stacks = sum_percpu_u64(fd, LOUPE_PROFILE_LOST_KERNEL_STACK);
+    out.dwarf_samples = sum_percpu_u64(fd, LOUPE_PROFILE_DWARF_SAMPLES);
+    out.lost_dwarf_ring = sum_percpu_u64(fd, LOUPE_PROFILE_LOST_DWARF_RING);
+    out.lost_dwarf_copy = sum_percpu_u64(fd, LOUPE_PROFILE_LOST_DWARF_COPY);
     return out;
 }
 

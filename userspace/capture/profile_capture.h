@@ -2,6 +2,7 @@
 // the stack counts it aggregates.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -21,6 +22,21 @@ struct ProfileCaptureOptions {
     std::vector<std::string> select_comms;   // names the kernel selects at exec and fork
     std::uint32_t max_stacks = 16384;        // distinct stacks (user and kernel) kept
     std::uint32_t max_stack_counts = 16384;  // distinct (process, stacks) per read
+    // DWARF mode (stack copies unwound in user space): for every selected process, or for those
+    // set_dwarf_tgids() names. The ring buffer its samples go through (a power of two, >= 4 KiB);
+    // 0 when no process will be sampled so (a page is kept).
+    bool dwarf_all = false;
+    std::uint32_t dwarf_ring_bytes = 0;
+};
+
+// One DWARF-mode sample: the user registers (DWARF numbering, loupe_profile_dwarf_sample) and the
+// user stack bytes copied from the stack pointer up, to be unwound in user space.
+struct DwarfSample {
+    std::uint32_t tgid = 0;
+    std::uint32_t tid = 0;
+    std::array<std::uint64_t, 17> regs{};
+    std::vector<std::uint64_t> kernel_ips;  // leaf first
+    std::vector<std::uint8_t> stack;
 };
 
 // Stacks of one process counted `count` times since the last read. Instruction pointers, leaf
@@ -38,6 +54,9 @@ struct ProfileCounters {
     std::uint64_t lost_counts_full = 0;    // dropped: the count map was full
     std::uint64_t lost_user_stacks = 0;    // counted without their user stack
     std::uint64_t lost_kernel_stacks = 0;  // counted without their kernel stack
+    std::uint64_t dwarf_samples = 0;       // taken in DWARF mode (included in samples)
+    std::uint64_t lost_dwarf_ring = 0;     // DWARF samples dropped: the ring buffer was full
+    std::uint64_t lost_dwarf_copy = 0;     // DWARF samples sent without their stack (copy fault)
 };
 
 // Why stack sampling cannot work here (no perf events, no permission), or nullopt when it can.
@@ -56,6 +75,12 @@ class ProfileCapture {
     ProfileCapture& operator=(const ProfileCapture&) = delete;
 
     void set_traced_tgids(const std::vector<std::uint32_t>& tgids);
+    // The processes sampled in DWARF mode (beside dwarf_all); false when the map is full.
+    bool set_dwarf_tgids(const std::vector<std::uint32_t>& tgids);
+    // Moves the DWARF samples waiting in the ring buffer into memory; call often (the ring holds
+    // a few seconds of samples). take_dwarf_samples() returns them all.
+    void poll_dwarf_samples();
+    std::vector<DwarfSample> take_dwarf_samples();
     bool selected(std::uint32_t tgid) const;
     // The counts since the last call: switches the sampler to the other count map, then reads and
     // empties the one it left.
@@ -80,6 +105,9 @@ class ProfileCapture {
     std::vector<UniqueFd> perf_events_;  // duplicates of those fds, to stop and start them
     std::unique_ptr<TgidBitmap> process_filter_;
     std::uint32_t active_ = 0;
+    RingBufferPtr dwarf_ring_;
+    std::vector<DwarfSample> dwarf_pending_;
+    std::vector<std::uint32_t> dwarf_tgids_;  // what the map holds
 };
 
 }  // namespace loupe::capture

@@ -529,16 +529,37 @@ std::string render_prometheus(const MetricsView& view) {
         add_single(out, "loupe_profile_samples_total", "counter",
                    "CPU profile samples kept (stack samples of the traced processes).",
                    static_cast<double>(view.profile->samples));
-        out.family("loupe_profile_lost_samples_total", "counter",
-                   "CPU profile samples lost, by reason: kernel_map_full (distinct stacks per "
-                   "second), no_stack (stack map full), bounds (stacks per service window, or "
-                   "services).");
+        out.family(
+            "loupe_profile_lost_samples_total", "counter",
+            "CPU profile samples lost, by reason: kernel_map_full (distinct stacks per "
+            "second), no_stack (stack map full), bounds (stacks per service window, or "
+            "services), dwarf_ring_full (DWARF-mode ring buffer full), dwarf_stack_copy "
+            "(DWARF-mode user stack copy faulted: kept with the stack pointer's page only).");
         out.sample("loupe_profile_lost_samples_total", {{"reason", "kernel_map_full"}},
                    static_cast<double>(view.profile->lost_kernel_map_full));
         out.sample("loupe_profile_lost_samples_total", {{"reason", "no_stack"}},
                    static_cast<double>(view.profile->lost_no_stack));
         out.sample("loupe_profile_lost_samples_total", {{"reason", "bounds"}},
                    static_cast<double>(view.profile->lost_bounds));
+        out.sample("loupe_profile_lost_samples_total", {{"reason", "dwarf_ring_full"}},
+                   static_cast<double>(view.profile->lost_dwarf_ring));
+        out.sample("loupe_profile_lost_samples_total", {{"reason", "dwarf_stack_copy"}},
+                   static_cast<double>(view.profile->lost_dwarf_copy));
+        out.family("loupe_profile_user_stacks_total", "counter",
+                   "CPU profile samples with a user stack, by unwind mode (fp: frame pointers; "
+                   "dwarf: stack copies unwound with libdw).");
+        out.sample("loupe_profile_user_stacks_total", {{"unwind", "fp"}},
+                   static_cast<double>(view.profile->user_stacks_fp));
+        out.sample("loupe_profile_user_stacks_total", {{"unwind", "dwarf"}},
+                   static_cast<double>(view.profile->user_stacks_dwarf));
+        out.family("loupe_profile_shallow_stacks_total", "counter",
+                   "Unwind quality: CPU profile samples whose user stack has 2 frames or fewer, "
+                   "by unwind mode; high against loupe_profile_user_stacks_total means code "
+                   "without frame pointers (try DWARF mode: --profile-dwarf).");
+        out.sample("loupe_profile_shallow_stacks_total", {{"unwind", "fp"}},
+                   static_cast<double>(view.profile->shallow_stacks_fp));
+        out.sample("loupe_profile_shallow_stacks_total", {{"unwind", "dwarf"}},
+                   static_cast<double>(view.profile->shallow_stacks_dwarf));
     }
     // Last, so that it counts every sample of this exposition, itself included.
     add_single(out, "loupe_series", "gauge",

@@ -25,6 +25,13 @@ struct ProfileCounters {
     std::uint64_t lost_kernel_map_full = 0;
     std::uint64_t lost_no_stack = 0;
     std::uint64_t lost_bounds = 0;
+    std::uint64_t lost_dwarf_ring = 0;
+    std::uint64_t lost_dwarf_copy = 0;
+    // Unwind quality by mode (fp, dwarf): samples with a user stack, those of <= 2 user frames.
+    std::uint64_t user_stacks_fp = 0;
+    std::uint64_t shallow_stacks_fp = 0;
+    std::uint64_t user_stacks_dwarf = 0;
+    std::uint64_t shallow_stacks_dwarf = 0;
 };
 
 // A consistent view of everything exported, taken under the agent's lock.

@@ -5,6 +5,9 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "util/read_file.h"
 
 namespace loupe::profile {
 
@@ -16,6 +19,8 @@ std::unique_ptr<ContinuousProfiler> ContinuousProfiler::start(
     capture_options.frequency_hz = options.frequency_hz;
     capture_options.filter_tgids = options.filter_tgids;
     capture_options.select_comms = options.select_comms;
+    // ~8 KiB a sample, read every second: at 19 Hz, room for dozens of busy CPUs.
+    if (!options.dwarf_services.empty()) capture_options.dwarf_ring_bytes = 8u << 20;
     profiler->capture_ = capture::ProfileCapture::start(capture_options, error);
     if (!profiler->capture_) return nullptr;
     profiler->thread_ = std::thread([p = profiler.get()] { p->loop(); });
@@ -49,12 +54,36 @@ void ContinuousProfiler::loop() {
     }
 }
 
+bool ContinuousProfiler::wants_dwarf(std::uint32_t tgid, const std::string& service) const {
+    const auto& wanted = options_.dwarf_services;
+    if (wanted.empty()) return false;
+    if (std::find(wanted.begin(), wanted.end(), service) != wanted.end()) return true;
+    auto comm = util::read_file(fmt::format("/proc/{}/comm", tgid));
+    if (!comm) return false;
+    while (!comm->empty() && comm->back() == '\n')
+        comm->pop_back();
+    return std::find(wanted.begin(), wanted.end(), *comm) != wanted.end();
+}
+
 void ContinuousProfiler::collect() {
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::pair<std::string, std::vector<Frame>>> named;
     std::vector<std::uint64_t> counts;
     std::uint64_t without_stack = 0;
-    for (const capture::StackCount& s : capture_->drain()) {
+    std::uint64_t user_stacks[2] = {0, 0}, shallow[2] = {0, 0};  // [0] fp, [1] dwarf
+    std::vector<capture::StackCount> stacks = capture_->drain();
+    const std::size_t frame_pointer_stacks = stacks.size();
+    if (!options_.dwarf_services.empty()) {
+        const std::vector<capture::DwarfSample> samples = capture_->take_dwarf_samples();
+        for (capture::StackCount& s : unwinder_.unwind_and_count(samples))
+            stacks.push_back(std::move(s));
+        if (!samples.empty() && !unwinder_.last_stop().empty())
+            spdlog::debug("DWARF unwinding: {} samples; the last stopped at the first frame: {}",
+                          samples.size(), unwinder_.last_stop());
+    }
+    bool dwarf_changed = false;
+    for (std::size_t i = 0; i < stacks.size(); ++i) {
+        const capture::StackCount& s = stacks[i];
         if (s.user_ips.empty() && s.kernel_ips.empty()) {
             without_stack += s.count;
             continue;
@@ -65,18 +94,35 @@ void ContinuousProfiler::collect() {
             if (service.empty()) continue;  // not attributed (yet): asked again next time
             it = service_by_tgid_.emplace(s.tgid, std::move(service)).first;
             symbolizer_.remember_process(s.tgid);
+            // Its next samples come as stack copies (this second's were frame-pointer ones).
+            if (wants_dwarf(s.tgid, it->second) && dwarf_tgids_.insert(s.tgid).second) {
+                unwinder_.remember_process(s.tgid);
+                dwarf_changed = true;
+            }
         }
         std::vector<Frame> frames = symbolizer_.user_frames(s.tgid, s.user_ips);
+        if (!frames.empty()) {
+            const int mode = i >= frame_pointer_stacks ? 1 : 0;
+            user_stacks[mode] += s.count;
+            if (trustworthy_depth(frames) <= kShallowStackFrames) shallow[mode] += s.count;
+        }
         std::reverse(frames.begin(), frames.end());
         const std::vector<Frame> kernel = symbolizer_.kernel_frames(s.kernel_ips);
         frames.insert(frames.end(), kernel.rbegin(), kernel.rend());
         named.emplace_back(it->second, std::move(frames));
         counts.push_back(s.count);
     }
+    if (dwarf_changed) capture_->set_dwarf_tgids({dwarf_tgids_.begin(), dwarf_tgids_.end()});
     const capture::ProfileCounters kernel = capture_->counters();
     std::lock_guard lock(mutex_);
     counters_.lost_kernel = kernel.lost_counts_full;
+    counters_.lost_dwarf_ring = kernel.lost_dwarf_ring;
+    counters_.lost_dwarf_copy = kernel.lost_dwarf_copy;
     counters_.lost_stack += without_stack;
+    counters_.user_stacks_fp += user_stacks[0];
+    counters_.shallow_stacks_fp += shallow[0];
+    counters_.user_stacks_dwarf += user_stacks[1];
+    counters_.shallow_stacks_dwarf += shallow[1];
     for (std::size_t i = 0; i < named.size(); ++i) {
         auto found = windows_.find(named[i].first);
         if (found == windows_.end()) {
@@ -105,6 +151,9 @@ void ContinuousProfiler::rotate() {
     for (auto it = service_by_tgid_.begin(); it != service_by_tgid_.end();) {
         if (::access(fmt::format("/proc/{}", it->first).c_str(), F_OK) != 0) {
             symbolizer_.forget_process(it->first);
+            unwinder_.forget_process(it->first);
+            if (dwarf_tgids_.erase(it->first) > 0)
+                capture_->set_dwarf_tgids({dwarf_tgids_.begin(), dwarf_tgids_.end()});
             it = service_by_tgid_.erase(it);
         } else {
             ++it;

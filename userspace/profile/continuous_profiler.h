@@ -11,11 +11,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "capture/profile_capture.h"
+#include "profile/dwarf_unwinder.h"
 #include "profile/profile.h"
 #include "profile/symbolizer.h"
 
@@ -29,13 +31,22 @@ struct ContinuousProfilerOptions {
     std::size_t windows_kept = 6;              // the ring: one minute of 10 s windows
     std::size_t max_stacks_per_window = 4096;  // per service; more are dropped and counted
     std::size_t max_services = 256;            // services profiled at once; more are dropped
+    // Services (or process names) unwound in DWARF mode: their code has no frame pointers.
+    std::vector<std::string> dwarf_services;
 };
 
 struct ContinuousProfilerCounters {
-    std::uint64_t samples = 0;         // kept in a window
-    std::uint64_t lost_kernel = 0;     // dropped in the kernel (count map full)
-    std::uint64_t lost_stack = 0;      // sampled without any stack (stack map full)
-    std::uint64_t dropped_bounds = 0;  // beyond max_stacks_per_window or max_services
+    std::uint64_t samples = 0;          // kept in a window
+    std::uint64_t lost_kernel = 0;      // dropped in the kernel (count map full)
+    std::uint64_t lost_stack = 0;       // sampled without any stack (stack map full)
+    std::uint64_t dropped_bounds = 0;   // beyond max_stacks_per_window or max_services
+    std::uint64_t lost_dwarf_ring = 0;  // DWARF samples dropped: the ring buffer was full
+    std::uint64_t lost_dwarf_copy = 0;  // DWARF samples whose stack copy faulted
+    // Unwind quality, by mode: samples with a user stack, and those of 2 user frames or fewer.
+    std::uint64_t user_stacks_fp = 0;
+    std::uint64_t shallow_stacks_fp = 0;
+    std::uint64_t user_stacks_dwarf = 0;
+    std::uint64_t shallow_stacks_dwarf = 0;
 };
 
 class ContinuousProfiler {
@@ -66,6 +77,7 @@ class ContinuousProfiler {
     void loop();
     void collect();
     void rotate();
+    bool wants_dwarf(std::uint32_t tgid, const std::string& service) const;
 
     struct Window {
         std::chrono::steady_clock::time_point started;
@@ -74,7 +86,9 @@ class ContinuousProfiler {
     ContinuousProfilerOptions options_;
     ServiceOf service_of_;
     std::unique_ptr<capture::ProfileCapture> capture_;
-    Symbolizer symbolizer_;  // the loop's thread only
+    Symbolizer symbolizer_;                // the loop's thread only
+    DwarfUnwinder unwinder_;               // the loop's thread only
+    std::set<std::uint32_t> dwarf_tgids_;  // the loop's thread only
 
     mutable std::mutex mutex_;                           // guards windows_ and counters_
     std::map<std::string, std::deque<Window>> windows_;  // per service, newest last

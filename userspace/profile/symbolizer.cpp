@@ -206,6 +206,13 @@ std::vector<Mapping> parse_maps(const std::string& text) {
     return out;
 }
 
+std::size_t trustworthy_depth(const std::vector<Frame>& leaf_first) {
+    std::size_t depth = 0;
+    while (depth < leaf_first.size() && leaf_first[depth].mapped)
+        ++depth;
+    return depth;
+}
+
 Symbolizer::Symbolizer(std::string proc_root) : proc_root_(std::move(proc_root)) {}
 
 void Symbolizer::remember_process(std::uint32_t tgid) {
@@ -291,6 +298,7 @@ Frame Symbolizer::user_frame(std::uint32_t tgid, ProcessImage& image, std::uint6
                 return frame;
             }
         }
+        frame.mapped = mapping != nullptr;
         frame.module = mapping && !mapping->path.empty() ? mapping->path : "[anon]";
         frame.function = mapping && !mapping->path.empty()
                              ? fmt::format("{}+0x{:x}", mapping->path, ip - mapping->start)

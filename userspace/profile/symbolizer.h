@@ -20,7 +20,16 @@ struct Frame {
     std::string module;    // file name of the mapping (basename), "[kernel]" or a module's
     bool kernel = false;
     bool known = false;  // a symbol table named it
+    // False when the ip lies in no executable mapping of the process: not code at all, the
+    // "return address" a frame-pointer walk read through a register used for something else.
+    bool mapped = true;
 };
+
+// Unwind quality: the user frames (leaf first) up to the first that is not code. Frame-pointer
+// unwinding through code without frame pointers yields the leaf and then garbage.
+std::size_t trustworthy_depth(const std::vector<Frame>& leaf_first);
+// Stacks this shallow (or shallower) count as cut short in the unwind-quality figures.
+inline constexpr std::size_t kShallowStackFrames = 2;
 
 // The function symbols of one ELF file, sorted by address.
 class ElfSymbols {

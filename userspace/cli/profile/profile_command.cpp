@@ -16,6 +16,7 @@
 
 #include "capture/profile_capture.h"
 #include "cli/top/agent_client.h"
+#include "profile/dwarf_unwinder.h"
 #include "profile/profile.h"
 #include "profile/symbolizer.h"
 #include "resources/procfs.h"
@@ -123,6 +124,8 @@ std::optional<std::string> options_problem(const ProfileOptions& options) {
     if (options.pids.empty() && options.comms.empty() && options.service.empty())
         return "say which processes to profile: --pid N, --comm NAME or --service NAME";
     if (options.frequency_hz == 0) return "--frequency must be at least 1 Hz, got 0";
+    if (options.unwind != "fp" && options.unwind != "dwarf")
+        return fmt::format("--unwind: expected fp or dwarf, got '{}'", options.unwind);
     const unsigned kernel_max = capture::max_sample_rate();
     if (kernel_max > 0 && kernel_max < kMaxFrequencyHz && options.frequency_hz > kernel_max)
         return fmt::format(
@@ -192,6 +195,10 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
     capture_options.frequency_hz = options.frequency_hz;
     capture_options.filter_tgids = true;
     capture_options.select_comms = options.comms;
+    const bool dwarf = options.unwind == "dwarf";
+    capture_options.dwarf_all = dwarf;
+    // ~8 KiB a sample at 99 Hz on a few busy CPUs, read every 50 ms: room for seconds of samples.
+    if (dwarf) capture_options.dwarf_ring_bytes = 16u << 20;
     std::string error;
     auto sampler = capture::ProfileCapture::start(capture_options, error);
     if (!sampler) {
@@ -200,6 +207,7 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
     }
 
     profile::Symbolizer symbolizer;
+    profile::DwarfUnwinder unwinder;
     std::set<std::uint32_t> selected;
     for (std::uint32_t pid : options.pids)
         selected.insert(*tgid_of(pid));
@@ -211,8 +219,12 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
         return changed;
     };
     select_named();
-    for (std::uint32_t tgid : selected)
+    auto remember = [&](std::uint32_t tgid) {
         symbolizer.remember_process(tgid);
+        if (dwarf) unwinder.remember_process(tgid);
+    };
+    for (std::uint32_t tgid : selected)
+        remember(tgid);
     sampler->set_traced_tgids({selected.begin(), selected.end()});
     if (selected.empty())
         err << "loupe profile: no process named "
@@ -227,24 +239,35 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count());
     std::uint64_t samples_without_stack = 0;
-    // Unwind quality: samples whose user stack has at most 2 frames (unwinding stopped early,
-    // typically at code built without frame pointers), among those with a user stack.
+    // Unwind quality: samples whose user stack has at most 2 frames of code (unwinding stopped
+    // early or went astray, typically at code built without frame pointers), among those with a
+    // user stack.
     std::uint64_t user_stacked = 0, shallow = 0;
     auto collect = [&] {
-        for (const capture::StackCount& s : sampler->drain()) {
+        std::vector<capture::StackCount> stacks = sampler->drain();
+        if (dwarf) {
+            // New processes (--comm) first: their files are read before their samples unwind.
+            const std::vector<capture::DwarfSample> samples = sampler->take_dwarf_samples();
+            for (const capture::DwarfSample& sample : samples)
+                if (selected.insert(sample.tgid).second) remember(sample.tgid);
+            for (capture::StackCount& s : unwinder.unwind_and_count(samples))
+                stacks.push_back(std::move(s));
+        }
+        for (const capture::StackCount& s : stacks) {
             if (!selected.count(s.tgid)) {  // selected by the kernel at exec or fork (--comm)
                 selected.insert(s.tgid);
-                symbolizer.remember_process(s.tgid);
+                remember(s.tgid);
             }
             if (s.user_ips.empty() && s.kernel_ips.empty()) {
                 samples_without_stack += s.count;
                 continue;
             }
-            if (!s.user_ips.empty()) {
-                user_stacked += s.count;
-                if (s.user_ips.size() <= 2) shallow += s.count;
-            }
             std::vector<profile::Frame> frames = symbolizer.user_frames(s.tgid, s.user_ips);
+            if (!frames.empty()) {
+                user_stacked += s.count;
+                if (profile::trustworthy_depth(frames) <= profile::kShallowStackFrames)
+                    shallow += s.count;
+            }
             std::reverse(frames.begin(), frames.end());
             std::vector<profile::Frame> kernel = symbolizer.kernel_frames(s.kernel_ips);
             frames.insert(frames.end(), kernel.rbegin(), kernel.rend());
@@ -265,12 +288,14 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
     while (!g_interrupted && std::chrono::steady_clock::now() < deadline) {
         const auto next =
             std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
-        while (!g_interrupted && std::chrono::steady_clock::now() < next)
+        while (!g_interrupted && std::chrono::steady_clock::now() < next) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (dwarf) sampler->poll_dwarf_samples();  // keeps room in the ring buffer
+        }
         collect();
         if (select_named()) {
             for (std::uint32_t tgid : selected)
-                symbolizer.remember_process(tgid);
+                remember(tgid);
             sampler->set_traced_tgids({selected.begin(), selected.end()});
         }
         if (options.comms.empty() && std::none_of(selected.begin(), selected.end(), alive)) {
@@ -290,15 +315,25 @@ int run_profile(const ProfileOptions& given, std::ostream& out, std::ostream& er
     if (!ended_early.empty())
         err << fmt::format("loupe profile: {} after {:.1f} s; writing what was sampled\n",
                            ended_early, static_cast<double>(result.duration_ns) / 1e9);
-    const std::uint64_t lost = counters.lost_counts_full + samples_without_stack;
+    const std::uint64_t lost =
+        counters.lost_counts_full + counters.lost_dwarf_ring + samples_without_stack;
     if (lost > 0 || counters.lost_user_stacks > 0)
         err << fmt::format("loupe profile: {} samples dropped, {} without their user stack\n", lost,
                            counters.lost_user_stacks);
+    if (counters.lost_dwarf_copy > 0)
+        err << fmt::format(
+            "loupe profile: {} DWARF samples copied only the stack pointer's page (the whole "
+            "copy faulted): their stacks end where that page does\n",
+            counters.lost_dwarf_copy);
     if (user_stacked > 0)
         err << fmt::format(
-            "loupe profile: unwind quality: {:.1f}% of user stacks have 2 frames or "
-            "fewer\n",
-            100.0 * static_cast<double>(shallow) / static_cast<double>(user_stacked));
+            "loupe profile: unwind quality ({}): {:.1f}% of user stacks have 2 frames or "
+            "fewer ({} of {})\n",
+            dwarf ? "dwarf" : "frame pointers",
+            100.0 * static_cast<double>(shallow) / static_cast<double>(user_stacked), shallow,
+            user_stacked);
+    if (dwarf && user_stacked > 0 && shallow * 2 > user_stacked && !unwinder.last_stop().empty())
+        err << "loupe profile: DWARF unwinding found no caller: " << unwinder.last_stop() << '\n';
     if (result.total_samples() == 0)
         err << "loupe profile: no samples: the processes did not run on a CPU meanwhile\n";
 

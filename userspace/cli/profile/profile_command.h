@@ -19,6 +19,7 @@ struct ProfileOptions {
     unsigned frequency_hz = 99;
     std::string output;  // format from the extension; empty: print the top functions
     std::size_t top = 25;
+    std::string unwind = "fp";  // fp (frame pointers, in the kernel) or dwarf (libdw, user space)
 };
 
 enum class OutputFormat { kTop, kPprof, kFolded, kSvg };
