@@ -66,20 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     MysqlConnection conn(static_cast<Side>(data[0] % 3));
     Checker sink;
-    const std::uint64_t ts = loupe::fuzz::for_each_record<Segment>(
-        data, size, {.separator = 0xFD, .skipped_unit = 65521, .uncaptured_unit = 65521},
-        [&](const Segment& s, std::uint64_t) {
-            const ParserStats before = conn.stats();
-            conn.on_segment(s, sink);
-            check_connection(conn, before);
-        },
-        [&](std::uint64_t at) {
-            const ParserStats before = conn.stats();
-            conn.on_close(at, sink);
-            check(conn.pending_commands() == 0);
-            check_connection(conn, before);
-        });
-    conn.on_close(ts + 1, sink);
-    check(conn.pending_commands() == 0);
+    loupe::fuzz::feed_records<Segment>(
+        data, size, {.separator = 0xFD, .skipped_unit = 65521, .uncaptured_unit = 65521}, conn,
+        sink, check_connection, [](const MysqlConnection& c) { check(c.pending_commands() == 0); });
     return 0;
 }

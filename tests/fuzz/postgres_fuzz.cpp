@@ -65,20 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     PostgresConnection conn(static_cast<Side>(data[0] % 3));
     Checker sink;
-    const std::uint64_t ts = loupe::fuzz::for_each_record<Segment>(
-        data, size, {},
-        [&](const Segment& s, std::uint64_t) {
-            const ParserStats before = conn.stats();
-            conn.on_segment(s, sink);
-            check_connection(conn, before);
-        },
-        [&](std::uint64_t at) {
-            const ParserStats before = conn.stats();
-            conn.on_close(at, sink);
-            check(conn.pending() == 0);
-            check_connection(conn, before);
-        });
-    conn.on_close(ts + 1, sink);
-    check(conn.pending() == 0);
+    loupe::fuzz::feed_records<Segment>(
+        data, size, {}, conn, sink, check_connection,
+        [](const PostgresConnection& c) { check(c.pending() == 0); });
     return 0;
 }

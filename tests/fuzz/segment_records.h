@@ -93,4 +93,28 @@ std::uint64_t for_each_record(const std::uint8_t* data, std::size_t size,
     return ts;
 }
 
+// Feeds every record to one protocols::ConnectionParser, checking `check_connection(conn, before)`
+// after each segment and close, and `drained(conn)` after each close (nothing left waiting);
+// closes the connection at the end.
+template <class Segment, class Connection, class Sink, class CheckConnection, class Drained>
+void feed_records(const std::uint8_t* data, std::size_t size, const RecordFormat& format,
+                  Connection& conn, Sink& sink, CheckConnection&& check_connection,
+                  Drained&& drained) {
+    const std::uint64_t ts = for_each_record<Segment>(
+        data, size, format,
+        [&](const Segment& s, std::uint64_t) {
+            const auto before = conn.stats();
+            conn.on_segment(s, sink);
+            check_connection(conn, before);
+        },
+        [&](std::uint64_t at) {
+            const auto before = conn.stats();
+            conn.on_close(at, sink);
+            drained(conn);
+            check_connection(conn, before);
+        });
+    conn.on_close(ts + 1, sink);
+    drained(conn);
+}
+
 }  // namespace loupe::fuzz

@@ -33,7 +33,25 @@ class _Session:
         self.proc.wait(timeout=10)
 
 
-class PostgresLoad:
+class _Load:
+    """What both loads share: the benchmark process (`bench`), the counting session and the
+    server, stopped in that order."""
+    bench = session = server = None
+
+    def running(self):
+        return self.bench is not None and self.bench.poll() is None
+
+    def stop(self):
+        if self.bench and self.bench.poll() is None:
+            self.bench.terminate()
+            self.bench.wait()
+        if self.session:
+            self.session.close()
+        if self.server:
+            self.server.stop()
+
+
+class PostgresLoad(_Load):
     """`pgbench -S` (one SELECT a transaction, -M simple unless `mode`) against PostgreSQL 15;
     operations: pg_stat_statements calls in the benchmark's database (counted as each statement
     ends, where pg_stat_database's xact_commit is flushed only every second or so)."""
@@ -62,24 +80,14 @@ class PostgresLoad:
              "-T", str(int(seconds)), *self._connection()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def running(self):
-        return self.bench is not None and self.bench.poll() is None
 
     def operations(self):
         return int(self.session.line(
             "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d "
             f"ON d.oid = s.dbid WHERE d.datname = '{BENCH_DB}';"))
 
-    def stop(self):
-        if self.bench and self.bench.poll() is None:
-            self.bench.terminate()
-            self.bench.wait()
-        if self.session:
-            self.session.close()
-        self.server.stop()
 
-
-class MariaDBLoad:
+class MariaDBLoad(_Load):
     """`sysbench oltp_point_select` (one SELECT an event, prepared unless `mode` is "disable")
     against MariaDB 10.11 run as `mariadbd`; operations: Com_select (a prepared SELECT counts
     there as well as in Com_stmt_execute)."""
@@ -110,20 +118,10 @@ class MariaDBLoad:
                            f"--db-ps-mode={self.mode}", "run"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def running(self):
-        return self.bench is not None and self.bench.poll() is None
 
     def operations(self):
         name, value = self.session.line("SHOW GLOBAL STATUS LIKE 'Com_select';").split("\t")
         return int(value)
-
-    def stop(self):
-        if self.bench and self.bench.poll() is None:
-            self.bench.terminate()
-            self.bench.wait()
-        if self.session:
-            self.session.close()
-        self.server.stop()
 
 
 LOADS = {"postgresql": PostgresLoad, "mariadb": MariaDBLoad}
