@@ -87,7 +87,8 @@ struct conn_state {
     __u8 held_egress; // held[] was written (not read) by the process
     __u16 blank_bytes; // CR/LF skipped while undecided
     // PostgreSQL answered an SSLRequest/GSSENCRequest with 'S'/'G', or a MySQL client sent an SSL
-    // request: encrypted from then on, so no more data events (its close still is sent).
+    // request: encrypted from then on, so no more socket data events (its close still is sent;
+    // a TLS library's plaintext comes through its uprobes).
     __u8 encrypted;
     __u8 early_events; // data events sent once classified, up to 255: the SSL answer is early
     __u8 tls;          // TLS_* (tls_openssl.bpf.h): its socket carries TLS records
@@ -590,9 +591,9 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
         return;
     }
     __s32 fd = PT_REGS_PARM1_SYSCALL(regs);
-    // PostgreSQL's bytes after an accepted SSLRequest are ciphertext: never copied. A TLS
-    // library's call that moves them still ties its SSL* to this connection, so that the
-    // session's plaintext comes through the library's uprobes.
+    // A PostgreSQL or MySQL connection's bytes after its switch to TLS are ciphertext: never
+    // copied. A TLS library's call that moves them still ties its SSL* to this connection, so
+    // that the session's plaintext comes through the library's uprobes.
     if (state->encrypted) {
         tls_socket_io(sk, state, task, pid_tgid, fd, now);
         return;
