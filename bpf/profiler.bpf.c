@@ -76,13 +76,21 @@ struct {
     __uint(max_entries, 8 << 20);
 } dwarf_samples SEC(".maps");
 
+// A DWARF sample as it is built: a page of slack after the stack bytes, so that a page-sized
+// copy at any offset below the end stays inside the value (verifier: the copy's offset and length
+// are both variable, and it bounds each alone).
+struct dwarf_scratch_value {
+    struct loupe_profile_dwarf_sample sample;
+    __u8 slack[4096];
+};
+
 // @brief Where a DWARF sample is built, per CPU: at ~17 KiB it cannot sit on the 512-byte BPF
 // stack, and reserving it whole in the ring would waste the stack bytes not copied.
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct loupe_profile_dwarf_sample);
+    __type(value, struct dwarf_scratch_value);
 } dwarf_scratch SEC(".maps");
 
 static __always_inline void count(__u32 slot)
@@ -101,9 +109,10 @@ static long vma_end(struct task_struct *task, struct vm_area_struct *vma, void *
 static __always_inline int sample_dwarf(struct bpf_perf_event_data *ctx, __u64 pid_tgid)
 {
     __u32 zero = 0;
-    struct loupe_profile_dwarf_sample *sample = bpf_map_lookup_elem(&dwarf_scratch, &zero);
-    if (!sample)
+    struct dwarf_scratch_value *scratch = bpf_map_lookup_elem(&dwarf_scratch, &zero);
+    if (!scratch)
         return 0;
+    struct loupe_profile_dwarf_sample *sample = &scratch->sample;
     count(LOUPE_PROFILE_DWARF_SAMPLES);
     sample->tgid = pid_tgid >> 32;
     sample->tid = (__u32)pid_tgid;
@@ -149,16 +158,27 @@ static __always_inline int sample_dwarf(struct bpf_perf_event_data *ctx, __u64 p
     barrier_var(size);
     if (size > LOUPE_PROFILE_DWARF_STACK_BYTES)
         size = LOUPE_PROFILE_DWARF_STACK_BYTES;
-    if (size == 0 || bpf_probe_read_user(sample->stack, size, (void *)sp) != 0) {
-        // A page of the range was not present (the copy cannot fault pages in): the rest of the
-        // stack pointer's own page, which the interrupted code was using, is.
+    if (size != 0 && bpf_probe_read_user(sample->stack, size, (void *)sp) != 0) {
+        // A page of the range is not present (the copy cannot fault pages in; e.g. the gap that
+        // the stack's randomised alignment leaves below the arguments, never touched): copy page
+        // by page from the stack pointer up to the first such page. The interrupted code's
+        // frames lie below it.
         count(LOUPE_PROFILE_LOST_DWARF_COPY);
-        size = 4096 - (sp & 4095);
-        barrier_var(size);
-        if (size > 4096)
-            size = 4096;
-        if (bpf_probe_read_user(sample->stack, size, (void *)sp) != 0)
-            size = 0;
+        __u32 want = size;
+        __u32 copied = 0;
+        for (int page = 0; page < LOUPE_PROFILE_DWARF_STACK_BYTES / 4096 + 1; page++) {
+            __u32 piece = 4096 - ((sp + copied) & 4095);
+            if (piece > want - copied)
+                piece = want - copied;
+            barrier_var(piece);
+            barrier_var(copied);
+            if (piece == 0 || piece > 4096 || copied >= LOUPE_PROFILE_DWARF_STACK_BYTES)
+                break;
+            if (bpf_probe_read_user(sample->stack + copied, piece, (void *)(sp + copied)) != 0)
+                break;
+            copied += piece;
+        }
+        size = copied;
     }
     sample->stack_bytes = size;
     barrier_var(size);

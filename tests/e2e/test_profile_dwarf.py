@@ -9,15 +9,18 @@ side for the same seconds:
   most user stacks have 2 frames or fewer, and the callers are mostly missing;
 - `perf record --call-graph dwarf` (the independent oracle): its caller chains of burn_heavy and
   burn_light are the ones loupe found.
-The agent's per-service opt-in (--profile-dwarf) is not checked here yet: started from this
-harness its DWARF samples arrived without stack bytes (see the branch's report)."""
+Then the agent's per-service opt-in: `loupe agent --comm split --profile-dwarf split` serves the
+right callers, and its unwind-quality metrics (loupe_profile_user_stacks_total and
+loupe_profile_shallow_stacks_total by unwind mode) show DWARF-mode stacks of full depth."""
 import collections
 import os
 import re
 import subprocess
 import tempfile
+import time
+import urllib.request
 
-from loupe_e2e import fail, require_root, require_tools
+from loupe_e2e import Agent, fail, metric, parse_metrics, require_root, require_tools
 
 LOUPE = os.environ.get("LOUPE_BIN", "build/loupe")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -166,7 +169,51 @@ def main():
     perf_right = sum(c for (leaf, *callers), c in perf_found.items() if callers == ["main", "run_split"])
     if perf_right < 0.9 * perf_hot:
         fail(f"perf itself finds main -> run_split for only {perf_right}/{perf_hot} samples")
+
+    check_agent(binary)
     print("PASS")
+
+
+def agent_folded(agent):
+    with urllib.request.urlopen(
+            agent.url("/api/v1/services/split/profile?seconds=60&format=folded"), timeout=10) as r:
+        stacks = collections.Counter()
+        for line in r.read().decode().splitlines():
+            stack, count = line.rsplit(" ", 1)
+            stacks[tuple(stack.split(";"))] += int(count)
+        return stacks
+
+
+def check_agent(binary):
+    os.environ["LOUPE_LOG_LEVEL"] = "debug"  # why DWARF unwinding stopped, should it
+    agent = Agent("--comm", "split", "--profile-frequency", "199", "--profile-dwarf", "split")
+    workload = subprocess.Popen([binary, "30"])
+    try:
+        # The agent opts a process in when it first names it, a second or two after it starts:
+        # its first samples are frame-pointer ones. Only the samples added after that are judged.
+        time.sleep(4)
+        before = agent_folded(agent)
+        time.sleep(5)
+        after = agent_folded(agent)
+        samples = parse_metrics(agent.metrics_text())
+    finally:
+        workload.kill()
+        workload.wait()
+        agent.stop()
+    chains = callers_of_hot(after - before)
+    hot = sum(chains.values())
+    right = sum(c for (leaf, *callers), c in chains.items() if callers == ["main", "run_split"])
+    dwarf_stacks = metric(samples, "loupe_profile_user_stacks_total", unwind="dwarf")
+    dwarf_shallow = metric(samples, "loupe_profile_shallow_stacks_total", unwind="dwarf")
+    fp_stacks = metric(samples, "loupe_profile_user_stacks_total", unwind="fp")
+    print(f"agent: burn_* right callers {right}/{hot} in the last 5 s; user stacks dwarf "
+          f"{dwarf_stacks} (shallow {dwarf_shallow}), fp {fp_stacks}")
+    if hot < 150 or right < 0.95 * hot:
+        stops = [line for line in agent.logs().splitlines() if "DWARF unwinding" in line]
+        fail(f"agent with --profile-dwarf split: {right} of {hot} burn_* samples have the callers "
+             f"main -> run_split: {chains.most_common(6)}\n" + "\n".join(stops[-5:]))
+    if dwarf_stacks < 200 or dwarf_shallow > 0.1 * dwarf_stacks:
+        fail(f"agent: {dwarf_shallow} of {dwarf_stacks} DWARF-mode user stacks are shallow")
 
 
 if __name__ == "__main__":
