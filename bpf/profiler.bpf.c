@@ -76,12 +76,12 @@ struct {
     __uint(max_entries, 8 << 20);
 } dwarf_samples SEC(".maps");
 
-// A DWARF sample as it is built: a page of slack after the stack bytes, so that a page-sized
-// copy at any offset below the end stays inside the value (verifier: the copy's offset and length
-// are both variable, and it bounds each alone).
+// A DWARF sample as it is built: slack after the stack bytes, so that a copy of up to a page at
+// any offset below the end stays inside the value (verifier: the copy's offset and length are
+// both variable, and it bounds each alone, by masks: offset < 16 KiB, length < 8 KiB).
 struct dwarf_scratch_value {
     struct loupe_profile_dwarf_sample sample;
-    __u8 slack[4096];
+    __u8 slack[8192];
 };
 
 // @brief Where a DWARF sample is built, per CPU: at ~17 KiB it cannot sit on the 512-byte BPF
@@ -170,23 +170,32 @@ static __always_inline int sample_dwarf(struct bpf_perf_event_data *ctx, __u64 p
             __u32 piece = 4096 - ((sp + copied) & 4095);
             if (piece > want - copied)
                 piece = want - copied;
-            barrier_var(piece);
-            barrier_var(copied);
             if (piece == 0 || piece > 4096 || copied >= LOUPE_PROFILE_DWARF_STACK_BYTES)
                 break;
-            if (bpf_probe_read_user(sample->stack + copied, piece, (void *)(sp + copied)) != 0)
+            // Verifier: the checks above hold, but the bounds of a difference are lost; the masks
+            // change no value and give the bounds back.
+            __u64 length = piece;
+            __u64 offset = copied;
+            barrier_var(length);
+            barrier_var(offset);
+            length &= 0x1fff;
+            offset &= 0x3fff;
+            if (bpf_probe_read_user(sample->stack + offset, length, (void *)(sp + offset)) != 0)
                 break;
             copied += piece;
         }
         size = copied;
     }
     sample->stack_bytes = size;
-    barrier_var(size);
-    if (size > LOUPE_PROFILE_DWARF_STACK_BYTES)
-        size = LOUPE_PROFILE_DWARF_STACK_BYTES;
+    // Verifier: size is 0 to 16 KiB, but its bounds do not survive the copies above; 1 + the
+    // mask of size - 1 changes no value from 1 to 16 KiB and bounds it again.
+    __u64 bytes = size;
+    barrier_var(bytes);
+    if (bytes != 0)
+        bytes = ((bytes - 1) & (LOUPE_PROFILE_DWARF_STACK_BYTES - 1)) + 1;
     // No wakeup: user space reads the ring on its own clock, not once per sample.
     if (bpf_ringbuf_output(&dwarf_samples, sample,
-                           __builtin_offsetof(struct loupe_profile_dwarf_sample, stack) + size,
+                           __builtin_offsetof(struct loupe_profile_dwarf_sample, stack) + bytes,
                            BPF_RB_NO_WAKEUP) != 0)
         count(LOUPE_PROFILE_LOST_DWARF_RING);
     return 0;
