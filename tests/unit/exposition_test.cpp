@@ -150,11 +150,12 @@ TEST(PrometheusExporter, QueryOverflowIsOneFamilyByDbSystemName) {
     aggregate::RequestMetricsStore store(aggregate::StoreLimits{1000, 4, std::chrono::minutes(15)});
     auto record = [&](protocols::Protocol protocol, std::string_view system,
                       const std::string& table) {
+        const std::string target = "SELECT " + table;  // the Request only views it
         protocols::Request r;
         r.protocol = protocol;
         r.side = protocols::Side::kServer;
         r.operation = "SELECT";
-        r.target = "SELECT " + table;
+        r.target = target;
         r.system_name = system;
         r.end_ns = 1'000'000;
         store.record(r, {"svc"}, seconds(1000));
