@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Latency against a known truth: a server that sleeps 50 ms per request. loupe's server-side p50
-must be within 5 % of 50 ms, and its p99 must not exceed the p99 wrk measures from outside.
+must be within 5 % of 50 ms, and its p99 must not exceed the p99 wrk measures from outside (by
+more than the sketch's relative error).
 
 Two routes: /slow answers as Python does (headers and body in two writes, the body held back by
 Nagle until the headers are acknowledged: wrk's p99 shows it), /corked writes its response with
@@ -82,7 +83,10 @@ def main():
               f"wrk p99 {client_p99 * 1e3:.2f} ms")
         if abs(p50 - 0.050) > 0.050 * 0.05:
             fail(f"{route}: p50 {p50 * 1e3:.2f} ms is not within 5 % of 50 ms")
-        if p99 > client_p99:
+        # The sketch reports a quantile within 0.54 % of the exact sample (scale 6, stats/
+        # log_sketch.h), wrk to the microsecond: when the two p99s are as close as the corked
+        # route makes them (51.47 ms against 51.44 in one CI run), that much apart is no error.
+        if p99 > client_p99 * 1.0054 + 1e-6:
             fail(f"{route}: server-side p99 {p99 * 1e3:.2f} ms exceeds wrk's client-side p99 "
                  f"{client_p99 * 1e3:.2f} ms")
     agent.stop()
