@@ -1,11 +1,12 @@
-// A segment as a byte stream with holes, for parsers that skip messages by their length (the
-// SQL protocols): its first bytes (head), its last bytes (tail) and the bytes between that were
-// never captured.
+// A segment as a byte stream with holes, for parsers that skip messages by their length (Redis
+// and the SQL protocols): its first bytes (head), its last bytes (tail) and the bytes between that
+// were never captured.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "protocols/protocol.h"
 
@@ -35,6 +36,17 @@ struct SegmentView {
             tail = s.tail.data() + (s.tail.size() - tail_len);
         }
     }
+
+    // Bytes wholly captured (e.g. reassembled), moved between first and last.
+    SegmentView(std::span<const std::uint8_t> bytes, std::uint64_t first,
+                std::uint64_t last) noexcept
+        : head(bytes.data()),
+          cap(bytes.size()),
+          len(bytes.size()),
+          ts(last),
+          first_ts(first != 0 && first < last ? first : last) {}
+
+    bool captured() const noexcept { return cap == len; }
 
     // The visible bytes from p on: their count (0 when p lies in bytes never seen) and where.
     std::size_t visible(std::uint64_t p, const std::uint8_t*& run) const noexcept {

@@ -92,45 +92,6 @@ Probe probe_number(const std::uint8_t* d, std::size_t n, std::size_t& i, std::si
 
 }  // namespace
 
-View::View(const protocols::Segment& s) noexcept
-    : head(s.head.data()),
-      cap(s.head.size()),
-      ts(s.timestamp_ns),
-      first_ts(s.first_timestamp_ns != 0 && s.first_timestamp_ns < s.timestamp_ns
-                   ? s.first_timestamp_ns
-                   : s.timestamp_ns) {
-    len = std::max<std::uint64_t>(s.length, cap);
-    if (len > cap && !s.tail.empty()) {
-        tail_len = static_cast<std::size_t>(std::min<std::uint64_t>(s.tail.size(), len - cap));
-        tail = s.tail.data() + (s.tail.size() - tail_len);
-    }
-}
-
-View::View(std::span<const std::uint8_t> bytes, std::uint64_t first, std::uint64_t last) noexcept
-    : head(bytes.data()),
-      cap(bytes.size()),
-      len(bytes.size()),
-      ts(last),
-      first_ts(first != 0 && first < last ? first : last) {}
-
-std::size_t View::visible(std::uint64_t p, const std::uint8_t*& run) const noexcept {
-    if (p < cap) {
-        run = head + p;
-        return cap - static_cast<std::size_t>(p);
-    }
-    if (tail_len != 0 && p >= len - tail_len && p < len) {
-        run = tail + (p - (len - tail_len));
-        return static_cast<std::size_t>(len - p);
-    }
-    return 0;
-}
-
-std::uint64_t View::hidden(std::uint64_t p) const noexcept {
-    if (p < cap) return 0;
-    const std::uint64_t tail_start = len - tail_len;
-    return p < tail_start ? tail_start - p : 0;
-}
-
 bool RespReader::has_partial_command() const noexcept {
     return mode_ == Mode::kCommands && open_ && top_.type == '*' && !elements_.empty() &&
            elements_[0].text.size > 0 && !elements_[0].text.partial;

@@ -11,31 +11,13 @@
 #include <vector>
 
 #include "protocols/protocol.h"
+#include "protocols/segment_view.h"
 #include "protocols/redis/types.h"
 
 namespace loupe::redis {
 
-// One read or write as positions in its connection's byte stream: [0, cap) visible in head,
-// [len - tail_len, len) visible in tail, the rest only counted.
-struct View {
-    const std::uint8_t* head = nullptr;
-    std::size_t cap = 0;
-    std::uint64_t len = 0;
-    const std::uint8_t* tail = nullptr;
-    std::size_t tail_len = 0;
-    std::uint64_t ts = 0;        // when its last bytes moved: values end then
-    std::uint64_t first_ts = 0;  // when its first bytes moved: values start then
-
-    explicit View(const protocols::Segment& s) noexcept;
-    // Bytes wholly captured (e.g. reassembled), moved between first_ts and ts.
-    View(std::span<const std::uint8_t> bytes, std::uint64_t first, std::uint64_t last) noexcept;
-
-    bool captured() const noexcept { return cap == len; }
-    // The visible bytes from p on: their count (0 when p lies in bytes never seen) and where.
-    std::size_t visible(std::uint64_t p, const std::uint8_t*& run) const noexcept;
-    // The bytes never seen from p on, up to the next visible byte or the end.
-    std::uint64_t hidden(std::uint64_t p) const noexcept;
-};
+// One read or write as positions in its connection's byte stream (protocols/segment_view.h).
+using View = protocols::SegmentView;
 
 class RespReader {
   public:
