@@ -2,7 +2,8 @@
 """loupe profile beyond the known split:
 - kernel: a syscall-heavy process (dd, 1-byte reads and writes) shows kernel frames named from
   /proc/kallsyms (the read and write system calls' own functions) under its user frames;
-- Go: a Go program's functions (main.spinHot called by main.spinCaller) are named;
+- Go: a Go program's functions (main.spinHot called by main.spinCaller) are named, also when it
+  is stripped (from .gopclntab);
 - container: a static binary run by chroot in its own mount namespace (unshare -m), then deleted,
   is named (through /proc/PID/map_files: its path means nothing in loupe's namespace);
 - exit: a process that exits mid-profile ends the profile early, cleanly, with its stacks named
@@ -95,27 +96,34 @@ def check_kernel_frames(work):
 
 
 def check_go(work):
-    binary = os.path.join(work, "spin")
+    """Built normally and stripped (-ldflags='-s -w': no .symtab, names from .gopclntab)."""
     env = dict(os.environ, GOCACHE=os.path.join(work, "gocache"), GOPATH=os.path.join(work, "gopath"),
                GO111MODULE="off")
-    subprocess.run(["go", "build", "-o", binary, os.path.join(HERE, "profile", "spin.go")], check=True,
-                   env=env, timeout=120)
-    spin = subprocess.Popen([binary, "20"])
-    try:
-        out = os.path.join(work, "go.folded")
-        code, _, err = profile("--pid", str(spin.pid), "--duration", "3s", "--frequency", "499", "--output", out)
-        if code != 0:
-            fail(f"profile of the Go program: {err}")
-    finally:
-        spin.kill()
-        spin.wait()
-    stacks = folded_stacks(out)
-    total = sum(c for _, c in stacks)
-    hot = sum(c for frames, c in stacks if frames[-1] == "main.spinHot")
-    chained = sum(c for frames, c in stacks if frames[-2:] == ["main.spinCaller", "main.spinHot"])
-    print(f"go: {total} samples, main.spinHot {hot}, under main.spinCaller {chained}")
-    if total < 100 or hot < 0.8 * total or chained < 0.95 * hot:
-        fail(f"Go names missing: {stacks[:10]}")
+    for build, flags in (("spin", []), ("spin-stripped", ["-ldflags=-s -w"])):
+        binary = os.path.join(work, build)
+        subprocess.run(["go", "build", *flags, "-o", binary, os.path.join(HERE, "profile", "spin.go")],
+                       check=True, env=env, timeout=120)
+        sections = subprocess.run(["readelf", "-S", "-W", binary], capture_output=True, text=True,
+                                  check=True).stdout
+        if (".symtab" in sections) == bool(flags):
+            fail(f"{build}: .symtab {'kept' if flags else 'missing'}")
+        spin = subprocess.Popen([binary, "20"])
+        try:
+            out = os.path.join(work, f"{build}.folded")
+            code, _, err = profile("--pid", str(spin.pid), "--duration", "3s", "--frequency", "499",
+                                   "--output", out)
+            if code != 0:
+                fail(f"profile of the Go program {build}: {err}")
+        finally:
+            spin.kill()
+            spin.wait()
+        stacks = folded_stacks(out)
+        total = sum(c for _, c in stacks)
+        hot = sum(c for frames, c in stacks if frames[-1] == "main.spinHot")
+        chained = sum(c for frames, c in stacks if frames[-2:] == ["main.spinCaller", "main.spinHot"])
+        print(f"go ({build}): {total} samples, main.spinHot {hot}, under main.spinCaller {chained}")
+        if total < 100 or hot < 0.8 * total or chained < 0.95 * hot:
+            fail(f"Go names missing in {build}: {stacks[:10]}")
 
 
 def check_exit(work):
