@@ -84,6 +84,37 @@ TEST(GoFunctions, ReadsTheGo118Layout) {
     EXPECT_EQ(result->find(std::string("main.hot"))->entry, 0x401090u);
 }
 
+// The layout of Go 1.2 to 1.15 (magic 0xfffffffb): header, functab of 64-bit (entry, _func
+// offset) pairs, _func records (entry, name offset), names; every offset from the table's start.
+TEST(GoFunctions, ReadsTheGo12Layout) {
+    std::vector<std::uint8_t> out;
+    auto put = [&](std::uint64_t value, int width) {
+        for (int i = 0; i < width; ++i)
+            out.push_back(static_cast<std::uint8_t>(value >> (8 * i)));
+    };
+    const std::uint64_t functab = 16, funcs = functab + 16 * 3, names = funcs + 2 * 16;
+    put(0xfffffffb, 4);
+    put(0, 2);
+    put(1, 1);
+    put(8, 1);
+    put(2, 8);
+    put(0x401000, 8), put(funcs, 8);
+    put(0x401020, 8), put(funcs + 16, 8);
+    put(0x401050, 8), put(0, 8);
+    put(0x401000, 8), put(names, 4), put(0, 4);
+    put(0x401020, 8), put(names + 7, 4), put(0, 4);
+    for (char c : std::string("main.a\0main.b\0", 14))
+        out.push_back(static_cast<std::uint8_t>(c));
+    auto result = parse_gopclntab(out, 0);
+    ASSERT_TRUE(result) << result.error();
+    EXPECT_EQ(result->go_version, "1.2");
+    ASSERT_EQ(result->functions.size(), 2u);
+    EXPECT_EQ(result->functions[0].name, "main.a");
+    EXPECT_EQ(result->functions[1].name, "main.b");
+    EXPECT_EQ(result->functions[1].entry, 0x401020u);
+    EXPECT_EQ(result->functions[1].end, 0x401050u);
+}
+
 TEST(GoFunctions, APositionIndependentTableTakesTheTextSectionsAddress) {
     Table118 table{
         .magic = 0xfffffff1, .text_start = 0, .functions = {{"main.main", 0}}, .text_end = 0x20};
