@@ -63,18 +63,24 @@ def check_bad_input(work):
         print(f"bad input {args}: {err.strip()}")
 
 
-def check_kernel_frames(work):
-    dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=2000000000"],
-                          stderr=subprocess.DEVNULL)
+def profile_process(argv, work, name, seconds):
+    """The folded stacks of `seconds` of the process started from argv, at 499 Hz."""
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     try:
-        out = os.path.join(work, "dd.folded")
-        code, _, err = profile("--pid", str(dd.pid), "--duration", "4s", "--frequency", "499", "--output", out)
+        out = os.path.join(work, f"{name}.folded")
+        code, _, err = profile("--pid", str(process.pid), "--duration", f"{seconds}s", "--frequency",
+                               "499", "--output", out)
         if code != 0:
-            fail(f"profile of dd: {err}")
+            fail(f"profile of {name}: {err}")
     finally:
-        dd.kill()
-        dd.wait()
-    stacks = folded_stacks(out)
+        process.kill()
+        process.wait()
+    return folded_stacks(out)
+
+
+def check_kernel_frames(work):
+    stacks = profile_process(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=2000000000"], work,
+                             "dd", 4)
     total = sum(c for _, c in stacks)
     kernel = [(frames, c) for frames, c in stacks if any(f.endswith("_[k]") for f in frames)]
     kernel_samples = sum(c for _, c in kernel)
@@ -107,17 +113,7 @@ def check_go(work):
                                   check=True).stdout
         if (".symtab" in sections) == bool(flags):
             fail(f"{build}: .symtab {'kept' if flags else 'missing'}")
-        spin = subprocess.Popen([binary, "20"])
-        try:
-            out = os.path.join(work, f"{build}.folded")
-            code, _, err = profile("--pid", str(spin.pid), "--duration", "3s", "--frequency", "499",
-                                   "--output", out)
-            if code != 0:
-                fail(f"profile of the Go program {build}: {err}")
-        finally:
-            spin.kill()
-            spin.wait()
-        stacks = folded_stacks(out)
+        stacks = profile_process([binary, "20"], work, build, 3)
         total = sum(c for _, c in stacks)
         hot = sum(c for frames, c in stacks if frames[-1] == "main.spinHot")
         chained = sum(c for frames, c in stacks if frames[-2:] == ["main.spinCaller", "main.spinHot"])
