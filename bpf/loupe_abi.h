@@ -129,6 +129,8 @@ enum loupe_tls_counter {
                                    hooked library's call: counted at their close, never parsed */
     LOUPE_TLS_UNTIED_CALLS,     /* SSL_read/SSL_write calls that moved plaintext on an SSL* whose
                                    socket loupe never saw (lost, or opened before loupe) */
+    LOUPE_TLS_BIO_TIES,         /* SSL* tied to the thread's last read of TLS records (memory
+                                   BIOs: Node) */
     LOUPE_TLS_COUNTER_COUNT,
 };
 

@@ -506,41 +506,78 @@ static __always_inline void emit_data(struct loupe_cpu_batch *b, struct conn_sta
     }
 }
 
-// A read or write of a connection by a thread inside an SSL call (tls_calls): the ciphertext of
-// that call. The connection becomes TLS for good (nothing of its own bytes is copied again), its
-// open event is sent (addresses, role), and the thread's call learns its connection, which the
-// call's uretprobe ties to the SSL*. Returns whether the caller is done with this read or write:
-// always for a TLS connection, in an SSL call or not (handshakes run outside SSL_read/SSL_write).
-static __always_inline bool tls_socket_io(struct sock *sk, struct conn_state *state,
-                                          struct task_struct *task, __u64 pid_tgid, __s32 fd,
-                                          __u64 now)
+// Sends the open event of `state`'s connection (addresses, role) ahead of events that come
+// without one: TLS plaintext from the uprobes.
+static __always_inline void announce_connection(struct sock *sk, struct conn_state *state,
+                                                struct task_struct *task, __u64 pid_tgid,
+                                                __s32 fd, __u64 now)
 {
-    struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL, 0);
-    if (!call || !call->ssl)
-        return state->tls != TLS_NONE;
-    if (state->tls != TLS_OPENSSL) {
-        state->tls = TLS_OPENSSL;
-        count_tls(LOUPE_TLS_CONN_OPENSSL);
-    }
-    if (!state->generation) {
-        state->generation = now;
-        state->tgid = pid_tgid >> 32;
-        state->fd = fd;
-    }
-    call->fd = fd;
-    call->generation = state->generation;
-    if (state->announced)
-        return true;
     struct loupe_cpu_batch *b = batch_enter();
     if (!b) {
         count_drop(LOUPE_DROP_NESTED);
-        return true;
+        return;
     }
     struct loupe_conn_open_event *open = batch_reserve(b, sizeof(*open));
     fill_open(open, pid_tgid, fd, state, sk, task, now);
     batch_commit(b, sizeof(*open), now);
     batch_leave(b);
     state->announced = 1;
+}
+
+static __always_inline void first_io(struct conn_state *state, __u64 pid_tgid, __s32 fd, __u64 now)
+{
+    if (!state->generation) {
+        state->generation = now;
+        state->tgid = pid_tgid >> 32;
+        state->fd = fd;
+    }
+}
+
+// A read of TLS records outside any SSL call (see tls_openssl.bpf.h, memory BIOs): the thread
+// remembers the connection, announced, for an SSL call that makes no socket call of its own.
+static __always_inline void note_ciphertext_read(struct sock *sk, struct conn_state *state,
+                                                 struct task_struct *task, __u64 pid_tgid,
+                                                 __s32 fd, __u64 now)
+{
+    struct tls_call *call =
+        bpf_task_storage_get(&tls_calls, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!call)
+        return;
+    first_io(state, pid_tgid, fd, now);
+    if (!state->announced)
+        announce_connection(sk, state, task, pid_tgid, fd, now);
+    call->bio_generation = state->generation;
+    call->bio_ns = now;
+    call->bio_fd = fd;
+}
+
+// A read or write of a connection by a thread inside an SSL call (tls_calls): the ciphertext of
+// that call. The connection becomes TLS for good (nothing of its own bytes is copied again), its
+// open event is sent (addresses, role), and the thread's call learns its connection, which the
+// call's uretprobe ties to the SSL*. Returns whether the caller is done with this read or write:
+// always for a TLS connection, in an SSL call or not (handshakes run outside SSL_read/SSL_write).
+// Outside a call, a read of a TLS connection not tied yet is noted for memory-BIO ties.
+static __always_inline bool tls_socket_io(struct sock *sk, struct conn_state *state,
+                                          struct task_struct *task, __u64 pid_tgid, __s32 fd,
+                                          __u64 now, bool transmit)
+{
+    struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL, 0);
+    if (!call || !call->ssl) {
+        if (state->tls != TLS_RECORDS)
+            return state->tls != TLS_NONE;
+        if (!transmit && !tls_bio_tied(pid_tgid >> 32, state->generation, &state->tls))
+            note_ciphertext_read(sk, state, task, pid_tgid, fd, now);
+        return true;
+    }
+    if (state->tls != TLS_OPENSSL) {
+        state->tls = TLS_OPENSSL;
+        count_tls(LOUPE_TLS_CONN_OPENSSL);
+    }
+    first_io(state, pid_tgid, fd, now);
+    call->fd = fd;
+    call->generation = state->generation;
+    if (!state->announced)
+        announce_connection(sk, state, task, pid_tgid, fd, now);
     return true;
 }
 
@@ -595,26 +632,22 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     // copied. A TLS library's call that moves them still ties its SSL* to this connection, so
     // that the session's plaintext comes through the library's uprobes.
     if (state->encrypted) {
-        tls_socket_io(sk, state, task, pid_tgid, fd, now);
+        tls_socket_io(sk, state, task, pid_tgid, fd, now, transmit);
         return;
     }
     // A connection not classified yet may be the socket of an SSL call (a classified one speaks
     // plaintext on its socket: no TLS library writes it).
     if (state->protocol == LOUPE_PROTOCOL_UNKNOWN &&
-        tls_socket_io(sk, state, task, pid_tgid, fd, now))
+        tls_socket_io(sk, state, task, pid_tgid, fd, now, transmit))
         return;
     struct loupe_cpu_batch *b = batch_enter();
     if (!b) {
         count_drop(LOUPE_DROP_NESTED);
         return;
     }
-    if (!state->generation) {
-        // First traced I/O on this connection: it gets its id (an open event announces it with
-        // its first event).
-        state->generation = now;
-        state->tgid = tgid;
-        state->fd = fd;
-    }
+    // First traced I/O on this connection: it gets its id (an open event announces it with its
+    // first event).
+    first_io(state, pid_tgid, fd, now);
     if (vector == VECTOR_NONE && join_last(b, pid_tgid, fd, state->generation, (__u64)ret, now)) {
         batch_leave(b);
         return;
@@ -627,6 +660,9 @@ static __always_inline void socket_data(struct sock *sk, int ret, int flags, boo
     bool readable = open_source(&job.src, vector, regs, (__u64)ret);
     emit_data(b, state, &job, readable, (__u64)ret, transmit, syscall, vector, 0, sk, task, true);
     batch_leave(b);
+    // Its first read of TLS records (the ClientHello of a server): noted for memory-BIO ties.
+    if (!transmit && state->tls == TLS_RECORDS)
+        note_ciphertext_read(sk, state, task, pid_tgid, fd, now);
 }
 
 
@@ -669,11 +705,15 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
     if (newstate != TCP_CLOSE && newstate != TCP_LAST_ACK)
         return 0;
     struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, 0);
-    if (state && state->tls == TLS_RECORDS && !state->closed) {
-        // TLS that no hooked library's call ever tied: counted, never read.
-        state->closed = 1;
+    if (state && state->tls == TLS_RECORDS && !state->closed &&
+        !tls_bio_tied(state->tgid, state->generation, &state->tls)) {
+        // TLS that no hooked library's call ever tied: counted, never read (its close event
+        // still goes when a read announced it).
         count_tls(LOUPE_TLS_CONN_UNKNOWN);
-        return 0;
+        if (!state->announced) {
+            state->closed = 1;
+            return 0;
+        }
     }
     if (!state || !state->announced || state->closed)
         return 0;
@@ -790,8 +830,27 @@ __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
         bpf_map_update_elem(&tls_sessions, &key, &fresh, BPF_ANY);
         state = bpf_map_lookup_elem(&tls_sessions, &key);
     }
+    __u64 now = bpf_ktime_get_ns();
+    if (!call->generation && !state && call->bio_generation &&
+        now - call->bio_ns < TLS_BIO_TIE_NS) {
+        // A memory-BIO call (no socket call inside) on an SSL* tied to nothing: tied to the
+        // thread's last read of TLS records, which it is decrypting.
+        struct conn_state fresh = {};
+        fresh.generation = call->bio_generation;
+        fresh.tgid = key.tgid;
+        fresh.fd = call->bio_fd;
+        fresh.tls = TLS_OPENSSL;
+        bpf_map_update_elem(&tls_sessions, &key, &fresh, BPF_ANY);
+        state = bpf_map_lookup_elem(&tls_sessions, &key);
+        struct tls_bio_tie_key tie = {.tgid = key.tgid, .generation = call->bio_generation};
+        __u8 one = 1;
+        bpf_map_update_elem(&tls_bio_ties, &tie, &one, BPF_ANY);
+        call->bio_generation = 0;
+        count_tls(LOUPE_TLS_BIO_TIES);
+    }
     if (!state) {
-        count_tls(LOUPE_TLS_UNTIED_CALLS);
+        if (moved > 0)
+            count_tls(LOUPE_TLS_UNTIED_CALLS); // a handshake's call moves no plaintext
         return 0;
     }
     if (moved <= 0 || state->ignored)
@@ -805,7 +864,7 @@ __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
     struct chunk_job job;
     job.pid_tgid = pid_tgid;
     job.generation = state->generation;
-    job.now = bpf_ktime_get_ns();
+    job.now = now;
     job.fd = state->fd;
     job.src.iov = 0;
     job.src.iov_left = 0;

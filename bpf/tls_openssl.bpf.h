@@ -11,7 +11,13 @@
  *                                   (the return value's bytes) as the connection's data event
  *
  * A read served from OpenSSL's own buffer makes no socket call: tls_sessions names its
- * connection. A uprobe only reads user memory (bpf_probe_read_user), never writes it. */
+ * connection. A uprobe only reads user memory (bpf_probe_read_user), never writes it.
+ *
+ * Memory BIOs (Node's TLSWrap): the runtime reads and writes the socket itself and hands the
+ * records to OpenSSL through memory, so no SSL call makes a socket call. Such a runtime reads a
+ * connection's records and passes them to SSL_read (or SSL_do_handshake) at once, on the same
+ * thread: the thread remembers its last read of TLS records made outside any SSL call, and an
+ * SSL call on an SSL* tied to nothing, with no socket call inside, ties to that connection. */
 #ifndef LOUPE_BPF_TLS_OPENSSL_BPF_H
 #define LOUPE_BPF_TLS_OPENSSL_BPF_H
 
@@ -33,7 +39,32 @@ struct tls_call {
     __s32 fd;
     __u8 egress;      // SSL_write*
     __u8 reserved[3];
+    // The thread's last read of TLS records outside any SSL call (0: none, or used by a tie).
+    __u64 bio_generation;
+    __u64 bio_ns;
+    __s32 bio_fd;
+    __u32 reserved1;
 };
+
+// A memory-BIO tie must follow its read this closely: such a runtime calls SSL_read in the
+// callback of the read itself.
+#define TLS_BIO_TIE_NS (100ULL * 1000 * 1000)
+
+struct tls_bio_tie_key {
+    __u32 tgid;
+    __u32 reserved0;
+    __u64 generation;
+};
+
+// @brief Connections whose SSL* a memory-BIO call tied (from a uprobe, which cannot reach the
+// socket's storage): the connection's next socket read, or its close, marks it OpenSSL, counts
+// it and forgets the entry. LRU-bounded: an entry lost is a connection counted as unknown.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct tls_bio_tie_key);
+    __type(value, __u8);
+} tls_bio_ties SEC(".maps");
 
 // @brief The SSL call each thread is in: task storage, freed with the thread (a process killed
 // mid-call leaves nothing behind), one lookup from the current task in the uprobes and in the
@@ -73,6 +104,18 @@ static __always_inline void count_tls(__u32 counter)
     __u64 *value = bpf_map_lookup_elem(&tls_counters, &counter);
     if (value)
         *value += 1;
+}
+
+// Whether a memory-BIO call tied this connection (tls_bio_ties); if so it is OpenSSL's from now.
+static __always_inline bool tls_bio_tied(__u32 tgid, __u64 generation, __u8 *tls)
+{
+    struct tls_bio_tie_key key = {.tgid = tgid, .generation = generation};
+    if (!bpf_map_lookup_elem(&tls_bio_ties, &key))
+        return false;
+    bpf_map_delete_elem(&tls_bio_ties, &key);
+    *tls = TLS_OPENSSL;
+    count_tls(LOUPE_TLS_CONN_OPENSSL);
+    return true;
 }
 
 // A TLS record header (RFC 8446 5.1): content type 20-23 (change_cipher_spec, alert, handshake,

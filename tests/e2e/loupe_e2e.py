@@ -430,16 +430,17 @@ class Workload:
     test line by line over stdin/stdout; killed (and its directory removed) at exit. With `nice`,
     it runs in its own session and scheduler autogroup, both niced: a way to get a full core on a
     machine that is busy with other sessions. `preexec` runs in the child before exec, while the
-    child still carries the test's own name."""
+    child still carries the test's own name. `python` names another interpreter, e.g. node with
+    code_flag "-e"."""
 
-    def __init__(self, comm, code, *args, netns=None, nice=0, preexec=None, python=None):
+    def __init__(self, comm, code, *args, netns=None, nice=0, preexec=None, python=None, code_flag="-c"):
         if len(comm) > 15:
             fail(f"process name {comm!r} is longer than the kernel's 15 characters")
         self.comm = comm
         self.dir = tempfile.mkdtemp(prefix="loupe-workload-")
         path = os.path.join(self.dir, comm)
         os.symlink(os.path.realpath(python) if python else _REAL_PYTHON, path)
-        argv = [path, "-c", code, *map(str, args)]
+        argv = [path, code_flag, code, *map(str, args)]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]  # ip execs the command: same pid
         def before_exec():

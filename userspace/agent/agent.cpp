@@ -789,7 +789,8 @@ nlohmann::json Agent::agent_status() {
                 {"uprobes_attached", uprobes},
                 {"connections",
                  {{"openssl", tls.openssl_connections}, {"unknown", tls.unknown_connections}}},
-                {"untied_calls", tls.untied_calls}};
+                {"untied_calls", tls.untied_calls},
+                {"bio_ties", tls.bio_ties}};
         }
         if (resource_capture_) {
             body["resource_hooks_attached"] = resource_capture_->attached_hooks();

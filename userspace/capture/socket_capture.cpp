@@ -287,6 +287,7 @@ TlsCounters SocketCapture::tls_counters() const {
     out.openssl_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_OPENSSL);
     out.unknown_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_UNKNOWN);
     out.untied_calls = sum_percpu_u64(fd, LOUPE_TLS_UNTIED_CALLS);
+    out.bio_ties = sum_percpu_u64(fd, LOUPE_TLS_BIO_TIES);
     return out;
 }
 

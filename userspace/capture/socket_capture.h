@@ -70,6 +70,7 @@ struct TlsCounters {
     std::uint64_t openssl_connections = 0;  // tied to an OpenSSL SSL*: their plaintext is read
     std::uint64_t unknown_connections = 0;  // TLS records seen, no hooked library: not read
     std::uint64_t untied_calls = 0;         // plaintext of an SSL* whose socket was never seen
+    std::uint64_t bio_ties = 0;             // SSL* tied to the thread's last TLS read (memory BIOs)
 };
 
 struct DropCounters {
