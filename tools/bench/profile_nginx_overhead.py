@@ -74,7 +74,7 @@ class Profilers:
 
     def stop(self):
         if self.agent:
-            self.agent.stop()
+            self.agent.stop(timeout=60)
             self.agent = None
         if self.proc:
             self.proc.send_signal(signal.SIGINT)  # both write their files and exit

@@ -51,6 +51,7 @@ def main():
     wrk = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{int(args.minutes * 60 + 300)}s",
                             nginx.url("/")], stdout=subprocess.DEVNULL)
     agent = None
+    stop_seconds = []  # SIGTERM to exit, under this load
 
     def switch(kind):
         nonlocal agent
@@ -60,7 +61,7 @@ def main():
             agent = agent or Agent(*agent_args)
             return agent.proc.pid
         if agent:
-            agent.stop()
+            stop_seconds.append(agent.stop(timeout=60))
             agent = None
         return None
 
@@ -82,6 +83,9 @@ def main():
                     if p["kind"] == "loupe" and p["operations"] > 0],
            [p["idle_share"] for p in phases], unit="request")
     print_kind_table(rounds, phases, unit="req")
+    if stop_seconds:
+        print(f"agent stop (SIGTERM to exit) under this load: median "
+              f"{sorted(stop_seconds)[len(stop_seconds) // 2]:.1f} s, max {max(stop_seconds):.1f} s")
 
 
 if __name__ == "__main__":
