@@ -8,7 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import Agent, Nginx  # noqa: E402
+from loupe_e2e import Agent, Nginx, proc_cpu_seconds  # noqa: E402
 
 
 class PausedLoad:
@@ -78,6 +78,20 @@ class AccessLogCount:
         while chunk := self.log.read(1 << 20):
             self.total += chunk.count(b"\n")
         return self.total
+
+
+def nginx_pids(nginx):
+    """nginx's master and worker processes."""
+    master = nginx.proc.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return [master] + [int(p) for p in f.read().split()]
+
+
+def cpu_seconds_of(pids):
+    """User + system CPU seconds of these processes so far: a server's CPU per request is steadier
+    than its throughput on a shared host, and it includes what tracing costs inside the server's
+    own time (uprobe traps, sampling interrupts and the unwinding in them)."""
+    return sum(proc_cpu_seconds(pid) for pid in pids)
 
 
 class ReferenceTracer:

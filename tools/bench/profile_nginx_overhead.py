@@ -9,7 +9,9 @@ phase one of: no profiler ("without"), `loupe profile --comm nginx` at 19, 49 an
 Each profiler is started at its phase's start and stopped (SIGINT) at its end; the phase is
 measured after `--settle` seconds (attached, past start-up). Reported per kind (medians over the
 rounds): nginx's throughput (its access log) as a ratio to the "without" phase of the same round,
-the profiler process's own CPU while measured as a share of the machine, the in-kernel run time
+nginx's and wrk's CPU per request (steadier than throughput on a shared host; sampling interrupts
+and perf's in-interrupt unwinding land in the interrupted task's time), the profiler process's
+own CPU while measured as a share of the machine, the in-kernel run time
 of loupe's sampling program (kernel.bpf_stats_enabled=1) as a share of the machine, and the
 profiler process's whole-life CPU (start-up, symbolization at exit; perf's `perf report` is not
 run). perf's sampling and unwinding run in the interrupt, charged to the task interrupted: they
@@ -32,7 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "../../tests/e2e"))
 import loupe_e2e  # noqa: E402
 from cost import prog_stats, run_time_by_program  # noqa: E402
 from loupe_e2e import Agent, Nginx  # noqa: E402
-from paused_load import AccessLogCount  # noqa: E402
+from paused_load import AccessLogCount, cpu_seconds_of, nginx_pids  # noqa: E402
 from rotating_phases import print_kind_table, rotate_phases  # noqa: E402
 
 
@@ -45,11 +47,6 @@ class Profilers:
         self.proc = self.agent = self.kind = None
         self.lifetime_cpu = {}  # kind: [CPU seconds of each run, start to exit]
 
-    def nginx_pids(self):
-        master = self.nginx.proc.pid
-        with open(f"/proc/{master}/task/{master}/children") as f:
-            return [master] + [int(p) for p in f.read().split()]
-
     def switch(self, kind):
         if kind == self.kind:
             return self.pid()
@@ -61,7 +58,7 @@ class Profilers:
                  "--duration", "30m", "--output", os.path.join(self.work, "p.folded")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif kind.startswith("perf-"):
-            target = ["-a"] if kind == "perf-a" else ["-p", ",".join(map(str, self.nginx_pids()))]
+            target = ["-a"] if kind == "perf-a" else ["-p", ",".join(map(str, nginx_pids(self.nginx)))]
             self.proc = subprocess.Popen(["perf", "record", "-F", "99", "-g", "-q", *target, "-o",
                                           os.path.join(self.work, "perf.data")],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,9 +117,13 @@ def main():
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     try:
         time.sleep(2)  # warm-up
+        servers = nginx_pids(nginx)
         rounds, phases = rotate_phases(kinds, profilers.switch, AccessLogCount(nginx),
                                        lambda: wrk.poll() is None, args.minutes, args.phase,
-                                       args.settle, unit="req", counters={"bpf_ns": sampler_run_ns})
+                                       args.settle, unit="req", counters={
+                                           "bpf_ns": sampler_run_ns,
+                                           "nginx_cpu": lambda: cpu_seconds_of(servers),
+                                           "wrk_cpu": lambda: cpu_seconds_of([wrk.pid])})
     finally:
         profilers.stop()
         subprocess.run(["sysctl", "-q", f"kernel.bpf_stats_enabled={stats_before}"], check=True)
@@ -134,7 +135,9 @@ def main():
     print(f"{len(rounds)} rounds of {args.phase} s phases, nginx {args.workers} workers, wrk -t2 "
           f"-c50, {cpus} CPUs; medians")
     print_kind_table(rounds, phases, unit="req", columns={
-        "BPF sampler, % of machine": lambda p: 100 * p["bpf_ns"] / 1e9 / (p["seconds"] * cpus)})
+        "BPF sampler, % of machine": lambda p: 100 * p["bpf_ns"] / 1e9 / (p["seconds"] * cpus),
+        "nginx CPU µs/req": lambda p: 1e6 * p["nginx_cpu"] / max(p["operations"], 1),
+        "wrk CPU µs/req": lambda p: 1e6 * p["wrk_cpu"] / max(p["operations"], 1)})
     for kind, runs in profilers.lifetime_cpu.items():
         runs = sorted(runs)
         print(f"{kind}: whole-life CPU of each run (start-up, the phase, exit): median "

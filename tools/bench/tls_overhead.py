@@ -9,7 +9,9 @@ SSL_write, entry and return). Throughput of a phase: nginx's access log.
 The agent is started for its phases and stopped after them, not paused: a paused agent keeps its
 uprobes attached (their links are the libraries'), and each hit still traps into the kernel, so
 a paused phase is not one without a tracer. Prints each round, the median ratios to "without"
-with their 95 % confidence intervals, loupe / reference, and the agent's CPU per request.
+with their 95 % confidence intervals, loupe / reference, the agent's CPU per request, and nginx's
+and wrk's CPU per request (steadier than throughput on a shared host; the uprobes' traps land in
+the traced processes' own time).
 
 Run as root, alone under the BPF lock (it loads BPF):
     flock /tmp/loupe-bpf.lock python3 tools/bench/tls_overhead.py --minutes 5 \\
@@ -25,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../../tests/e2e"))
 import loupe_e2e  # noqa: E402
 from loupe_e2e import Agent, Nginx  # noqa: E402
-from paused_load import AccessLogCount, ReferenceTracer  # noqa: E402
+from paused_load import AccessLogCount, ReferenceTracer, cpu_seconds_of, nginx_pids  # noqa: E402
 from rotating_phases import print_kind_table, report, rotate_phases  # noqa: E402
 
 
@@ -67,9 +69,12 @@ def main():
 
     try:
         time.sleep(2)  # warm-up: the handshakes of wrk's connections
+        servers = nginx_pids(nginx)
         rounds, phases = rotate_phases(kinds, switch, AccessLogCount(nginx),
                                        lambda: wrk.poll() is None, args.minutes, args.phase,
-                                       args.settle, unit="req")
+                                       args.settle, unit="req", counters={
+                                           "nginx_cpu": lambda: cpu_seconds_of(servers),
+                                           "wrk_cpu": lambda: cpu_seconds_of([wrk.pid])})
     finally:
         switch("without")
         if reference:
@@ -82,7 +87,9 @@ def main():
     report(rounds, [1e6 * p["cpu_seconds"] / p["operations"] for p in phases
                     if p["kind"] == "loupe" and p["operations"] > 0],
            [p["idle_share"] for p in phases], unit="request")
-    print_kind_table(rounds, phases, unit="req")
+    print_kind_table(rounds, phases, unit="req", columns={
+        "nginx CPU µs/req": lambda p: 1e6 * p["nginx_cpu"] / max(p["operations"], 1),
+        "wrk CPU µs/req": lambda p: 1e6 * p["wrk_cpu"] / max(p["operations"], 1)})
     if stop_seconds:
         print(f"agent stop (SIGTERM to exit) under this load: median "
               f"{sorted(stop_seconds)[len(stop_seconds) // 2]:.1f} s, max {max(stop_seconds):.1f} s")
