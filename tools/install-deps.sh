@@ -21,6 +21,8 @@ packages=(
   mariadb-server mariadb-client sysbench python3-pymysql
   # CPU profiling: go tool pprof reads the profiles loupe writes; Go programs are profiled
   golang-go linux-perf
+  # the references of tools/bench/*_overhead.py (reference_*.bt): benchmarks only, loupe does not use it
+  bpftrace
 )
 
 # npm validates the deploy files (tests/deploy). Node.js from NodeSource ships its own npm;

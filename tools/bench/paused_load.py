@@ -8,7 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tests/e2e"))
-from loupe_e2e import Agent, Nginx  # noqa: E402
+from loupe_e2e import Agent, Nginx, proc_cpu_seconds  # noqa: E402
 
 
 class PausedLoad:
@@ -32,8 +32,7 @@ class PausedLoad:
             self.wrk = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{int(self.seconds + 30)}s",
                                          self.nginx.url(self.path)], stdout=subprocess.DEVNULL)
             time.sleep(2)  # warm-up
-            self.log = open(f"{self.nginx.work}/access.log", "rb")
-            self.log.seek(0, os.SEEK_END)
+            self.log = AccessLogCount(self.nginx)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -50,10 +49,8 @@ class PausedLoad:
         self.served()
 
     def served(self):
-        n = 0
-        while chunk := self.log.read(1 << 20):
-            n += chunk.count(b"\n")
-        return n
+        before = self.log.total
+        return self.log() - before
 
     def __exit__(self, *exc):
         if self.reference:
@@ -65,6 +62,36 @@ class PausedLoad:
             self.agent.stop()
         self.nginx.stop()
         return False
+
+
+class AccessLogCount:
+    """The requests a private nginx (loupe_e2e.Nginx) has logged since this object was made:
+    calling it returns that total, reading only the lines added since the last call (the log
+    grows by millions)."""
+
+    def __init__(self, nginx):
+        self.log = open(f"{nginx.work}/access.log", "rb")
+        self.log.seek(0, os.SEEK_END)
+        self.total = 0
+
+    def __call__(self):
+        while chunk := self.log.read(1 << 20):
+            self.total += chunk.count(b"\n")
+        return self.total
+
+
+def nginx_pids(nginx):
+    """nginx's master and worker processes."""
+    master = nginx.proc.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return [master] + [int(p) for p in f.read().split()]
+
+
+def cpu_seconds_of(pids):
+    """User + system CPU seconds of these processes so far: a server's CPU per request is steadier
+    than its throughput on a shared host, and it includes what tracing costs inside the server's
+    own time (uprobe traps, sampling interrupts and the unwinding in them)."""
+    return sum(proc_cpu_seconds(pid) for pid in pids)
 
 
 class ReferenceTracer:
