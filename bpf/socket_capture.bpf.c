@@ -813,6 +813,20 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
 // The plaintext an SSL call moved: the state of its SSL* (tied to the connection a socket call
 // inside it named, else the one tied before), and its data event. Verifier: a global function,
 // verified once.
+// Ties the SSL* of `key` to the connection (generation, fd): a fresh state, its plaintext
+// classified from its start.
+static __always_inline struct conn_state *tie_session(struct tls_session_key *key,
+                                                      __u64 generation, __s32 fd)
+{
+    struct conn_state fresh = {};
+    fresh.generation = generation;
+    fresh.tgid = key->tgid;
+    fresh.fd = fd;
+    fresh.tls = TLS_OPENSSL;
+    bpf_map_update_elem(&tls_sessions, key, &fresh, BPF_ANY);
+    return bpf_map_lookup_elem(&tls_sessions, key);
+}
+
 __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
 {
     if (!call)
@@ -821,27 +835,15 @@ __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
     struct conn_state *state = bpf_map_lookup_elem(&tls_sessions, &key);
     if (call->generation && (!state || state->generation != call->generation)) {
         // First call on this SSL* with a socket call inside (or a new connection under a reused
-        // SSL*): tied now, its plaintext classified from its start.
-        struct conn_state fresh = {};
-        fresh.generation = call->generation;
-        fresh.tgid = key.tgid;
-        fresh.fd = call->fd;
-        fresh.tls = TLS_OPENSSL;
-        bpf_map_update_elem(&tls_sessions, &key, &fresh, BPF_ANY);
-        state = bpf_map_lookup_elem(&tls_sessions, &key);
+        // SSL*): tied now.
+        state = tie_session(&key, call->generation, call->fd);
     }
     __u64 now = bpf_ktime_get_ns();
     if (!call->generation && !state && call->bio_generation &&
         now - call->bio_ns < TLS_BIO_TIE_NS) {
         // A memory-BIO call (no socket call inside) on an SSL* tied to nothing: tied to the
         // thread's last read of TLS records, which it is decrypting.
-        struct conn_state fresh = {};
-        fresh.generation = call->bio_generation;
-        fresh.tgid = key.tgid;
-        fresh.fd = call->bio_fd;
-        fresh.tls = TLS_OPENSSL;
-        bpf_map_update_elem(&tls_sessions, &key, &fresh, BPF_ANY);
-        state = bpf_map_lookup_elem(&tls_sessions, &key);
+        state = tie_session(&key, call->bio_generation, call->bio_fd);
         struct tls_bio_tie_key tie = {.tgid = key.tgid, .generation = call->bio_generation};
         __u8 one = 1;
         bpf_map_update_elem(&tls_bio_ties, &tie, &one, BPF_ANY);

@@ -5,16 +5,14 @@ SSL call makes a socket call: each SSL* is tied to the connection whose records 
 last (bio_ties). loupe counts both sides over TLS exactly, against what the server served and
 the client received, with url_scheme="https"; no plaintext is counted as http, and no query
 string leaks."""
-import collections
 import json
 import os
 import shutil
 import tempfile
-import time
 
 from loupe_e2e import (Agent, Workload, diff_counts, fail, parse_metrics, promtool_check, require_root,
                        select, self_signed_certificate, server_counts)
-from test_tls_python import oracle
+from test_tls_python import https_client_counts, oracle, wait_for_probed_library
 
 SERVER = r'''
 const fs = require("fs"), https = require("https"), readline = require("readline");
@@ -71,16 +69,7 @@ def main():
     agent = Agent("--comm", "nodetlsserver,nodetlsclient")
     server = Workload("nodetlsserver", SERVER, cert, key, python=node, code_flag="-e")
     port = int(server.readline())
-    deadline = time.time() + 12
-    while True:
-        _, body = agent.api("/api/v1/agent")
-        libs = [l for l in body.get("tls", {}).get("libraries", []) if l["uprobes"] and l["processes"]]
-        if libs:
-            break
-        if time.time() > deadline:
-            fail(f"node's OpenSSL not probed 12 s after the server started: {body.get('tls')}\n" + agent.logs())
-        time.sleep(0.2)
-    print("probed:", [(l["path"], len(l["uprobes"])) for l in libs])
+    wait_for_probed_library(agent)
 
     client = Workload("nodetlsclient", CLIENT, port, python=node, code_flag="-e")
     client_counts = oracle(json.loads(client.readline(timeout=60)))
@@ -98,11 +87,7 @@ def main():
     if got != served:
         fail("server side differs from what the server served:\n" + diff_counts(served, got))
     print(f"server side: {sum(served.values())} https requests, {len(served)} series, exact")
-    got = collections.Counter()
-    for l, v in select(samples, "http_client_request_duration_seconds_count", service_name="nodetlsclient",
-                       url_scheme="https", server_address="127.0.0.1", server_port=str(port)):
-        if v:
-            got[(l["http_request_method"], l["http_route"], l["http_response_status_code"])] += int(v)
+    got = https_client_counts(samples, "nodetlsclient", port)
     if got != client_counts:
         fail("client side differs from what the client got:\n" + diff_counts(client_counts, got))
     print(f"client side: {sum(got.values())} https requests, exact")

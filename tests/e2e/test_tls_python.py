@@ -97,6 +97,30 @@ def oracle(counts):
     return out
 
 
+def wait_for_probed_library(agent, seconds=12):
+    """Waits until the agent has uprobes on a TLS library some process maps."""
+    deadline = time.time() + seconds
+    while True:
+        _, body = agent.api("/api/v1/agent")
+        libs = [l for l in body.get("tls", {}).get("libraries", []) if l["uprobes"] and l["processes"]]
+        if libs:
+            break
+        if time.time() > deadline:
+            fail(f"no TLS library probed within {seconds} s: {body.get('tls')}\n" + agent.logs())
+        time.sleep(0.2)
+    print("probed:", [(l["path"], len(l["uprobes"])) for l in libs])
+
+
+def https_client_counts(samples, service, port):
+    """The client side's https requests to 127.0.0.1:port, by (method, route, status)."""
+    got = collections.Counter()
+    for l, v in select(samples, "http_client_request_duration_seconds_count", service_name=service,
+                       url_scheme="https", server_address="127.0.0.1", server_port=str(port)):
+        if v:
+            got[(l["http_request_method"], l["http_route"], l["http_response_status_code"])] += int(v)
+    return got
+
+
 def main():
     require_root()
     if not os.path.exists(PYTHON):
@@ -121,16 +145,7 @@ def main():
     port = int(server.readline())
     # The server's libssl is probed at the agent's next scan of its maps (a new process's at once,
     # every process's every 5 s).
-    deadline = time.time() + 12
-    while True:
-        _, body = agent.api("/api/v1/agent")
-        libs = [l for l in body.get("tls", {}).get("libraries", []) if l["uprobes"] and l["processes"]]
-        if libs:
-            break
-        if time.time() > deadline:
-            fail(f"no libssl probed 12 s after the server loaded ssl: {body.get('tls')}\n" + agent.logs())
-        time.sleep(0.2)
-    print("probed:", [(l["path"], len(l["uprobes"])) for l in libs])
+    wait_for_probed_library(agent)
 
     client = Workload("tlsclient", CLIENT, port, python=PYTHON)
     client.send("go")
@@ -149,11 +164,7 @@ def main():
     total = sum(served.values())
     print(f"server side: {total} https requests, {len(served)} series, exact")
 
-    got = collections.Counter()
-    for l, v in select(samples, "http_client_request_duration_seconds_count", service_name="tlsclient",
-                       url_scheme="https", server_address="127.0.0.1", server_port=str(port)):
-        if v:
-            got[(l["http_request_method"], l["http_route"], l["http_response_status_code"])] += int(v)
+    got = https_client_counts(samples, "tlsclient", port)
     if got != client_counts:
         fail("client side differs from what the client got:\n" + diff_counts(client_counts, got))
     print(f"client side: {sum(got.values())} https requests, exact")
