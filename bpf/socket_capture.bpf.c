@@ -810,9 +810,6 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
     return 0;
 }
 
-// The plaintext an SSL call moved: the state of its SSL* (tied to the connection a socket call
-// inside it named, else the one tied before), and its data event. Verifier: a global function,
-// verified once.
 // Ties the SSL* of `key` to the connection (generation, fd): a fresh state, its plaintext
 // classified from its start.
 static __always_inline struct conn_state *tie_session(struct tls_session_key *key,
@@ -827,6 +824,9 @@ static __always_inline struct conn_state *tie_session(struct tls_session_key *ke
     return bpf_map_lookup_elem(&tls_sessions, key);
 }
 
+// The plaintext an SSL call moved: the state of its SSL* (tied to the connection a socket call
+// inside it named, else the one tied before), and its data event. Verifier: a global function,
+// verified once.
 __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
 {
     if (!call)

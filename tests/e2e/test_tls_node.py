@@ -10,9 +10,8 @@ import os
 import shutil
 import tempfile
 
-from loupe_e2e import (Agent, Workload, diff_counts, fail, parse_metrics, promtool_check, require_root,
-                       select, self_signed_certificate, server_counts)
-from test_tls_python import https_client_counts, oracle, wait_for_probed_library
+from loupe_e2e import Agent, Workload, fail, parse_metrics, require_root, self_signed_certificate
+from test_tls_python import check_both_sides, oracle, wait_for_probed_library
 
 SERVER = r'''
 const fs = require("fs"), https = require("https"), readline = require("readline");
@@ -83,23 +82,9 @@ def main():
     _, body = agent.api("/api/v1/agent")
     print("tls:", {k: body["tls"][k] for k in ("connections", "untied_calls", "bio_ties")})
 
-    got = server_counts(samples, "nodetlsserver", url_scheme="https")
-    if got != served:
-        fail("server side differs from what the server served:\n" + diff_counts(served, got))
-    print(f"server side: {sum(served.values())} https requests, {len(served)} series, exact")
-    got = https_client_counts(samples, "nodetlsclient", port)
-    if got != client_counts:
-        fail("client side differs from what the client got:\n" + diff_counts(client_counts, got))
-    print(f"client side: {sum(got.values())} https requests, exact")
+    check_both_sides(samples, text, "nodetlsserver", "nodetlsclient", port, served, client_counts)
     if body["tls"]["bio_ties"] < 2:
         fail(f"no memory-BIO ties counted: {body['tls']}")
-    plain = [l for l, v in select(samples, "http_server_request_duration_seconds_count",
-                                  service_name="nodetlsserver", url_scheme="http") if v]
-    if plain:
-        fail(f"TLS requests counted as plain http: {plain}")
-    if "secret" in text:
-        fail("a query string leaked into the metrics")
-    promtool_check(text)
     client.kill()
     server.kill()
     agent.stop()

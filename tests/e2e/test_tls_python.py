@@ -121,6 +121,26 @@ def https_client_counts(samples, service, port):
     return got
 
 
+def check_both_sides(samples, text, server, client, port, served, received):
+    """Both ends' https requests equal what the server served and the client received, none is
+    counted as plain http, no query string is exported, and promtool accepts the exposition."""
+    got = server_counts(samples, server, url_scheme="https")
+    if got != served:
+        fail("server side differs from what the server served:\n" + diff_counts(served, got))
+    print(f"server side: {sum(served.values())} https requests, {len(served)} series, exact")
+    got = https_client_counts(samples, client, port)
+    if got != received:
+        fail("client side differs from what the client got:\n" + diff_counts(received, got))
+    print(f"client side: {sum(got.values())} https requests, exact")
+    plain = [l for l, v in select(samples, "http_server_request_duration_seconds_count", service_name=server,
+                                  url_scheme="http") if v]
+    if plain:
+        fail(f"TLS requests counted as plain http: {plain}")
+    if "secret" in text:
+        fail("a query string leaked into the metrics")
+    promtool_check(text)
+
+
 def main():
     require_root()
     if not os.path.exists(PYTHON):
@@ -158,24 +178,7 @@ def main():
     text = agent.metrics_text()
     samples = parse_metrics(text)
 
-    got = server_counts(samples, "tlsserver", url_scheme="https")
-    if got != served:
-        fail("server side differs from what the server served:\n" + diff_counts(served, got))
-    total = sum(served.values())
-    print(f"server side: {total} https requests, {len(served)} series, exact")
-
-    got = https_client_counts(samples, "tlsclient", port)
-    if got != client_counts:
-        fail("client side differs from what the client got:\n" + diff_counts(client_counts, got))
-    print(f"client side: {sum(got.values())} https requests, exact")
-
-    plain = [l for l, v in select(samples, "http_server_request_duration_seconds_count", service_name="tlsserver",
-                                  url_scheme="http") if v]
-    if plain:
-        fail(f"TLS requests counted as plain http: {plain}")
-    if "secret" in text:
-        fail("a query string leaked into the metrics")
-    promtool_check(text)
+    check_both_sides(samples, text, "tlsserver", "tlsclient", port, served, client_counts)
     client.kill()
     agent.stop()
 

@@ -28,8 +28,8 @@ struct GoFunctions {
     const GoFunction* find(const std::string& name) const;
 };
 
-// Reads the .gopclntab of the ELF file open at `fd` (pclntab formats of Go 1.16 to 1.23 on
-// 64-bit little-endian). The error says why there are no functions: the file is not ELF, has no
+// Reads the .gopclntab of the ELF file open at `fd` (the table layouts of Go 1.2, 1.16, 1.18
+// and 1.20, which 1.23 still uses; 64-bit little-endian). The error says why there are no functions: the file is not ELF, has no
 // .gopclntab (not Go), or has a table this reader does not know or finds inconsistent.
 Result<GoFunctions> read_go_functions(int fd);
 
