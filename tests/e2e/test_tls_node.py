@@ -5,13 +5,12 @@ SSL call makes a socket call: each SSL* is tied to the connection whose records 
 last (bio_ties). loupe counts both sides over TLS exactly, against what the server served and
 the client received, with url_scheme="https"; no plaintext is counted as http, and no query
 string leaks."""
-import json
 import os
 import shutil
 import tempfile
 
-from loupe_e2e import Agent, Workload, fail, parse_metrics, require_root, self_signed_certificate
-from test_tls_python import check_both_sides, oracle, wait_for_probed_library
+from loupe_e2e import Agent, Workload, fail, require_root, self_signed_certificate
+from test_tls_python import check_both_sides, exchanged, wait_for_probed_library
 
 SERVER = r'''
 const fs = require("fs"), https = require("https"), readline = require("readline");
@@ -71,14 +70,7 @@ def main():
     wait_for_probed_library(agent)
 
     client = Workload("nodetlsclient", CLIENT, port, python=node, code_flag="-e")
-    client_counts = oracle(json.loads(client.readline(timeout=60)))
-    server.send("report")
-    served = oracle(json.loads(server.readline()))
-    if served != client_counts:
-        fail(f"server and client disagree: {served} vs {client_counts}")
-    agent.settle(1.0)
-    text = agent.metrics_text()
-    samples = parse_metrics(text)
+    client_counts, served, text, samples = exchanged(agent, server, client, 60)
     _, body = agent.api("/api/v1/agent")
     print("tls:", {k: body["tls"][k] for k in ("connections", "untied_calls", "bio_ties")})
 

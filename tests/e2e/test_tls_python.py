@@ -121,6 +121,19 @@ def https_client_counts(samples, service, port):
     return got
 
 
+def exchanged(agent, server, client, timeout):
+    """What the client received and the server served (they must agree), and the agent's
+    exposition after both: (received, served, text, samples)."""
+    received = oracle(json.loads(client.readline(timeout=timeout)))
+    server.send("report")
+    served = oracle(json.loads(server.readline()))
+    if served != received:
+        fail(f"server and client disagree: {served} vs {received}")
+    agent.settle(1.0)
+    text = agent.metrics_text()
+    return received, served, text, parse_metrics(text)
+
+
 def check_both_sides(samples, text, server, client, port, served, received):
     """Both ends' https requests equal what the server served and the client received, none is
     counted as plain http, no query string is exported, and promtool accepts the exposition."""
@@ -169,14 +182,7 @@ def main():
 
     client = Workload("tlsclient", CLIENT, port, python=PYTHON)
     client.send("go")
-    client_counts = oracle(json.loads(client.readline(timeout=30)))
-    server.send("report")
-    served = oracle(json.loads(server.readline()))
-    if served != client_counts:
-        fail(f"server and client disagree: {served} vs {client_counts}")
-    agent.settle(1.0)
-    text = agent.metrics_text()
-    samples = parse_metrics(text)
+    client_counts, served, text, samples = exchanged(agent, server, client, 30)
 
     check_both_sides(samples, text, "tlsserver", "tlsclient", port, served, client_counts)
     client.kill()
