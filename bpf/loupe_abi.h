@@ -129,6 +129,9 @@ enum loupe_tls_counter {
                                    hooked library's call: counted at their close, never parsed */
     LOUPE_TLS_UNTIED_CALLS,     /* SSL_read/SSL_write calls that moved plaintext on an SSL* whose
                                    socket loupe never saw (lost, or opened before loupe) */
+    LOUPE_TLS_CONN_GO,          /* connections tied to a Go crypto/tls Conn (plaintext read) */
+    LOUPE_TLS_GO_UNREADABLE_CALLS, /* Go Conn.Read/Write calls whose net.Conn is not a
+                                      *net.TCPConn over a socket of the process: not read */
     LOUPE_TLS_COUNTER_COUNT,
 };
 

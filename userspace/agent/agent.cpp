@@ -780,6 +780,7 @@ nlohmann::json Agent::agent_status() {
                                      {"processes", lib.processes},
                                      {"uprobes", lib.uprobes},
                                      {"error", lib.error}});
+                if (lib.library == "go") libraries.back()["go_version"] = lib.version;
             }
             const auto tls = capture_->tls_counters();
             body["tls"] = {
@@ -788,8 +789,11 @@ nlohmann::json Agent::agent_status() {
                 {"libraries", libraries},
                 {"uprobes_attached", uprobes},
                 {"connections",
-                 {{"openssl", tls.openssl_connections}, {"unknown", tls.unknown_connections}}},
-                {"untied_calls", tls.untied_calls}};
+                 {{"openssl", tls.openssl_connections},
+                  {"go", tls.go_connections},
+                  {"unknown", tls.unknown_connections}}},
+                {"untied_calls", tls.untied_calls},
+                {"go_unreadable_calls", tls.go_unreadable_calls}};
         }
         if (resource_capture_) {
             body["resource_hooks_attached"] = resource_capture_->attached_hooks();

@@ -129,7 +129,8 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,     skel.progs.ssl_write_enter,
                                    skel.progs.ssl_read_ex_enter,  skel.progs.ssl_write_ex_enter,
                                    skel.progs.ssl_return,         skel.progs.ssl_free_enter,
-                                   skel.progs.ssl_handshake_enter};
+                                   skel.progs.ssl_handshake_enter, skel.progs.go_tls_read_enter,
+                                   skel.progs.go_tls_write_enter, skel.progs.go_tls_return};
     for (bpf_program* prog : tls_programs)
         bpf_program__set_autoload(prog, tls);
     if (int err = socket_capture__load(&skel); err != 0) {
@@ -162,7 +163,9 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
         capture->tls_ = std::make_unique<TlsLibraries>(TlsPrograms{
             skel.progs.ssl_read_enter, skel.progs.ssl_write_enter, skel.progs.ssl_read_ex_enter,
             skel.progs.ssl_write_ex_enter, skel.progs.ssl_return, skel.progs.ssl_free_enter,
-            skel.progs.ssl_handshake_enter});
+            skel.progs.ssl_handshake_enter, skel.progs.go_tls_read_enter,
+            skel.progs.go_tls_write_enter, skel.progs.go_tls_return,
+            bpf_map__fd(skel.maps.tls_sessions), bpf_map__fd(skel.maps.go_calls)});
     else if (capture->tls_error_.empty())
         capture->tls_error_ = "turned off (--disable-hooks tls)";
     if (capture->hooks_.empty()) {
@@ -287,6 +290,8 @@ TlsCounters SocketCapture::tls_counters() const {
     out.openssl_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_OPENSSL);
     out.unknown_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_UNKNOWN);
     out.untied_calls = sum_percpu_u64(fd, LOUPE_TLS_UNTIED_CALLS);
+    out.go_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_GO);
+    out.go_unreadable_calls = sum_percpu_u64(fd, LOUPE_TLS_GO_UNREADABLE_CALLS);
     return out;
 }
 
