@@ -7,12 +7,13 @@
 #   tools/fuzz.sh sql [SECONDS]           the SQL statement summariser (no literal in any output)
 #   tools/fuzz.sh attribution [SECONDS]   /proc/PID/cgroup text and PodList JSON
 #   tools/fuzz.sh records [SECONDS]       ring-buffer records: batches, events, the tracker
+#   tools/fuzz.sh gopclntab [SECONDS]     Go function tables (.gopclntab) of executables
 # Builds build-fuzz/ with clang (the fuzzer target only), seeds a corpus, runs for SECONDS (default
 # 60). Exits non-zero on a crash, leak or sanitizer report; the crashing input is left in
 # build-fuzz/<target>-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: tools/fuzz.sh http1|redis|postgres|mysql|sql|attribution|records [SECONDS]}"
+target="${1:?usage: tools/fuzz.sh http1|redis|postgres|mysql|sql|attribution|records|gopclntab [SECONDS]}"
 seconds="${2:-60}"
 jobs="${JOBS:-2}"
 
@@ -172,8 +173,52 @@ for name, record in seeds.items():
     open(f"{sys.argv[1]}/seed-{name}", "wb").write(record)
 PY
     ;;
+gopclntab)
+    max_len=4096
+    # Small tables in each layout the reader knows (see userspace/elf/go_functions.cpp): Go 1.18
+    # and 1.20 (32-bit entries from textStart), 1.16 (pointer entries, own name table), 1.2.
+    python3 - "$corpus" <<'PY'
+import struct, sys
+FUNCS = [("runtime.main", 0x0), ("main.main", 0x40), ("crypto/tls.(*Conn).Read", 0x90)]
+END = 0x100
+def names():
+    blob, offsets = b"", []
+    for name, _ in FUNCS:
+        offsets.append(len(blob))
+        blob += name.encode() + b"\0"
+    return blob, offsets
+def table118(magic):
+    blob, offsets = names()
+    header = 8 + 8 * 8
+    pcln = header + len(blob)
+    out = struct.pack("<IHBBQQQQQQQQ", magic, 0, 1, 8, len(FUNCS), 0, 0x401000, header, 0, 0, 0, pcln)
+    out += blob
+    funcs = 8 * (len(FUNCS) + 1)
+    for i, (_, entry) in enumerate(FUNCS):
+        out += struct.pack("<II", entry, funcs + 8 * i)
+    out += struct.pack("<II", END, 0)
+    for i, (_, entry) in enumerate(FUNCS):
+        out += struct.pack("<II", entry, offsets[i])
+    return out
+def table116():
+    blob, offsets = names()
+    header = 8 + 7 * 8
+    pcln = header + len(blob)
+    out = struct.pack("<IHBBQQQQQQQ", 0xfffffffa, 0, 1, 8, len(FUNCS), 0, header, 0, 0, 0, pcln)
+    out += blob
+    funcs = 16 * (len(FUNCS) + 1)
+    for i, (_, entry) in enumerate(FUNCS):
+        out += struct.pack("<QQ", 0x401000 + entry, funcs + 16 * i)
+    out += struct.pack("<QQ", 0x401000 + END, 0)
+    for i, (_, entry) in enumerate(FUNCS):
+        out += struct.pack("<QiI", 0x401000 + entry, offsets[i], 0)
+    return out
+for name, table in {"go118": table118(0xfffffff0), "go120": table118(0xfffffff1), "go116": table116()}.items():
+    open(f"{sys.argv[1]}/seed-{name}", "wb").write(table)
+PY
+    ;;
 *)
-    echo "fuzz: unknown target '$target' (http1, redis, postgres, mysql, sql, attribution or records)" >&2
+    echo "fuzz: unknown target '$target' (http1, redis, postgres, mysql, sql, attribution, records or gopclntab)" >&2
     exit 2
     ;;
 esac

@@ -4,7 +4,7 @@
 #   2. builds with warnings as errors and runs every ctest suite: unit, BPF (real kernel), CLI;
 #   3. fuzzes the HTTP/1.x, Redis, PostgreSQL and MySQL parsers and the SQL summariser (libFuzzer,
 #      clang) for LOUPE_FUZZ_SECONDS (default 30) each, and the attribution inputs (cgroup text,
-#      PodList JSON) and the ring-buffer records for as long;
+#      PodList JSON), the ring-buffer records and Go function tables for as long;
 #   4. rebuilds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
 # LOUPE_REQUIRE_BPF=1 makes a BPF test that cannot load fail instead of skip (CI sets it).
 set -euo pipefail
@@ -20,7 +20,7 @@ cmake --build build -j"$jobs"
 echo "== tests"
 (cd build && ctest --output-on-failure --timeout 600)
 
-echo "== fuzz the HTTP/1.x, Redis, PostgreSQL and MySQL parsers, the SQL summariser, the attribution inputs and the ring-buffer records"
+echo "== fuzz the HTTP/1.x, Redis, PostgreSQL and MySQL parsers, the SQL summariser, the attribution inputs, the ring-buffer records and Go function tables"
 ./tools/fuzz.sh http1 "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh redis "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh postgres "${LOUPE_FUZZ_SECONDS:-30}"
@@ -28,6 +28,7 @@ echo "== fuzz the HTTP/1.x, Redis, PostgreSQL and MySQL parsers, the SQL summari
 ./tools/fuzz.sh sql "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh attribution "${LOUPE_FUZZ_SECONDS:-30}"
 ./tools/fuzz.sh records "${LOUPE_FUZZ_SECONDS:-30}"
+./tools/fuzz.sh gopclntab "${LOUPE_FUZZ_SECONDS:-30}"
 
 echo "== unit tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOUPE_WERROR=ON -DLOUPE_SANITIZE=ON \

@@ -2,7 +2,8 @@
 """loupe profile beyond the known split:
 - kernel: a syscall-heavy process (dd, 1-byte reads and writes) shows kernel frames named from
   /proc/kallsyms (the read and write system calls' own functions) under its user frames;
-- Go: a Go program's functions (main.spinHot called by main.spinCaller) are named;
+- Go: a Go program's functions (main.spinHot called by main.spinCaller) are named, also when it
+  is stripped (from .gopclntab);
 - container: a static binary run by chroot in its own mount namespace (unshare -m), then deleted,
   is named (through /proc/PID/map_files: its path means nothing in loupe's namespace);
 - exit: a process that exits mid-profile ends the profile early, cleanly, with its stacks named
@@ -62,18 +63,24 @@ def check_bad_input(work):
         print(f"bad input {args}: {err.strip()}")
 
 
-def check_kernel_frames(work):
-    dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=2000000000"],
-                          stderr=subprocess.DEVNULL)
+def profile_process(argv, work, name, seconds):
+    """The folded stacks of `seconds` of the process started from argv, at 499 Hz."""
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     try:
-        out = os.path.join(work, "dd.folded")
-        code, _, err = profile("--pid", str(dd.pid), "--duration", "4s", "--frequency", "499", "--output", out)
+        out = os.path.join(work, f"{name}.folded")
+        code, _, err = profile("--pid", str(process.pid), "--duration", f"{seconds}s", "--frequency",
+                               "499", "--output", out)
         if code != 0:
-            fail(f"profile of dd: {err}")
+            fail(f"profile of {name}: {err}")
     finally:
-        dd.kill()
-        dd.wait()
-    stacks = folded_stacks(out)
+        process.kill()
+        process.wait()
+    return folded_stacks(out)
+
+
+def check_kernel_frames(work):
+    stacks = profile_process(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=2000000000"], work,
+                             "dd", 4)
     total = sum(c for _, c in stacks)
     kernel = [(frames, c) for frames, c in stacks if any(f.endswith("_[k]") for f in frames)]
     kernel_samples = sum(c for _, c in kernel)
@@ -95,27 +102,24 @@ def check_kernel_frames(work):
 
 
 def check_go(work):
-    binary = os.path.join(work, "spin")
+    """Built normally and stripped (-ldflags='-s -w': no .symtab, names from .gopclntab)."""
     env = dict(os.environ, GOCACHE=os.path.join(work, "gocache"), GOPATH=os.path.join(work, "gopath"),
                GO111MODULE="off")
-    subprocess.run(["go", "build", "-o", binary, os.path.join(HERE, "profile", "spin.go")], check=True,
-                   env=env, timeout=120)
-    spin = subprocess.Popen([binary, "20"])
-    try:
-        out = os.path.join(work, "go.folded")
-        code, _, err = profile("--pid", str(spin.pid), "--duration", "3s", "--frequency", "499", "--output", out)
-        if code != 0:
-            fail(f"profile of the Go program: {err}")
-    finally:
-        spin.kill()
-        spin.wait()
-    stacks = folded_stacks(out)
-    total = sum(c for _, c in stacks)
-    hot = sum(c for frames, c in stacks if frames[-1] == "main.spinHot")
-    chained = sum(c for frames, c in stacks if frames[-2:] == ["main.spinCaller", "main.spinHot"])
-    print(f"go: {total} samples, main.spinHot {hot}, under main.spinCaller {chained}")
-    if total < 100 or hot < 0.8 * total or chained < 0.95 * hot:
-        fail(f"Go names missing: {stacks[:10]}")
+    for build, flags in (("spin", []), ("spin-stripped", ["-ldflags=-s -w"])):
+        binary = os.path.join(work, build)
+        subprocess.run(["go", "build", *flags, "-o", binary, os.path.join(HERE, "profile", "spin.go")],
+                       check=True, env=env, timeout=120)
+        sections = subprocess.run(["readelf", "-S", "-W", binary], capture_output=True, text=True,
+                                  check=True).stdout
+        if (".symtab" in sections) == bool(flags):
+            fail(f"{build}: .symtab {'kept' if flags else 'missing'}")
+        stacks = profile_process([binary, "20"], work, build, 3)
+        total = sum(c for _, c in stacks)
+        hot = sum(c for frames, c in stacks if frames[-1] == "main.spinHot")
+        chained = sum(c for frames, c in stacks if frames[-2:] == ["main.spinCaller", "main.spinHot"])
+        print(f"go ({build}): {total} samples, main.spinHot {hot}, under main.spinCaller {chained}")
+        if total < 100 or hot < 0.8 * total or chained < 0.95 * hot:
+            fail(f"Go names missing in {build}: {stacks[:10]}")
 
 
 def check_exit(work):

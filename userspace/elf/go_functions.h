@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -13,9 +14,9 @@
 namespace loupe::elf {
 
 struct GoFunction {
-    std::string name;    // as the runtime names it: "crypto/tls.(*Conn).Read", "main.main"
-    std::uint64_t entry; // virtual address of the first instruction, as in the ELF file
-    std::uint64_t end;   // virtual address just past the function
+    std::string name;     // as the runtime names it: "crypto/tls.(*Conn).Read", "main.main"
+    std::uint64_t entry;  // virtual address of the first instruction, as in the ELF file
+    std::uint64_t end;    // virtual address just past the function
 };
 
 struct GoFunctions {
@@ -31,5 +32,10 @@ struct GoFunctions {
 // 64-bit little-endian). The error says why there are no functions: the file is not ELF, has no
 // .gopclntab (not Go), or has a table this reader does not know or finds inconsistent.
 Result<GoFunctions> read_go_functions(int fd);
+
+// The same, from the section's bytes: `text_address` is the .text section's address, used when
+// the table's own textStart is 0 (a position-independent executable before relocation).
+Result<GoFunctions> parse_gopclntab(std::span<const std::uint8_t> table,
+                                    std::uint64_t text_address);
 
 }  // namespace loupe::elf

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "elf/go_functions.h"
 #include "util/unique_fd.h"
 
 namespace loupe::profile {
@@ -77,6 +78,13 @@ std::shared_ptr<ElfSymbols> ElfSymbols::load(int fd) {
     std::size_t shstrndx = 0;
     elf_getshdrstrndx(elf, &shstrndx);
     std::unordered_map<std::string, std::uint32_t> name_index;
+    auto add_symbol = [&](const std::string& name, std::uint64_t start, std::uint64_t end) {
+        auto [it, fresh] =
+            name_index.try_emplace(name, static_cast<std::uint32_t>(table->names_.size()));
+        if (fresh) table->names_.push_back(name);
+        table->symbols_.push_back({start, end, it->second});
+    };
+    bool has_symtab = false;
     for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
         GElf_Shdr shdr;
         if (!gelf_getshdr(scn, &shdr)) continue;
@@ -99,6 +107,7 @@ std::shared_ptr<ElfSymbols> ElfSymbols::load(int fd) {
         }
         if (shdr.sh_type != SHT_SYMTAB && shdr.sh_type != SHT_DYNSYM) continue;
         if (shdr.sh_entsize == 0) continue;
+        has_symtab |= shdr.sh_type == SHT_SYMTAB;
         Elf_Data* data = elf_getdata(scn, nullptr);
         if (!data) continue;
         const std::size_t count = shdr.sh_size / shdr.sh_entsize;
@@ -111,11 +120,14 @@ std::shared_ptr<ElfSymbols> ElfSymbols::load(int fd) {
                 continue;  // no size: where it ends is a guess, and a guess can name wrongly
             const char* name = elf_strptr(elf, shdr.sh_link, sym.st_name);
             if (!name || !*name) continue;
-            auto [it, fresh] =
-                name_index.try_emplace(name, static_cast<std::uint32_t>(table->names_.size()));
-            if (fresh) table->names_.emplace_back(name);
-            table->symbols_.push_back({sym.st_value, sym.st_value + sym.st_size, it->second});
+            add_symbol(name, sym.st_value, sym.st_value + sym.st_size);
         }
+    }
+    // A stripped Go executable keeps the runtime's own function table.
+    if (!has_symtab) {
+        if (auto go = elf::read_go_functions(fd))
+            for (const auto& function : go->functions)
+                add_symbol(function.name, function.entry, function.end);
     }
     std::sort(table->symbols_.begin(), table->symbols_.end(), [](const Symbol& a, const Symbol& b) {
         return a.start != b.start ? a.start < b.start : a.end > b.end;
