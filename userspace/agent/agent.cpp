@@ -783,17 +783,16 @@ nlohmann::json Agent::agent_status() {
                 if (lib.library == "go") libraries.back()["go_version"] = lib.version;
             }
             const auto tls = capture_->tls_counters();
-            body["tls"] = {
-                {"enabled", capture_->tls_error().empty()},
-                {"error", capture_->tls_error()},
-                {"libraries", libraries},
-                {"uprobes_attached", uprobes},
-                {"connections",
-                 {{"openssl", tls.openssl_connections},
-                  {"go", tls.go_connections},
-                  {"unknown", tls.unknown_connections}}},
-                {"untied_calls", tls.untied_calls},
-                {"go_unreadable_calls", tls.go_unreadable_calls}};
+            body["tls"] = {{"enabled", capture_->tls_error().empty()},
+                           {"error", capture_->tls_error()},
+                           {"libraries", libraries},
+                           {"uprobes_attached", uprobes},
+                           {"connections",
+                            {{"openssl", tls.openssl_connections},
+                             {"go", tls.go_connections},
+                             {"unknown", tls.unknown_connections}}},
+                           {"untied_calls", tls.untied_calls},
+                           {"go_unreadable_calls", tls.go_unreadable_calls}};
         }
         if (resource_capture_) {
             body["resource_hooks_attached"] = resource_capture_->attached_hooks();

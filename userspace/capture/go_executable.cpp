@@ -1,5 +1,7 @@
 #include "capture/go_executable.h"
 
+#include "elf/go_functions.h"
+
 #include <capstone/capstone.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -131,9 +133,8 @@ Result<bool> find_returns(Elf* elf, GoProbedFunction& function, std::uint64_t si
     if (cs_open(CS_ARCH_X86, CS_MODE_64, &handle) != CS_ERR_OK)
         return Error{"capstone cannot disassemble x86-64"};
     cs_insn* insns = nullptr;
-    const std::size_t count =
-        cs_disasm(handle, reinterpret_cast<const std::uint8_t*>(code->data()), code->size(),
-                  function.address, 0, &insns);
+    const std::size_t count = cs_disasm(handle, reinterpret_cast<const std::uint8_t*>(code->data()),
+                                        code->size(), function.address, 0, &insns);
     std::uint64_t decoded = 0;
     for (std::size_t i = 0; i < count; ++i) {
         if (insns[i].id == X86_INS_RET) function.ret_offsets.push_back(*offset + decoded);
@@ -203,7 +204,15 @@ Result<GoTlsTarget> read_go_tls_target(const std::string& path) {
             }
         }
     } else {
-        return Error{"stripped (no .symtab): finding crypto/tls in .gopclntab is not supported yet"};
+        // Stripped: the runtime's own function table names them (entry and end: the size).
+        auto functions = elf::read_go_functions(file.fd);
+        if (!functions) return Error{"stripped, and its .gopclntab: " + functions.error()};
+        for (GoProbedFunction* function : {&target.read, &target.write}) {
+            if (const elf::GoFunction* found = functions->find(function->name)) {
+                function->address = found->entry;
+                (function == &target.read ? read_size : write_size) = found->end - found->entry;
+            }
+        }
     }
     if (!target.read.address || !target.write.address)
         return Error{"no crypto/tls.(*Conn).Read and Write in it (no TLS, or not linked in)"};

@@ -15,15 +15,15 @@
 namespace loupe::capture {
 
 struct GoProbedFunction {
-    std::string name;                       // "crypto/tls.(*Conn).Read"
-    std::uint64_t address = 0;              // virtual address of its first instruction
-    std::uint64_t file_offset = 0;          // of its first instruction: where a uprobe goes
-    std::vector<std::uint64_t> ret_offsets; // file offsets of its RET instructions
+    std::string name;                        // "crypto/tls.(*Conn).Read"
+    std::uint64_t address = 0;               // virtual address of its first instruction
+    std::uint64_t file_offset = 0;           // of its first instruction: where a uprobe goes
+    std::vector<std::uint64_t> ret_offsets;  // file offsets of its RET instructions
 };
 
 struct GoTlsTarget {
-    std::string go_version;      // "go1.19.8", from .go.buildinfo ("" when unreadable)
-    bool symbol_table = false;   // .symtab present (false: stripped; functions from .gopclntab)
+    std::string go_version;     // "go1.19.8", from .go.buildinfo ("" when unreadable)
+    bool symbol_table = false;  // .symtab present (false: stripped; functions from .gopclntab)
     GoProbedFunction read;
     GoProbedFunction write;
     // Virtual address of go:itab.*net.TCPConn,net.Conn (.symtab only).

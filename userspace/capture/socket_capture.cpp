@@ -126,11 +126,11 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
     const bool tls = options.tls && !hook_disabled(options.disabled_hooks, "tls");
-    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,     skel.progs.ssl_write_enter,
-                                   skel.progs.ssl_read_ex_enter,  skel.progs.ssl_write_ex_enter,
-                                   skel.progs.ssl_return,         skel.progs.ssl_free_enter,
+    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,      skel.progs.ssl_write_enter,
+                                   skel.progs.ssl_read_ex_enter,   skel.progs.ssl_write_ex_enter,
+                                   skel.progs.ssl_return,          skel.progs.ssl_free_enter,
                                    skel.progs.ssl_handshake_enter, skel.progs.go_tls_read_enter,
-                                   skel.progs.go_tls_write_enter, skel.progs.go_tls_return};
+                                   skel.progs.go_tls_write_enter,  skel.progs.go_tls_return};
     for (bpf_program* prog : tls_programs)
         bpf_program__set_autoload(prog, tls);
     if (int err = socket_capture__load(&skel); err != 0) {

@@ -272,9 +272,9 @@ void TlsLibraries::attach_go(Library& library, const std::string& host_path) {
     bool complete = true;
     for (const GoProbedFunction* function : {&target->read, &target->write})
         for (const std::uint64_t ret : function->ret_offsets)
-            complete &= attach_one(programs_.go_return, ret, 0,
-                                   fmt::format("{} (RET +{:#x})", function->name,
-                                               ret - function->file_offset));
+            complete &= attach_one(
+                programs_.go_return, ret, 0,
+                fmt::format("{} (RET +{:#x})", function->name, ret - function->file_offset));
     if (!complete) {
         // An entry without all its RETs would leave calls open: none of them then.
         spdlog::warn("Go executable {}: a RET uprobe could not attach ({}); not probed",
@@ -316,7 +316,8 @@ std::size_t TlsLibraries::forget_dead_processes() {
         const Key* previous = nullptr;
         while (bpf_map_get_next_key(map, previous, &next) == 0) {
             auto [it, added] = alive.try_emplace(next.tgid, true);
-            if (added) it->second = !(::kill(static_cast<pid_t>(next.tgid), 0) != 0 && errno == ESRCH);
+            if (added)
+                it->second = !(::kill(static_cast<pid_t>(next.tgid), 0) != 0 && errno == ESRCH);
             if (!it->second) dead.push_back(next);
             key = next;
             previous = &key;

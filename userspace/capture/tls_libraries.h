@@ -133,8 +133,8 @@ class TlsLibraries {
     mutable std::mutex mutex_;
     std::map<FileId, Library> libraries_;
     std::set<std::uint32_t> scanned_;
-    // Executables whose symbols were read and hold no OpenSSL nor Go: each is read once (bounded: the
-    // set starts over when full).
+    // Executables whose symbols were read and hold no OpenSSL nor Go: each is read once (bounded:
+    // the set starts over when full).
     static constexpr std::size_t kMaxPlainExecutables = 4096;
     std::set<FileId> plain_executables_;
 };

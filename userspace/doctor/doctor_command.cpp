@@ -45,7 +45,8 @@ void print_text(const KernelReport& report, std::ostream& out) {
     for (const auto& exe : go)
         out << fmt::format("  {} ({}, {} processes){}\n", safe(exe.path),
                            exe.go_version.empty() ? "unknown Go" : safe(exe.go_version),
-                           exe.processes, exe.error.empty() ? "" : ": not probed: " + safe(exe.error));
+                           exe.processes,
+                           exe.error.empty() ? "" : ": not probed: " + safe(exe.error));
     out << '\n';
     if (!report.usable()) {
         out << "loupe cannot capture on this kernel: an essential feature is missing.\n";
