@@ -831,7 +831,7 @@ __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
     struct chunk_job job;
     job.pid_tgid = pid_tgid;
     job.generation = state->generation;
-    job.now = bpf_ktime_get_ns();
+    job.now = call->start_ns ? call->start_ns : bpf_ktime_get_ns();
     job.fd = state->fd;
     job.src.iov = 0;
     job.src.iov_left = 0;
@@ -966,6 +966,12 @@ static __always_inline void go_tls_enter(struct pt_regs *ctx, bool egress)
     call.buf_len = ctx->cx;
     call.fd = fd;
     call.egress = egress;
+    // A write's plaintext is stamped with the time the write began, not the RET's: another
+    // goroutine may read the answer to it (an HTTP client's readLoop) and reach its own RET before
+    // this goroutine reaches this one; user space puts events back in timestamp order (within its
+    // 40 ms hold-back), so the request then comes before its response. A read's bytes are there
+    // at its RET only.
+    call.start_ns = egress ? bpf_ktime_get_ns() : 0;
     // A goroutine that entered again (morestack restarts a function from its first instruction)
     // replaces its call.
     bpf_map_update_elem(&go_calls, &call_key, &call, BPF_ANY);

@@ -32,6 +32,7 @@ struct tls_call {
     __u64 ex_length;  // SSL_*_ex: where the library writes the bytes moved (a size_t *); else 0
     __u64 generation; // of the connection a socket call inside this call named (0: none)
     __u64 buf_len;    // Go's calls (tls_go.bpf.h): the buffer's length, bounding a RET's n
+    __u64 start_ns;   // the time its data event carries; 0: the return's (see go_tls_enter)
     __s32 fd;
     __u8 egress;      // SSL_write*
     __u8 reserved[3];
