@@ -50,10 +50,20 @@ threading.Event().wait()
 
 
 def agent_map(agent, name):
-    """The id of the agent's BPF map `name`."""
-    for m in bpftool_json("map", "show"):
-        if m.get("name") == name and any(p.get("pid") == agent.proc.pid for p in m.get("pids", [])):
-            return m["id"]
+    """The id of the agent's BPF map `name` (among the maps its fds hold: /proc/PID/fdinfo)."""
+    fdinfo = f"/proc/{agent.proc.pid}/fdinfo"
+    ids = set()
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(f"{fdinfo}/{fd}") as f:
+                for line in f:
+                    if line.startswith("map_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    for map_id in sorted(ids):
+        if bpftool_json("map", "show", "id", str(map_id)).get("name") == name:
+            return map_id
     fail(f"the agent has no map {name}")
 
 
