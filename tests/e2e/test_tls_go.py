@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Go crypto/tls (Debian's golang-go, Go >= 1.17's register ABI): an HTTPS server and client in Go
 (tests/e2e/tls/gotls.go), built normally and stripped (-ldflags='-s -w': no .symtab, the functions
-come from .gopclntab), both started after the agent. loupe attaches its uprobes at the entry and
+come from .gopclntab), and with LOUPE_GO_PIE=1 as a PIE too (-buildmode=pie: loaded anywhere), both started after the agent. loupe attaches its uprobes at the entry and
 at every RET of crypto/tls.(*Conn).Read and Write (never a uretprobe).
 
 Checked, for each build: the agent lists the executable (library "go", its Go version, the RET
@@ -29,14 +29,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "tls", "gotls.go")
 LOAD_SECONDS = float(os.environ.get("LOUPE_GO_LOAD_SECONDS", "15"))
 WORKERS = 4
+# LOUPE_GO_PIE=1: also a -buildmode=pie build (by hand: compiling the standard library for a PIE
+# the first time takes longer than this test's budget).
+WITH_PIE = os.environ.get("LOUPE_GO_PIE") == "1"
 
 
 def build(work):
     """(normal, stripped) executables of gotls.go."""
     env = dict(os.environ, GOCACHE=os.environ.get("GOCACHE", "/tmp/loupe-e2e-gocache"), GOFLAGS="",
                CGO_ENABLED="0", HOME=os.environ.get("HOME", "/root"))
-    normal, stripped = f"{work}/gotls", f"{work}/gotls-stripped"
-    for out, flags in ((normal, []), (stripped, ["-ldflags=-s -w"])):
+    normal, stripped, pie = f"{work}/gotls", f"{work}/gotls-stripped", f"{work}/gotls-pie"
+    builds = [(normal, []), (stripped, ["-ldflags=-s -w"])]
+    if WITH_PIE:
+        builds.append((pie, ["-buildmode=pie"]))
+    for out, flags in builds:
         r = subprocess.run(["go", "build", *flags, "-o", out, SOURCE], env=env, capture_output=True,
                            text=True, cwd=work)
         if r.returncode != 0:
@@ -45,7 +51,9 @@ def build(work):
     sections = subprocess.run(["readelf", "-SW", stripped], capture_output=True, text=True).stdout
     if " .symtab " in sections:
         fail("the stripped build still has a .symtab")
-    return normal, stripped, version
+    if WITH_PIE and "DYN" not in subprocess.run(["readelf", "-h", pie], capture_output=True, text=True).stdout:
+        fail("the -buildmode=pie build is not position-independent")
+    return normal, stripped, pie, version
 
 
 class GoProcess:
@@ -162,6 +170,9 @@ def run_phase(name, binary, cert, key, rounds, seconds, env):
     if go_connections < 2 * WORKERS:
         fail(f"{name}: loupe_tls_connections_total{{library=\"go\"}} = {go_connections}, "
              f"expected at least {2 * WORKERS} (both ends of {WORKERS} connections)")
+    _, body = agent.api("/api/v1/agent")
+    if body["tls"]["go_unreadable_calls"] != 0:
+        fail(f"{name}: calls whose Conn was not recognised (itab, fd): {body['tls']['go_unreadable_calls']}")
     if "secret" in text:
         fail("a query string leaked into the metrics")
     promtool_check(text)
@@ -181,14 +192,17 @@ def run_phase(name, binary, cert, key, rounds, seconds, env):
 def main():
     require_root()
     require_tools("go", "readelf")
-    time_limit(int(40 + max(0, LOAD_SECONDS - 15)))
+    time_limit(int(40 + max(0, LOAD_SECONDS - 15) + (30 if WITH_PIE else 0)))
     work = tempfile.mkdtemp(prefix="loupe-tls-go-")
-    normal, stripped, version = build(work)
+    normal, stripped, pie, version = build(work)
     print(version)
     cert, key = self_signed_certificate(work)
     # Garbage-collector pressure: the whole load under GOGC=10.
     run_phase("gonorm", normal, cert, key, 0, LOAD_SECONDS, {"GOGC": "10"})
     run_phase("gostrip", stripped, cert, key, 100, 0, {})
+    if WITH_PIE:
+        # Loaded at a random address: the itab check adds the probed address to the itab's offset.
+        run_phase("gopie", pie, cert, key, 100, 0, {})
     shutil.rmtree(work, ignore_errors=True)
     print("tls go: ok")
 
