@@ -9,6 +9,10 @@
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
 
+/* inode.i_mode file types */
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
 /* task_struct.flags */
 #define PF_EXITING 0x00000004
 #define PF_IO_WORKER 0x00000010

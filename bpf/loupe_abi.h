@@ -131,6 +131,9 @@ enum loupe_tls_counter {
                                    socket loupe never saw (lost, or opened before loupe) */
     LOUPE_TLS_BIO_TIES,         /* SSL* tied to the thread's last read of TLS records (memory
                                    BIOs: Node) */
+    LOUPE_TLS_CONN_GO,          /* connections tied to a Go crypto/tls Conn (plaintext read) */
+    LOUPE_TLS_GO_UNREADABLE_CALLS, /* Go Conn.Read/Write calls whose net.Conn is not a
+                                      *net.TCPConn over a socket of the process: not read */
     LOUPE_TLS_COUNTER_COUNT,
 };
 

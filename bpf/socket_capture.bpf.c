@@ -28,6 +28,7 @@
 #include "syscall_buffers.bpf.h"
 #include "event_batch.bpf.h"
 #include "tls_openssl.bpf.h"
+#include "tls_go.bpf.h"
 #include "traced_tgids.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -177,8 +178,9 @@ static __always_inline void fill_header(struct loupe_event_header *h, __u16 kind
 }
 
 // Writes the open event of `state`'s connection at `e` (its protocol is set once the first data
-// event decided it). The socket's fields are read with plain loads: tracepoint arguments of
-// tp_btf programs are trusted kernel pointers.
+// event decided it). The socket's fields are read with CO-RE reads, not plain loads: the Go TLS
+// uprobe passes a socket found through the fd table (tls_go.bpf.h), which the verifier does not
+// trust as it trusts a tp_btf argument. An open event is sent once per connection.
 static __always_inline void fill_open(struct loupe_conn_open_event *e, __u64 pid_tgid, __s32 fd,
                                       const struct conn_state *state, struct sock *sk,
                                       struct task_struct *task, __u64 now)
@@ -187,12 +189,12 @@ static __always_inline void fill_open(struct loupe_conn_open_event *e, __u64 pid
     fill_header(&e->header, LOUPE_EVENT_CONN_OPEN, state->protocol, pid_tgid, fd,
                 state->generation, now);
     e->role = state->role;
-    e->family = sk->__sk_common.skc_family;
-    e->local_port = sk->__sk_common.skc_num;
-    e->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
+    e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
     if (e->family == AF_INET) {
-        __builtin_memcpy(e->local_addr, &sk->__sk_common.skc_rcv_saddr, 4);
-        __builtin_memcpy(e->remote_addr, &sk->__sk_common.skc_daddr, 4);
+        BPF_CORE_READ_INTO((__u32 *)e->local_addr, sk, __sk_common.skc_rcv_saddr);
+        BPF_CORE_READ_INTO((__u32 *)e->remote_addr, sk, __sk_common.skc_daddr);
     } else {
         BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
         BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr);
@@ -506,6 +508,25 @@ static __always_inline void emit_data(struct loupe_cpu_batch *b, struct conn_sta
     }
 }
 
+// Sends the close event of `state`'s connection under its current generation.
+static __always_inline void send_close(struct conn_state *state, __u64 now)
+{
+    struct loupe_conn_close_event e = {};
+    fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, state->protocol, (__u64)state->tgid << 32,
+                state->fd, state->generation, now);
+    struct loupe_cpu_batch *b = batch_enter();
+    if (b) {
+        struct loupe_conn_close_event *slot = batch_reserve(b, sizeof(*slot));
+        *slot = e;
+        batch_commit(b, sizeof(*slot), now);
+        batch_leave(b);
+    } else {
+        // A softirq's close that interrupted the writing of this CPU's batch: sent alone (user
+        // space puts records back in time order).
+        ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP, 1);
+    }
+}
+
 // Sends the open event of `state`'s connection (addresses, role) ahead of events that come
 // without one: TLS plaintext from the uprobes.
 static __always_inline void announce_connection(struct sock *sk, struct conn_state *state,
@@ -551,6 +572,26 @@ static __always_inline void note_ciphertext_read(struct sock *sk, struct conn_st
     call->bio_fd = fd;
 }
 
+// A TLS socket that a Go crypto/tls call tied (its session in tls_sessions, keyed by the socket:
+// tls_go.bpf.h) becomes TLS_GO: its open event was sent by the uprobe, under the session's
+// generation, which its close event names too. A read of its handshake may have announced it
+// before (note_ciphertext_read, for memory BIOs): that announcement is closed here, so that no
+// connection stays open in user space. Only sockets still TLS_RECORDS look (one lookup per read
+// or write of a TLS socket no library tied yet, and per close of one).
+static __always_inline void adopt_go_session(struct sock *sk, struct conn_state *state)
+{
+    struct tls_session_key key = {.tgid = state->tgid, .ssl = (__u64)sk};
+    struct conn_state *session = bpf_map_lookup_elem(&tls_sessions, &key);
+    if (!session || session->tls != TLS_GO)
+        return;
+    if (state->announced && state->generation != session->generation)
+        send_close(state, bpf_ktime_get_ns());
+    state->tls = TLS_GO;
+    state->generation = session->generation;
+    state->fd = session->fd;
+    state->announced = 1;
+}
+
 // A read or write of a connection by a thread inside an SSL call (tls_calls): the ciphertext of
 // that call. The connection becomes TLS for good (nothing of its own bytes is copied again), its
 // open event is sent (addresses, role), and the thread's call learns its connection, which the
@@ -563,6 +604,8 @@ static __always_inline bool tls_socket_io(struct sock *sk, struct conn_state *st
 {
     struct tls_call *call = bpf_task_storage_get(&tls_calls, task, NULL, 0);
     if (!call || !call->ssl) {
+        if (state->tls == TLS_RECORDS)
+            adopt_go_session(sk, state);
         if (state->tls != TLS_RECORDS)
             return state->tls != TLS_NONE;
         if (!transmit && !tls_bio_tied(pid_tgid >> 32, state->generation, &state->tls))
@@ -705,6 +748,13 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
     if (newstate != TCP_CLOSE && newstate != TCP_LAST_ACK)
         return 0;
     struct conn_state *state = bpf_sk_storage_get(&conns, sk, NULL, 0);
+    if (state && state->tls == TLS_RECORDS && !state->closed)
+        adopt_go_session(sk, state); // tied by a Go call since the socket's last read or write
+    if (state && state->tls == TLS_GO) {
+        // A Go session is keyed by its socket: it ends with it.
+        struct tls_session_key key = {.tgid = state->tgid, .ssl = (__u64)sk};
+        bpf_map_delete_elem(&tls_sessions, &key);
+    }
     if (state && state->tls == TLS_RECORDS && !state->closed &&
         !tls_bio_tied(state->tgid, state->generation, &state->tls)) {
         // TLS that no hooked library's call ever tied: counted, never read (its close event
@@ -720,21 +770,7 @@ int BPF_PROG(socket_states, struct sock *sk, int oldstate, int newstate)
     state->closed = 1;
     if (state->ignored)
         return 0;
-    __u64 now = bpf_ktime_get_ns();
-    struct loupe_conn_close_event e = {};
-    fill_header(&e.header, LOUPE_EVENT_CONN_CLOSE, state->protocol, (__u64)state->tgid << 32,
-                state->fd, state->generation, now);
-    struct loupe_cpu_batch *b = batch_enter();
-    if (b) {
-        struct loupe_conn_close_event *slot = batch_reserve(b, sizeof(*slot));
-        *slot = e;
-        batch_commit(b, sizeof(*slot), now);
-        batch_leave(b);
-    } else {
-        // A softirq's close that interrupted the writing of this CPU's batch: sent alone (user
-        // space puts records back in time order).
-        ring_send(&e, sizeof(e), BPF_RB_NO_WAKEUP, 1);
-    }
+    send_close(state, bpf_ktime_get_ns());
     return 0;
 }
 
@@ -866,7 +902,7 @@ __noinline int tls_send(struct tls_call *call, __u64 pid_tgid, __s64 moved)
     struct chunk_job job;
     job.pid_tgid = pid_tgid;
     job.generation = state->generation;
-    job.now = now;
+    job.now = call->start_ns ? call->start_ns : now; // a Go write: when it began (go_tls_enter)
     job.fd = state->fd;
     job.src.iov = 0;
     job.src.iov_left = 0;
@@ -907,5 +943,142 @@ int BPF_KRETPROBE(ssl_return, long ret)
     if (!tls_paused)
         tls_send(call, pid_tgid, moved);
     call->ssl = 0;
+    return 0;
+}
+
+
+// ---- TLS plaintext: Go crypto/tls (tls_go.bpf.h) ----
+// User space attaches go_tls_read_enter / go_tls_write_enter at the entry of (*Conn).Read and
+// (*Conn).Write of each Go executable, and go_tls_return at every RET instruction of both. The
+// attach cookie of an entry probe is the address of the itab `go:itab.*net.TCPConn,net.Conn`
+// minus the function's own address (both from .symtab, so that it holds for a PIE loaded
+// anywhere), or 0 when the executable has no .symtab (stripped: the fd must then be a socket).
+
+// The socket of the *tls.Conn at `conn`, its fd in *fd, or NULL when it is not a *net.TCPConn
+// over a socket of this process.
+static __always_inline struct sock *go_conn_socket(struct pt_regs *ctx, struct task_struct *task,
+                                                   __u64 conn, __s32 *fd)
+{
+    __u64 iface[2]; // net.Conn: itab, data
+    if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + GO_TLS_CONN_NET_CONN)))
+        return NULL;
+    __u64 itab_offset = bpf_get_attach_cookie(ctx);
+    if (itab_offset && iface[0] != PT_REGS_IP(ctx) + itab_offset)
+        return NULL; // another net.Conn (a wrapper, a Unix socket): its fd is not at this place
+    __u64 netfd = 0;
+    __s64 sysfd = -1;
+    if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + GO_TCP_CONN_NETFD)) ||
+        bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + GO_NETFD_SYSFD)) ||
+        sysfd < 0 || sysfd > 0x7fffffff)
+        return NULL;
+    *fd = (__s32)sysfd;
+    return sock_of_fd(task, sysfd);
+}
+
+// A Conn's first call, or the first since its socket's session was evicted: ties the socket
+// (a session keyed by it, the connection's open event). The role is the Conn's own (isClient):
+// a uprobe cannot read the socket's state, where the TCP role is.
+static __always_inline struct conn_state *go_tie(struct tls_session_key *key, __u64 conn,
+                                                 struct sock *sk, struct task_struct *task,
+                                                 __u64 pid_tgid, __s32 fd)
+{
+    __u8 is_client = 0;
+    bpf_probe_read_user(&is_client, sizeof(is_client), (const void *)(conn + GO_TLS_CONN_IS_CLIENT));
+    struct conn_state fresh = {};
+    __u64 now = bpf_ktime_get_ns();
+    fresh.generation = now;
+    fresh.tgid = key->tgid;
+    fresh.fd = fd;
+    fresh.tls = TLS_GO;
+    fresh.role = is_client ? LOUPE_ROLE_CLIENT : LOUPE_ROLE_SERVER;
+    fresh.announced = 1;
+    if (bpf_map_update_elem(&tls_sessions, key, &fresh, BPF_ANY) != 0)
+        return NULL;
+    count_tls(LOUPE_TLS_CONN_GO);
+    struct loupe_cpu_batch *b = batch_enter();
+    if (!b) {
+        count_drop(LOUPE_DROP_NESTED);
+    } else {
+        struct loupe_conn_open_event *open = batch_reserve(b, sizeof(*open));
+        fill_open(open, pid_tgid, fd, &fresh, sk, task, now);
+        batch_commit_untimed(b, sizeof(*open), now);
+        batch_leave(b);
+    }
+    return bpf_map_lookup_elem(&tls_sessions, key);
+}
+
+static __always_inline void go_tls_enter(struct pt_regs *ctx, bool egress)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u32 tgid = task->tgid;
+    if (tgid == self_tgid || !tgid_selected(tgid))
+        return;
+    __u64 conn = PT_REGS_RC(ctx); // RAX
+    __u64 g = ctx->r14;
+    if (!conn || !g)
+        return;
+    __s32 fd = -1;
+    struct sock *sk = go_conn_socket(ctx, task, conn, &fd);
+    if (!sk) {
+        count_tls(LOUPE_TLS_GO_UNREADABLE_CALLS);
+        return;
+    }
+    __u64 pid_tgid = ((__u64)tgid << 32) | (__u32)task->pid;
+    struct tls_session_key key = {.tgid = tgid, .ssl = (__u64)sk};
+    struct conn_state *session = bpf_map_lookup_elem(&tls_sessions, &key);
+    if (!session || session->fd != fd)
+        session = go_tie(&key, conn, sk, task, pid_tgid, fd);
+    if (!session)
+        return;
+    struct go_call_key call_key = {.tgid = tgid, .g = g};
+    struct tls_call call = {};
+    call.ssl = (__u64)sk;
+    call.buf = ctx->bx;
+    call.buf_len = ctx->cx;
+    call.fd = fd;
+    call.egress = egress;
+    // A write's plaintext is stamped with the time the write began, not the RET's: another
+    // goroutine may read the answer to it (an HTTP client's readLoop) and reach its own RET before
+    // this goroutine reaches this one; user space puts events back in timestamp order (within its
+    // 40 ms hold-back), so the request then comes before its response. A read's bytes are there
+    // at its RET only.
+    call.start_ns = egress ? bpf_ktime_get_ns() : 0;
+    // A goroutine that entered again (morestack restarts a function from its first instruction)
+    // replaces its call.
+    bpf_map_update_elem(&go_calls, &call_key, &call, BPF_ANY);
+}
+
+SEC("uprobe")
+int go_tls_read_enter(struct pt_regs *ctx)
+{
+    go_tls_enter(ctx, false);
+    return 0;
+}
+
+SEC("uprobe")
+int go_tls_write_enter(struct pt_regs *ctx)
+{
+    go_tls_enter(ctx, true);
+    return 0;
+}
+
+// At each RET of Read and Write: RAX = n. The goroutine's call goes out through tls_send, as an
+// SSL call's does, and is forgotten.
+SEC("uprobe")
+int go_tls_return(struct pt_regs *ctx)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct go_call_key call_key = {.tgid = task->tgid, .g = ctx->r14};
+    struct tls_call *call = bpf_map_lookup_elem(&go_calls, &call_key);
+    if (!call)
+        return 0;
+    __s64 moved = (__s64)PT_REGS_RC(ctx);
+    if (moved < 0 || (__u64)moved > call->buf_len)
+        moved = 0; // not an n this call could return: sends nothing
+    __u64 pid_tgid = ((__u64)task->tgid << 32) | (__u32)task->pid;
+    // generation 0: tls_send uses the session tied at entry.
+    if (!tls_paused && moved > 0)
+        tls_send(call, pid_tgid, moved);
+    bpf_map_delete_elem(&go_calls, &call_key);
     return 0;
 }

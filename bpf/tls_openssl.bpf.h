@@ -29,6 +29,7 @@
 #define TLS_NONE 0    // no TLS seen
 #define TLS_RECORDS 1 // its first bytes were TLS records, no hooked library's call tied it yet
 #define TLS_OPENSSL 2 // tied to an OpenSSL SSL*: its plaintext comes from the uprobes
+#define TLS_GO 3      // tied to a Go crypto/tls Conn (tls_go.bpf.h): its plaintext comes from the uprobes
 
 // The SSL call a thread is in (between a uprobe and its uretprobe).
 struct tls_call {
@@ -36,6 +37,8 @@ struct tls_call {
     __u64 buf;        // the caller's buffer (0: SSL_do_handshake)
     __u64 ex_length;  // SSL_*_ex: where the library writes the bytes moved (a size_t *); else 0
     __u64 generation; // of the connection a socket call inside this call named (0: none)
+    __u64 buf_len;    // Go's calls (tls_go.bpf.h): the buffer's length, bounding a RET's n
+    __u64 start_ns;   // the time its data event carries; 0: the return's (see go_tls_enter)
     __s32 fd;
     __u8 egress;      // SSL_write*
     __u8 reserved[3];

@@ -8,6 +8,8 @@ packages=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
   libyaml-cpp-dev libncurses-dev libprotobuf-dev protobuf-compiler
+  # Go TLS uprobes: capstone disassembles crypto/tls's functions to find every RET instruction
+  libcapstone-dev
   # test and benchmark: real servers, real clients, real Prometheus tooling
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev python3 iproute2 procps
   nginx wrk nodejs curl prometheus prometheus-alertmanager tmux

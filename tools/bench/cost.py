@@ -3,11 +3,15 @@
 with an agent attached and kernel.bpf_stats_enabled=1; prints the BPF run time of every loupe
 program (per request and in total) and the agent's own CPU.
 
-    sudo python3 tools/bench/cost.py [--seconds 10] [--path /] [--all-processes] [--https]
+    sudo python3 tools/bench/cost.py [--seconds 10] [--path /] [--all-processes] [--https] [--go]
 
 --https: nginx with `ssl` and wrk https:// (keep-alive), read through the OpenSSL uprobes. The
 BPF run time then includes the uprobe programs, not the traps that enter them (an uprobe hit and
 a uretprobe return each cost a trap into the kernel, which bpf_stats does not count).
+
+--go: instead of nginx, the Go HTTPS server of tests/e2e/tls/gotls.go (built here with the
+machine's Go, its per-request garbage off) under wrk https:// (keep-alive), `--comm gotlscost`:
+read through the Go crypto/tls uprobes (entry and every RET of (*Conn).Read and Write).
 """
 import argparse
 import collections
@@ -49,6 +53,39 @@ def print_per_operation(before, after, operations, agent_cpu_seconds, unit):
           f"{agent_cpu_seconds * 1e9 / operations:.0f} ns a {unit}")
 
 
+class GoServer:
+    """tests/e2e/tls/gotls.go's HTTPS server, run as `comm`, with the interface cost.py uses of Nginx."""
+
+    def __init__(self, comm):
+        import tempfile
+        from loupe_e2e import self_signed_certificate
+        self.dir = tempfile.mkdtemp(prefix="loupe-cost-go-")
+        source = os.path.join(os.path.dirname(__file__), "../../tests/e2e/tls/gotls.go")
+        binary = os.path.join(self.dir, comm)
+        env = dict(os.environ, GOCACHE=os.environ.get("GOCACHE", "/tmp/loupe-e2e-gocache"), CGO_ENABLED="0")
+        subprocess.run(["go", "build", "-o", binary, source], env=env, check=True, cwd=self.dir)
+        cert, key = self_signed_certificate(self.dir)
+        self.proc = subprocess.Popen([binary, "server", cert, key], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, GOTLS_NO_CHURN="1"))
+        self.port = int(self.proc.stdout.readline())
+
+    def wait_probed(self, agent):
+        deadline = time.time() + 10
+        while not any(l["library"] == "go" and l["uprobes"] for l in agent.api("/api/v1/agent")[1]["tls"]["libraries"]):
+            if time.time() > deadline:
+                sys.exit("the Go server was not probed within 10 s")
+            time.sleep(0.2)
+
+    def url(self, path):
+        return f"https://127.0.0.1:{self.port}{path if path != '/' else '/ok'}"
+
+    def stop(self):
+        import shutil
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
@@ -57,9 +94,13 @@ def main():
     ap.add_argument("--https", action="store_true", help="nginx with ssl, wrk https://")
     ap.add_argument("--agent-arg", action="append", default=[],
                     help="extra agent argument, repeatable (e.g. --agent-arg=--disable-hooks=sched_switch)")
+    ap.add_argument("--go", action="store_true", help="the Go HTTPS server of tests/e2e/tls/gotls.go")
     args = ap.parse_args()
-    nginx = Nginx(workers=1, tls=args.https)
-    agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", "nginx", *args.agent_arg)
+    comm = "gotlscost" if args.go else "nginx"
+    nginx = GoServer(comm) if args.go else Nginx(workers=1, tls=args.https)
+    agent = Agent(*args.agent_arg) if args.all_processes else Agent("--comm", comm, *args.agent_arg)
+    if args.go:
+        nginx.wait_probed(agent)
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     # Past the agent's one-off start-up work (its first /proc scan and identities), as in
     # overhead.py: counted here, it was ~0.4 µs of every request of a 10 s run.
@@ -78,7 +119,7 @@ def main():
     elapsed = t1 - t0
     total_ns = sum(v[1] for v in by_name.values())
     print(f"{requests} requests in {elapsed:.1f} s ({requests / elapsed:.0f} req/s), path {args.path}, "
-          f"{'all processes' if args.all_processes else '--comm nginx'}")
+          f"{'all processes' if args.all_processes else '--comm ' + comm}")
     for name, (cnt, ns) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
         print(f"  {name:<28} {cnt:>10} runs  {ns / cnt:>6.0f} ns/run  {ns / requests:>6.0f} ns/request")
     agent_cpu = cpu1 - cpu0

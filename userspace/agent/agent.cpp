@@ -780,17 +780,20 @@ nlohmann::json Agent::agent_status() {
                                      {"processes", lib.processes},
                                      {"uprobes", lib.uprobes},
                                      {"error", lib.error}});
+                if (lib.library == "go") libraries.back()["go_version"] = lib.version;
             }
             const auto tls = capture_->tls_counters();
-            body["tls"] = {
-                {"enabled", capture_->tls_error().empty()},
-                {"error", capture_->tls_error()},
-                {"libraries", libraries},
-                {"uprobes_attached", uprobes},
-                {"connections",
-                 {{"openssl", tls.openssl_connections}, {"unknown", tls.unknown_connections}}},
-                {"untied_calls", tls.untied_calls},
-                {"bio_ties", tls.bio_ties}};
+            body["tls"] = {{"enabled", capture_->tls_error().empty()},
+                           {"error", capture_->tls_error()},
+                           {"libraries", libraries},
+                           {"uprobes_attached", uprobes},
+                           {"connections",
+                            {{"openssl", tls.openssl_connections},
+                             {"go", tls.go_connections},
+                             {"unknown", tls.unknown_connections}}},
+                           {"untied_calls", tls.untied_calls},
+                           {"bio_ties", tls.bio_ties},
+                           {"go_unreadable_calls", tls.go_unreadable_calls}};
         }
         if (resource_capture_) {
             body["resource_hooks_attached"] = resource_capture_->attached_hooks();

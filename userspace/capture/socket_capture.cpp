@@ -126,10 +126,11 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
     skel.rodata->account_sockets = share_process_stats(skel, options.process_stats_maps);
     capture->hooks_.select(skel.obj, options.disabled_hooks);
     const bool tls = options.tls && !hook_disabled(options.disabled_hooks, "tls");
-    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,     skel.progs.ssl_write_enter,
-                                   skel.progs.ssl_read_ex_enter,  skel.progs.ssl_write_ex_enter,
-                                   skel.progs.ssl_return,         skel.progs.ssl_free_enter,
-                                   skel.progs.ssl_handshake_enter};
+    bpf_program* tls_programs[] = {skel.progs.ssl_read_enter,      skel.progs.ssl_write_enter,
+                                   skel.progs.ssl_read_ex_enter,   skel.progs.ssl_write_ex_enter,
+                                   skel.progs.ssl_return,          skel.progs.ssl_free_enter,
+                                   skel.progs.ssl_handshake_enter, skel.progs.go_tls_read_enter,
+                                   skel.progs.go_tls_write_enter,  skel.progs.go_tls_return};
     for (bpf_program* prog : tls_programs)
         bpf_program__set_autoload(prog, tls);
     if (int err = socket_capture__load(&skel); err != 0) {
@@ -162,7 +163,9 @@ std::unique_ptr<SocketCapture> SocketCapture::start(const CaptureOptions& option
         capture->tls_ = std::make_unique<TlsLibraries>(TlsPrograms{
             skel.progs.ssl_read_enter, skel.progs.ssl_write_enter, skel.progs.ssl_read_ex_enter,
             skel.progs.ssl_write_ex_enter, skel.progs.ssl_return, skel.progs.ssl_free_enter,
-            skel.progs.ssl_handshake_enter});
+            skel.progs.ssl_handshake_enter, skel.progs.go_tls_read_enter,
+            skel.progs.go_tls_write_enter, skel.progs.go_tls_return,
+            bpf_map__fd(skel.maps.tls_sessions), bpf_map__fd(skel.maps.go_calls)});
     else if (capture->tls_error_.empty())
         capture->tls_error_ = "turned off (--disable-hooks tls)";
     if (capture->hooks_.empty()) {
@@ -288,6 +291,8 @@ TlsCounters SocketCapture::tls_counters() const {
     out.unknown_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_UNKNOWN);
     out.untied_calls = sum_percpu_u64(fd, LOUPE_TLS_UNTIED_CALLS);
     out.bio_ties = sum_percpu_u64(fd, LOUPE_TLS_BIO_TIES);
+    out.go_connections = sum_percpu_u64(fd, LOUPE_TLS_CONN_GO);
+    out.go_unreadable_calls = sum_percpu_u64(fd, LOUPE_TLS_GO_UNREADABLE_CALLS);
     return out;
 }
 

@@ -71,6 +71,8 @@ struct TlsCounters {
     std::uint64_t unknown_connections = 0;  // TLS records seen, no hooked library: not read
     std::uint64_t untied_calls = 0;         // plaintext of an SSL* whose socket was never seen
     std::uint64_t bio_ties = 0;             // SSL* tied to the thread's last TLS read (memory BIOs)
+    std::uint64_t go_connections = 0;       // tied to a Go crypto/tls Conn: their plaintext is read
+    std::uint64_t go_unreadable_calls = 0;  // Go Conn calls not over a TCP socket: not read
 };
 
 struct DropCounters {

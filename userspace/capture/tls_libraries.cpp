@@ -1,5 +1,7 @@
 #include "capture/tls_libraries.h"
 
+#include <signal.h>
+
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
@@ -12,8 +14,12 @@
 #include <fstream>
 #include <string_view>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "capture/go_executable.h"
 
 namespace loupe::capture {
 namespace {
@@ -77,15 +83,16 @@ bool defines_openssl(const std::string& path) {
 
 }  // namespace
 
-std::optional<std::pair<TlsLibraries::FileId, std::string>> TlsLibraries::static_openssl_of(
-    std::uint32_t pid) {
+std::optional<TlsLibraries::Executable> TlsLibraries::probed_executable_of(std::uint32_t pid) {
     const std::string exe = "/proc/" + std::to_string(pid) + "/exe";
     struct stat st {};
     if (::stat(exe.c_str(), &st) != 0) return std::nullopt;  // a kernel thread, or gone
     const FileId id{st.st_dev, st.st_ino};
-    if (libraries_.contains(id)) return std::pair{id, exe};
+    if (const auto it = libraries_.find(id); it != libraries_.end())
+        return Executable{id, exe, it->second.kind};
     if (plain_executables_.contains(id)) return std::nullopt;
-    if (defines_openssl(exe)) return std::pair{id, exe};
+    if (defines_openssl(exe)) return Executable{id, exe, "openssl"};
+    if (is_go_executable(exe)) return Executable{id, exe, "go"};
     if (plain_executables_.size() >= kMaxPlainExecutables) plain_executables_.clear();
     plain_executables_.insert(id);
     return std::nullopt;
@@ -151,6 +158,33 @@ std::map<std::string, std::size_t> find_tls_libraries() {
     return out;
 }
 
+std::vector<GoExecutable> find_go_executables() {
+    std::map<TlsLibraries::FileId, GoExecutable> files;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const std::string exe = "/proc/" + name + "/exe";
+        struct stat st {};
+        if (::stat(exe.c_str(), &st) != 0) continue;
+        const TlsLibraries::FileId id{st.st_dev, st.st_ino};
+        if (auto it = files.find(id); it != files.end()) {
+            ++it->second.processes;
+            continue;
+        }
+        if (!is_go_executable(exe)) continue;
+        GoExecutable found{display_path(exe), 1, "", ""};
+        if (auto target = read_go_tls_target(exe))
+            found.go_version = target->go_version;
+        else
+            found.error = target.error();
+        files.emplace(id, std::move(found));
+    }
+    std::vector<GoExecutable> out;
+    for (auto& [id, file] : files)
+        out.push_back(std::move(file));
+    return out;
+}
+
 void TlsLibraries::attach(Library& library, const std::string& host_path) {
     struct Probe {
         bpf_program* program;
@@ -201,24 +235,127 @@ void TlsLibraries::attach(Library& library, const std::string& host_path) {
         spdlog::info("TLS library {}: {} uprobes attached", library.path, library.links.size());
 }
 
+void TlsLibraries::attach_go(Library& library, const std::string& host_path) {
+    auto target = read_go_tls_target(host_path);
+    if (!target) {
+        library.error = target.error();
+        spdlog::warn("Go executable {}: not probed: {}", library.path, library.error);
+        return;
+    }
+    library.version = target->go_version;
+    if (!programs_.go_read_enter || !programs_.go_write_enter || !programs_.go_return) {
+        library.error = "the Go TLS programs are not loaded";
+        return;
+    }
+    const auto minor = go_minor_version(target->go_version);
+    if (!minor || *minor > 22)
+        spdlog::warn(
+            "Go executable {}: built by {}, not a release whose crypto/tls and net layouts loupe "
+            "knows (1.17 to 1.22): probed with their layout, calls that do not match are skipped",
+            library.path, target->go_version.empty() ? "an unknown Go" : target->go_version);
+    // RETs before entries (as for OpenSSL): a call whose entry was seen has its RET seen.
+    auto attach_one = [&](bpf_program* program, std::uint64_t offset, std::uint64_t cookie,
+                          const std::string& what) {
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookie);
+        // pid -1: every process that runs the file, now or later.
+        BpfLinkPtr link(bpf_program__attach_uprobe_opts(program, -1, host_path.c_str(),
+                                                        static_cast<std::size_t>(offset), &opts));
+        if (!link) {
+            const int err = errno;
+            if (library.error.empty()) library.error = what + ": " + std::strerror(err);
+            return false;
+        }
+        library.links.push_back(std::move(link));
+        library.uprobes.push_back(what);
+        return true;
+    };
+    bool complete = true;
+    for (const GoProbedFunction* function : {&target->read, &target->write})
+        for (const std::uint64_t ret : function->ret_offsets)
+            complete &= attach_one(
+                programs_.go_return, ret, 0,
+                fmt::format("{} (RET +{:#x})", function->name, ret - function->file_offset));
+    if (!complete) {
+        // An entry without all its RETs would leave calls open: none of them then.
+        spdlog::warn("Go executable {}: a RET uprobe could not attach ({}); not probed",
+                     library.path, library.error);
+        while (!library.links.empty())
+            library.links.pop_back();
+        library.uprobes.clear();
+        return;
+    }
+    // The entry probes' cookie: where the itab of *net.TCPConn is, relative to the function
+    // (the BPF program adds the probed address: right for a PIE loaded anywhere); 0 (no .symtab
+    // or no such itab): the type is not checked, the fd must be a socket of the process.
+    auto itab_cookie = [&](const GoProbedFunction& function) -> std::uint64_t {
+        return target->tcp_conn_itab ? *target->tcp_conn_itab - function.address : 0;
+    };
+    attach_one(programs_.go_read_enter, target->read.file_offset, itab_cookie(target->read),
+               target->read.name);
+    attach_one(programs_.go_write_enter, target->write.file_offset, itab_cookie(target->write),
+               target->write.name);
+    spdlog::info("Go executable {} ({}): {} uprobes attached", library.path,
+                 target->go_version.empty() ? "unknown Go" : target->go_version,
+                 library.links.size());
+}
+
+std::size_t TlsLibraries::forget_dead_processes() {
+    // Both maps' keys start {__u32 tgid; __u32 reserved; __u64 ...} (tls_session_key,
+    // go_call_key).
+    struct Key {
+        std::uint32_t tgid;
+        std::uint32_t reserved;
+        std::uint64_t id;
+    };
+    std::size_t forgotten = 0;
+    for (const int map : {programs_.sessions_map, programs_.go_calls_map}) {
+        if (map < 0) continue;
+        std::vector<Key> dead;
+        std::map<std::uint32_t, bool> alive;
+        Key key{}, next{};
+        const Key* previous = nullptr;
+        while (bpf_map_get_next_key(map, previous, &next) == 0) {
+            auto [it, added] = alive.try_emplace(next.tgid, true);
+            if (added)
+                it->second = !(::kill(static_cast<pid_t>(next.tgid), 0) != 0 && errno == ESRCH);
+            if (!it->second) dead.push_back(next);
+            key = next;
+            previous = &key;
+        }
+        for (const Key& k : dead)
+            forgotten += bpf_map_delete_elem(map, &k) == 0;
+    }
+    return forgotten;
+}
+
 void TlsLibraries::scan(const std::vector<std::uint32_t>& pids, bool full) {
     std::lock_guard lock(mutex_);
     std::set<std::uint32_t> live(pids.begin(), pids.end());
     for (const std::uint32_t pid : pids) {
         if (!full && scanned_.contains(pid)) continue;
-        auto files = libraries_of(pid);
-        if (auto executable = static_openssl_of(pid)) files.push_back(std::move(*executable));
-        for (auto& [id, host_path] : files) {
-            auto [it, added] = libraries_.try_emplace(id);
+        std::vector<Executable> files;
+        for (auto& [id, host_path] : libraries_of(pid))
+            files.push_back({id, std::move(host_path), "openssl"});
+        if (auto executable = probed_executable_of(pid)) files.push_back(std::move(*executable));
+        for (const auto& file : files) {
+            auto [it, added] = libraries_.try_emplace(file.id);
             Library& library = it->second;
             if (added) {
-                library.path = display_path(host_path);
-                attach(library, host_path);
+                library.kind = file.kind;
+                library.path = display_path(file.path);
+                if (file.kind == "go")
+                    attach_go(library, file.path);
+                else
+                    attach(library, file.path);
             }
             library.pids.insert(pid);
         }
     }
     scanned_ = std::move(live);
+    if (full) {
+        if (const std::size_t n = forget_dead_processes())
+            spdlog::debug("TLS: {} map entries of ended processes deleted", n);
+    }
     for (auto it = libraries_.begin(); it != libraries_.end();) {
         std::erase_if(it->second.pids, [&](std::uint32_t pid) { return !scanned_.contains(pid); });
         if (full && it->second.pids.empty()) {
@@ -235,8 +372,8 @@ std::vector<TlsLibraryStatus> TlsLibraries::status() const {
     std::lock_guard lock(mutex_);
     std::vector<TlsLibraryStatus> out;
     for (const auto& [id, library] : libraries_)
-        out.push_back(
-            {"openssl", library.path, library.uprobes, library.pids.size(), library.error});
+        out.push_back({library.kind, library.path, library.uprobes, library.pids.size(),
+                       library.error, library.version});
     return out;
 }
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "capture/go_executable.h"
 #include "capture/tls_libraries.h"
 #include "util/terminal_text.h"
 
@@ -34,6 +35,18 @@ void print_text(const KernelReport& report, std::ostream& out) {
     if (libraries.empty()) out << "  none\n";
     for (const auto& [path, processes] : libraries)
         out << fmt::format("  {} ({} processes)\n", safe(path), processes);
+    out << '\n';
+    const auto go = capture::find_go_executables();
+    out << "Go executables run by running processes (Go crypto/tls; the agent probes";
+    for (const char* function : capture::kGoProbedFunctions)
+        out << ' ' << function;
+    out << " at entry and at every RET):\n";
+    if (go.empty()) out << "  none\n";
+    for (const auto& exe : go)
+        out << fmt::format("  {} ({}, {} processes){}\n", safe(exe.path),
+                           exe.go_version.empty() ? "unknown Go" : safe(exe.go_version),
+                           exe.processes,
+                           exe.error.empty() ? "" : ": not probed: " + safe(exe.error));
     out << '\n';
     if (!report.usable()) {
         out << "loupe cannot capture on this kernel: an essential feature is missing.\n";
@@ -65,6 +78,13 @@ void print_json(const KernelReport& report, std::ostream& out) {
                                  {"path", path},
                                  {"processes", processes},
                                  {"uprobes", capture::kOpenSslProbedFunctions}});
+    for (const auto& exe : capture::find_go_executables())
+        tls_libraries.push_back({{"library", "go"},
+                                 {"path", exe.path},
+                                 {"processes", exe.processes},
+                                 {"go_version", exe.go_version},
+                                 {"uprobes", capture::kGoProbedFunctions},
+                                 {"error", exe.error}});
     nlohmann::json missing = nlohmann::json::array();
     for (const FeatureReport* f : report.degraded())
         missing.push_back(f->id);

@@ -397,11 +397,13 @@ std::string render_prometheus(const MetricsView& view) {
     for (const auto& [reason, value] : reasons)
         out.sample("loupe_events_dropped_total", {{"reason", reason}}, static_cast<double>(value));
     out.family("loupe_tls_connections_total", "counter",
-               "TLS connections, by library: openssl (plaintext read through its uprobes), "
-               "unknown (TLS records from a library loupe does not hook: counted at close, never "
-               "read).");
+               "TLS connections, by library: openssl (plaintext read through its uprobes), go "
+               "(Go crypto/tls, through its uprobes), unknown (TLS records from a library loupe "
+               "does not hook: counted at close, never read).");
     out.sample("loupe_tls_connections_total", {{"library", "openssl"}},
                static_cast<double>(view.tls.openssl_connections));
+    out.sample("loupe_tls_connections_total", {{"library", "go"}},
+               static_cast<double>(view.tls.go_connections));
     out.sample("loupe_tls_connections_total", {{"library", "unknown"}},
                static_cast<double>(view.tls.unknown_connections));
     // Databases whose capped dimension is the query summary: one family, by db_system_name
