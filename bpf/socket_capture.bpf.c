@@ -575,8 +575,8 @@ static __always_inline void note_ciphertext_read(struct sock *sk, struct conn_st
 // A TLS socket that a Go crypto/tls call tied (its session in tls_sessions, keyed by the socket:
 // tls_go.bpf.h) becomes TLS_GO: its open event was sent by the uprobe, under the session's
 // generation, which its close event names too. A read of its handshake may have announced it
-// before (note_ciphertext_read, for memory BIOs): that announcement is closed here, so that no
-// connection stays open in user space. Only sockets still TLS_RECORDS look (one lookup per read
+// before (note_ciphertext_read, for memory BIOs): that announcement is closed here, so that every
+// open event sent has its close. Only sockets still TLS_RECORDS look (one lookup per read
 // or write of a TLS socket no library tied yet, and per close of one).
 static __always_inline void adopt_go_session(struct sock *sk, struct conn_state *state)
 {

@@ -166,10 +166,12 @@ def run_phase(name, binary, cert, key, rounds, seconds, env):
                                   url_scheme="http") if v]
     if plain:
         fail(f"{name}: TLS requests counted as plain http: {plain}")
+    server.send("connections")
+    accepted = int(server.readline())
     go_connections = metric(samples, "loupe_tls_connections_total", library="go")
-    if go_connections < 2 * WORKERS:
+    if go_connections != 2 * accepted:
         fail(f"{name}: loupe_tls_connections_total{{library=\"go\"}} = {go_connections}, "
-             f"expected at least {2 * WORKERS} (both ends of {WORKERS} connections)")
+             f"expected {2 * accepted} (both ends of the {accepted} connections the server accepted)")
     _, body = agent.api("/api/v1/agent")
     if body["tls"]["go_unreadable_calls"] != 0:
         fail(f"{name}: calls whose Conn was not recognised (itab, fd): {body['tls']['go_unreadable_calls']}")
@@ -185,7 +187,12 @@ def run_phase(name, binary, cert, key, rounds, seconds, env):
     unknown = metric(agent.metrics(), "loupe_tls_connections_total", library="unknown")
     if unknown != 0:
         fail(f"{name}: {unknown} Go TLS connections counted as unknown at their close")
+    # Both ends gone, the agent tracks no connection: each one announced was closed.
     server.kill()
+    agent.settle(1.0)
+    tracked = metric(agent.metrics(), "loupe_connections_tracked")
+    if tracked != 0:
+        fail(f"{name}: {tracked} connections still tracked after both processes ended")
     agent.stop()
 
 

@@ -1,7 +1,8 @@
 // An HTTPS server and client in Go's crypto/tls, for tests/e2e/test_tls_go.py (built with the
 // Go toolchain of the machine, normally and stripped). HTTP/1.1 only (no ALPN h2), keep-alive.
 //
-//	gotls server CERT KEY       prints its port; on "report" prints what it served (JSON)
+//	gotls server CERT KEY       prints its port; on "report" prints what it served (JSON), on
+//	                            "connections" the number of connections it accepted
 //	gotls client PORT WORKERS REQUESTS SECONDS
 //	                            on "go", WORKERS goroutines (one keep-alive connection each) send
 //	                            REQUESTS rounds each, or rounds for SECONDS when SECONDS > 0; then
@@ -71,7 +72,7 @@ func (c *counter) dump() {
 
 func server(cert, key string) {
 	served := &counter{counts: map[string]int{}}
-	var requests int64
+	var requests, accepted int64
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		churn(int(atomic.AddInt64(&requests, 1)))
 		status, body := 404, 10
@@ -95,6 +96,11 @@ func server(cert, key string) {
 	srv := &http.Server{
 		Handler:      handler,
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1
+		ConnState: func(_ net.Conn, state http.ConnState) {
+			if state == http.StateNew {
+				atomic.AddInt64(&accepted, 1)
+			}
+		},
 	}
 	go func() {
 		if err := srv.ServeTLS(listener, cert, key); err != http.ErrServerClosed {
@@ -104,8 +110,11 @@ func server(cert, key string) {
 	fmt.Println(listener.Addr().(*net.TCPAddr).Port)
 	stdin := bufio.NewScanner(os.Stdin)
 	for stdin.Scan() {
-		if stdin.Text() == "report" {
+		switch stdin.Text() {
+		case "report":
 			served.dump()
+		case "connections":
+			fmt.Println(atomic.LoadInt64(&accepted))
 		}
 	}
 }
