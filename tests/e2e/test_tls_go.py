@@ -26,6 +26,7 @@ import time
 
 from loupe_e2e import (Agent, diff_counts, fail, metric, parse_metrics, promtool_check, require_root,
                        require_tools, select, self_signed_certificate, server_counts, time_limit)
+from test_tls_python import oracle
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "tls", "gotls.go")
@@ -92,18 +93,6 @@ class GoProcess:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def route_of(path):
-    return "/items/{id}" if path.startswith("/items/") else path
-
-
-def oracle(counts):
-    out = collections.Counter()
-    for key, n in counts.items():
-        method, path, status = key.split(" ")
-        out[(method, route_of(path), status)] += n
-    return out
 
 
 def wait_probed(agent, binary):
