@@ -103,8 +103,13 @@ def main():
         nginx.wait_probed(agent)
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     # Past the agent's one-off start-up work (its first /proc scan and identities), as in
-    # overhead.py: counted here, it was ~0.4 µs of every request of a 10 s run.
+    # overhead.py: counted here, it was ~0.4 µs of every request of a 10 s run. And past its one-off
+    # work at the first traffic, under 2 s of the same load: the continuous profiler's first stacks
+    # load /proc/kallsyms and the server's symbol tables (~0.1 s of CPU, once), which counted here
+    # was ~0.4 µs of every request of a 10 s run again.
     time.sleep(1)
+    subprocess.run(["wrk", "-t2", "-c50", "-d2s", nginx.url(args.path)], capture_output=True, check=True)
+    time.sleep(1.5)  # the profiler's next collect (every second) is past too
     try:
         before, cpu0, t0 = prog_stats(), proc_cpu_seconds(agent.proc.pid), time.time()
         out = subprocess.run(["wrk", "-t2", "-c50", f"-d{args.seconds}s", nginx.url(args.path)],
