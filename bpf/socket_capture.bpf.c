@@ -529,9 +529,10 @@ static __always_inline void send_close(struct conn_state *state, __u64 now)
 
 // Sends the open event of `state`'s connection (addresses, role) ahead of events that come
 // without one: TLS plaintext from the uprobes.
+// `timed`: the caller may arm the batch timer (not a uprobe), as for emit_data.
 static __always_inline void announce_connection(struct sock *sk, struct conn_state *state,
                                                 struct task_struct *task, __u64 pid_tgid,
-                                                __s32 fd, __u64 now)
+                                                __s32 fd, __u64 now, bool timed)
 {
     struct loupe_cpu_batch *b = batch_enter();
     if (!b) {
@@ -540,7 +541,10 @@ static __always_inline void announce_connection(struct sock *sk, struct conn_sta
     }
     struct loupe_conn_open_event *open = batch_reserve(b, sizeof(*open));
     fill_open(open, pid_tgid, fd, state, sk, task, now);
-    batch_commit(b, sizeof(*open), now);
+    if (timed)
+        batch_commit(b, sizeof(*open), now);
+    else
+        batch_commit_untimed(b, sizeof(*open), now);
     batch_leave(b);
     state->announced = 1;
 }
@@ -566,7 +570,7 @@ static __always_inline void note_ciphertext_read(struct sock *sk, struct conn_st
         return;
     first_io(state, pid_tgid, fd, now);
     if (!state->announced)
-        announce_connection(sk, state, task, pid_tgid, fd, now);
+        announce_connection(sk, state, task, pid_tgid, fd, now, true);
     call->bio_generation = state->generation;
     call->bio_ns = now;
     call->bio_fd = fd;
@@ -620,7 +624,7 @@ static __always_inline bool tls_socket_io(struct sock *sk, struct conn_state *st
     call->fd = fd;
     call->generation = state->generation;
     if (!state->announced)
-        announce_connection(sk, state, task, pid_tgid, fd, now);
+        announce_connection(sk, state, task, pid_tgid, fd, now, true);
     return true;
 }
 
@@ -995,15 +999,7 @@ static __always_inline struct conn_state *go_tie(struct tls_session_key *key, __
     if (bpf_map_update_elem(&tls_sessions, key, &fresh, BPF_ANY) != 0)
         return NULL;
     count_tls(LOUPE_TLS_CONN_GO);
-    struct loupe_cpu_batch *b = batch_enter();
-    if (!b) {
-        count_drop(LOUPE_DROP_NESTED);
-    } else {
-        struct loupe_conn_open_event *open = batch_reserve(b, sizeof(*open));
-        fill_open(open, pid_tgid, fd, &fresh, sk, task, now);
-        batch_commit_untimed(b, sizeof(*open), now);
-        batch_leave(b);
-    }
+    announce_connection(sk, &fresh, task, pid_tgid, fd, now, false);
     return bpf_map_lookup_elem(&tls_sessions, key);
 }
 
